@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.core.db import Base, JSONType, UTCDateTime, utcnow
+
+
+class Item(Base):
+    """A catalog item; `content_hash` tells whether its text changed (re-embedding)."""
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("tenant_id", "item_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    category: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

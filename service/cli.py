@@ -1,0 +1,112 @@
+"""The `interest-tracker` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from service.core.config import Settings
+from service.core.db import make_engine, make_sessionmaker, migrate
+from service.core.security import hash_api_key
+from service.tenants.models import ApiKey
+from service.tenants.service import TenantError, add_api_key, create_tenant, tenant_by_name
+
+DEV_TENANT = "dev"
+
+
+def _settings(data_dir: str | None = None) -> Settings:
+    if data_dir is not None:
+        return Settings(data_dir=Path(data_dir))
+    return Settings()
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    return make_sessionmaker(engine)
+
+
+def ensure_dev_key(settings: Settings) -> str:
+    """The development tenant's key, kept in the data folder so it survives restarts."""
+    key_file = settings.data_dir / "dev-api-key"
+    with _sessions(settings)() as session:
+        tenant = tenant_by_name(session, DEV_TENANT)
+        if tenant is None:
+            tenant, key = create_tenant(session, DEV_TENANT)
+        else:
+            key = key_file.read_text().strip() if key_file.exists() else ""
+            known = session.query(ApiKey).filter_by(
+                tenant_id=tenant.id, key_hash=hash_api_key(key), revoked_at=None
+            ).first() if key else None
+            if known is None:
+                key = add_api_key(session, tenant)
+                session.commit()
+    key_file.write_text(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.main import create_app
+
+    overrides: dict[str, object] = {}
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"interest-tracker {'(development)' if settings.dev_tenant else ''}".strip())
+    print(f"data folder: {settings.data_dir.resolve()}")
+    if settings.dev_tenant:
+        key = ensure_dev_key(settings)
+        print(f"development API key (tenant '{DEV_TENANT}'): {key}")
+        print(f"  also in {settings.data_dir / 'dev-api-key'}")
+    print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    settings = _settings(args.data_dir)
+    with _sessions(settings)() as session:
+        try:
+            tenant, key = create_tenant(session, args.name)
+        except TenantError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(f"created tenant {tenant.name!r}; its API key (shown once):")
+    print(key)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interest-tracker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir")
+    serve.set_defaults(func=cmd_serve)
+
+    tenants = sub.add_parser("tenants", help="manage tenants")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    create = tenants_sub.add_parser("create", help="create a tenant; prints its API key last")
+    create.add_argument("name")
+    create.add_argument("--data-dir")
+    create.set_defaults(func=cmd_tenants_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

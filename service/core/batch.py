@@ -1,0 +1,63 @@
+"""All-or-nothing batches: read the body, validate every record, report every problem."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from service.core.errors import ApiError, ErrorDetail, detail_from_pydantic
+
+T = TypeVar("T")
+
+
+async def read_batch(request: Request, key: str, max_records: int) -> list[Any]:
+    """The list under `key` in a JSON object body, checked for shape and size only."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get(key), list):
+        raise ApiError(422, "validation_error", f'The body must be an object {{"{key}": [...]}}.',
+                       [ErrorDetail(code="missing", message="a list is required", field=key)])
+    extra = sorted(set(body) - {key})
+    if extra:
+        raise ApiError(422, "validation_error", "Unknown top-level fields.",
+                       [ErrorDetail(code="extra_forbidden", message="not allowed", field=name)
+                        for name in extra])
+    records: list[Any] = body[key]
+    if not records:
+        raise ApiError(422, "validation_error", f"'{key}' is empty.",
+                       [ErrorDetail(code="too_short", message="at least one record", field=key)])
+    if len(records) > max_records:
+        raise ApiError(413, "batch_too_large",
+                       f"At most {max_records} {key} per request; got {len(records)}.")
+    return records
+
+
+def validate_records(
+    records: list[Any], model: type[BaseModel] | TypeAdapter[T]
+) -> tuple[list[tuple[int, Any]], list[ErrorDetail]]:
+    """Validate each record on its own so that every bad one is named by index."""
+    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+    good: list[tuple[int, Any]] = []
+    problems: list[ErrorDetail] = []
+    for index, record in enumerate(records):
+        try:
+            good.append((index, adapter.validate_python(record)))
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                detail = detail_from_pydantic(dict(err))
+                detail.index = index
+                problems.append(detail)
+    return good, problems
+
+
+def raise_if_problems(problems: list[ErrorDetail]) -> None:
+    if problems:
+        bad = len({p.index for p in problems})
+        raise ApiError(422, "validation_error",
+                       f"{bad} record(s) are invalid; nothing was written.", problems)

@@ -1,0 +1,74 @@
+"""Settings: one class, read once, `INTEREST_` environment prefix.
+
+The embedded defaults need no environment at all: SQLite and Chroma live in the
+data folder, the LLM is the embedded one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INTEREST_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite in the data folder when unset."
+    )
+    chroma_url: str | None = None
+
+    llm_backend: Literal["embedded", "openai", "fake"] = "embedded"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    embedding_backend: Literal["local", "openai"] = "local"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Ingest limits: what a client may send in one request.
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch_events: int = 1000
+    max_batch_items: int = 1000
+    rating_min: float = 0.0
+    rating_max: float = 5.0
+    max_abs_value: float = 1e9
+    future_skew_seconds: int = 300
+    oldest_event_ts: datetime = datetime(1990, 1, 1, tzinfo=UTC)
+
+    # Development conveniences; refused in production.
+    dev_tenant: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if self.database_url is None:
+                raise ValueError("production needs INTEREST_DATABASE_URL (SQLite is one machine)")
+            if self.dev_tenant:
+                raise ValueError("production must set INTEREST_DEV_TENANT=false")
+        if self.rating_min >= self.rating_max:
+            raise ValueError("rating_min must be below rating_max")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'interest.db').resolve()}"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

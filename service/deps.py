@@ -1,0 +1,48 @@
+"""FastAPI dependencies as typed aliases; heavy objects live on `app.state`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service.core.config import Settings
+from service.core.errors import ApiError
+from service.tenants.models import Tenant
+from service.tenants.service import tenant_for_key
+
+_bearer = HTTPBearer(auto_error=False, description="API key of a tenant")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_tenant(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Tenant:
+    unauthorized = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ApiError(401, "unauthorized", "Send 'Authorization: Bearer <api key>'.",
+                       headers=unauthorized)
+    tenant = tenant_for_key(session, credentials.credentials)
+    if tenant is None:
+        raise ApiError(401, "unauthorized", "Unknown or revoked API key.", headers=unauthorized)
+    return tenant
+
+
+TenantDep = Annotated[Tenant, Depends(get_tenant)]

@@ -1,0 +1,246 @@
+"""Event ingest: validate everything, then write everything or nothing.
+
+Ingest never calls the LLM (DESIGN.md §2): it stores events and marks users stale.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import Table, bindparam, case, select, update
+from sqlalchemy.orm import Session
+
+from service.catalog.service import known_item_ids
+from service.core.batch import validate_records
+from service.core.config import Settings
+from service.core.db import insert_ignoring_conflicts, utcnow
+from service.core.errors import ApiError, ErrorDetail
+from service.core.hashing import canonical_hash, chunks
+from service.ingest.models import Event
+from service.ingest.schemas import (
+    ITEM_EVENT_TYPES,
+    TEXT_EVENT_TYPES,
+    EventIn,
+    EventResult,
+    IngestResult,
+)
+from service.users.models import User
+
+_EVENT = TypeAdapter(EventIn)
+
+
+def event_content(event: EventIn) -> list[Any]:
+    """What makes two events the same event (the id aside); times compared in UTC."""
+    ts = event.ts.astimezone(UTC).isoformat(timespec="microseconds")
+    return [event.user_id, event.type, ts, event.item_id, event.value, event.text,
+            event.recommendation_id]
+
+
+def derived_event_id(content_hash: str) -> str:
+    return "ev_" + content_hash[:32]
+
+
+def check_event(index: int, event: EventIn, settings: Settings, now: datetime) -> list[ErrorDetail]:
+    """Rules that depend on the type and on settings (the schema checked the rest)."""
+    problems: list[ErrorDetail] = []
+
+    def bad(field: str, code: str, message: str) -> None:
+        problems.append(ErrorDetail(index=index, field=field, code=code, message=message))
+
+    if event.type in ITEM_EVENT_TYPES and event.item_id is None:
+        bad("item_id", "missing", f"a {event.type!r} event must name an item_id")
+    if event.type in TEXT_EVENT_TYPES and event.text is None:
+        bad("text", "missing", f"a {event.type!r} event must carry text")
+    if event.type == "rating":
+        if event.value is None:
+            bad("value", "missing", "a rating needs a value")
+        elif not settings.rating_min <= event.value <= settings.rating_max:
+            bad("value", "out_of_range",
+                f"ratings go from {settings.rating_min} to {settings.rating_max}")
+    elif event.value is not None and abs(event.value) > settings.max_abs_value:
+        bad("value", "out_of_range", f"|value| must be at most {settings.max_abs_value:g}")
+    if event.ts < settings.oldest_event_ts:
+        bad("ts", "too_old", f"events before {settings.oldest_event_ts.isoformat()} are refused")
+    elif event.ts > now + timedelta(seconds=settings.future_skew_seconds):
+        bad("ts", "in_future",
+            f"ts is more than {settings.future_skew_seconds} s ahead of the server clock")
+    return problems
+
+
+def ingest_events(
+    session: Session, tenant_id: int, records: list[Any], settings: Settings
+) -> IngestResult:
+    now = utcnow()
+    valid, problems = validate_records(records, _EVENT)
+    for index, event in valid:
+        problems.extend(check_event(index, event, settings, now))
+
+    wanted_items = {e.item_id for _, e in valid if e.item_id is not None}
+    known = known_item_ids(session, tenant_id, wanted_items)
+    for index, event in valid:
+        if event.item_id is not None and event.item_id not in known:
+            problems.append(ErrorDetail(
+                index=index, field="item_id", code="unknown_item",
+                message=f"item {event.item_id!r} is not in this tenant's catalog"))
+
+    # One row per event id: exact repeats collapse, a changed repeat is a conflict.
+    batch: dict[str, tuple[int, EventIn, str]] = {}
+    results: dict[int, EventResult] = {}
+    conflicts: list[ErrorDetail] = []
+    for index, event in valid:
+        digest = canonical_hash(event_content(event))
+        event_id = event.event_id or derived_event_id(digest)
+        first = batch.get(event_id)
+        if first is None:
+            batch[event_id] = (index, event, digest)
+        elif first[2] == digest:
+            results[index] = EventResult(index=index, event_id=event_id, status="duplicate")
+        else:
+            conflicts.append(ErrorDetail(
+                index=index, field="event_id", code="event_conflict",
+                message=f"event {event_id!r} appears at index {first[0]} with different content"))
+
+    if problems or conflicts:
+        _reject(problems, conflicts)
+    return _write_events(session, tenant_id, batch, results, now)
+
+
+def _reject(problems: list[ErrorDetail], conflicts: list[ErrorDetail]) -> None:
+    details = sorted(problems + conflicts, key=lambda d: (d.index or 0, d.field or ""))
+    bad = len({d.index for d in details})
+    if problems:
+        raise ApiError(422, "validation_error",
+                       f"{bad} event(s) are invalid; nothing was written.", details)
+    raise ApiError(409, "event_conflict",
+                   f"{bad} event(s) reuse an event_id with different content; nothing was "
+                   "written.", details)
+
+
+def _write_events(
+    session: Session,
+    tenant_id: int,
+    batch: dict[str, tuple[int, EventIn, str]],
+    in_batch_duplicates: dict[int, EventResult],
+    now: datetime,
+) -> IngestResult:
+    results = dict(in_batch_duplicates)
+    stored: dict[str, str] = {}
+    for part in chunks(list(batch)):
+        rows = session.execute(
+            select(Event.event_id, Event.content_hash)
+            .where(Event.tenant_id == tenant_id, Event.event_id.in_(part))
+        )
+        stored.update(dict(rows))
+
+    conflicts: list[ErrorDetail] = []
+    fresh: list[tuple[str, EventIn, str]] = []
+    for event_id, (index, event, digest) in batch.items():
+        if event_id not in stored:
+            fresh.append((event_id, event, digest))
+            results[index] = EventResult(index=index, event_id=event_id, status="created")
+        elif stored[event_id] == digest:
+            results[index] = EventResult(index=index, event_id=event_id, status="duplicate")
+        else:
+            conflicts.append(ErrorDetail(
+                index=index, field="event_id", code="event_conflict",
+                message=f"event {event_id!r} is already stored with different content"))
+    if conflicts:
+        _reject([], conflicts)
+
+    if fresh:
+        user_pks = _ensure_users(session, tenant_id, {e.user_id for _, e, _ in fresh})
+        # ON CONFLICT DO NOTHING: a concurrent request may store some of these ids first.
+        inserted = set(session.scalars(
+            insert_ignoring_conflicts(session, Event).returning(Event.event_id),
+            [
+                {
+                    "tenant_id": tenant_id, "user_pk": user_pks[e.user_id], "event_id": event_id,
+                    "type": e.type, "ts": e.ts, "item_id": e.item_id, "value": e.value,
+                    "text": e.text, "recommendation_id": e.recommendation_id,
+                    "content_hash": digest, "received_at": now,
+                }
+                for event_id, e, digest in fresh
+            ],
+        ))
+        lost = {event_id: digest for event_id, _, digest in fresh if event_id not in inserted}
+        if lost:
+            _settle_lost_races(session, tenant_id, lost, batch, results)
+        fresh = [f for f in fresh if f[0] in inserted]
+        _mark_stale(session, user_pks, fresh)
+    session.commit()
+    ordered = [results[i] for i in sorted(results)]
+    return IngestResult(accepted=len(fresh), duplicates=len(ordered) - len(fresh), events=ordered)
+
+
+def _settle_lost_races(
+    session: Session,
+    tenant_id: int,
+    lost: dict[str, str],
+    batch: dict[str, tuple[int, EventIn, str]],
+    results: dict[int, EventResult],
+) -> None:
+    """Ids another request stored between our read and our insert: duplicate or conflict."""
+    rows = session.execute(
+        select(Event.event_id, Event.content_hash)
+        .where(Event.tenant_id == tenant_id, Event.event_id.in_(list(lost)))
+    )
+    conflicts = []
+    for event_id, digest in rows:
+        index = batch[event_id][0]
+        if digest == lost[event_id]:
+            results[index] = EventResult(index=index, event_id=event_id, status="duplicate")
+        else:
+            conflicts.append(ErrorDetail(
+                index=index, field="event_id", code="event_conflict",
+                message=f"event {event_id!r} is already stored with different content"))
+    if conflicts:
+        session.rollback()
+        _reject([], conflicts)
+
+
+def _ensure_users(session: Session, tenant_id: int, user_ids: set[str]) -> dict[str, int]:
+    """Primary keys for these users, creating the missing ones (race-safe)."""
+    new_users = [{"tenant_id": tenant_id, "user_id": u, "created_at": utcnow(),
+                  "events_since_refresh": 0, "stale": False} for u in sorted(user_ids)]
+    session.execute(insert_ignoring_conflicts(session, User), new_users)
+    pks: dict[str, int] = {}
+    for part in chunks(sorted(user_ids)):
+        rows = session.execute(
+            select(User.user_id, User.id).where(User.tenant_id == tenant_id, User.user_id.in_(part))
+        )
+        pks.update(dict(rows))
+    return pks
+
+
+def _mark_stale(
+    session: Session, user_pks: dict[str, int], fresh: list[tuple[str, EventIn, str]]
+) -> None:
+    counts: dict[int, int] = {}
+    newest: dict[int, datetime] = {}
+    for _, event, _ in fresh:
+        pk = user_pks[event.user_id]
+        counts[pk] = counts.get(pk, 0) + 1
+        if pk not in newest or event.ts > newest[pk]:
+            newest[pk] = event.ts
+    if not counts:
+        return
+    table = User.__table__
+    assert isinstance(table, Table)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("pk"))
+        .values(
+            events_since_refresh=table.c.events_since_refresh + bindparam("n"),
+            stale=True,
+            last_event_at=case(
+                (table.c.last_event_at.is_(None), bindparam("newest")),
+                (table.c.last_event_at < bindparam("newest"), bindparam("newest")),
+                else_=table.c.last_event_at,
+            ),
+        )
+    )
+    session.connection().execute(
+        stmt, [{"pk": pk, "n": counts[pk], "newest": newest[pk]} for pk in counts]
+    )

@@ -1,0 +1,51 @@
+"""The FastAPI application: wiring only, no domain logic."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.catalog.routes import router as catalog_router
+from service.catalog.schemas import ItemBatchIn
+from service.core.config import Settings, get_settings
+from service.core.db import make_engine, make_sessionmaker, migrate
+from service.core.errors import install_error_handlers
+from service.core.limits import BodySizeLimit
+from service.core.openapi import install_openapi
+from service.health import router as health_router
+from service.ingest.routes import router as ingest_router
+from service.ingest.schemas import EventBatchIn
+from service.users.routes import router as users_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.sqlalchemy_url)
+        migrate(engine)
+        app.state.engine = engine
+        app.state.sessions = make_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="interest-tracker",
+        version=__version__,
+        description="LLM-tracked user interests with explained recommendations.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for router in (health_router, catalog_router, ingest_router, users_router):
+        app.include_router(router)
+    install_openapi(app, [EventBatchIn, ItemBatchIn])
+    return app

@@ -1,0 +1,154 @@
+"""Shared fixtures: a real app on a real database (SQLite always, PostgreSQL when present)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service.core.config import Settings
+from service.main import create_app
+from service.tenants.service import create_tenant
+
+PG_ADMIN_URL = os.environ.get(
+    "INTEREST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_unavailable() -> str | None:
+    try:
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # the reason is shown in the skip message
+        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(exc).__name__}: {exc}"
+    return None
+
+
+_PG_REASON: str | None | bool = False
+
+
+def postgres_reason() -> str | None:
+    global _PG_REASON
+    if _PG_REASON is False:
+        _PG_REASON = _postgres_unavailable()
+    return _PG_REASON  # type: ignore[return-value]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    reason = postgres_reason()
+    if reason:
+        if os.environ.get("CI") and os.environ.get("INTEREST_REQUIRE_POSTGRES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    name = f"it_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@dataclass
+class ApiTenant:
+    """A tenant with its key, and a client that always sends that key."""
+
+    name: str
+    key: str
+    client: TestClient
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def request(self, method: str, url: str, **kw: Any) -> Any:
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return self.client.request(method, url, headers=headers, **kw)
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> Any:
+        return self.request("POST", url, **kw)
+
+    def put(self, url: str, **kw: Any) -> Any:
+        return self.request("PUT", url, **kw)
+
+    def delete(self, url: str, **kw: Any) -> Any:
+        return self.request("DELETE", url, **kw)
+
+
+def make_tenant(client: TestClient, name: str) -> ApiTenant:
+    with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        _, key = create_tenant(session, name)
+    return ApiTenant(name=name, key=key, client=client)
+
+
+@pytest.fixture
+def tenant(client: TestClient) -> ApiTenant:
+    return make_tenant(client, "acme")
+
+
+@pytest.fixture
+def other_tenant(client: TestClient) -> ApiTenant:
+    return make_tenant(client, "globex")
+
+
+def iso(ts: datetime) -> str:
+    return ts.isoformat()
+
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def item(item_id: str, **kw: Any) -> dict[str, Any]:
+    return {"item_id": item_id, "title": kw.pop("title", f"Title of {item_id}"), **kw}
+
+
+def event(
+    user_id: str, type_: str = "view", item_id: str | None = "i1", **kw: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "user_id": user_id,
+        "type": type_,
+        "ts": iso(kw.pop("ts", NOW - timedelta(minutes=5))),
+    }
+    if item_id is not None:
+        body["item_id"] = item_id
+    body.update(kw)
+    return body
