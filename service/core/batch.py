@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from functools import cache
+from typing import Any, TypeVar, cast
 
 from fastapi import Request
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from service.core.errors import ApiError, ErrorDetail, detail_from_pydantic
 
@@ -39,11 +41,15 @@ async def read_batch(request: Request, key: str, max_records: int) -> list[Any]:
 
 
 def validate_records(
-    records: list[Any], model: type[BaseModel] | TypeAdapter[T]
-) -> tuple[list[tuple[int, Any]], list[ErrorDetail]]:
-    """Validate each record on its own so that every bad one is named by index."""
-    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
-    good: list[tuple[int, Any]] = []
+    records: list[Any], model: type[T]
+) -> tuple[list[tuple[int, T]], list[ErrorDetail]]:
+    """Validate every record so that each bad one is named by index (valid ones returned)."""
+    try:  # the common case, a clean batch, in one call
+        return list(enumerate(_list_adapter(cast(Hashable, model)).validate_python(records))), []
+    except ValidationError:
+        pass
+    adapter = _adapter(cast(Hashable, model))
+    good: list[tuple[int, T]] = []
     problems: list[ErrorDetail] = []
     for index, record in enumerate(records):
         try:
@@ -54,6 +60,16 @@ def validate_records(
                 detail.index = index
                 problems.append(detail)
     return good, problems
+
+
+@cache
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
+
+
+@cache
+def _list_adapter(model: Any) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])
 
 
 def raise_if_problems(problems: list[ErrorDetail]) -> None:

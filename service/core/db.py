@@ -10,6 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -66,6 +67,17 @@ def insert_ignoring_conflicts(session: Session, model: type[Base]) -> Any:
     if dialect == "sqlite":
         return sqlite.insert(model).on_conflict_do_nothing()
     raise RuntimeError(f"unsupported database: {dialect}")
+
+
+def insert_new(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> int:
+    """Insert rows, skipping those that collide with a unique key; returns how many went in."""
+    stmt = insert_ignoring_conflicts(session, model)
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # psycopg reports no row count for executemany; RETURNING counts exactly.
+        primary_key = sa_inspect(model).primary_key[0]
+        return len(conn.execute(stmt.returning(primary_key), rows).all())
+    return int(conn.execute(stmt, rows).rowcount)
 
 
 def make_engine(url: str) -> Engine:

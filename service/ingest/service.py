@@ -8,14 +8,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import TypeAdapter
-from sqlalchemy import Table, bindparam, case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.catalog.service import known_item_ids
 from service.core.batch import validate_records
 from service.core.config import Settings
-from service.core.db import insert_ignoring_conflicts, utcnow
+from service.core.db import insert_new, utcnow
 from service.core.errors import ApiError, ErrorDetail
 from service.core.hashing import canonical_hash, chunks
 from service.ingest.models import Event
@@ -28,7 +27,7 @@ from service.ingest.schemas import (
 )
 from service.users.models import User
 
-_EVENT = TypeAdapter(EventIn)
+WRITE_ATTEMPTS = 5
 
 
 def event_content(event: EventIn) -> list[Any]:
@@ -73,7 +72,7 @@ def ingest_events(
     session: Session, tenant_id: int, records: list[Any], settings: Settings
 ) -> IngestResult:
     now = utcnow()
-    valid, problems = validate_records(records, _EVENT)
+    valid, problems = validate_records(records, EventIn)
     for index, event in valid:
         problems.extend(check_event(index, event, settings, now))
 
@@ -104,7 +103,15 @@ def ingest_events(
 
     if problems or conflicts:
         _reject(problems, conflicts)
-    return _write_events(session, tenant_id, batch, results, now)
+    for _ in range(WRITE_ATTEMPTS):
+        written = _write_events(session, tenant_id, batch, results, now)
+        if written is not None:
+            return written
+        # A concurrent request stored some of these ids between our read and our insert:
+        # read again, and they show up as duplicates (or conflicts).
+        session.rollback()
+    raise ApiError(503, "busy", "Too many concurrent writes of the same events; retry.",
+                   headers={"Retry-After": "1"})
 
 
 def _reject(problems: list[ErrorDetail], conflicts: list[ErrorDetail]) -> None:
@@ -124,7 +131,8 @@ def _write_events(
     batch: dict[str, tuple[int, EventIn, str]],
     in_batch_duplicates: dict[int, EventResult],
     now: datetime,
-) -> IngestResult:
+) -> IngestResult | None:
+    """Write the new events; None when a concurrent writer got to one of them first."""
     results = dict(in_batch_duplicates)
     stored: dict[str, str] = {}
     for part in chunks(list(batch)):
@@ -132,7 +140,7 @@ def _write_events(
             select(Event.event_id, Event.content_hash)
             .where(Event.tenant_id == tenant_id, Event.event_id.in_(part))
         )
-        stored.update(dict(rows))
+        stored.update(dict(rows.all()))
 
     conflicts: list[ErrorDetail] = []
     fresh: list[tuple[str, EventIn, str]] = []
@@ -151,9 +159,9 @@ def _write_events(
 
     if fresh:
         user_pks = _ensure_users(session, tenant_id, {e.user_id for _, e, _ in fresh})
-        # ON CONFLICT DO NOTHING: a concurrent request may store some of these ids first.
-        inserted = set(session.scalars(
-            insert_ignoring_conflicts(session, Event).returning(Event.event_id),
+        inserted = insert_new(
+            session,
+            Event,
             [
                 {
                     "tenant_id": tenant_id, "user_pk": user_pks[e.user_id], "event_id": event_id,
@@ -163,84 +171,56 @@ def _write_events(
                 }
                 for event_id, e, digest in fresh
             ],
-        ))
-        lost = {event_id: digest for event_id, _, digest in fresh if event_id not in inserted}
-        if lost:
-            _settle_lost_races(session, tenant_id, lost, batch, results)
-        fresh = [f for f in fresh if f[0] in inserted]
+        )
+        if inserted != len(fresh):
+            return None
         _mark_stale(session, user_pks, fresh)
     session.commit()
     ordered = [results[i] for i in sorted(results)]
     return IngestResult(accepted=len(fresh), duplicates=len(ordered) - len(fresh), events=ordered)
 
 
-def _settle_lost_races(
-    session: Session,
-    tenant_id: int,
-    lost: dict[str, str],
-    batch: dict[str, tuple[int, EventIn, str]],
-    results: dict[int, EventResult],
-) -> None:
-    """Ids another request stored between our read and our insert: duplicate or conflict."""
-    rows = session.execute(
-        select(Event.event_id, Event.content_hash)
-        .where(Event.tenant_id == tenant_id, Event.event_id.in_(list(lost)))
-    )
-    conflicts = []
-    for event_id, digest in rows:
-        index = batch[event_id][0]
-        if digest == lost[event_id]:
-            results[index] = EventResult(index=index, event_id=event_id, status="duplicate")
-        else:
-            conflicts.append(ErrorDetail(
-                index=index, field="event_id", code="event_conflict",
-                message=f"event {event_id!r} is already stored with different content"))
-    if conflicts:
-        session.rollback()
-        _reject([], conflicts)
-
-
 def _ensure_users(session: Session, tenant_id: int, user_ids: set[str]) -> dict[str, int]:
     """Primary keys for these users, creating the missing ones (race-safe)."""
-    new_users = [{"tenant_id": tenant_id, "user_id": u, "created_at": utcnow(),
-                  "events_since_refresh": 0, "stale": False} for u in sorted(user_ids)]
-    session.execute(insert_ignoring_conflicts(session, User), new_users)
+    pks = _user_pks(session, tenant_id, user_ids)
+    missing = sorted(user_ids - pks.keys())
+    if missing:
+        created = utcnow()
+        insert_new(session, User, [
+            {"tenant_id": tenant_id, "user_id": u, "created_at": created,
+             "events_since_refresh": 0, "stale": False}
+            for u in missing
+        ])
+        pks.update(_user_pks(session, tenant_id, set(missing)))
+    return pks
+
+
+def _user_pks(session: Session, tenant_id: int, user_ids: set[str]) -> dict[str, int]:
     pks: dict[str, int] = {}
     for part in chunks(sorted(user_ids)):
         rows = session.execute(
             select(User.user_id, User.id).where(User.tenant_id == tenant_id, User.user_id.in_(part))
         )
-        pks.update(dict(rows))
+        pks.update(dict(rows.all()))
     return pks
 
 
 def _mark_stale(
     session: Session, user_pks: dict[str, int], fresh: list[tuple[str, EventIn, str]]
 ) -> None:
+    """Count the new events per user and flag them for a profile refresh."""
     counts: dict[int, int] = {}
-    newest: dict[int, datetime] = {}
     for _, event, _ in fresh:
         pk = user_pks[event.user_id]
         counts[pk] = counts.get(pk, 0) + 1
-        if pk not in newest or event.ts > newest[pk]:
-            newest[pk] = event.ts
-    if not counts:
-        return
-    table = User.__table__
-    assert isinstance(table, Table)
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("pk"))
-        .values(
-            events_since_refresh=table.c.events_since_refresh + bindparam("n"),
-            stale=True,
-            last_event_at=case(
-                (table.c.last_event_at.is_(None), bindparam("newest")),
-                (table.c.last_event_at < bindparam("newest"), bindparam("newest")),
-                else_=table.c.last_event_at,
-            ),
-        )
-    )
-    session.connection().execute(
-        stmt, [{"pk": pk, "n": counts[pk], "newest": newest[pk]} for pk in counts]
-    )
+    by_count: dict[int, list[int]] = {}
+    for pk, n in counts.items():
+        by_count.setdefault(n, []).append(pk)
+    # One statement per distinct count (a handful), not one per user.
+    for n, pks in by_count.items():
+        for part in chunks(sorted(pks)):
+            session.execute(
+                update(User)
+                .where(User.id.in_(part))
+                .values(events_since_refresh=User.events_since_refresh + n, stale=True)
+            )

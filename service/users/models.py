@@ -18,7 +18,6 @@ class User(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Refresh bookkeeping: ingest marks the user stale; the profile refresh clears it.
     events_since_refresh: Mapped[int] = mapped_column(default=0)
     stale: Mapped[bool] = mapped_column(default=False)

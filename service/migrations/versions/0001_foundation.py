@@ -52,7 +52,6 @@ def upgrade() -> None:
         ),
         sa.Column("user_id", sa.String(128), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("last_event_at", UTCDateTime(), nullable=True),
         sa.Column("events_since_refresh", sa.Integer(), nullable=False),
         sa.Column("stale", sa.Boolean(), nullable=False),
         sa.UniqueConstraint("tenant_id", "user_id", name="uq_users_tenant_id_user_id"),
