@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.core.config import Settings
 from service.core.errors import ApiError
+from service.llm.runtime import LLMRuntime
 from service.tenants.models import Tenant
 from service.tenants.service import tenant_for_key
 
@@ -46,3 +47,11 @@ def get_tenant(
 
 
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
+
+
+def get_llm(request: Request) -> LLMRuntime:
+    llm: LLMRuntime = request.app.state.llm
+    return llm
+
+
+LLMDep = Annotated[LLMRuntime, Depends(get_llm)]

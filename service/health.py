@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from service.core.errors import error_response
 
@@ -22,11 +23,19 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"description": "not ready"}})
-def readyz(request: Request) -> Health | JSONResponse:
+async def readyz(request: Request) -> Health | JSONResponse:
     """Every dependency answers (later: vector store and LLM as well)."""
+    checks: dict[str, str] = {}
     try:
         with request.app.state.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
     except Exception as exc:  # any driver error means not ready
-        return error_response(503, "not_ready", f"database: {type(exc).__name__}")
-    return Health(status="ready", checks={"database": "ok"})
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["llm"] = await run_in_threadpool(request.app.state.llm.health)
+    failing = [name for name, state in checks.items()
+               if not (state == "ok" or state.startswith("idle"))]
+    if failing:
+        return error_response(503, "not_ready", "not ready: " + ", ".join(
+            f"{name} {checks[name]}" for name in failing))
+    return Health(status="ready", checks=checks)

@@ -18,22 +18,30 @@ from service.core.openapi import install_openapi
 from service.health import router as health_router
 from service.ingest.routes import router as ingest_router
 from service.ingest.schemas import EventBatchIn
+from service.llm.runtime import LLMRuntime
+from service.summaries.routes import router as summaries_router
 from service.users.routes import router as users_router
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, llm: LLMRuntime | None = None) -> FastAPI:
+    """The app; `llm` lets tests share one model runtime across apps."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.chroma_path.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.sqlalchemy_url)
         migrate(engine)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
+        owns_llm = llm is None
+        app.state.llm = llm or LLMRuntime(settings)
         try:
             yield
         finally:
+            if owns_llm:
+                app.state.llm.close()
             engine.dispose()
 
     app = FastAPI(
@@ -45,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health_router, catalog_router, ingest_router, users_router):
+    for router in (health_router, catalog_router, ingest_router, users_router, summaries_router):
         app.include_router(router)
     install_openapi(app, [EventBatchIn, ItemBatchIn])
     return app

@@ -152,3 +152,43 @@ def event(
         body["item_id"] = item_id
     body.update(kw)
     return body
+
+
+@pytest.fixture(scope="session")
+def embedded_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real embedded model (llama.cpp serving SmolLM2-135M), shared by the session."""
+    from service.llm.runtime import LLMRuntime
+
+    runtime = LLMRuntime(Settings(data_dir=tmp_path_factory.mktemp("llm"), llm_backend="embedded"))
+    yield runtime
+    runtime.close()
+
+
+def app_client(settings: Settings, llm: Any = None) -> TestClient:
+    """A TestClient (use it as a context manager) for an app with this LLM runtime."""
+    return TestClient(create_app(settings, llm=llm))
+
+
+def activity_for(t: ApiTenant, user_id: str = "u1") -> list[dict[str, Any]]:
+    """A small, coherent history: a sci-fi fan who dislikes romance."""
+    t.put("/v1/items", json={"items": [
+        item("m1", title="Alien", description="Space horror aboard a cargo ship",
+             tags=["sci-fi", "horror"], category="movie"),
+        item("m2", title="Blade Runner", description="A detective hunts replicants",
+             tags=["sci-fi", "noir"], category="movie"),
+        item("m3", title="The Martian", description="An astronaut stranded on Mars",
+             tags=["sci-fi", "space"], category="movie"),
+        item("m4", title="The Notebook", description="A romance across decades",
+             tags=["romance", "drama"], category="movie"),
+    ]})
+    events = [
+        event(user_id, "rating", "m1", value=5, ts=NOW - timedelta(days=3), event_id="r1"),
+        event(user_id, "rating", "m2", value=4.5, ts=NOW - timedelta(days=2), event_id="r2"),
+        event(user_id, "like", "m3", ts=NOW - timedelta(days=1), event_id="l3"),
+        event(user_id, "rating", "m4", value=1, ts=NOW - timedelta(hours=20), event_id="r4"),
+        event(user_id, "search", None, text="space exploration films",
+              ts=NOW - timedelta(hours=2), event_id="s5"),
+    ]
+    r = t.post("/v1/events", json={"events": events})
+    assert r.status_code == 200, r.text
+    return events

@@ -26,9 +26,21 @@ class Settings(BaseSettings):
     chroma_url: str | None = None
 
     llm_backend: Literal["embedded", "openai", "fake"] = "embedded"
-    llm_base_url: str | None = None
+    llm_base_url: str | None = Field(default=None, description="e.g. http://vllm:8000/v1")
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = 120.0
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_max_output_tokens: int = 1024
+    llm_temperature: float = 0.0
+    # The embedded llama.cpp server.
+    embedded_llm_threads: int = 2
+    embedded_llm_parallel: int = 4
+    embedded_llm_context_tokens: int = 8192
+
+    prompts_dir: Path = Path(__file__).resolve().parents[2] / "prompts"
+    summary_prompt_tokens: int = Field(default=3000, ge=500)
+    summary_max_events: int = Field(default=200, ge=1, le=2000)
     embedding_backend: Literal["local", "openai"] = "local"
 
     host: str = "127.0.0.1"
@@ -54,6 +66,11 @@ class Settings(BaseSettings):
                 raise ValueError("production needs INTEREST_DATABASE_URL (SQLite is one machine)")
             if self.dev_tenant:
                 raise ValueError("production must set INTEREST_DEV_TENANT=false")
+        if self.llm_backend == "openai" and not (self.llm_base_url and self.llm_model):
+            raise ValueError("INTEREST_LLM_BACKEND=openai needs INTEREST_LLM_BASE_URL and "
+                             "INTEREST_LLM_MODEL")
+        if self.environment == "production" and self.llm_backend == "fake":
+            raise ValueError("the fake LLM is for tests only")
         if self.rating_min >= self.rating_max:
             raise ValueError("rating_min must be below rating_max")
         return self

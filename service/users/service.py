@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from service.core.errors import not_found
 from service.ingest.models import Event
+from service.summaries.models import SummaryRun
 from service.users.models import User
 
 
@@ -21,6 +22,7 @@ def delete_user(session: Session, tenant_id: int, user_id: str) -> int:
     """Forget a user: every row that belongs to them. Returns the events removed."""
     user = get_user(session, tenant_id, user_id)
     removed = session.scalar(select(func.count()).where(Event.user_pk == user.id)) or 0
+    session.execute(delete(SummaryRun).where(SummaryRun.user_pk == user.id))
     session.execute(delete(Event).where(Event.user_pk == user.id))
     session.execute(delete(User).where(User.id == user.id))
     session.commit()

@@ -25,7 +25,8 @@ _KEY: dict[str, str] = {}
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     data = Path(tmp_path_factory.mktemp("fuzz"))
-    app = create_app(Settings(data_dir=data))
+    # The fake LLM: this test is about HTTP inputs, not about the model.
+    app = create_app(Settings(data_dir=data, llm_backend="fake"))
     with TestClient(app) as client:
         with app.state.sessions() as session:
             _, key = create_tenant(session, "fuzz")
@@ -41,7 +42,8 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
 OPERATIONS = [
     ("GET", "/healthz"), ("GET", "/readyz"), ("PUT", "/v1/items"), ("GET", "/v1/items/{item_id}"),
     ("POST", "/v1/events"), ("GET", "/v1/users/{user_id}/events"),
-    ("DELETE", "/v1/users/{user_id}"),
+    ("DELETE", "/v1/users/{user_id}"), ("GET", "/v1/users/{user_id}"),
+    ("POST", "/v1/users/{user_id}/summaries"), ("GET", "/v1/users/{user_id}/summaries"),
 ]
 
 
