@@ -105,13 +105,16 @@ def test_readme_curl_examples_work_as_printed(server: Server) -> None:
     # Each curl prints one JSON document; put them on separate lines to read them back.
     script = script.replace("curl -s", "echo; curl -s")
     run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=server.workdir,
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     answers = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
-    assert len(answers) == 5
-    upsert, ingest, item, events, deleted = answers
+    assert len(answers) == 6
+    upsert, ingest, item, events, summary, deleted = answers
     assert upsert == {"created": 2, "updated": 0, "unchanged": 0}
     assert ingest["accepted"] == 2
     assert item["title"] == "Alien" and item["attributes"] == {"year": 1979}
     assert [e["type"] for e in events["events"]] == ["rating", "declared"]
+    assert summary["status"] == "ok", summary
+    cited = {e for f in summary["summary"]["facets"] for e in f["evidence"]}
+    assert cited <= {e["event_id"] for e in events["events"]}
     assert deleted == {"user_id": "u1", "events_deleted": 2}

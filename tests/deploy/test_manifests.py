@@ -1,0 +1,39 @@
+"""The production manifests parse and carry the model-server flags the service relies on.
+
+(No Docker engine or GPU here, so they are not run; this guards their content.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def test_compose_vllm_has_structured_outputs_prefix_caching_and_context() -> None:
+    compose: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "chroma", "vllm", "api"} <= set(services)
+    args = " ".join(str(a) for a in services["vllm"]["command"])
+    assert "--structured-outputs-config" in args and "--enable-prefix-caching" in args
+    max_len = int(args.split("--max-model-len")[1].split()[0])
+    assert max_len >= 4096  # a 3,000-token prompt plus a 1,024-token answer
+    env = services["api"]["environment"]
+    assert env["INTEREST_LLM_BACKEND"] == "openai"
+    url = env["INTEREST_LLM_BASE_URL"]
+    assert url.startswith("http://vllm:") and url.endswith("/v1")
+    assert env["INTEREST_ENVIRONMENT"] == "production" and env["INTEREST_DEV_TENANT"] == "false"
+
+
+def test_helm_values_for_production_stack() -> None:
+    values: dict[str, Any] = yaml.safe_load(
+        (DEPLOY / "helm" / "vllm-production-stack-values.yaml").read_text())
+    models = values["servingEngineSpec"]["modelSpec"]
+    assert models
+    for model in models:
+        config = model["vllmConfig"]
+        assert config["enablePrefixCaching"] is True and config["maxModelLen"] >= 4096
+        assert "--structured-outputs-config" in " ".join(config.get("extraArgs", []))
