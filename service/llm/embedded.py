@@ -35,10 +35,13 @@ def gguf_path() -> Path:
 class EmbeddedLLMServer:
     """Starts on first use, stops with the service. Thread-safe."""
 
-    def __init__(self, *, threads: int, parallel: int, context_tokens: int) -> None:
+    def __init__(self, *, threads: int, batch_threads: int, parallel: int, context_tokens: int,
+                 flash_attention: bool) -> None:
         self.threads = threads
+        self.batch_threads = batch_threads
         self.parallel = parallel
         self.context_tokens = context_tokens
+        self.flash_attention = flash_attention
         self._server: Any = None
         self._url: str | None = None
         self._lock = threading.Lock()
@@ -67,8 +70,12 @@ class EmbeddedLLMServer:
         params.n_ctx = self.context_tokens
         params.n_parallel = self.parallel
         params.kv_unified = True  # every slot may use the whole context
-        params.cpuparams.n_threads = self.threads
-        params.cpuparams_batch.n_threads = self.threads
+        params.cpuparams.n_threads = self.threads  # generation, one token at a time
+        params.cpuparams_batch.n_threads = self.batch_threads  # prompt processing
+        params.flash_attn_type = (
+            xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attention
+            else xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         params.hostnames = ["127.0.0.1"]
         params.port = 0
         params.ui = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -26,12 +28,22 @@ class LLMRuntime:
         if chat_model is None and settings.llm_backend == "embedded":
             self.embedded = EmbeddedLLMServer(
                 threads=settings.embedded_llm_threads,
+                batch_threads=settings.embedded_llm_batch_threads,
                 parallel=settings.embedded_llm_parallel,
                 context_tokens=settings.embedded_llm_context_tokens,
+                flash_attention=settings.embedded_llm_flash_attention,
             )
         self._injected = chat_model
         self._chat_model = chat_model
         self._lock = threading.Lock()
+        slots = settings.embedded_llm_parallel if self.embedded else settings.llm_max_concurrency
+        self._slots = threading.BoundedSemaphore(slots)
+
+    @contextmanager
+    def call_slot(self) -> Iterator[None]:
+        """Hold one of the server's slots for a call, so queued calls do not time out."""
+        with self._slots:
+            yield
 
     @property
     def model_name(self) -> str:

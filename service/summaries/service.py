@@ -183,7 +183,8 @@ def summarize_user(
     except LLM_TRANSPORT_ERRORS as exc:  # the embedded server failed to start
         outcome = LLMOutcome(None, f"{type(exc).__name__}: {exc}"[:500], True, 0, 0, 0, 0)
     else:
-        outcome = ask_for_summary(chat_model, messages, activity.refs, repair)
+        with llm.call_slot():
+            outcome = ask_for_summary(chat_model, messages, activity.refs, repair)
 
     first, last = activity.first, activity.last
     run = SummaryRun(
