@@ -7,6 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from service.core.config import Settings
 from service.core.db import make_engine, make_sessionmaker, migrate
 from service.core.security import hash_api_key
@@ -22,7 +25,7 @@ def _settings(data_dir: str | None = None) -> Settings:
     return Settings()
 
 
-def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+def _sessions(settings: Settings) -> sessionmaker[Session]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
@@ -38,9 +41,9 @@ def ensure_dev_key(settings: Settings) -> str:
             tenant, key = create_tenant(session, DEV_TENANT)
         else:
             key = key_file.read_text().strip() if key_file.exists() else ""
-            known = session.query(ApiKey).filter_by(
-                tenant_id=tenant.id, key_hash=hash_api_key(key), revoked_at=None
-            ).first() if key else None
+            known = session.scalar(select(ApiKey.id).where(
+                ApiKey.tenant_id == tenant.id, ApiKey.key_hash == hash_api_key(key),
+                ApiKey.revoked_at.is_(None))) if key else None
             if known is None:
                 key = add_api_key(session, tenant)
                 session.commit()

@@ -9,7 +9,7 @@ are raised, to play a failing server.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -22,7 +22,6 @@ from langchain_core.runnables import Runnable, RunnableLambda
 class ScriptedChatModel(BaseChatModel):
     replies: list[str | BaseException]
     calls: list[list[BaseMessage]] = []
-    _cursor: Iterator[str | BaseException] | None = None
 
     @property
     def _llm_type(self) -> str:

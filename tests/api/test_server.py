@@ -6,10 +6,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers import free_port, wait_until_ready
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "service.cli"]
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -48,16 +42,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{log.read_text()}")
-            time.sleep(0.2)
+        wait_until_ready(f"{url}/readyz", proc, log, 60, "the service")
         yield Server(url=url, port=port, workdir=tmp_path, output=log)
     finally:
         proc.terminate()

@@ -10,19 +10,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
 from service.summaries.schemas import InterestSummary
-from tests.api.test_server import free_port
 from tests.conftest import activity_for, app_client, make_tenant
+from tests.servers import free_port, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -66,16 +64,7 @@ def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("vLLM did not start:\n" + log.read_text()[-4000:])
-            time.sleep(1)
+        wait_until_ready(f"{url}/models", proc, log, 300, "vLLM")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -1,0 +1,166 @@
+"""The deterministic merge of new facets into a profile (DESIGN.md §4). No LLM, no I/O.
+
+Strength decays at read time: a facet stores `strength` as of `strength_at`, and
+`decayed_strength` halves it every half-life of its horizon. A refresh at time t
+matches each new facet to at most one prior facet (cosine >= tau, same polarity),
+reinforces matches with saturation, creates the rest as short-term, promotes
+facets reinforced often enough over a long enough span, and archives those that
+have faded below the floor. User edits win: pinned facets never decay and
+suppressed ones are never brought back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+Horizon = Literal["short", "long"]
+Polarity = Literal["like", "avoid"]
+
+
+@dataclass(frozen=True)
+class DecayRules:
+    half_life_short: timedelta = timedelta(days=7)
+    half_life_long: timedelta = timedelta(days=90)
+    match_threshold: float = 0.8  # tau
+    reinforcement: float = 0.5  # eta
+    promote_after: int = 3  # R reinforcements ...
+    promote_span: timedelta = timedelta(days=14)  # ... spanning at least D
+    archive_below: float = 0.05
+
+
+@dataclass(frozen=True)
+class NewFacet:
+    """A facet as the summarizer wrote it, with its embedding."""
+
+    label: str
+    description: str
+    strength: float
+    polarity: Polarity
+    evidence: tuple[str, ...]
+    embedding: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ProfileFacet:
+    facet_id: str
+    label: str
+    description: str
+    strength: float  # as of strength_at
+    strength_at: datetime
+    horizon: Horizon
+    polarity: Polarity
+    evidence: tuple[str, ...]
+    embedding: tuple[float, ...]
+    first_seen: datetime
+    last_reinforced: datetime
+    reinforcements: int = 0
+    pinned: bool = False
+    suppressed: bool = False
+    archived: bool = False
+
+
+def half_life(horizon: Horizon, rules: DecayRules) -> timedelta:
+    return rules.half_life_long if horizon == "long" else rules.half_life_short
+
+
+def decayed_strength(facet: ProfileFacet, at: datetime, rules: DecayRules) -> float:
+    """s(t) = s0 * 2^(-(t - t0) / H); pinned facets keep s0; never rises before t0."""
+    if facet.pinned:
+        return facet.strength
+    elapsed = max((at - facet.strength_at).total_seconds(), 0.0)
+    factor: float = 2.0 ** (-elapsed / half_life(facet.horizon, rules).total_seconds())
+    return facet.strength * factor
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def _new_key(f: NewFacet) -> tuple[object, ...]:
+    return (f.label, f.description, f.strength, f.polarity, f.evidence, f.embedding)
+
+
+def merge_profile(
+    prior: Sequence[ProfileFacet],
+    new: Sequence[NewFacet],
+    at: datetime,
+    rules: DecayRules,
+    new_id: Callable[[NewFacet], str],
+) -> list[ProfileFacet]:
+    """The profile after a refresh at `at`; the result does not depend on input order."""
+    prior = sorted(prior, key=lambda f: f.facet_id)
+    candidates = sorted(new, key=_new_key)
+    suppressed = [p for p in prior if p.suppressed]
+    matchable = [p for p in prior if not p.suppressed and not p.archived]
+
+    # A new facet close to something the user suppressed is dropped, never re-created.
+    candidates = [
+        n for n in candidates
+        if not any(p.polarity == n.polarity and cosine(p.embedding, n.embedding)
+                   >= rules.match_threshold for p in suppressed)
+    ]
+
+    # One-to-one matching, most similar pairs first (ties by id and canonical order).
+    pairs = sorted(
+        (
+            (-cosine(p.embedding, n.embedding), p.facet_id, i, p, n)
+            for p in matchable
+            for i, n in enumerate(candidates)
+            if p.polarity == n.polarity
+        ),
+        key=lambda pair: pair[:3],
+    )
+    matched: dict[str, NewFacet] = {}
+    used: set[int] = set()
+    for negative_similarity, facet_id, i, _, n in pairs:
+        if -negative_similarity < rules.match_threshold:
+            break
+        if facet_id in matched or i in used:
+            continue
+        matched[facet_id] = n
+        used.add(i)
+
+    merged: list[ProfileFacet] = []
+    for p in prior:
+        if p.facet_id in matched:
+            merged.append(_reinforce(p, matched[p.facet_id], at, rules))
+        else:
+            merged.append(p)
+    for i, n in enumerate(candidates):
+        if i in used:
+            continue
+        strength = min(max(rules.reinforcement * n.strength, 0.0), 1.0)
+        merged.append(ProfileFacet(
+            facet_id=new_id(n), label=n.label, description=n.description, strength=strength,
+            strength_at=at, horizon="short", polarity=n.polarity, evidence=n.evidence,
+            embedding=n.embedding, first_seen=at, last_reinforced=at,
+        ))
+    return [_archive_if_faded(f, at, rules) for f in merged]
+
+
+def _reinforce(p: ProfileFacet, n: NewFacet, at: datetime, rules: DecayRules) -> ProfileFacet:
+    current = decayed_strength(p, at, rules)
+    gain = min(max(rules.reinforcement * n.strength, 0.0), 1.0)
+    strength = min(current + (1.0 - current) * gain, 1.0)
+    reinforcements = p.reinforcements + 1
+    horizon: Horizon = p.horizon
+    if (horizon == "short" and reinforcements >= rules.promote_after
+            and at - p.first_seen >= rules.promote_span):
+        horizon = "long"
+    evidence = tuple(dict.fromkeys((*p.evidence, *n.evidence)))
+    return replace(p, strength=strength, strength_at=at, horizon=horizon, evidence=evidence,
+                   last_reinforced=at, reinforcements=reinforcements, archived=False)
+
+
+def _archive_if_faded(f: ProfileFacet, at: datetime, rules: DecayRules) -> ProfileFacet:
+    if f.pinned or f.archived or f.suppressed:
+        return f
+    if decayed_strength(f, at, rules) < rules.archive_below:
+        return replace(f, archived=True)
+    return f
