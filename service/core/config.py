@@ -43,11 +43,13 @@ class Settings(BaseSettings):
     embedded_llm_threads: int = 1
     embedded_llm_batch_threads: int = 2
     embedded_llm_flash_attention: bool = False
-    # Two slots: batching two generations costs little more than one on a CPU, while
-    # four long prompts at once made every call slow enough to time out (measured).
-    embedded_llm_parallel: int = 2
-    # Shared by the parallel slots: each needs a prompt (~3k) plus an answer (~1k).
-    embedded_llm_context_tokens: int = 10240
+    # One slot by default: on 2 cores, batched decoding switches llama.cpp to its
+    # multi-threaded path and measured slower than one refresh after another
+    # (0.87 vs 1.58 refreshes/min with two slots; four slots timed out). Concurrent
+    # refreshes queue in LLMRuntime.call_slot. Raise it on bigger machines.
+    embedded_llm_parallel: int = 1
+    # Shared by the slots: each needs a prompt (~3k) plus an answer (~1k).
+    embedded_llm_context_tokens: int = 5120
 
     prompts_dir: Path = Path(__file__).resolve().parents[2] / "prompts"
     summary_prompt_tokens: int = Field(default=3000, ge=500)

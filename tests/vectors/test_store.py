@@ -1,0 +1,74 @@
+"""Chroma with real embeddings: a folder in a temp dir, and a real `chroma run` server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.core.config import Settings
+from service.vectors.embeddings import LocalEmbedder
+from service.vectors.store import VectorStore, client_for
+from tests.servers import free_port, wait_until_ready
+
+pytestmark = pytest.mark.slow
+
+TEXTS = {
+    "jazz": "Kind of Blue, a modal jazz record with trumpet and saxophone",
+    "hike": "Trail guide to alpine hiking routes and mountain huts",
+    "scifi": "A space opera about a starship crew exploring distant galaxies",
+}
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LocalEmbedder:
+    return LocalEmbedder()
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("chroma-server")
+    port = free_port()
+    log = path / "server.log"
+    chroma = Path(sys.executable).parent / "chroma"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(chroma), "run", "--path", str(path / "db"), "--host",
+                                 "127.0.0.1", "--port", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, log, 60, "chroma")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def store_for(kind: str, tmp_path: Path, chroma_server: str | None) -> VectorStore:
+    settings = Settings(data_dir=tmp_path, chroma_url=chroma_server if kind == "server" else None)
+    return VectorStore(client_for(settings))
+
+
+@pytest.mark.parametrize("where", ["folder", "server"])
+def test_nearest_neighbours_per_tenant(tmp_path: Path, embedder: LocalEmbedder,
+                                       chroma_server: str, where: str) -> None:
+    store = store_for(where, tmp_path, chroma_server)
+    assert store.health() == "ok"
+    ids = list(TEXTS)
+    store.upsert(1, "items", ids, embedder.embed(list(TEXTS.values())),
+                 [{"title": k} for k in ids])
+    store.upsert(2, "items", ["other"], embedder.embed(["jazz saxophone quartet"]))
+
+    (hits,), (space,) = (store.query(1, "items", embedder.embed([q]), 2)
+                         for q in ["saxophone jazz album", "galaxy starship adventure"])
+    assert hits[0].id == "jazz" and hits[0].metadata == {"title": "jazz"}
+    assert space[0].id == "scifi" and space[0].similarity > space[1].similarity
+    # Tenant 2's collection holds only its own item; tenant 1 never sees it.
+    assert store.ids(2, "items") == {"other"}
+    assert "other" not in {n.id for n in hits}
+
+    store.delete(1, "items", ["jazz"])
+    assert store.ids(1, "items") == {"hike", "scifi"}
+    assert store.query(3, "facets", embedder.embed(["x"]), 5) == [[]]
