@@ -17,6 +17,8 @@ LABEL_MAX = 60
 DESCRIPTION_MAX = 120
 NARRATIVE_MAX = 300
 
+REFERENCE_ONLY = re.compile(r"^(E\d+[\s,;/&and]*)+$", re.IGNORECASE)
+
 Horizon = Literal["short", "long"]
 Polarity = Literal["like", "avoid"]
 
@@ -59,6 +61,8 @@ class InterestFacet(BaseModel):
         label = clean_text(value, LABEL_MAX)
         if sum(ch.isalnum() for ch in label) < 2:
             raise ValueError("a label needs at least two letters or digits")
+        if REFERENCE_ONLY.match(label):
+            raise ValueError("a label must name the interest, not cite an event reference")
         return label
 
     @field_validator("description", mode="before")
@@ -74,7 +78,11 @@ class InterestSummary(BaseModel):
     @field_validator("narrative", mode="before")
     @classmethod
     def _clean_narrative(cls, value: Any) -> Any:
-        return clean_text(value, NARRATIVE_MAX) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        # Small models loop; a sentence said twice is said once.
+        sentences = dict.fromkeys(s.strip() for s in re.split(r"(?<=[.!?])\s+", value))
+        return clean_text(" ".join(s for s in sentences if s), NARRATIVE_MAX)
 
 
 def summary_json_schema(evidence_refs: list[str]) -> dict[str, Any]:

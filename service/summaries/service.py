@@ -31,6 +31,7 @@ from service.summaries.activity import Activity, build_activity
 from service.summaries.models import SummaryRun
 from service.summaries.schemas import (
     MAX_FACETS,
+    REFERENCE_ONLY,
     InterestFacet,
     InterestSummary,
     summary_json_schema,
@@ -65,22 +66,28 @@ def validate_summary(parsed: Any, refs: dict[str, str]) -> tuple[InterestSummary
     facets: list[InterestFacet] = []
     seen: set[str] = set()
     invented = 0
+    reason = "invalid fields"
     for raw in parsed["facets"][:20]:
         if not isinstance(raw, dict):
             continue
-        evidence = raw["evidence"] if isinstance(raw.get("evidence"), list) else []
-        known = [refs[r] for r in dict.fromkeys(str(x).strip() for x in evidence) if r in refs]
-        invented += len(evidence) - len(known)
+        cited = [str(x).strip() for x in raw.get("evidence") or [] if isinstance(x, str | int)]
+        invented += sum(1 for r in cited if r not in refs)
+        known = [refs[r] for r in dict.fromkeys(cited) if r in refs]
+        label = raw.get("label")
+        if isinstance(label, str) and REFERENCE_ONLY.match(label.strip()):
+            # Small models label a facet with its reference; its description names it.
+            label = " ".join(str(raw.get("description", "")).split()[:6])
         try:
-            facet = InterestFacet.model_validate({**raw, "evidence": known})
-        except ValidationError:
+            facet = InterestFacet.model_validate({**raw, "label": label, "evidence": known})
+        except ValidationError as exc:
+            reason = str(exc.errors()[0]["msg"])
             continue  # no evidence left, or junk label: the facet goes, the summary stays
         if facet.label.casefold() in seen:
             continue
         seen.add(facet.label.casefold())
         facets.append(facet)
     if parsed["facets"] and not facets:
-        why = "invented event references" if invented else "invalid fields"
+        why = "invented event references" if invented else reason
         return None, f"no facet was usable ({why}); cite only the given E-references"
     narrative = parsed.get("narrative")
     try:

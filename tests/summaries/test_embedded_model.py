@@ -21,7 +21,14 @@ def test_real_model_writes_schema_valid_facets_with_real_evidence(
     with app_client(settings, embedded_llm) as client:
         t = make_tenant(client, "acme")
         events = activity_for(t)
-        r = t.post("/v1/users/u1/summaries")
+        # A 135M model sometimes writes nothing usable even after the repair turn; the
+        # contract then is a recorded 502. Prompts carry the date, so outputs vary by day:
+        # allow three tries, and require one success.
+        for _ in range(3):
+            r = t.post("/v1/users/u1/summaries")
+            assert r.status_code in (201, 502), r.text
+            if r.status_code == 201:
+                break
         assert r.status_code == 201, r.text
         run = r.json()
         summary = InterestSummary.model_validate(run["summary"])

@@ -42,13 +42,17 @@ def test_labels_are_cleaned_bounded_and_deduplicated() -> None:
     summary, _ = validate_summary({"facets": [
         facet('  "Space\n\n   opera"  '), facet("space OPERA"), facet("x" * 200),
         facet("!!"), facet("Horror", strength=85), facet("Noir", strength=-3),
-    ], "narrative": "n"}, REFS)
+        facet("E1", description="Rates sci-fi highly."), facet("E2, E3", description="E2"),
+    ], "narrative": "Likes sci-fi. Likes sci-fi. Likes sci-fi. Dislikes romance."}, REFS)
     assert summary is not None
     labels = [f.label for f in summary.facets]
     assert labels[0] == "Space opera"
-    assert len(labels) == 4 and all(len(lab) <= 60 for lab in labels)
+    # "E1" takes its description as label; "E2, E3" with description "E2" is dropped.
+    assert labels[-1] == "Rates sci-fi highly."
+    assert len(labels) == 5 and all(len(lab) <= 60 for lab in labels)
     strengths = {f.label: f.strength for f in summary.facets}
     assert strengths["Horror"] == pytest.approx(0.85) and strengths["Noir"] == 0.0
+    assert summary.narrative == "Likes sci-fi. Dislikes romance."
 
 
 @pytest.mark.parametrize("parsed", [None, [], {"facets": "many"}, {"narrative": "no facets"},
@@ -93,7 +97,7 @@ def test_a_summary_is_stored_with_its_costs_and_clears_stale(
     run = r.json()
     assert run["status"] == "ok" and run["attempts"] == 1
     assert run["summary"]["facets"][0]["evidence"] == ["r1", "r2"]  # E1, E2 oldest first
-    assert run["prompt_name"] == "summarize_interests" and run["prompt_version"] == "1"
+    assert run["prompt_name"] == "summarize_interests" and run["prompt_version"] == "2"
     assert run["prompt_tokens"] > 0 and run["output_tokens"] > 0
     assert run["events_read"] == 5
     assert (run["first_event_id"], run["last_event_id"]) == ("r1", "s5")
