@@ -57,10 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from service.main import create_app
 
-    overrides: dict[str, object] = {}
-    if args.data_dir:
-        overrides["data_dir"] = Path(args.data_dir)
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = _settings(args.data_dir)
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"interest-tracker {'(development)' if settings.dev_tenant else ''}".strip())

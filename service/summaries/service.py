@@ -213,12 +213,11 @@ def summarize_user(
     session.add(run)
     if outcome.summary is not None:
         # Events that arrived during the call keep the user stale.
+        # One statement: both right-hand sides read the counter before the update.
+        remaining = User.events_since_refresh - seen_pending
         session.execute(
             update(User).where(User.id == user.id).values(
-                events_since_refresh=User.events_since_refresh - seen_pending)
-        )
-        session.execute(
-            update(User).where(User.id == user.id).values(stale=User.events_since_refresh > 0)
+                events_since_refresh=remaining, stale=remaining > 0)
         )
     session.commit()
     return run
