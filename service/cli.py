@@ -84,6 +84,57 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refresh(args: argparse.Namespace) -> int:
+    """Refresh one user's or every user's profile in this process, with a progress bar."""
+    from tqdm import tqdm
+
+    from service.core.db import utcnow
+    from service.core.errors import ApiError
+    from service.llm.runtime import LLMRuntime
+    from service.profiles.service import ProfileRuntime, refresh_profile
+    from service.users.models import User
+    from service.vectors.embeddings import embedder_for
+    from service.vectors.store import VectorStore, client_for
+
+    settings = _settings(args.data_dir)
+    sessions = _sessions(settings)
+    with sessions() as session:
+        tenant = tenant_by_name(session, args.tenant)
+        if tenant is None:
+            print(f"error: no tenant named {args.tenant!r}", file=sys.stderr)
+            return 2
+        query = select(User.id).where(User.tenant_id == tenant.id).order_by(User.id)
+        if args.user is not None:
+            query = query.where(User.user_id == args.user)
+        user_pks = list(session.scalars(query))
+    if not user_pks:
+        what = f"user {args.user!r}" if args.user is not None else "users"
+        print(f"error: no {what} in tenant {args.tenant!r}", file=sys.stderr)
+        return 2
+
+    llm = LLMRuntime(settings)
+    rt = ProfileRuntime(settings, llm, embedder_for(settings),
+                        VectorStore(client_for(settings), settings.chroma_collection_prefix),
+                        utcnow)
+    failures: list[str] = []
+    try:
+        for user_pk in tqdm(user_pks, desc="refreshing profiles", unit="user"):
+            with sessions() as session:
+                user = session.get(User, user_pk)
+                if user is None:
+                    continue
+                try:
+                    refresh_profile(session, user, rt, trigger="cli")
+                except ApiError as exc:
+                    failures.append(f"{user.user_id}: {exc.code}: {exc.message}")
+    finally:
+        llm.close()
+    for line in failures:
+        print(f"failed {line}", file=sys.stderr)
+    print(f"refreshed {len(user_pks) - len(failures)} of {len(user_pks)} profiles")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interest-tracker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--data-dir")
     create.set_defaults(func=cmd_tenants_create)
+
+    refresh = sub.add_parser("refresh", help="refresh profiles now (one user or all)")
+    who = refresh.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="the platform's user id")
+    who.add_argument("--all", action="store_true", help="every user of the tenant")
+    refresh.add_argument("--tenant", required=True, help="tenant name")
+    refresh.add_argument("--data-dir")
+    refresh.set_defaults(func=cmd_refresh)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,8 +13,11 @@ from sqlalchemy.orm import Session
 from service.core.config import Settings
 from service.core.errors import ApiError
 from service.llm.runtime import LLMRuntime
+from service.profiles.service import ProfileRuntime
 from service.tenants.models import Tenant
 from service.tenants.service import tenant_for_key
+from service.vectors.embeddings import Embedder
+from service.vectors.store import VectorStore
 
 _bearer = HTTPBearer(auto_error=False, description="API key of a tenant")
 
@@ -55,3 +59,34 @@ def get_llm(request: Request) -> LLMRuntime:
 
 
 LLMDep = Annotated[LLMRuntime, Depends(get_llm)]
+
+
+def get_vectors(request: Request) -> VectorStore:
+    vectors: VectorStore = request.app.state.vectors
+    return vectors
+
+
+def get_embedder(request: Request) -> Embedder:
+    embedder: Embedder = request.app.state.embedder
+    return embedder
+
+
+Clock = Callable[[], datetime]
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+VectorsDep = Annotated[VectorStore, Depends(get_vectors)]
+EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_profiles(request: Request) -> ProfileRuntime:
+    profiles: ProfileRuntime = request.app.state.profiles
+    return profiles
+
+
+ProfilesDep = Annotated[ProfileRuntime, Depends(get_profiles)]

@@ -24,7 +24,7 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"description": "not ready"}})
 async def readyz(request: Request) -> Health | JSONResponse:
-    """Every dependency answers (later: vector store and LLM as well)."""
+    """Every dependency answers: database, vector store, LLM."""
     checks: dict[str, str] = {}
     try:
         with request.app.state.engine.connect() as conn:
@@ -32,6 +32,7 @@ async def readyz(request: Request) -> Health | JSONResponse:
         checks["database"] = "ok"
     except Exception as exc:  # any driver error means not ready
         checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["vector_store"] = await run_in_threadpool(request.app.state.vectors.health)
     checks["llm"] = await run_in_threadpool(request.app.state.llm.health)
     failing = [name for name, state in checks.items()
                if not (state == "ok" or state.startswith("idle"))]

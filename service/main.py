@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI
 
@@ -11,7 +13,7 @@ from service import __version__
 from service.catalog.routes import router as catalog_router
 from service.catalog.schemas import ItemBatchIn
 from service.core.config import Settings, get_settings
-from service.core.db import make_engine, make_sessionmaker, migrate
+from service.core.db import make_engine, make_sessionmaker, migrate, utcnow
 from service.core.errors import install_error_handlers
 from service.core.limits import BodySizeLimit
 from service.core.openapi import install_openapi
@@ -19,12 +21,22 @@ from service.health import router as health_router
 from service.ingest.routes import router as ingest_router
 from service.ingest.schemas import EventBatchIn
 from service.llm.runtime import LLMRuntime
+from service.profiles.routes import router as profiles_router
+from service.profiles.service import ProfileRuntime
+from service.profiles.worker import RefreshWorker
 from service.summaries.routes import router as summaries_router
 from service.users.routes import router as users_router
+from service.vectors.embeddings import Embedder, LocalEmbedder, embedder_for
+from service.vectors.store import VectorStore, client_for
 
 
-def create_app(settings: Settings | None = None, llm: LLMRuntime | None = None) -> FastAPI:
-    """The app; `llm` lets tests share one model runtime across apps."""
+def create_app(
+    settings: Settings | None = None,
+    llm: LLMRuntime | None = None,
+    embedder: Embedder | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> FastAPI:
+    """The app; tests pass a shared model runtime, and a clock to let days pass."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -37,9 +49,22 @@ def create_app(settings: Settings | None = None, llm: LLMRuntime | None = None) 
         app.state.sessions = make_sessionmaker(engine)
         owns_llm = llm is None
         app.state.llm = llm or LLMRuntime(settings)
+        app.state.embedder = embedder or embedder_for(settings)
+        if isinstance(app.state.embedder, LocalEmbedder):
+            # Loading takes seconds; do it now so the first upsert does not wait for it.
+            threading.Thread(target=app.state.embedder.warm_up, daemon=True).start()
+        app.state.vectors = VectorStore(client_for(settings), settings.chroma_collection_prefix)
+        app.state.clock = clock
+        app.state.profiles = ProfileRuntime(settings, app.state.llm, app.state.embedder,
+                                            app.state.vectors, clock)
+        worker = RefreshWorker(app.state.sessions, app.state.profiles)
+        if settings.refresh_worker:
+            worker.start()
+        app.state.worker = worker
         try:
             yield
         finally:
+            worker.stop()
             if owns_llm:
                 app.state.llm.close()
             engine.dispose()
@@ -53,7 +78,8 @@ def create_app(settings: Settings | None = None, llm: LLMRuntime | None = None) 
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health_router, catalog_router, ingest_router, users_router, summaries_router):
+    for router in (health_router, catalog_router, ingest_router, users_router, summaries_router,
+                   profiles_router):
         app.include_router(router)
     install_openapi(app, [EventBatchIn, ItemBatchIn])
     return app

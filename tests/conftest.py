@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from sqlalchemy.engine import make_url
 from service.core.config import Settings
 from service.main import create_app
 from service.tenants.service import create_tenant
+from tests.servers import free_port, wait_until_ready
 
 PG_ADMIN_URL = os.environ.get(
     "INTEREST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -75,7 +78,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url)  # type: ignore[arg-type]
+    # The background worker is tested on its own; elsewhere it would race the test.
+    return Settings(data_dir=tmp_path / "data", database_url=database_url,  # type: ignore[arg-type]
+                    refresh_worker=False)
 
 
 @pytest.fixture
@@ -164,9 +169,9 @@ def embedded_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     runtime.close()
 
 
-def app_client(settings: Settings, llm: Any = None) -> TestClient:
+def app_client(settings: Settings, llm: Any = None, **kw: Any) -> TestClient:
     """A TestClient (use it as a context manager) for an app with this LLM runtime."""
-    return TestClient(create_app(settings, llm=llm))
+    return TestClient(create_app(settings, llm=llm, **kw))
 
 
 def activity_for(t: ApiTenant, user_id: str = "u1") -> list[dict[str, Any]]:
@@ -192,3 +197,22 @@ def activity_for(t: ApiTenant, user_id: str = "u1") -> list[dict[str, Any]]:
     r = t.post("/v1/events", json={"events": events})
     assert r.status_code == 200, r.text
     return events
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `chroma run` server on loopback, shared by the session."""
+    path = tmp_path_factory.mktemp("chroma-server")
+    port = free_port()
+    log = path / "server.log"
+    chroma = Path(sys.executable).parent / "chroma"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(chroma), "run", "--path", str(path / "db"), "--host",
+                                 "127.0.0.1", "--port", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, log, 60, "chroma")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

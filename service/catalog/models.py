@@ -24,5 +24,9 @@ class Item(Base):
     category: Mapped[str | None] = mapped_column(String(200), nullable=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     content_hash: Mapped[str] = mapped_column(String(64))
+    # The text we embed (title, description, tags, category), hashed: an item is
+    # re-embedded only when `text_hash` differs from the `indexed_hash` in Chroma.
+    text_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    indexed_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -62,3 +62,6 @@ class ItemUpsertResult(BaseModel):
     created: int
     updated: int
     unchanged: int
+    indexed: int = Field(0, description="items (re-)embedded into the vector store")
+    index_pending: int = Field(
+        0, description="stored items whose vectors are not written yet (retried later)")

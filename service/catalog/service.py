@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,10 +16,31 @@ from service.core.batch import raise_if_problems, validate_records
 from service.core.db import utcnow
 from service.core.errors import ErrorDetail, not_found
 from service.core.hashing import canonical_hash, chunks
+from service.vectors.embeddings import Embedder
+from service.vectors.store import VectorStore
+
+log = logging.getLogger(__name__)
+INDEX_BATCH = 256
 
 
 def item_content(item: ItemIn) -> dict[str, Any]:
     return item.model_dump(exclude={"item_id"})
+
+
+def item_text(title: str, description: str | None, tags: list[str], category: str | None) -> str:
+    """What gets embedded: the words that say what the item is about (not attributes)."""
+    parts = [title]
+    if category:
+        parts.append(f"Category: {category}")
+    if tags:
+        parts.append("Tags: " + ", ".join(tags))
+    if description:
+        parts.append(description[:1000])
+    return ". ".join(parts)
+
+
+def text_hash(title: str, description: str | None, tags: list[str], category: str | None) -> str:
+    return canonical_hash(item_text(title, description, tags, category))
 
 
 def upsert_items(session: Session, tenant_id: int, records: list[Any]) -> ItemUpsertResult:
@@ -63,7 +85,8 @@ def _write_items(
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
     for item_id, (_, item, digest) in latest.items():
-        row = {**item_content(item), "content_hash": digest, "updated_at": now}
+        row = {**item_content(item), "content_hash": digest, "updated_at": now,
+               "text_hash": text_hash(item.title, item.description, item.tags, item.category)}
         if item_id not in existing:
             new_rows.append({**row, "tenant_id": tenant_id, "item_id": item_id, "created_at": now})
         elif existing[item_id][1] != digest:
@@ -78,6 +101,48 @@ def _write_items(
         updated=len(changed_rows),
         unchanged=len(latest) - len(new_rows) - len(changed_rows),
     )
+
+
+def index_pending_items(
+    session: Session, tenant_id: int, embedder: Embedder, vectors: VectorStore
+) -> tuple[int, int]:
+    """Embed every item whose text changed since it was last indexed, in batches.
+
+    Returns (indexed, still pending). A vector-store or embedder failure leaves the
+    rest pending; the SQL rows are already stored and the next call picks them up.
+    """
+    unindexed = (Item.tenant_id == tenant_id) & or_(
+        Item.indexed_hash.is_(None), Item.text_hash.is_(None), Item.indexed_hash != Item.text_hash)
+    indexed = 0
+    after = 0
+    while True:
+        batch = list(session.scalars(select(Item).where(unindexed, Item.id > after)
+                                     .order_by(Item.id).limit(INDEX_BATCH)))
+        if not batch:
+            return indexed, 0
+        after = batch[-1].id
+        texts = [item_text(i.title, i.description, i.tags, i.category) for i in batch]
+        hashes = [canonical_hash(t) for t in texts]
+        todo = [(i, t, h) for i, t, h in zip(batch, texts, hashes, strict=True)
+                if i.indexed_hash != h]
+        try:
+            vecs = embedder.embed([t for _, t, _ in todo])
+            vectors.upsert(tenant_id, "items", [i.item_id for i, _, _ in todo], vecs,
+                           [{"item_id": i.item_id, **({"category": i.category} if i.category
+                                                      else {})} for i, _, _ in todo])
+        except Exception as exc:  # any embedder or store error: keep the rows pending
+            log.warning("item indexing for tenant %s failed: %s", tenant_id, exc)
+            session.rollback()
+            left = session.scalar(select(func.count()).where(unindexed)) or 0
+            return indexed, int(left)
+        # Only what was embedded is recorded: text changed meanwhile stays pending.
+        done = list(zip(batch, hashes, strict=True))
+        session.execute(update(Item), [{"id": i.id, "indexed_hash": h} for i, h in done])
+        legacy = [{"id": i.id, "text_hash": h} for i, h in done if i.text_hash is None]
+        if legacy:
+            session.execute(update(Item), legacy)
+        session.commit()
+        indexed += len(todo)
 
 
 def get_item(session: Session, tenant_id: int, item_id: str) -> Item:

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; SQLite in the data folder when unset."
     )
     chroma_url: str | None = None
+    # Several deployments (or test runs) can share one Chroma server under distinct prefixes.
+    chroma_collection_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,40}$")
 
     llm_backend: Literal["embedded", "openai", "fake"] = "embedded"
     llm_base_url: str | None = Field(default=None, description="e.g. http://vllm:8000/v1")
@@ -55,6 +57,24 @@ class Settings(BaseSettings):
     summary_prompt_tokens: int = Field(default=3000, ge=500)
     summary_max_events: int = Field(default=200, ge=1, le=2000)
     embedding_backend: Literal["local", "openai"] = "local"
+    embedding_base_url: str | None = Field(default=None, description="OpenAI-compatible /v1")
+    embedding_model: str | None = None
+    embedding_dimensions: int = 384
+
+    # Profile memory (DESIGN.md §4): read-time decay and the merge rules.
+    half_life_short_days: float = Field(default=7.0, gt=0)
+    half_life_long_days: float = Field(default=90.0, gt=0)
+    facet_match_threshold: float = Field(default=0.8, ge=-1.0, le=1.0)
+    reinforcement_rate: float = Field(default=0.5, gt=0, le=1.0)
+    promote_after_reinforcements: int = Field(default=3, ge=1)
+    promote_span_days: float = Field(default=14.0, ge=0)
+    archive_below: float = Field(default=0.05, ge=0, lt=1.0)
+    max_facet_evidence: int = Field(default=20, ge=1, le=200)
+    # Refresh triggers, run by the in-process worker: N new events, or a profile this old.
+    refresh_after_events: int = Field(default=20, ge=1)
+    refresh_max_age_hours: float = Field(default=24.0, gt=0)
+    refresh_worker: bool = True
+    refresh_poll_seconds: float = Field(default=30.0, gt=0)
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -84,6 +104,10 @@ class Settings(BaseSettings):
                              "INTEREST_LLM_MODEL")
         if self.environment == "production" and self.llm_backend == "fake":
             raise ValueError("the fake LLM is for tests only")
+        if self.embedding_backend == "openai" and not (self.embedding_base_url
+                                                       and self.embedding_model):
+            raise ValueError("INTEREST_EMBEDDING_BACKEND=openai needs INTEREST_EMBEDDING_BASE_URL "
+                             "and INTEREST_EMBEDDING_MODEL")
         if self.rating_min >= self.rating_max:
             raise ValueError("rating_min must be below rating_max")
         return self

@@ -30,6 +30,7 @@ class DecayRules:
     promote_after: int = 3  # R reinforcements ...
     promote_span: timedelta = timedelta(days=14)  # ... spanning at least D
     archive_below: float = 0.05
+    max_evidence: int = 20  # newest kept when a union grows past it
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def merge_profile(
         strength = min(max(rules.reinforcement * n.strength, 0.0), 1.0)
         merged.append(ProfileFacet(
             facet_id=new_id(n), label=n.label, description=n.description, strength=strength,
-            strength_at=at, horizon="short", polarity=n.polarity, evidence=n.evidence,
+            strength_at=at, horizon="short", polarity=n.polarity,
+            evidence=n.evidence[-rules.max_evidence:],
             embedding=n.embedding, first_seen=at, last_reinforced=at,
         ))
     return [_archive_if_faded(f, at, rules) for f in merged]
@@ -153,7 +155,7 @@ def _reinforce(p: ProfileFacet, n: NewFacet, at: datetime, rules: DecayRules) ->
     if (horizon == "short" and reinforcements >= rules.promote_after
             and at - p.first_seen >= rules.promote_span):
         horizon = "long"
-    evidence = tuple(dict.fromkeys((*p.evidence, *n.evidence)))
+    evidence = tuple(dict.fromkeys((*p.evidence, *n.evidence)))[-rules.max_evidence:]
     return replace(p, strength=strength, strength_at=at, horizon=horizon, evidence=evidence,
                    last_reinforced=at, reinforcements=reinforcements, archived=False)
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
-from service.core.errors import ERROR_RESPONSES, ApiError, ErrorResponse
+from service.core.errors import ERROR_RESPONSES, ErrorResponse
 from service.core.schemas import UserIdPath
 from service.deps import LLMDep, SessionDep, SettingsDep, TenantDep
 from service.ingest.models import Event
@@ -46,16 +46,15 @@ def summarize(
     user_id: UserIdPath, tenant: TenantDep, session: SessionDep, settings: SettingsDep,
     llm: LLMDep,
 ) -> SummaryRunOut:
-    """Summarize the user's recent activity into interest facets now.
+    """Summarize the user's recent activity into interest facets now, as a preview.
 
-    A failed run is recorded too (see the list of runs); the user stays stale.
+    The profile is not changed (`POST .../profile/refresh` merges a summary into it).
+    A failed run is recorded too (see the list of runs).
     """
     user = get_user(session, tenant.id, user_id)
-    run = service.summarize_user(session, user, llm, settings)
+    run = service.summarize_user(session, user, llm, settings).run
     if run.status != "ok":
-        status = 503 if run.error_code == "llm_unavailable" else 502
-        raise ApiError(status, run.error_code or "llm_invalid_output",
-                       f"The summary failed (recorded as run {run.id}): {run.error}")
+        raise service.summary_failure(run)
     return run_out(run)
 
 

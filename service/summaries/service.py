@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 import openai
 from langchain_core.language_models import BaseChatModel
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
@@ -170,13 +171,25 @@ def recent_activity(
     )
 
 
+@dataclass
+class SummaryResult:
+    run: SummaryRun
+    activity: Activity
+    seen_pending: int  # the user's unrefreshed-event count when the activity was read
+
+
 def summarize_user(
-    session: Session, user: User, llm: LLMRuntime, settings: Settings
-) -> SummaryRun:
-    """Run the summarizer for one user and record the run, whatever happens."""
+    session: Session, user: User, llm: LLMRuntime, settings: Settings,
+    at: datetime | None = None,
+) -> SummaryResult:
+    """Run the summarizer for one user and record the run, whatever happens.
+
+    Nothing else changes here: merging into the profile (and clearing the stale
+    flag) is the profile refresh's job.
+    """
     prompt = load_prompt(settings.prompts_dir, SUMMARY_PROMPT)
     repair = load_prompt(settings.prompts_dir, REPAIR_PROMPT)
-    now = utcnow().strftime("%Y-%m-%d %H:%M UTC")
+    now = (at or utcnow()).strftime("%Y-%m-%d %H:%M UTC")
     activity = recent_activity(session, user, settings, prompt, now)
     if not activity.events:
         raise ApiError(409, "no_activity", "This user has no events to summarize.")
@@ -211,16 +224,15 @@ def summarize_user(
         error=outcome.problem,
     )
     session.add(run)
-    if outcome.summary is not None:
-        # Events that arrived during the call keep the user stale.
-        # One statement: both right-hand sides read the counter before the update.
-        remaining = User.events_since_refresh - seen_pending
-        session.execute(
-            update(User).where(User.id == user.id).values(
-                events_since_refresh=remaining, stale=remaining > 0)
-        )
     session.commit()
-    return run
+    return SummaryResult(run=run, activity=activity, seen_pending=seen_pending)
+
+
+def summary_failure(run: SummaryRun) -> ApiError:
+    """The API error for a failed run: 503 when the server is down, else 502."""
+    status = 503 if run.error_code == "llm_unavailable" else 502
+    return ApiError(status, run.error_code or "llm_invalid_output",
+                    f"The summary failed (recorded as run {run.id}): {run.error}")
 
 
 def runs_for_user(session: Session, user: User, limit: int = 50) -> list[SummaryRun]:

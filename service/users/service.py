@@ -7,8 +7,10 @@ from sqlalchemy.orm import Session
 
 from service.core.errors import not_found
 from service.ingest.models import Event
+from service.profiles.service import forget_profile
 from service.summaries.models import SummaryRun
 from service.users.models import User
+from service.vectors.store import VectorStore
 
 
 def get_user(session: Session, tenant_id: int, user_id: str) -> User:
@@ -18,10 +20,12 @@ def get_user(session: Session, tenant_id: int, user_id: str) -> User:
     return user
 
 
-def delete_user(session: Session, tenant_id: int, user_id: str) -> int:
-    """Forget a user: every row that belongs to them. Returns the events removed."""
+def delete_user(session: Session, tenant_id: int, user_id: str, vectors: VectorStore) -> int:
+    """Forget a user: their vectors, then every row (profile versions and their
+    narratives, summaries, events). Returns the events removed."""
     user = get_user(session, tenant_id, user_id)
     removed = session.scalar(select(func.count()).where(Event.user_pk == user.id)) or 0
+    forget_profile(session, user, vectors)
     session.execute(delete(SummaryRun).where(SummaryRun.user_pk == user.id))
     session.execute(delete(Event).where(Event.user_pk == user.id))
     session.execute(delete(User).where(User.id == user.id))

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Protocol
 
 import httpx
+
+from service.core.config import Settings
 
 
 class Embedder(Protocol):
@@ -44,6 +47,10 @@ class LocalEmbedder:
                 self._model = SentenceTransformer(str(get_model_path()), device="cpu")
             return self._model
 
+    def warm_up(self) -> None:
+        """Load the model now (the app does it in the background at start-up)."""
+        self._load()
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
@@ -74,3 +81,18 @@ class OpenAIEmbedder:
         r.raise_for_status()
         rows = sorted(r.json()["data"], key=lambda row: row["index"])
         return [[float(x) for x in row["embedding"]] for row in rows]
+
+
+@lru_cache(maxsize=1)
+def shared_local_embedder() -> LocalEmbedder:
+    """One model per process: it takes ~90 MB and a second to load."""
+    return LocalEmbedder()
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    if settings.embedding_backend == "openai":
+        assert settings.embedding_base_url and settings.embedding_model  # checked by Settings
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return OpenAIEmbedder(settings.embedding_base_url, settings.embedding_model, key,
+                              settings.embedding_dimensions)
+    return shared_local_embedder()

@@ -7,6 +7,7 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["vector_store"] == "ok"
 
 
 def test_unknown_routes_and_methods_use_the_error_shape(client: TestClient) -> None:
@@ -24,3 +25,15 @@ def test_readiness_reports_a_dead_database(client: TestClient) -> None:
         "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+
+
+def test_readiness_reports_an_unreachable_vector_store(client: TestClient) -> None:
+    from service.vectors.store import VectorStore
+
+    class DeadServer:  # what a Chroma client does when its server went away
+        def heartbeat(self) -> int:
+            raise ConnectionError("connection refused")
+
+    client.app.state.vectors = VectorStore(DeadServer())  # type: ignore[arg-type, attr-defined]
+    r = client.get("/readyz")
+    assert r.status_code == 503 and "vector_store unreachable" in r.json()["error"]["message"]

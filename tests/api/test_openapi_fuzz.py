@@ -26,7 +26,7 @@ _KEY: dict[str, str] = {}
 def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     data = Path(tmp_path_factory.mktemp("fuzz"))
     # The fake LLM: this test is about HTTP inputs, not about the model.
-    app = create_app(Settings(data_dir=data, llm_backend="fake"))
+    app = create_app(Settings(data_dir=data, llm_backend="fake", refresh_worker=False))
     with TestClient(app) as client:
         with app.state.sessions() as session:
             _, key = create_tenant(session, "fuzz")
@@ -44,6 +44,10 @@ OPERATIONS = [
     ("POST", "/v1/events"), ("GET", "/v1/users/{user_id}/events"),
     ("DELETE", "/v1/users/{user_id}"), ("GET", "/v1/users/{user_id}"),
     ("POST", "/v1/users/{user_id}/summaries"), ("GET", "/v1/users/{user_id}/summaries"),
+    ("POST", "/v1/users/{user_id}/profile/refresh"), ("GET", "/v1/users/{user_id}/profile"),
+    ("GET", "/v1/users/{user_id}/profile/history"),
+    ("PATCH", "/v1/users/{user_id}/profile/facets/{facet_id}"),
+    ("DELETE", "/v1/users/{user_id}/profile/facets/{facet_id}"),
 ]
 
 

@@ -66,7 +66,7 @@ def test_tenants_create_prints_the_key_last(server: Server) -> None:
                          capture_output=True, text=True, timeout=60, check=True)
     key = run.stdout.strip().splitlines()[-1]
     auth = {"Authorization": f"Bearer {key}"}
-    r = httpx.put(f"{server.url}/v1/items", headers=auth,
+    r = httpx.put(f"{server.url}/v1/items", headers=auth, timeout=60,
                   json={"items": [{"item_id": "a", "title": "A"}]})
     assert r.status_code == 200 and r.json()["created"] == 1
 
@@ -93,18 +93,26 @@ def test_readme_curl_examples_work_as_printed(server: Server) -> None:
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     answers = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
-    assert len(answers) == 6
-    upsert, ingest, item, events, summary, deleted = answers
-    assert upsert == {"created": 2, "updated": 0, "unchanged": 0}
+    assert len(answers) == 7
+    upsert, ingest, item, events, refreshed, profile, deleted = answers
+    assert upsert == {"created": 2, "updated": 0, "unchanged": 0, "indexed": 2,
+                      "index_pending": 0}
     assert ingest["accepted"] == 2
     assert item["title"] == "Alien" and item["attributes"] == {"year": 1979}
     assert [e["type"] for e in events["events"]] == ["rating", "declared"]
-    # The tiny embedded model may fail to write a usable summary (a recorded 502);
-    # tests/summaries/test_embedded_model.py insists on a success.
-    if "run_id" not in summary:
-        assert summary["error"]["code"] == "llm_invalid_output", summary
+    # The tiny embedded model may fail to write a usable summary (a recorded 502, and
+    # no profile yet); tests/summaries/test_embedded_model.py insists on a success.
+    if "error" in refreshed:
+        assert refreshed["error"]["code"] == "llm_invalid_output", refreshed
+        assert profile["version"] == 0 and profile["stale"] is True
     else:
-        assert summary["status"] == "ok", summary
-        cited = {e for f in summary["summary"]["facets"] for e in f["evidence"]}
+        assert refreshed["version"] == 1 and profile["version"] == 1
+        assert [f["facet_id"] for f in profile["facets"]] == [
+            f["facet_id"] for f in refreshed["facets"]]
+        cited = {e["event_id"] for f in profile["facets"] for e in f["evidence"]}
         assert cited <= {e["event_id"] for e in events["events"]}
+        # The declared interest is behind a facet: the model's, or one it seeds itself.
+        assert any(e["type"] == "declared" for f in profile["facets"] for e in f["evidence"]), \
+            json.dumps(profile, indent=1)[:3000] + "\n" + json.dumps(refreshed)[:100] or \
+            profile
     assert deleted == {"user_id": "u1", "events_deleted": 2}

@@ -14,7 +14,8 @@ def test_upsert_creates_updates_and_skips_unchanged(tenant: ApiTenant) -> None:
         item("m2", title="Heat"),
     ]})
     assert first.status_code == 200, first.text
-    assert first.json() == {"created": 2, "updated": 0, "unchanged": 0}
+    assert first.json() == {"created": 2, "updated": 0, "unchanged": 0, "indexed": 2,
+                            "index_pending": 0}
 
     second = tenant.put("/v1/items", json={"items": [
         item("m1", title="Alien", description="Space horror", tags=["sci-fi", "horror"],
@@ -22,7 +23,14 @@ def test_upsert_creates_updates_and_skips_unchanged(tenant: ApiTenant) -> None:
         item("m2", title="Heat (1995)"),
         item("m3", title="Ran"),
     ]})
-    assert second.json() == {"created": 1, "updated": 1, "unchanged": 1}
+    # Only the changed and the new item are embedded again.
+    assert second.json() == {"created": 1, "updated": 1, "unchanged": 1, "indexed": 2,
+                             "index_pending": 0}
+    # Attributes are not part of the embedded text: an update, no re-embedding.
+    third = tenant.put("/v1/items", json={"items": [item("m3", title="Ran",
+                                                         attributes={"year": 1985})]})
+    assert third.json() == {"created": 0, "updated": 1, "unchanged": 0, "indexed": 0,
+                            "index_pending": 0}
 
     got = tenant.get("/v1/items/m1").json()
     assert got["title"] == "Alien" and got["tags"] == ["sci-fi", "horror"]

@@ -86,7 +86,7 @@ def good_answer(evidence: list[str]) -> str:
     return json.dumps({"facets": [facet(evidence=evidence)], "narrative": "A sci-fi fan."})
 
 
-def test_a_summary_is_stored_with_its_costs_and_clears_stale(
+def test_a_summary_is_stored_with_its_costs_and_leaves_the_profile_alone(
     scripted_tenant: tuple[ApiTenant, ScriptedChatModel],
 ) -> None:
     t, model = scripted_tenant
@@ -102,8 +102,10 @@ def test_a_summary_is_stored_with_its_costs_and_clears_stale(
     assert run["events_read"] == 5
     assert (run["first_event_id"], run["last_event_id"]) == ("r1", "s5")
     status = t.get("/v1/users/u1").json()
-    assert status["stale"] is False and status["events_since_refresh"] == 0
+    # A summary is a preview: only a profile refresh brings the user up to date.
+    assert status["stale"] is True and status["events_since_refresh"] == 5
     assert status["last_run"]["run_id"] == run["run_id"]
+    assert t.get("/v1/users/u1/profile").json()["version"] == 0
 
     # The prompt: labelled, delimited, untrusted data, references only.
     prompt = "\n".join(str(m.content) for m in model.calls[0])
@@ -142,7 +144,7 @@ def test_garbage_twice_fails_visibly_and_changes_nothing(
     assert runs[0]["error_code"] == "llm_invalid_output" and runs[0]["attempts"] == 2
     assert runs[1] == first  # the last good summary is untouched
     status = t.get("/v1/users/u1").json()
-    assert status["stale"] is True and status["events_since_refresh"] == 1
+    assert status["stale"] is True and status["events_since_refresh"] == 6
     assert status["event_count"] == 6
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,6 @@ import pytest
 from service.core.config import Settings
 from service.vectors.embeddings import LocalEmbedder
 from service.vectors.store import VectorStore, client_for
-from tests.servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -26,24 +22,6 @@ TEXTS = {
 @pytest.fixture(scope="module")
 def embedder() -> LocalEmbedder:
     return LocalEmbedder()
-
-
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("chroma-server")
-    port = free_port()
-    log = path / "server.log"
-    chroma = Path(sys.executable).parent / "chroma"
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(chroma), "run", "--path", str(path / "db"), "--host",
-                                 "127.0.0.1", "--port", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, log, 60, "chroma")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def store_for(kind: str, tmp_path: Path, chroma_server: str | None) -> VectorStore:

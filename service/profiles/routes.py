@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy.orm import Session
+
+from service.core.errors import ERROR_RESPONSES, ErrorResponse
+from service.core.schemas import UserIdPath
+from service.deps import ProfilesDep, SessionDep, TenantDep
+from service.profiles import service
+from service.profiles.merge import DecayRules, decayed_strength
+from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
+from service.profiles.schemas import (
+    EvidenceOut,
+    FacetDeleted,
+    FacetOut,
+    FacetPatch,
+    ProfileHistory,
+    ProfileOut,
+    ProfileVersionOut,
+    VersionFacet,
+)
+from service.users.models import User
+from service.users.service import get_user
+
+router = APIRouter(prefix="/v1/users", tags=["profiles"], responses=ERROR_RESPONSES)
+
+FacetIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,40}$", description="a facet id")]
+
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse,
+          "description": "the model server or the vector store is unreachable"},
+}
+
+
+def facet_out(
+    row: ProfileFacetRow, evidence: dict[str, service.EvidenceEvent], at: datetime,
+    rules: DecayRules,
+) -> FacetOut:
+    f = service.to_facet(row)
+    return FacetOut(
+        facet_id=f.facet_id, label=f.label, description=f.description,
+        strength=round(decayed_strength(f, at, rules), 6), horizon=f.horizon,
+        polarity=f.polarity, reinforcements=f.reinforcements, first_seen=f.first_seen,
+        last_reinforced=f.last_reinforced, pinned=f.pinned, suppressed=f.suppressed,
+        evidence=[
+            EvidenceOut(**vars(evidence[e])) if e in evidence
+            else EvidenceOut(event_id=e, type=None, ts=None)
+            for e in f.evidence
+        ],
+    )
+
+
+def profile_out(
+    session: Session, user: User, rt: service.ProfileRuntime, at: datetime
+) -> ProfileOut:
+    """The profile with every strength decayed to `at`, strongest first."""
+    profile = session.get(Profile, user.id)
+    rows = [r for r in service.facet_rows(session, user.id) if not r.archived]
+    evidence = service.evidence_events(session, user, {e for r in rows for e in r.evidence})
+    rules = rt.rules
+    shown = sorted((facet_out(r, evidence, at, rules) for r in rows),
+                   key=lambda f: (-f.strength, f.facet_id))
+    return ProfileOut(
+        user_id=user.user_id, version=profile.version if profile else 0, as_of=at,
+        refreshed_at=profile.refreshed_at if profile else None,
+        narrative=profile.narrative if profile else "", stale=user.stale,
+        events_since_refresh=user.events_since_refresh,
+        facets=[f for f in shown if not f.suppressed],
+        suppressed=[f for f in shown if f.suppressed],
+    )
+
+
+def version_out(v: ProfileVersion) -> ProfileVersionOut:
+    return ProfileVersionOut(
+        version=v.version, trigger=v.trigger, at=v.at, narrative=v.narrative, model=v.model,
+        prompt_name=v.prompt_name, prompt_version=v.prompt_version,
+        summary_run_id=v.summary_run_id, prompt_tokens=v.prompt_tokens,
+        output_tokens=v.output_tokens, first_event_id=v.first_event_id,
+        last_event_id=v.last_event_id, first_event_ts=v.first_event_ts,
+        last_event_ts=v.last_event_ts,
+        facets=[VersionFacet.model_validate(f) for f in v.facets],
+    )
+
+
+@router.post(
+    "/{user_id}/profile/refresh",
+    response_model=ProfileOut,
+    responses={
+        409: {"model": ErrorResponse, "description": "no events to build a profile from"},
+        502: {"model": ErrorResponse, "description": "the model's answers were unusable"},
+        **UNAVAILABLE,
+    },
+)
+def refresh(
+    user_id: UserIdPath, tenant: TenantDep, session: SessionDep, rt: ProfilesDep
+) -> ProfileOut:
+    """Summarize new activity and merge it into the profile now.
+
+    Without new events no model is called: the new version records decay only.
+    On failure the last good profile stays and the user stays stale.
+    """
+    user = get_user(session, tenant.id, user_id)
+    version = service.refresh_profile(session, user, rt, trigger="refresh")
+    session.refresh(user)
+    return profile_out(session, user, rt, version.at)
+
+
+@router.get("/{user_id}/profile", response_model=ProfileOut)
+def get_profile(
+    user_id: UserIdPath, tenant: TenantDep, session: SessionDep, rt: ProfilesDep
+) -> ProfileOut:
+    """The user's interests with strengths decayed to now, and the events behind them."""
+    user = get_user(session, tenant.id, user_id)
+    return profile_out(session, user, rt, rt.clock())
+
+
+@router.get("/{user_id}/profile/history", response_model=ProfileHistory)
+def history(
+    user_id: UserIdPath, tenant: TenantDep, session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(ge=1, description="versions older than this")] = None,
+) -> ProfileHistory:
+    """Every version, newest first: enough to plot each facet's strength over time."""
+    user = get_user(session, tenant.id, user_id)
+    found = service.versions(session, user, limit + 1, before)
+    more = len(found) > limit
+    found = found[:limit]
+    return ProfileHistory(user_id=user.user_id, versions=[version_out(v) for v in found],
+                          next_before=found[-1].version if more else None)
+
+
+@router.patch("/{user_id}/profile/facets/{facet_id}", response_model=FacetOut,
+              responses=UNAVAILABLE)
+def edit_facet(
+    user_id: UserIdPath, facet_id: FacetIdPath, patch: FacetPatch, tenant: TenantDep,
+    session: SessionDep, rt: ProfilesDep,
+) -> FacetOut:
+    """Pin, suppress or reword a facet; a new label or description is re-embedded."""
+    user = get_user(session, tenant.id, user_id)
+    row = service.edit_facet(session, user, facet_id, service.FacetEdit(
+        pinned=patch.pinned, suppressed=patch.suppressed, label=patch.label,
+        description=patch.description), rt)
+    evidence = service.evidence_events(session, user, set(row.evidence))
+    return facet_out(row, evidence, rt.clock(), rt.rules)
+
+
+@router.delete("/{user_id}/profile/facets/{facet_id}", response_model=FacetDeleted,
+               responses=UNAVAILABLE)
+def delete_facet(
+    user_id: UserIdPath, facet_id: FacetIdPath, tenant: TenantDep, session: SessionDep,
+    rt: ProfilesDep,
+) -> FacetDeleted:
+    """Remove a facet now; new activity may bring it back (suppress it to prevent that)."""
+    user = get_user(session, tenant.id, user_id)
+    service.delete_facet(session, user, facet_id, rt)
+    profile = session.get(Profile, user.id)
+    return FacetDeleted(facet_id=facet_id, version=profile.version if profile else 0)

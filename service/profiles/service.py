@@ -1,0 +1,463 @@
+"""Profile memory: summaries merged into a living profile, every change versioned.
+
+A refresh reads the user's recent activity, asks the summarizer for facets, keeps
+those backed by at least one event no earlier refresh has read (re-reading old
+events must not reinforce anything), embeds them, and merges them into the stored
+profile with the deterministic rules of `merge.py`. The merge, the new version,
+the stale flag and the facet vectors are written in one short transaction that
+holds the profile row lock (`SELECT ... FOR UPDATE`), so two refreshes of one
+user serialize and neither loses the other's facets. The slow LLM call happens
+before, outside any transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.catalog.models import Item
+from service.core.config import Settings
+from service.core.db import insert_ignoring_conflicts
+from service.core.errors import ApiError, not_found
+from service.core.hashing import chunks
+from service.ingest.models import Event
+from service.llm.runtime import LLMRuntime
+from service.profiles.merge import (
+    DecayRules,
+    NewFacet,
+    Polarity,
+    ProfileFacet,
+    decayed_strength,
+    merge_profile,
+)
+from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
+from service.summaries.activity import Activity
+from service.summaries.models import SummaryRun
+from service.summaries.schemas import DESCRIPTION_MAX, LABEL_MAX, InterestSummary
+from service.summaries.service import summarize_user, summary_failure
+from service.users.models import User
+from service.vectors.embeddings import Embedder
+from service.vectors.store import VectorStore
+
+DECLARED_STRENGTH = 0.8  # what a user says about themselves counts nearly as much as it can
+
+
+class UserLocks:
+    """One refresh or edit per user at a time inside this process.
+
+    Across processes the profile row lock does the same job; this one only spares
+    a second, redundant LLM call when two requests for one user arrive together.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[int, threading.Lock] = {}
+
+    @contextmanager
+    def hold(self, user_pk: int) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(user_pk, threading.Lock())
+        with lock:
+            yield
+
+
+@dataclass
+class ProfileRuntime:
+    """What refreshes and edits need besides a session; built once per app."""
+
+    settings: Settings
+    llm: LLMRuntime
+    embedder: Embedder
+    vectors: VectorStore
+    clock: Callable[[], datetime]
+    locks: UserLocks = field(default_factory=UserLocks)
+
+    @property
+    def rules(self) -> DecayRules:
+        return rules_from(self.settings)
+
+
+def rules_from(settings: Settings) -> DecayRules:
+    return DecayRules(
+        half_life_short=timedelta(days=settings.half_life_short_days),
+        half_life_long=timedelta(days=settings.half_life_long_days),
+        match_threshold=settings.facet_match_threshold,
+        reinforcement=settings.reinforcement_rate,
+        promote_after=settings.promote_after_reinforcements,
+        promote_span=timedelta(days=settings.promote_span_days),
+        archive_below=settings.archive_below,
+        max_evidence=settings.max_facet_evidence,
+    )
+
+
+def facet_text(label: str, description: str) -> str:
+    """What a facet's vector encodes: the label and its one-sentence description."""
+    return f"{label}. {description}" if description else label
+
+
+def pack(vector: Sequence[float]) -> bytes:
+    return array("f", vector).tobytes()
+
+
+def unpack(blob: bytes) -> tuple[float, ...]:
+    values = array("f")
+    values.frombytes(blob)
+    return tuple(values)
+
+
+def to_facet(row: ProfileFacetRow) -> ProfileFacet:
+    return ProfileFacet(
+        facet_id=row.facet_id, label=row.label, description=row.description,
+        strength=row.strength, strength_at=row.strength_at,
+        horizon="long" if row.horizon == "long" else "short",
+        polarity="avoid" if row.polarity == "avoid" else "like",
+        evidence=tuple(row.evidence), embedding=unpack(row.embedding),
+        first_seen=row.first_seen, last_reinforced=row.last_reinforced,
+        reinforcements=row.reinforcements, pinned=row.pinned, suppressed=row.suppressed,
+        archived=row.archived,
+    )
+
+
+def _columns(f: ProfileFacet) -> dict[str, Any]:
+    return {
+        "label": f.label, "description": f.description, "strength": f.strength,
+        "strength_at": f.strength_at, "horizon": f.horizon, "polarity": f.polarity,
+        "evidence": list(f.evidence), "embedding": pack(f.embedding), "first_seen": f.first_seen,
+        "last_reinforced": f.last_reinforced, "reinforcements": f.reinforcements,
+        "pinned": f.pinned, "suppressed": f.suppressed, "archived": f.archived,
+    }
+
+
+def snapshot(f: ProfileFacet, at: datetime, rules: DecayRules) -> dict[str, Any]:
+    """A facet as a version records it: its strength decayed to the version's time."""
+    return {
+        "facet_id": f.facet_id, "label": f.label, "description": f.description,
+        "strength": round(decayed_strength(f, at, rules), 6), "horizon": f.horizon,
+        "polarity": f.polarity, "evidence": list(f.evidence),
+        "reinforcements": f.reinforcements, "pinned": f.pinned, "suppressed": f.suppressed,
+        "archived": f.archived, "first_seen": f.first_seen.isoformat(),
+        "last_reinforced": f.last_reinforced.isoformat(),
+    }
+
+
+def _new_facet_id(_: NewFacet) -> str:
+    return "f" + uuid.uuid4().hex[:20]
+
+
+@dataclass
+class RefreshInput:
+    """What one refresh brings to the merge (empty for a decay-only refresh)."""
+
+    new: list[NewFacet] = field(default_factory=list)
+    run: SummaryRun | None = None
+    activity: Activity | None = None
+    seen_pending: int = 0
+
+
+def refresh_profile(
+    session: Session, user: User, rt: ProfileRuntime, trigger: str = "refresh",
+    at: datetime | None = None,
+) -> ProfileVersion:
+    """Summarize new activity and merge it into the profile; returns the new version.
+
+    With no event newer than what the last refresh read, no LLM is called: the
+    version records decay (and archival) only. A failed summary raises 502/503 and
+    changes nothing stored; the user stays stale.
+    """
+    with rt.locks.hold(user.id):
+        at = at or rt.clock()
+        profile = session.get(Profile, user.id, populate_existing=True)
+        read_through = profile.read_through_event if profile else 0
+        unread = session.scalar(select(Event.id).where(
+            Event.user_pk == user.id, Event.id > read_through).limit(1))
+        if profile is not None and profile.version > 0 and unread is None:
+            return commit_merge(session, user, rt, at, trigger,
+                                RefreshInput(seen_pending=user.events_since_refresh))
+        result = summarize_user(session, user, rt.llm, rt.settings, at=at)
+        if result.run.status != "ok" or result.run.summary is None:
+            raise summary_failure(result.run)
+        summary = InterestSummary.model_validate(result.run.summary)
+        new = new_facets(summary, result.activity, read_through, rt.embedder)
+        return commit_merge(session, user, rt, at, trigger, RefreshInput(
+            new=new, run=result.run, activity=result.activity,
+            seen_pending=result.seen_pending))
+
+
+def new_facets(
+    summary: InterestSummary, activity: Activity, read_through: int, embedder: Embedder
+) -> list[NewFacet]:
+    """The summary's facets with fresh evidence, plus one facet per new declaration.
+
+    Cold start: "I like jazz and hiking" always seeds a facet in the user's own words.
+    A model facet that cites nothing but declarations is dropped in its favour (the
+    user's words beat a small model's paraphrase, and the two would not merge).
+    """
+    event_pk = {e.event_id: e.id for e in activity.events}
+    declared = {e.event_id for e in activity.events if e.type == "declared" and e.text}
+    drafts: list[tuple[str, str, float, Polarity, tuple[str, ...]]] = []
+    for f in summary.facets:
+        if set(f.evidence) <= declared:
+            continue
+        if any(event_pk.get(ev, 0) > read_through for ev in f.evidence):
+            drafts.append((f.label, f.description, f.strength, f.polarity, tuple(f.evidence)))
+    for e in activity.events:
+        if e.event_id in declared and e.id > read_through:
+            words = " ".join((e.text or "").split())
+            polarity: Polarity = "avoid" if e.value is not None and e.value < 0 else "like"
+            drafts.append((_clip(words, LABEL_MAX), _clip(f"Declared: {words}", DESCRIPTION_MAX),
+                           DECLARED_STRENGTH, polarity, (e.event_id,)))
+    vectors = embedder.embed([facet_text(label, desc) for label, desc, *_ in drafts])
+    return [
+        NewFacet(label=label, description=desc, strength=strength, polarity=polarity,
+                 evidence=evidence, embedding=tuple(vec))
+        for (label, desc, strength, polarity, evidence), vec in zip(drafts, vectors, strict=True)
+    ]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def lock_profile(session: Session, user: User, at: datetime) -> Profile:
+    """The user's profile row, created if missing, locked until the transaction ends."""
+    session.execute(insert_ignoring_conflicts(session, Profile).values(
+        user_pk=user.id, tenant_id=user.tenant_id, version=0, narrative="",
+        read_through_event=0, updated_at=at))
+    return session.scalars(
+        select(Profile).where(Profile.user_pk == user.id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def facet_rows(session: Session, user_pk: int) -> list[ProfileFacetRow]:
+    return list(session.scalars(
+        select(ProfileFacetRow).where(ProfileFacetRow.user_pk == user_pk)
+        .order_by(ProfileFacetRow.id).execution_options(populate_existing=True)
+    ))
+
+
+def commit_merge(
+    session: Session, user: User, rt: ProfileRuntime, at: datetime, trigger: str,
+    given: RefreshInput,
+) -> ProfileVersion:
+    rules = rt.rules
+    for attempt in range(3):
+        try:
+            profile = lock_profile(session, user, at)
+            rows = facet_rows(session, user.id)
+            merged = merge_profile([to_facet(r) for r in rows], given.new, at, rules,
+                                   _new_facet_id)
+            by_id = {r.facet_id: r for r in rows}
+            for f in merged:
+                row = by_id.get(f.facet_id)
+                if row is None:
+                    session.add(ProfileFacetRow(tenant_id=user.tenant_id, user_pk=user.id,
+                                                facet_id=f.facet_id, **_columns(f)))
+                else:
+                    for name, value in _columns(f).items():
+                        setattr(row, name, value)
+            version = _write_version(session, user, profile, merged, at, trigger, given, rules)
+            if given.seen_pending:
+                # Events that arrived during the call keep the user stale.
+                # One statement: both right-hand sides read the counter before the update.
+                remaining = User.events_since_refresh - given.seen_pending
+                session.execute(update(User).where(User.id == user.id).values(
+                    events_since_refresh=remaining, stale=remaining > 0))
+            session.flush()
+            sync_facet_vectors(rt.vectors, user, merged)
+            session.commit()
+            return version
+        except IntegrityError:
+            # A concurrent first refresh created the same version number (SQLite has
+            # no row lock); start again from what it wrote.
+            session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _write_version(
+    session: Session, user: User, profile: Profile, facets: Sequence[ProfileFacet],
+    at: datetime, trigger: str, given: RefreshInput, rules: DecayRules,
+) -> ProfileVersion:
+    run, activity = given.run, given.activity
+    summary = InterestSummary.model_validate(run.summary) if run and run.summary else None
+    if summary is not None and summary.narrative:
+        profile.narrative = summary.narrative
+    if activity is not None and activity.events:
+        profile.read_through_event = max(profile.read_through_event,
+                                         max(e.id for e in activity.events))
+    profile.version += 1
+    profile.updated_at = at
+    if trigger != "edit":
+        profile.refreshed_at = at
+    first = activity.first if activity else None
+    last = activity.last if activity else None
+    version = ProfileVersion(
+        tenant_id=user.tenant_id, user_pk=user.id, version=profile.version, trigger=trigger,
+        at=at, facets=[snapshot(f, at, rules) for f in facets], narrative=profile.narrative,
+        summary_run_id=run.id if run else None, model=run.model if run else None,
+        prompt_name=run.prompt_name if run else None,
+        prompt_version=run.prompt_version if run else None,
+        prompt_tokens=run.prompt_tokens if run else 0,
+        output_tokens=run.output_tokens if run else 0,
+        first_event_id=first.event_id if first else None,
+        last_event_id=last.event_id if last else None,
+        first_event_ts=first.ts if first else None, last_event_ts=last.ts if last else None,
+    )
+    session.add(version)
+    return version
+
+
+def sync_facet_vectors(vectors: VectorStore, user: User, facets: Sequence[ProfileFacet]) -> None:
+    """Active facets in the store, archived and suppressed ones out of it."""
+    active = [f for f in facets if not f.archived and not f.suppressed]
+    gone = [f.facet_id for f in facets if f.archived or f.suppressed]
+    try:
+        vectors.upsert(user.tenant_id, "facets", [f.facet_id for f in active],
+                       [f.embedding for f in active],
+                       [{"user_id": user.user_id, "polarity": f.polarity} for f in active])
+        vectors.delete(user.tenant_id, "facets", gone)
+    except Exception as exc:  # any client error: the SQL transaction rolls back
+        raise vector_store_unavailable(exc) from exc
+
+
+def vector_store_unavailable(exc: Exception) -> ApiError:
+    return ApiError(503, "vector_store_unavailable",
+                    f"The vector store did not answer ({type(exc).__name__}); nothing changed.")
+
+
+@dataclass
+class FacetEdit:
+    pinned: bool | None = None
+    suppressed: bool | None = None
+    label: str | None = None
+    description: str | None = None
+
+
+def edit_facet(
+    session: Session, user: User, facet_id: str, edit: FacetEdit, rt: ProfileRuntime
+) -> ProfileFacetRow:
+    """Apply a user's edit; it holds across later refreshes (the merge keeps it)."""
+    with rt.locks.hold(user.id):
+        at = rt.clock()
+        profile = lock_profile(session, user, at)
+        rows = facet_rows(session, user.id)
+        row = next((r for r in rows if r.facet_id == facet_id), None)
+        if row is None:
+            session.rollback()
+            raise not_found("facet_not_found", f"No facet {facet_id!r} in this user's profile.")
+        rules = rt.rules
+        if edit.pinned is not None and edit.pinned != row.pinned:
+            # Pinning freezes today's strength; unpinning lets it decay from today.
+            row.strength = decayed_strength(to_facet(row), at, rules)
+            row.strength_at = at
+            row.pinned = edit.pinned
+            if edit.pinned:
+                row.archived = False
+        if edit.suppressed is not None:
+            row.suppressed = edit.suppressed
+        label = edit.label if edit.label is not None else row.label
+        description = edit.description if edit.description is not None else row.description
+        if (label, description) != (row.label, row.description):
+            row.label, row.description = label, description
+            try:
+                row.embedding = pack(rt.embedder.embed([facet_text(label, description)])[0])
+            except Exception as exc:  # the embedder is a remote service in production
+                session.rollback()
+                raise ApiError(503, "embedder_unavailable",
+                               f"Could not embed the edited facet ({type(exc).__name__}).") from exc
+        row.edited_at = at
+        facets = [to_facet(r) for r in rows]
+        _write_version(session, user, profile, facets, at, "edit", RefreshInput(), rules)
+        session.flush()
+        sync_facet_vectors(rt.vectors, user, [to_facet(row)])
+        session.commit()
+        return row
+
+
+def delete_facet(session: Session, user: User, facet_id: str, rt: ProfileRuntime) -> None:
+    """Remove a facet now (history keeps it). Activity may bring it back; suppress to stop that."""
+    with rt.locks.hold(user.id):
+        at = rt.clock()
+        profile = lock_profile(session, user, at)
+        rows = facet_rows(session, user.id)
+        row = next((r for r in rows if r.facet_id == facet_id), None)
+        if row is None:
+            session.rollback()
+            raise not_found("facet_not_found", f"No facet {facet_id!r} in this user's profile.")
+        session.delete(row)
+        remaining = [to_facet(r) for r in rows if r is not row]
+        _write_version(session, user, profile, remaining, at, "edit", RefreshInput(), rt.rules)
+        session.flush()
+        try:
+            rt.vectors.delete(user.tenant_id, "facets", [facet_id])
+        except Exception as exc:  # any client error: the SQL transaction rolls back
+            session.rollback()
+            raise vector_store_unavailable(exc) from exc
+        session.commit()
+
+
+@dataclass
+class EvidenceEvent:
+    event_id: str
+    type: str
+    ts: datetime
+    item_id: str | None
+    title: str | None
+    text: str | None
+
+
+def evidence_events(session: Session, user: User, event_ids: set[str]) -> dict[str, EvidenceEvent]:
+    """The events (with item titles) behind a set of evidence ids, in two queries."""
+    found: dict[str, EvidenceEvent] = {}
+    for part in chunks(sorted(event_ids)):
+        rows = session.execute(
+            select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.text)
+            .where(Event.tenant_id == user.tenant_id, Event.user_pk == user.id,
+                   Event.event_id.in_(part)))
+        for event_id, type_, ts, item_id, text in rows:
+            found[event_id] = EvidenceEvent(event_id, type_, ts, item_id, None, text)
+    titles: dict[str, str] = {}
+    for part in chunks(sorted({e.item_id for e in found.values() if e.item_id})):
+        titles.update(dict(session.execute(
+            select(Item.item_id, Item.title)
+            .where(Item.tenant_id == user.tenant_id, Item.item_id.in_(part))).all()))
+    for e in found.values():
+        e.title = titles.get(e.item_id or "")
+    return found
+
+
+def versions(session: Session, user: User, limit: int,
+             before: int | None = None) -> list[ProfileVersion]:
+    query = select(ProfileVersion).where(ProfileVersion.user_pk == user.id)
+    if before is not None:
+        query = query.where(ProfileVersion.version < before)
+    return list(session.scalars(query.order_by(ProfileVersion.version.desc()).limit(limit)))
+
+
+def forget_profile(session: Session, user: User, vectors: VectorStore) -> None:
+    """Remove the user's facet vectors, then their profile rows (the caller commits).
+
+    Vectors go first: if the store is down the request fails and nothing is deleted,
+    so a retry can still find every vector to remove.
+    """
+    facet_ids = list(session.scalars(
+        select(ProfileFacetRow.facet_id).where(ProfileFacetRow.user_pk == user.id)))
+    try:
+        vectors.delete(user.tenant_id, "facets", facet_ids)
+    except Exception as exc:  # any client error
+        raise vector_store_unavailable(exc) from exc
+    session.execute(delete(ProfileVersion).where(ProfileVersion.user_pk == user.id))
+    session.execute(delete(ProfileFacetRow).where(ProfileFacetRow.user_pk == user.id))
+    session.execute(delete(Profile).where(Profile.user_pk == user.id))

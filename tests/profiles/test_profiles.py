@@ -1,0 +1,384 @@
+"""Profile memory over HTTP: real embeddings, real Chroma, a summarizer fake that reads
+the prompt, and a clock the tests move forward by days."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlparse
+
+import chromadb
+import pytest
+from sqlalchemy import func, select
+
+from service.core.config import Settings
+from service.ingest.models import Event
+from service.llm.runtime import LLMRuntime
+from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
+from service.summaries.models import SummaryRun
+from service.vectors.embeddings import shared_local_embedder
+from tests.conftest import NOW, ApiTenant, app_client, event, item, make_tenant
+from tests.profiles.helpers import Clock, TopicSummarizer, topic_summarizer
+
+pytestmark = pytest.mark.slow
+
+START = NOW - timedelta(days=90)  # events must not lie in the real future
+
+TOPICS = {
+    "Science fiction films": ("sci-fi", "Watches and rates space and sci-fi movies.", "like"),
+    "Home cooking": ("cooking", "Follows recipes and cooking shows.", "like"),
+    "Romance films": ("romance", "Rates romantic dramas low.", "avoid"),
+    "Jazz music": ("jazz", "Talks about jazz.", "like"),
+}
+
+CATALOG = [
+    item("alien", title="Alien", description="Space horror on a cargo ship", tags=["sci-fi"]),
+    item("dune", title="Dune", description="A desert planet and a prophecy", tags=["sci-fi"]),
+    item("solaris", title="Solaris", description="A station above a strange ocean",
+         tags=["sci-fi"]),
+    item("bread", title="Sourdough at Home", description="Baking bread step by step",
+         tags=["cooking"]),
+    item("pasta", title="Fresh Pasta", description="Hand-made pasta and sauces",
+         tags=["cooking"]),
+    item("curry", title="Weeknight Curries", description="Quick curries from scratch",
+         tags=["cooking"]),
+    item("notebook", title="The Notebook", description="A romance across decades",
+         tags=["romance"]),
+]
+
+
+@dataclass
+class ProfileApp:
+    t: ApiTenant
+    model: TopicSummarizer
+    clock: Clock
+    settings: Settings
+
+    def send(self, user: str, *events: dict[str, Any]) -> None:
+        r = self.t.post("/v1/events", json={"events": list(events)})
+        assert r.status_code == 200, r.text
+
+    def watch(self, user: str, item_ids: list[str], tag: str) -> None:
+        """Events a few hours apart ending at the clock's now."""
+        now = self.clock()
+        self.send(user, *[
+            event(user, "like", i, ts=now - timedelta(hours=len(item_ids) - n),
+                  event_id=f"{tag}-{i}")
+            for n, i in enumerate(item_ids)
+        ])
+
+    def refresh(self, user: str = "u1") -> dict[str, Any]:
+        r = self.t.post(f"/v1/users/{user}/profile/refresh")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def profile(self, user: str = "u1") -> dict[str, Any]:
+        r = self.t.get(f"/v1/users/{user}/profile")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+
+def strengths(profile: dict[str, Any]) -> dict[str, float]:
+    return {f["label"]: f["strength"] for f in profile["facets"]}
+
+
+def make_profile_app(settings: Settings) -> Iterator[ProfileApp]:
+    model = topic_summarizer(TOPICS)
+    clock = Clock(START)
+    with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock) as client:
+        t = make_tenant(client, "acme")
+        assert t.put("/v1/items", json={"items": CATALOG}).json()["indexed"] == len(CATALOG)
+        yield ProfileApp(t, model, clock, settings)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[ProfileApp]:
+    yield from make_profile_app(settings)
+
+
+def test_a_topic_shift_fades_the_old_interest_and_raises_the_new(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune", "solaris"], "week1")
+    first = app.refresh()
+    assert first["version"] == 1 and first["stale"] is False
+    assert list(strengths(first)) == ["Science fiction films"]
+    scifi = first["facets"][0]
+    assert scifi["strength"] == pytest.approx(0.45)  # eta * n = 0.5 * 0.9
+    assert [e["event_id"] for e in scifi["evidence"]] == [
+        "week1-alien", "week1-dune", "week1-solaris"]
+    assert scifi["evidence"][0]["title"] == "Alien"
+
+    # Two weeks later the user cooks. The model still sees (and cites) the old sci-fi
+    # likes in its window, but old evidence must not reinforce anything.
+    app.clock.advance(days=14)
+    app.watch("u1", ["bread", "pasta"], "week3")
+    second = strengths(app.refresh())
+    assert second["Science fiction films"] == pytest.approx(0.45 / 4, rel=1e-3)  # 2 half-lives
+    assert second["Home cooking"] == pytest.approx(0.45)
+
+    app.clock.advance(days=7)
+    app.watch("u1", ["curry"], "week4")
+    third = strengths(app.refresh())
+    assert third["Science fiction films"] == pytest.approx(0.45 / 8, rel=1e-3)
+    # Reinforced: s(t) + (1 - s(t)) * 0.45 with s(t) = 0.45 / 2.
+    assert third["Home cooking"] == pytest.approx(0.225 + 0.775 * 0.45, rel=1e-3)
+    assert list(third)[0] == "Home cooking"
+
+    # GET decays to the request time; the stored version does not change.
+    app.clock.advance(days=7)
+    later = strengths(app.profile())
+    assert later["Home cooking"] == pytest.approx(third["Home cooking"] / 2, rel=1e-3)
+
+    history = app.t.get("/v1/users/u1/profile/history").json()
+    assert [v["version"] for v in history["versions"]] == [3, 2, 1]
+    timeline = {
+        label: [next((f["strength"] for f in v["facets"] if f["label"] == label), 0.0)
+                for v in reversed(history["versions"])]
+        for label in ("Science fiction films", "Home cooking")
+    }
+    assert timeline["Science fiction films"] == sorted(timeline["Science fiction films"],
+                                                       reverse=True)
+    assert timeline["Home cooking"] == sorted(timeline["Home cooking"])
+    newest = history["versions"][0]
+    assert newest["model"] and newest["prompt_name"] == "summarize_interests"
+    assert newest["last_event_id"] == "week4-curry" and newest["summary_run_id"]
+    assert newest["narrative"].startswith("Interests:")
+
+
+def test_facets_are_embedded_in_the_tenants_facet_collection(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune"], "a")
+    facet = app.refresh()["facets"][0]
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    collection = vectors._collection(1, "facets")
+    got = collection.get(ids=[facet["facet_id"]], include=["embeddings", "metadatas"])
+    assert got["metadatas"][0] == {"user_id": "u1", "polarity": "like"}
+    expected = shared_local_embedder().embed(
+        ["Science fiction films. Watches and rates space and sci-fi movies."])[0]
+    assert list(got["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
+    # And the items: a sci-fi facet finds sci-fi films first.
+    near = vectors.query(1, "items", [list(got["embeddings"][0])], 3)[0]
+    assert {n.id for n in near[:2]} <= {"alien", "dune", "solaris"}
+
+
+def test_avoid_facets_stay_apart_from_likes(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "notebook"], "a")
+    facets = {f["label"]: f for f in app.refresh()["facets"]}
+    assert facets["Romance films"]["polarity"] == "avoid"
+    assert facets["Science fiction films"]["polarity"] == "like"
+
+
+def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "bread"], "a")
+    facets = {f["label"]: f["facet_id"] for f in app.refresh()["facets"]}
+    scifi, cooking = facets["Science fiction films"], facets["Home cooking"]
+
+    r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{scifi}",
+                      json={"pinned": True, "label": "Sci-fi movies",
+                            "description": "Watches and rates space and science fiction films."})
+    assert r.status_code == 200, r.text
+    assert r.json()["pinned"] is True and r.json()["label"] == "Sci-fi movies"
+    r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{cooking}",
+                      json={"suppressed": True})
+    assert r.status_code == 200 and r.json()["suppressed"] is True
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    assert cooking not in vectors.ids(1, "facets") and scifi in vectors.ids(1, "facets")
+    # The edited text is what the vector now encodes.
+    stored = vectors._collection(1, "facets").get(ids=[scifi], include=["embeddings"])
+    expected = shared_local_embedder().embed(
+        ["Sci-fi movies. Watches and rates space and science fiction films."])[0]
+    assert list(stored["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
+
+    # A month on, with more of both topics: the pin holds its strength, the label
+    # stays the user's, and the suppressed interest does not come back.
+    app.clock.advance(days=30)
+    app.watch("u1", ["pasta", "curry", "dune"], "b")
+    after = app.refresh()
+    labels = {f["label"]: f for f in after["facets"]}
+    assert set(labels) == {"Sci-fi movies"}
+    assert labels["Sci-fi movies"]["pinned"] and labels["Sci-fi movies"]["reinforcements"] == 1
+    assert labels["Sci-fi movies"]["strength"] > 0.45  # pinned, then reinforced
+    assert [f["facet_id"] for f in after["suppressed"]] == [cooking]
+    assert cooking not in vectors.ids(1, "facets")
+
+    # Unpinning lets it decay from today.
+    r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{scifi}", json={"pinned": False})
+    pinned_strength = r.json()["strength"]
+    app.clock.advance(days=7)
+    assert strengths(app.profile())["Sci-fi movies"] == pytest.approx(pinned_strength / 2,
+                                                                    rel=1e-3)
+
+    triggers = [v["trigger"] for v in app.t.get("/v1/users/u1/profile/history").json()[
+        "versions"]]
+    assert triggers == ["edit", "refresh", "edit", "edit", "refresh"]
+
+
+def test_deleting_a_facet_and_bad_edits(app: ProfileApp) -> None:
+    app.watch("u1", ["alien"], "a")
+    facet_id = app.refresh()["facets"][0]["facet_id"]
+    for body, field in [({}, None), ({"pinned": "very"}, "pinned"), ({"label": "x"}, "label"),
+                        ({"color": "red"}, "color")]:
+        r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{facet_id}", json=body)
+        assert r.status_code == 422, (body, r.text)
+        if field:
+            assert field in {d["field"] for d in r.json()["error"]["details"]}
+    assert app.t.request("PATCH", "/v1/users/u1/profile/facets/fnope",
+                         json={"pinned": True}).status_code == 404
+    assert app.t.request("PATCH", f"/v1/users/ghost/profile/facets/{facet_id}",
+                         json={"pinned": True}).status_code == 404
+
+    r = app.t.delete(f"/v1/users/u1/profile/facets/{facet_id}")
+    assert r.status_code == 200 and r.json() == {"facet_id": facet_id, "version": 2}
+    assert app.profile()["facets"] == []
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    assert facet_id not in vectors.ids(1, "facets")
+    assert app.t.delete(f"/v1/users/u1/profile/facets/{facet_id}").status_code == 404
+    # History keeps it.
+    oldest = app.t.get("/v1/users/u1/profile/history").json()["versions"][-1]
+    assert oldest["facets"][0]["facet_id"] == facet_id
+
+
+def test_history_pages_newest_first(app: ProfileApp) -> None:
+    app.watch("u1", ["alien"], "a")
+    app.refresh()
+    for n in range(4):
+        app.clock.advance(days=1)
+        app.watch("u1", ["dune"], f"d{n}")
+        app.refresh()
+    page = app.t.get("/v1/users/u1/profile/history", params={"limit": 2}).json()
+    assert [v["version"] for v in page["versions"]] == [5, 4] and page["next_before"] == 4
+    rest = app.t.get("/v1/users/u1/profile/history",
+                     params={"limit": 10, "before": page["next_before"]}).json()
+    assert [v["version"] for v in rest["versions"]] == [3, 2, 1] and rest["next_before"] is None
+    assert app.t.get("/v1/users/u1/profile/history",
+                     params={"limit": 0}).status_code == 422
+
+
+def test_without_new_events_a_refresh_records_decay_without_the_model(app: ProfileApp) -> None:
+    app.watch("u1", ["alien"], "a")
+    app.refresh()
+    calls = len(app.model.calls)
+    app.clock.advance(days=7)
+    again = app.refresh()
+    assert len(app.model.calls) == calls
+    assert again["version"] == 2 and strengths(again)["Science fiction films"] == pytest.approx(
+        0.225, rel=1e-3)
+    newest = app.t.get("/v1/users/u1/profile/history").json()["versions"][0]
+    assert newest["model"] is None and newest["summary_run_id"] is None
+
+    # Faded below the floor: archived, out of the vector store, kept in history.
+    app.clock.advance(days=7 * 4)
+    faded = app.refresh()
+    assert faded["facets"] == []
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    assert vectors.ids(1, "facets") == set()
+    newest = app.t.get("/v1/users/u1/profile/history").json()["versions"][0]
+    assert newest["facets"][0]["archived"] is True
+
+
+def test_a_declared_interest_seeds_the_first_profile(app: ProfileApp) -> None:
+    app.send("u1", event("u1", "declared", None, text="I like jazz and hiking",
+                         ts=app.clock() - timedelta(minutes=1), event_id="hello"),
+             event("u1", "declared", None, text="no horror please", value=-1,
+                   ts=app.clock() - timedelta(minutes=1), event_id="nohorror"))
+    profile = app.refresh()
+    facets = {f["label"]: f for f in profile["facets"]}
+    # The model's "Jazz music" cites only the declaration: the user's own words win.
+    assert set(facets) == {"I like jazz and hiking", "no horror please"}
+    assert facets["I like jazz and hiking"]["evidence"][0]["event_id"] == "hello"
+    assert facets["I like jazz and hiking"]["polarity"] == "like"
+    assert facets["no horror please"]["polarity"] == "avoid"
+    assert facets["I like jazz and hiking"]["strength"] == pytest.approx(0.4)
+
+
+def test_a_failed_refresh_keeps_the_last_good_profile(app: ProfileApp) -> None:
+    app.watch("u1", ["alien"], "a")
+    good = app.refresh()
+    app.clock.advance(days=1)
+    app.watch("u1", ["bread"], "b")
+    app.model.topics = {}
+    app.model.before_answer = lambda: (_ for _ in ()).throw(ConnectionError("refused"))
+    r = app.t.post("/v1/users/u1/profile/refresh")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "llm_unavailable"
+    now = app.profile()
+    assert now["version"] == good["version"] and now["stale"] is True
+    assert now["events_since_refresh"] == 1
+    assert [f["facet_id"] for f in now["facets"]] == [f["facet_id"] for f in good["facets"]]
+
+
+def test_unknown_users_and_users_without_events(app: ProfileApp) -> None:
+    assert app.t.get("/v1/users/ghost/profile").status_code == 404
+    assert app.t.post("/v1/users/ghost/profile/refresh").status_code == 404
+    assert app.t.get("/v1/users/ghost/profile/history").status_code == 404
+    app.watch("u1", ["alien"], "a")
+    empty = app.profile()
+    assert empty["version"] == 0 and empty["facets"] == [] and empty["stale"] is True
+
+
+def test_tenants_never_see_each_others_profiles(app: ProfileApp) -> None:
+    other = make_tenant(app.t.client, "globex")
+    other.put("/v1/items", json={"items": [item("alien", title="Alien (other tenant)")]})
+    app.watch("u1", ["alien"], "a")
+    facet_id = app.refresh()["facets"][0]["facet_id"]
+    other.post("/v1/events", json={"events": [event("u1", "like", "alien", ts=app.clock())]})
+
+    assert other.get("/v1/users/u1/profile").json()["version"] == 0
+    assert other.request("PATCH", f"/v1/users/u1/profile/facets/{facet_id}",
+                         json={"pinned": True}).status_code == 404
+    assert other.delete(f"/v1/users/u1/profile/facets/{facet_id}").status_code == 404
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    assert facet_id in vectors.ids(1, "facets") and vectors.ids(2, "facets") == set()
+    assert vectors.ids(2, "items") == {"alien"} and len(vectors.ids(1, "items")) == len(CATALOG)
+    alien = vectors._collection(1, "items").get(ids=["alien"], include=["embeddings"])
+    near = vectors.query(2, "items", [list(alien["embeddings"][0])], 10)[0]
+    assert [n.id for n in near] == ["alien"]  # tenant 2's own, single item
+
+
+def test_deleting_a_user_leaves_nothing_behind(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "bread"], "a")
+    facet_ids = {f["facet_id"] for f in app.refresh()["facets"]}
+    app.watch("u2", ["dune"], "b")
+    kept = app.refresh("u2")["facets"][0]["facet_id"]
+
+    r = app.t.delete("/v1/users/u1")
+    assert r.status_code == 200 and r.json()["events_deleted"] == 2
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    assert vectors.ids(1, "facets") == {kept}
+    assert not facet_ids & vectors.ids(1, "facets")
+    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        for table in (Profile, ProfileFacetRow, ProfileVersion, SummaryRun, Event):
+            user_pks = set(session.scalars(select(table.user_pk)))
+            assert len(user_pks) == 1, table  # only u2's rows remain
+        narratives = session.scalars(select(ProfileVersion.narrative)).all()
+        assert all("Home cooking" not in n for n in narratives)
+        assert session.scalar(select(func.count()).select_from(ProfileFacetRow)) == 1
+    assert app.t.get("/v1/users/u1/profile").status_code == 404
+    assert len(vectors.ids(1, "items")) == len(CATALOG)  # the catalog is the tenant's
+
+
+@pytest.fixture
+def server_app(settings: Settings, chroma_server: str, tmp_path: Any) -> Iterator[ProfileApp]:
+    on_server = settings.model_copy(update={
+        "chroma_url": chroma_server, "chroma_collection_prefix": f"t{tmp_path.name[-12:]}-"})
+    yield from make_profile_app(on_server)
+
+
+def test_the_same_memory_on_a_chroma_server(server_app: ProfileApp) -> None:
+    app = server_app
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    assert app.t.get("/readyz").json()["checks"]["vector_store"] == "ok"
+    app.watch("u1", ["alien", "dune"], "a")
+    first = app.refresh()
+    app.clock.advance(days=14)
+    app.watch("u1", ["bread", "pasta"], "b")
+    second = strengths(app.refresh())
+    assert second["Home cooking"] > second["Science fiction films"]
+    ids = {f["facet_id"] for f in app.profile()["facets"]}
+    assert ids == vectors.ids(1, "facets") and first["facets"][0]["facet_id"] in ids
+    # The vectors really live on the server: a separate client sees them there.
+    url = urlparse(app.settings.chroma_url or "")
+    server = chromadb.HttpClient(host=url.hostname or "", port=url.port or 0)
+    on_server = server.get_collection(vectors.collection_name(1, "facets"))
+    assert set(on_server.get(include=[])["ids"]) == ids
+    assert app.t.delete("/v1/users/u1").status_code == 200
+    assert vectors.ids(1, "facets") == set()
