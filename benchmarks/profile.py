@@ -12,6 +12,14 @@ Prints progress lines, then one JSON object on the last line:
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# This file's name shadows the standard library's `profile` (which torch imports via
+# cProfile) when Python puts the script's folder first on the path: take it off.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import argparse
 import csv
 import json
@@ -19,7 +27,6 @@ import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient

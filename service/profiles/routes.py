@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.orm import Session
 
 from service.core.errors import ERROR_RESPONSES, ErrorResponse
@@ -39,7 +39,7 @@ def facet_out(
     row: ProfileFacetRow, evidence: dict[str, service.EvidenceEvent], at: datetime,
     rules: DecayRules,
 ) -> FacetOut:
-    f = service.to_facet(row)
+    f = service.to_facet(row, with_embedding=False)
     return FacetOut(
         facet_id=f.facet_id, label=f.label, description=f.description,
         strength=round(decayed_strength(f, at, rules), 6), horizon=f.horizon,
@@ -111,10 +111,12 @@ def refresh(
 @router.get("/{user_id}/profile", response_model=ProfileOut)
 def get_profile(
     user_id: UserIdPath, tenant: TenantDep, session: SessionDep, rt: ProfilesDep
-) -> ProfileOut:
+) -> Response:
     """The user's interests with strengths decayed to now, and the events behind them."""
     user = get_user(session, tenant.id, user_id)
-    return profile_out(session, user, rt, rt.clock())
+    # Built and validated once here; FastAPI would validate the same model again.
+    body = profile_out(session, user, rt, rt.clock()).model_dump_json()
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{user_id}/profile/history", response_model=ProfileHistory)

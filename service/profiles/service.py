@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -115,13 +115,14 @@ def unpack(blob: bytes) -> tuple[float, ...]:
     return tuple(values)
 
 
-def to_facet(row: ProfileFacetRow) -> ProfileFacet:
+def to_facet(row: ProfileFacetRow, with_embedding: bool = True) -> ProfileFacet:
+    """The merge's view of a row; reads skip unpacking the vector."""
     return ProfileFacet(
         facet_id=row.facet_id, label=row.label, description=row.description,
         strength=row.strength, strength_at=row.strength_at,
         horizon="long" if row.horizon == "long" else "short",
         polarity="avoid" if row.polarity == "avoid" else "like",
-        evidence=tuple(row.evidence), embedding=unpack(row.embedding),
+        evidence=tuple(row.evidence), embedding=unpack(row.embedding) if with_embedding else (),
         first_seen=row.first_seen, last_reinforced=row.last_reinforced,
         reinforcements=row.reinforcements, pinned=row.pinned, suppressed=row.suppressed,
         archived=row.archived,
@@ -418,23 +419,23 @@ class EvidenceEvent:
     text: str | None
 
 
+# Built once: the expanding IN parameter skips per-value coercion (GET profile's hot path).
+_EVIDENCE_QUERY = (
+    select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.text, Item.title)
+    .outerjoin(Item, (Item.tenant_id == Event.tenant_id) & (Item.item_id == Event.item_id))
+    .where(Event.tenant_id == bindparam("tenant"), Event.user_pk == bindparam("user"),
+           Event.event_id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def evidence_events(session: Session, user: User, event_ids: set[str]) -> dict[str, EvidenceEvent]:
-    """The events (with item titles) behind a set of evidence ids, in two queries."""
+    """The events (with item titles) behind a set of evidence ids, one query per 500."""
     found: dict[str, EvidenceEvent] = {}
     for part in chunks(sorted(event_ids)):
-        rows = session.execute(
-            select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.text)
-            .where(Event.tenant_id == user.tenant_id, Event.user_pk == user.id,
-                   Event.event_id.in_(part)))
-        for event_id, type_, ts, item_id, text in rows:
-            found[event_id] = EvidenceEvent(event_id, type_, ts, item_id, None, text)
-    titles: dict[str, str] = {}
-    for part in chunks(sorted({e.item_id for e in found.values() if e.item_id})):
-        titles.update(dict(session.execute(
-            select(Item.item_id, Item.title)
-            .where(Item.tenant_id == user.tenant_id, Item.item_id.in_(part))).all()))
-    for e in found.values():
-        e.title = titles.get(e.item_id or "")
+        rows = session.execute(_EVIDENCE_QUERY,
+                               {"tenant": user.tenant_id, "user": user.id, "ids": part})
+        for event_id, type_, ts, item_id, text, title in rows:
+            found[event_id] = EvidenceEvent(event_id, type_, ts, item_id, title, text)
     return found
 
 
