@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--tenant", required=True, help="tenant name")
     refresh.add_argument("--data-dir")
     refresh.set_defaults(func=cmd_refresh)
+
+    from evals.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 

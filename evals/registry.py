@@ -1,0 +1,78 @@
+"""The models `interest-tracker eval` can run, by name.
+
+Each factory receives the parsed command line (for `seed`, `k` and the like) and
+returns a fresh, unfitted `Recommender`. Baselines and our own model add themselves
+here; `random` is the floor every model must clear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections.abc import Callable, Mapping, Sequence
+
+from evals.types import Interaction, ItemInfo, Recommender
+
+
+class RandomRecommender:
+    """Uniformly random unconsumed items; seeded per user so reruns are identical."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._catalog: list[str] = []
+        self._known: set[str] = set()
+
+    def fit(self, train: Sequence[Interaction], items: Mapping[str, ItemInfo]) -> None:
+        self._catalog = sorted(items)
+        self._known = set(self._catalog)
+
+    def recommend(self, user: str, history: Sequence[Interaction], k: int,
+                  exclude: set[str]) -> list[str]:
+        rng = random.Random(f"{self.seed}:{user}")
+        available = len(self._catalog) - len(exclude & self._known)
+        if available <= 2 * k:
+            pool = [i for i in self._catalog if i not in exclude]
+            rng.shuffle(pool)
+            return pool[:k]
+        chosen: dict[str, None] = {}
+        while len(chosen) < k:
+            item = self._catalog[rng.randrange(len(self._catalog))]
+            if item not in exclude:
+                chosen[item] = None
+        return list(chosen)
+
+
+ModelFactory = Callable[[argparse.Namespace], Recommender]
+
+MODELS: dict[str, ModelFactory] = {
+    "random": lambda args: RandomRecommender(seed=getattr(args, "seed", 0)),
+}
+
+
+def register(name: str, factory: ModelFactory) -> None:
+    """Add a model under a new name; a clash is a bug, not an override."""
+    if name in MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    MODELS[name] = factory
+
+
+def _register_baselines() -> None:
+    from evals.baselines import BASELINES
+    from evals.baselines.gru import GRURecommender
+
+    for name, factory in BASELINES.items():
+        if name == "random":
+            continue  # the one above, seeded from the command line
+        register(name, _factory(factory, seeded=factory is GRURecommender))
+
+
+def _factory(make: Callable[..., Recommender], seeded: bool) -> ModelFactory:
+    def build(args: argparse.Namespace) -> Recommender:
+        return make(seed=getattr(args, "seed", 0)) if seeded else make()
+
+    return build
+
+
+_register_baselines()

@@ -1,0 +1,195 @@
+"""The results folder of one evaluation run: `metrics.json`, `report.md`, PNG plots.
+
+`metrics.json` is the machine-readable record (DESIGN.md §10 fixes its shape);
+`report.md` shows the same numbers side by side for people, with a preamble that says
+exactly what was measured; the plots are for skimming.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+METRICS_JSON = "metrics.json"
+REPORT_MD = "report.md"
+METRICS_PNG = "metrics.png"
+
+# Scores in [0, 1] share one axis; novelty is in bits and gets its own.
+UNIT_METRICS = ("ndcg", "hr", "recall", "mrr", "coverage", "diversity")
+EXTRA_COLUMNS = ("novelty", "fit_s", "ms_per_user")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What was evaluated, so a report can be reproduced from its preamble alone."""
+
+    dataset: str
+    protocol: str
+    k: int
+    users: int  # test users actually scored
+    seed: int
+    positive_threshold: float
+    catalog_size: int
+    interactions: int
+    train_interactions: int
+    test_users_available: int
+    test_fraction: float | None = None  # global-time only
+    diversity_vectors: str = "multi-hot item genres"
+
+
+def metric_columns(k: int) -> list[str]:
+    """Column order of the report: ranking metrics at K, beyond-accuracy, timing."""
+    ranking = [f"{name}@{k}" for name in UNIT_METRICS[:4]]
+    return [*ranking, *UNIT_METRICS[4:], *EXTRA_COLUMNS]
+
+
+def write_report(out_dir: str | Path, run: RunInfo,
+                 results: Mapping[str, Mapping[str, float]]) -> dict[str, Path]:
+    """Write the three outputs; returns their paths by kind."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = metric_columns(run.k)
+    models = {name: {c: float(scores[c]) for c in columns if c in scores}
+              for name, scores in results.items()}
+    record = {
+        "dataset": run.dataset, "protocol": run.protocol, "k": run.k, "users": run.users,
+        "seed": run.seed, "positive_threshold": run.positive_threshold,
+        "test_fraction": run.test_fraction, "catalog_size": run.catalog_size,
+        "interactions": run.interactions, "train_interactions": run.train_interactions,
+        "test_users_available": run.test_users_available, "models": models,
+    }
+    paths = {"json": out / METRICS_JSON, "markdown": out / REPORT_MD, "plot": out / METRICS_PNG}
+    paths["json"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(_markdown(run, models), encoding="utf-8")
+    plot_metrics(paths["plot"], models, run.k)
+    return paths
+
+
+def _markdown(run: RunInfo, models: Mapping[str, Mapping[str, float]]) -> str:
+    split = run.protocol
+    if run.test_fraction is not None:
+        split += f" (last {run.test_fraction:.0%} of interactions by time are the test period)"
+    sample = (f"{run.users:,} of {run.test_users_available:,} test users, drawn with seed "
+              f"{run.seed}" if run.users < run.test_users_available
+              else f"all {run.users:,} test users")
+    lines = [
+        f"# Offline evaluation: {run.dataset}",
+        "",
+        f"- Dataset: {run.dataset}: {run.interactions:,} interactions, "
+        f"{run.catalog_size:,} catalog items.",
+        f"- Split: {split}; {run.train_interactions:,} training interactions. Targets are "
+        f"positives only (rating >= {run.positive_threshold:g}, or unrated).",
+        f"- Ranking: top {run.k} over the full catalog, the user's consumed items "
+        "excluded; no sampled negatives.",
+        f"- Users: {sample}.",
+        f"- Seeds: user sample and seeded models use {run.seed}.",
+        f"- Written: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Definitions: `evals/metrics.py`; "
+        f"diversity is over {run.diversity_vectors}; fit_s is seconds to fit, ms_per_user "
+        "the mean time per recommendation call.",
+        "",
+        markdown_table(models, run.k),
+        "",
+        f"![metrics]({METRICS_PNG})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def markdown_table(models: Mapping[str, Mapping[str, float]], k: int) -> str:
+    """Every model side by side, one row each; a metric a model lacks shows as a dash."""
+    columns = metric_columns(k)
+    lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, scores in models.items():
+        cells = [_cell(scores.get(c)) for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def plot_metrics(path: str | Path, models: Mapping[str, Mapping[str, float]], k: int) -> None:
+    """Grouped bars: one group per metric, one bar per model; novelty on its own axis."""
+    unit = [c for c in metric_columns(k)[:len(UNIT_METRICS)]
+            if any(c in scores for scores in models.values())]
+    names = list(models)
+    fig = _figure((11, 4.5))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(len(unit), 1), 1.4]})
+    width = 0.8 / max(len(names), 1)
+    for n, name in enumerate(names):
+        offsets = np.arange(len(unit)) + (n - (len(names) - 1) / 2) * width
+        # A metric a model lacks gets no bar (NaN), not a misleading zero.
+        left.bar(offsets, [models[name].get(c, np.nan) for c in unit], width, label=name)
+        right.bar([(n - (len(names) - 1) / 2) * width], [models[name].get("novelty", np.nan)],
+                  width)
+    left.set_xticks(np.arange(len(unit)), unit)
+    left.set_ylabel("score")
+    left.set_ylim(0, 1)
+    left.set_title(f"Ranking and beyond-accuracy metrics (K={k})")
+    right.set_xticks([0], ["novelty"])
+    right.set_ylabel("bits")
+    right.set_title("Novelty")
+    if names:
+        left.legend(fontsize="small", ncols=min(len(names), 4))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_facet_timeline(path: str | Path,
+                        timeline: Sequence[tuple[int, Mapping[str, float]]],
+                        planted: Sequence[tuple[int, int, str]]) -> None:
+    """One user's facet strengths over time against the interests planted in them.
+
+    `timeline` is (ts, {facet label: strength}) snapshots; `planted` is
+    (start_ts, end_ts, label) intervals of the synthetic truth, drawn as one track per
+    label under the strengths. Each label keeps one colour in both panels, so lag
+    between a planted start and the rising line is visible by eye.
+    """
+    labels = sorted({label for _, strengths in timeline for label in strengths}
+                    | {label for _, _, label in planted})
+    colours = {label: colormaps["tab10"](n % 10) for n, label in enumerate(labels)}
+    fig = _figure((10, 5.5))
+    strength_ax, truth_ax = fig.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 0.4 + 0.3 * max(len(labels), 1)]})
+    snapshots = sorted(timeline, key=lambda point: point[0])
+    times = [_when(ts) for ts, _ in snapshots]
+    for label in labels:
+        if any(label in strengths for _, strengths in snapshots):
+            strength_ax.plot(times, [s.get(label, 0.0) for _, s in snapshots],
+                             color=colours[label], marker=".", label=label)
+    strength_ax.set_ylabel("facet strength")
+    strength_ax.set_title("Tracked facet strengths (top) against planted interests (bottom)")
+    if snapshots:
+        strength_ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for row, label in enumerate(labels):
+        for start, end, planted_label in planted:
+            if planted_label == label:
+                truth_ax.barh(row, _when(end) - _when(start), left=_when(start), height=0.6,
+                              color=colours[label])
+    truth_ax.set_yticks(range(len(labels)), labels, fontsize="small")
+    truth_ax.set_ylim(-0.5, max(len(labels), 1) - 0.5)
+    truth_ax.invert_yaxis()
+    truth_ax.set_xlabel("time (UTC)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    """A figure on the Agg canvas: no pyplot, no global backend, no display needed."""
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _when(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)

@@ -1,0 +1,37 @@
+"""Fixtures for the evaluation harness: the bundled MovieLens copy, tiny hand-made sets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evals.datasets import load_movielens_latest
+from evals.types import Dataset, Interaction, ItemInfo
+
+
+@pytest.fixture(scope="session")
+def ml_latest() -> Dataset:
+    """The real ml-latest-small, loaded once: about two seconds."""
+    return load_movielens_latest()
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | str]) -> Path:
+    """One line per row; a str row is written verbatim (for malformed lines)."""
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_dataset(events: Iterable[tuple[str, str, int, float | None]],
+                 items: Iterable[str] = ()) -> Dataset:
+    """A Dataset from (user, item, ts, rating) tuples; seq is the tuple's position."""
+    interactions = [Interaction(user=u, item=i, ts=ts, rating=r, seq=n)
+                    for n, (u, i, ts, r) in enumerate(events)]
+    catalog = {i.item for i in interactions} | set(items)
+    return Dataset(name="handmade",
+                   interactions=sorted(interactions, key=lambda e: (e.ts, e.seq)),
+                   items={i: ItemInfo(item_id=i, title=f"Item {i}") for i in sorted(catalog)})

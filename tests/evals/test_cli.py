@@ -1,0 +1,104 @@
+"""`eval` end to end on a tiny JSONL set with the seeded random model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from evals.cli import add_eval_parser, run_eval
+from tests.evals.conftest import write_jsonl
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interest-tracker")
+    add_eval_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, Path]:
+    items = write_jsonl(tmp_path / "items.jsonl", [
+        {"item_id": f"i{n}", "title": f"Item {n}", "category": ["even", "odd"][n % 2]}
+        for n in range(12)])
+    events = []
+    for user in range(6):
+        for step in range(5):
+            events.append({"user_id": f"u{user}", "item_id": f"i{(user + 2 * step) % 12}",
+                           "ts": 1_700_000_000 + 3600 * (step * 6 + user), "rating": 4})
+    events = write_jsonl(tmp_path / "events.jsonl", events)
+    return events, items
+
+
+def _eval(tiny: tuple[Path, Path], out: Path, *extra: str) -> int:
+    events, items = tiny
+    args = _parser().parse_args(["eval", "--dataset", "jsonl", "--events", str(events),
+                                 "--items", str(items), "--out", str(out), "--no-progress",
+                                 *extra])
+    return int(args.func(args))
+
+
+def test_eval_end_to_end_writes_the_results_folder(tiny: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results"
+    assert _eval(tiny, out, "--models", "random", "--k", "3", "--users", "4", "--seed", "5") == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert (record["dataset"], record["protocol"], record["k"]) == ("events", "leave-last-out", 3)
+    assert (record["users"], record["seed"], record["test_users_available"]) == (4, 5, 6)
+    assert list(record["models"]) == ["random"]
+    scores = record["models"]["random"]
+    for key in ("ndcg@3", "hr@3", "recall@3", "mrr@3", "coverage", "diversity"):
+        assert 0.0 <= scores[key] <= 1.0
+    assert scores["novelty"] > 0
+    assert (out / "report.md").read_text().count("| random |") == 1
+    assert (out / "metrics.png").stat().st_size > 0
+    assert "| random |" in capsys.readouterr().out
+
+    again = tmp_path / "again"
+    assert _eval(tiny, again, "--models", "random", "--k", "3", "--users", "4", "--seed", "5") == 0
+    rerun = json.loads((again / "metrics.json").read_text())["models"]["random"]
+    assert {k: v for k, v in rerun.items() if k not in ("fit_s", "ms_per_user")} == {
+        k: v for k, v in scores.items() if k not in ("fit_s", "ms_per_user")}
+
+
+def test_eval_global_time_protocol(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "global"
+    assert _eval(tiny, out, "--protocol", "global-time", "--test-fraction", "0.4") == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["protocol"] == "global-time" and record["test_fraction"] == 0.4
+    assert record["k"] == 10 and "random" in record["models"]
+    assert record["train_interactions"] == 18  # 60% of the 30 events, all distinct times
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--models", "random,nope"], "unknown model(s) nope"),
+    (["--k", "0"], "--k must be at least 1"),
+    (["--users", "0"], "--users must be at least 1"),
+])
+def test_eval_usage_errors_exit_2(tiny: tuple[Path, Path], tmp_path: Path, argv: list[str],
+                                  message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _eval(tiny, tmp_path / "out", *argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_jsonl_needs_both_files_and_bad_data_is_reported(
+        tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = _parser()
+    args = parser.parse_args(["eval", "--dataset", "jsonl", "--events", str(tiny[0])])
+    assert run_eval(args) == 2
+    assert "--events and --items" in capsys.readouterr().err
+    tiny[0].write_text(tiny[0].read_text() + "{broken\n")
+    assert _eval(tiny, tmp_path / "out") == 2
+    assert "events.jsonl:31: invalid JSON" in capsys.readouterr().err
+
+
+def test_eval_defaults() -> None:
+    args = _parser().parse_args(["eval"])
+    assert (args.dataset, args.protocol, args.k, args.seed) == (
+        "ml-latest-small", "leave-last-out", 10, 0)
+    assert args.positive_threshold == 3.5 and args.users is None and args.func is run_eval
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["eval", "--dataset", "ml-1m"])
