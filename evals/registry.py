@@ -76,3 +76,21 @@ def _factory(make: Callable[..., Recommender], seeded: bool) -> ModelFactory:
 
 
 _register_baselines()
+
+
+def _register_ours() -> None:
+    from evals.ours import OursRecommender, Variant
+
+    variants: tuple[Variant, ...] = ("full", "no-decay", "no-llm")
+    for variant in variants:
+        def build(args: argparse.Namespace, variant: Variant = variant) -> Recommender:
+            return OursRecommender(
+                variant=variant, refresh_every=getattr(args, "refresh_every", 20),
+                replay_last=getattr(args, "replay_last", 40),
+                positive_threshold=getattr(args, "positive_threshold", 3.5),
+                seed=getattr(args, "seed", 0))
+
+        register("ours" if variant == "full" else f"ours-{variant}", build)
+
+
+_register_ours()

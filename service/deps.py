@@ -6,7 +6,7 @@ thread, and a thread hop per trivial getter cost milliseconds on the hot paths.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -26,7 +26,9 @@ from service.vectors.store import VectorStore
 _bearer = HTTPBearer(auto_error=False, description="API key of a tenant")
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Opening a session does no I/O (it connects on first use, in the handler's thread);
+    # closing it only returns the connection to the pool.
     with request.app.state.sessions() as session:
         yield session
 

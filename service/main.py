@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from service import __version__
 from service.catalog.routes import router as catalog_router
 from service.catalog.schemas import ItemBatchIn
+from service.chat.routes import router as chat_router
 from service.core.config import Settings, get_settings
 from service.core.db import make_engine, make_sessionmaker, migrate, utcnow
 from service.core.errors import install_error_handlers
@@ -24,6 +25,7 @@ from service.llm.runtime import LLMRuntime
 from service.profiles.routes import router as profiles_router
 from service.profiles.service import ProfileRuntime
 from service.profiles.worker import RefreshWorker
+from service.recommend.routes import router as recommend_router
 from service.summaries.routes import router as summaries_router
 from service.users.routes import router as users_router
 from service.vectors.embeddings import Embedder, LocalEmbedder, embedder_for
@@ -79,7 +81,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for router in (health_router, catalog_router, ingest_router, users_router, summaries_router,
-                   profiles_router):
+                   profiles_router, recommend_router, chat_router):
         app.include_router(router)
     install_openapi(app, [EventBatchIn, ItemBatchIn])
     return app

@@ -48,6 +48,10 @@ OPERATIONS = [
     ("GET", "/v1/users/{user_id}/profile/history"),
     ("PATCH", "/v1/users/{user_id}/profile/facets/{facet_id}"),
     ("DELETE", "/v1/users/{user_id}/profile/facets/{facet_id}"),
+    ("GET", "/v1/users/{user_id}/recommendations"),
+    ("GET", "/v1/recommendations/{recommendation_id}"),
+    ("POST", "/v1/recommendations/{recommendation_id}/chat"),
+    ("GET", "/v1/recommendations/{recommendation_id}/chat"),
 ]
 
 

@@ -1,0 +1,286 @@
+"""Recommendation latency: the real app in process (SQLite, real MiniLM embeddings,
+Chroma in a folder), a 50,000-item synthetic catalog and a stored ~10-facet profile.
+
+1. Catalog: `--items` synthetic items (30 topics, six kinds, titles and descriptions
+   drawn from each topic's vocabulary) through `PUT /v1/items` in batches of 1,000,
+   so every item is embedded and indexed by the service itself. This takes minutes
+   on 2 cores; pass `--data-dir` to keep the built catalog and reuse it next time.
+2. Profile: a user with `--facets` facets (one of them an avoid-facet), each backed
+   by `--evidence` events on items of its topic, plus `--noise` other events; the
+   profile is written by the real merge path (no LLM).
+3. `GET /v1/users/u1/recommendations?k=10` (template explanations) `--requests` times
+   after a warm-up. The embedded LLM is started first (unless `--no-llm`) so the
+   RSS figure is the service with its models loaded.
+
+Prints progress lines, then one JSON object on the last line:
+{"p50_ms": ..., "p99_ms": ..., "rss_mb": ...}.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python benchmarks/recommend.py`, this folder comes first on sys.path, and
+# benchmarks/profile.py then shadows the standard `profile` module (cProfile imports
+# it, torch imports cProfile, the embedder imports torch). Drop the folder first.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from service.catalog.models import Item  # noqa: E402
+from service.core.config import Settings  # noqa: E402
+from service.main import create_app  # noqa: E402
+from service.profiles.merge import NewFacet  # noqa: E402
+from service.profiles.service import RefreshInput, commit_merge  # noqa: E402
+from service.tenants.service import add_api_key, create_tenant, tenant_by_name  # noqa: E402
+from service.users.models import User  # noqa: E402
+
+KINDS = ["book", "film", "course", "podcast", "recipe", "game"]
+
+# topic: (words for titles and descriptions, settings, facet label)
+TOPICS: dict[str, tuple[list[str], list[str], str]] = {
+    "space": (["starship", "nebula", "orbit", "comet", "astronaut", "galaxy", "moon base"],
+              ["deep space", "a dying star", "the outer rim"], "Space exploration"),
+    "cooking": (["sourdough", "broth", "knife skills", "spice", "noodles", "fermentation"],
+                ["a home kitchen", "a night market", "a family restaurant"], "Home cooking"),
+    "romance": (["love letter", "wedding", "first date", "heartbreak", "summer romance"],
+                ["Paris", "a seaside town", "a busy office"], "Romantic stories"),
+    "history": (["empire", "revolution", "dynasty", "archive", "battle", "treaty"],
+                ["ancient Rome", "medieval Europe", "the Ming court"], "World history"),
+    "gardening": (["tomatoes", "compost", "seedlings", "roses", "raised beds", "pruning"],
+                  ["a balcony", "an allotment", "a greenhouse"], "Gardening"),
+    "jazz": (["saxophone", "bebop", "trumpet", "swing", "improvisation", "big band"],
+             ["a smoky club", "New Orleans", "a late-night session"], "Jazz music"),
+    "hiking": (["trail", "summit", "backpack", "ridge", "alpine hut", "waterfall"],
+               ["the Alps", "a national park", "the Highlands"], "Hiking and trails"),
+    "finance": (["index funds", "budget", "mortgage", "dividends", "retirement", "taxes"],
+                ["a first job", "a small business", "early retirement"], "Personal finance"),
+    "crime": (["detective", "heist", "alibi", "interrogation", "cold case", "smuggler"],
+              ["a rainy city", "a country house", "the docks"], "Crime and mystery"),
+    "fitness": (["kettlebell", "marathon", "stretching", "squats", "interval training"],
+                ["a home gym", "the park", "a boxing club"], "Fitness training"),
+    "photography": (["aperture", "portrait", "darkroom", "lens", "street photo", "tripod"],
+                    ["golden hour", "a city at night", "a studio"], "Photography"),
+    "chess": (["opening", "endgame", "gambit", "grandmaster", "tactics", "blitz"],
+              ["a tournament hall", "an online ladder", "a park bench"], "Chess"),
+    "birds": (["warbler", "migration", "owl", "binoculars", "nesting", "heron"],
+              ["a wetland", "a city park", "the coast"], "Birdwatching"),
+    "programming": (["compiler", "database", "algorithm", "debugging", "web server"],
+                    ["a startup", "an open-source project", "a hackathon"], "Programming"),
+    "horror": (["haunted house", "ghost", "curse", "zombie", "cellar", "possession"],
+               ["a remote cabin", "an abandoned asylum", "a foggy village"], "Horror"),
+    "wine": (["vineyard", "tasting", "grapes", "cellar master", "harvest", "oak barrel"],
+             ["Bordeaux", "a hillside estate", "a wine bar"], "Wine"),
+    "football": (["striker", "derby", "transfer", "penalty", "league title", "coach"],
+                 ["a packed stadium", "a small-town club", "the cup final"], "Football"),
+    "painting": (["watercolour", "oil paint", "canvas", "brushwork", "portrait", "palette"],
+                 ["a sunlit studio", "a museum", "a plein-air field"], "Painting"),
+    "sailing": (["sailboat", "regatta", "knots", "trade winds", "harbour", "navigation"],
+                ["the Atlantic", "a quiet bay", "the Greek islands"], "Sailing"),
+    "parenting": (["toddler", "bedtime", "school run", "tantrum", "homework", "siblings"],
+                  ["a busy household", "the first year", "the teenage years"], "Parenting"),
+    "robotics": (["robot arm", "sensor", "servo", "drone", "autonomy", "microcontroller"],
+                 ["a makerspace", "a factory floor", "a lab"], "Robotics"),
+    "coffee": (["espresso", "roast", "pour-over", "barista", "grinder", "latte art"],
+               ["a corner cafe", "a roastery", "a morning routine"], "Coffee"),
+    "mythology": (["gods", "hero", "oracle", "underworld", "trickster", "titan"],
+                  ["Olympus", "the Norse realms", "ancient Egypt"], "Mythology"),
+    "climate": (["carbon", "glacier", "heatwave", "renewables", "sea level", "drought"],
+                ["the Arctic", "a coastal city", "a farming region"], "Climate change"),
+    "architecture": (["cathedral", "skyscraper", "facade", "concrete", "floor plan"],
+                     ["a modern city", "a historic quarter", "a village"], "Architecture"),
+    "knitting": (["yarn", "sweater", "stitch pattern", "wool", "cable knit", "scarf"],
+                 ["a cosy evening", "a craft fair", "a winter cabin"], "Knitting"),
+    "cycling": (["road bike", "peloton", "climb", "gravel", "sprint", "tour stage"],
+                ["the mountains", "a city commute", "a coastal road"], "Cycling"),
+    "astronomy": (["telescope", "planets", "eclipse", "star chart", "meteor shower"],
+                  ["a dark-sky park", "a backyard", "an observatory"], "Stargazing"),
+    "language": (["grammar", "vocabulary", "accent", "phrasebook", "fluency", "idioms"],
+                 ["a year abroad", "evening classes", "a language exchange"],
+                 "Learning languages"),
+    "comedy": (["stand-up", "sketch", "sitcom", "punchline", "improv", "satire"],
+               ["a comedy club", "a late show", "a touring festival"], "Comedy"),
+}
+ADJECTIVES = ["Lost", "Quiet", "Bright", "Hidden", "Last", "Wild", "Golden", "Broken",
+              "Secret", "Little", "Endless", "Northern", "Silver", "Modern", "Forgotten"]
+OPENINGS = ["A guide to", "The story of", "An introduction to", "Notes on", "A season of",
+            "Everything about", "A beginner's look at", "Masterclass:"]
+
+
+def synthetic_items(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    names = sorted(TOPICS)
+    items = []
+    for i in range(n):
+        topic = names[i % len(names)]
+        words, places, _ = TOPICS[topic]
+        a, b = rng.sample(words, 2)
+        kind = KINDS[(i // len(names) + rng.randrange(len(KINDS))) % len(KINDS)]
+        title = rng.choice([f"The {rng.choice(ADJECTIVES)} {a.title()}",
+                            f"{a.title()} and {b.title()}",
+                            f"{rng.choice(OPENINGS)} {a}",
+                            f"{a.title()} in {rng.choice(places)}"])
+        items.append({
+            "item_id": f"i{i}", "title": f"{title} #{i}", "category": kind,
+            "tags": [topic, a, b][: rng.randint(1, 3)],
+            "description": (f"{rng.choice(OPENINGS)} {a} and {b}, set in {rng.choice(places)}; "
+                            f"a {kind} about {topic} for curious people."),
+        })
+    return items
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+def build_catalog(client: TestClient, auth: dict[str, str], items: list[dict[str, Any]]) -> None:
+    started = time.perf_counter()
+    for lo in range(0, len(items), 1000):
+        r = client.put("/v1/items", headers=auth, json={"items": items[lo:lo + 1000]})
+        r.raise_for_status()
+        assert r.json()["index_pending"] == 0, r.text
+        done = lo + len(items[lo:lo + 1000])
+        rate = done / (time.perf_counter() - started)
+        print(f"indexed {done}/{len(items)} items ({rate:.0f}/s)", flush=True)
+
+
+def build_profile(app: Any, client: TestClient, auth: dict[str, str],
+                  items: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Facets on the first `--facets` topics, each citing events on its own items."""
+    rng = random.Random(args.seed + 1)
+    names = sorted(TOPICS)[: args.facets]
+    now = datetime.now(UTC)
+    by_topic = {t: [i for i in items if i["tags"][0] == t] for t in names}
+    events = []
+    for f, topic in enumerate(names):
+        for n, it in enumerate(rng.sample(by_topic[topic], args.evidence)):
+            events.append({"event_id": f"f{f}-e{n}", "user_id": "u1", "type": "like",
+                           "item_id": it["item_id"],
+                           "ts": (now - timedelta(hours=f * args.evidence + n + 1)).isoformat()})
+    for n, it in enumerate(rng.sample(items, args.noise)):
+        events.append({"event_id": f"noise{n}", "user_id": "u1", "type": "view",
+                       "item_id": it["item_id"], "ts": (now - timedelta(days=3, minutes=n))
+                       .isoformat()})
+    for lo in range(0, len(events), 1000):
+        client.post("/v1/events", headers=auth,
+                    json={"events": events[lo:lo + 1000]}).raise_for_status()
+    labels = [TOPICS[t][2] for t in names]
+    descriptions = [f"Keeps coming back to {TOPICS[t][0][0]}, {TOPICS[t][0][1]} and "
+                    f"{TOPICS[t][0][2]}." for t in names]
+    vectors = app.state.embedder.embed([f"{lab}. {d}" for lab, d in zip(labels, descriptions,
+                                                                       strict=True)])
+    new = [NewFacet(label=lab, description=d, strength=1.0 - 0.05 * f,
+                    polarity="avoid" if f == len(names) - 1 else "like",
+                    evidence=tuple(f"f{f}-e{n}" for n in range(args.evidence)),
+                    embedding=tuple(vec))
+           for f, (lab, d, vec) in enumerate(zip(labels, descriptions, vectors, strict=True))]
+    with app.state.sessions() as session:
+        user = session.scalars(select(User).where(User.user_id == "u1")).one()
+        commit_merge(session, user, app.state.profiles, now, "refresh", RefreshInput(new=new))
+    print(f"profile: {len(new)} facets ({sum(f.polarity == 'avoid' for f in new)} avoid), "
+          f"{len(events)} events")
+
+
+def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings(data_dir=data_dir, refresh_worker=False,
+                        llm_backend="fake" if args.no_llm else "embedded")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        with app.state.sessions() as session:
+            tenant = tenant_by_name(session, "bench")
+            if tenant is None:
+                tenant, key = create_tenant(session, "bench")
+            else:
+                key = add_api_key(session, tenant)
+                session.commit()
+            built = session.scalar(select(func.count()).select_from(Item)
+                                   .where(Item.tenant_id == tenant.id)) or 0
+            has_user = session.scalar(select(User.id).where(User.user_id == "u1")) is not None
+        auth = {"Authorization": f"Bearer {key}"}
+        items = synthetic_items(args.items, args.seed)
+        app.state.embedder.embed(["warm-up"])  # model load is not indexing
+        if built < len(items):
+            build_catalog(client, auth, items)
+        else:
+            print(f"reusing the {built}-item catalog in {data_dir}")
+        if not has_user:
+            build_profile(app, client, auth, items, args)
+        if not args.no_llm:
+            started = time.perf_counter()
+            app.state.llm.base_url  # noqa: B018 - starts the embedded model server
+            print(f"embedded LLM started in {time.perf_counter() - started:.1f} s")
+
+        url = "/v1/users/u1/recommendations"
+        for _ in range(args.warmup):
+            client.get(url, headers=auth, params={"k": 10}).raise_for_status()
+        latencies = []
+        for _ in range(args.requests):
+            t0 = time.perf_counter()
+            r = client.get(url, headers=auth, params={"k": 10})
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            r.raise_for_status()
+        body = r.json()
+        # Not part of the target: a category filter (one kind in six).
+        by_category = []
+        for _ in range(args.category_requests):
+            t0 = time.perf_counter()
+            client.get(url, headers=auth, params={"k": 10, "category": "book"}).raise_for_status()
+            by_category.append((time.perf_counter() - t0) * 1e3)
+        assert body["source"] == "profile" and len(body["items"]) == 10, body
+        assert all(i["because"] and i["because"]["evidence"] for i in body["items"])
+        labels = {i["because"]["label"] for i in body["items"]}
+        trace = client.get(f"/v1/recommendations/{body['recommendation_id']}", headers=auth)
+        trace.raise_for_status()
+        candidates = len(trace.json()["candidates"])
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    print(f"GET recommendations x{args.requests}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+          f"max RSS {rss_mb:.0f} MB; {candidates} candidates, {len(labels)} facets in the list")
+    if by_category:
+        print(f"with category=book x{len(by_category)}: p50 {percentile(by_category, 0.5):.2f} ms")
+    print(f"example: {body['items'][0]['title']!r}: {body['items'][0]['explanation']}")
+    return {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "rss_mb": round(rss_mb, 1),
+            "items": args.items, "facets": args.facets, "k": 10, "requests": args.requests,
+            "candidates": candidates, "llm_loaded": not args.no_llm, "database": "sqlite",
+            "category_p50_ms": round(percentile(by_category, 0.5), 2) if by_category else None,
+            "transport": "in-process ASGI"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--facets", type=int, default=10)
+    parser.add_argument("--evidence", type=int, default=20)
+    parser.add_argument("--noise", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--category-requests", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="keep the catalog here and reuse it on the next run")
+    parser.add_argument("--no-llm", action="store_true",
+                        help="do not start the embedded model (RSS without it)")
+    args = parser.parse_args()
+    if args.data_dir is not None:
+        result = run(args.data_dir, args)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run(Path(tmp), args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.sse import EventSourceResponse, format_sse_event
+
+from service.chat import service
+from service.chat.schemas import ChatAnswer, ChatRequest, ChatTurnsOut
+from service.core.errors import ERROR_RESPONSES, ApiError, ErrorBody, ErrorResponse
+from service.core.schemas import EXTERNAL_ID_PATTERN
+from service.deps import ClockDep, LLMDep, SessionDep, SettingsDep, TenantDep
+from service.llm.prompts import load_prompt
+
+router = APIRouter(prefix="/v1", tags=["chat"], responses=ERROR_RESPONSES)
+
+RecommendationIdPath = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN,
+                                           description="as returned with a list")]
+
+STREAM_DESCRIPTION = (
+    "With `Accept: text/event-stream`: server-sent events. Several `token` events "
+    '(data: `{"text": ...}`, the model\'s words as written), then one `done` event whose '
+    "data is the checked answer (the JSON object above; its `answer` is authoritative, "
+    "unknown citations removed), or one `error` event (data: the error body) if the model "
+    "fails midway, in which case nothing is stored."
+)
+
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The checked answer, stored as a turn of the conversation.",
+          "content": {"text/event-stream": {"schema": {"type": "string",
+                                                       "description": STREAM_DESCRIPTION}}}},
+    503: {"model": ErrorResponse,
+          "description": "the language model is unreachable or timed out; nothing was stored"},
+}
+
+
+def wants_events(accept: str) -> bool:
+    """Whether the client asked for server-sent events (and did not refuse them, q=0)."""
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() != "text/event-stream":
+            continue
+        q = next((p[2:] for p in params if p.lower().startswith("q=")), "1")
+        try:
+            return float(q) > 0
+        except ValueError:
+            return True
+    return False
+
+
+@router.post("/recommendations/{recommendation_id}/chat", response_model=ChatAnswer,
+             responses=CHAT_RESPONSES)
+def chat(
+    recommendation_id: RecommendationIdPath, body: ChatRequest, request: Request,
+    tenant: TenantDep, session: SessionDep, llm: LLMDep, settings: SettingsDep,
+    clock: ClockDep,
+) -> ChatAnswer | EventSourceResponse:
+    """Ask why this list (or one of its items) was recommended.
+
+    The model answers only from the list's stored trace and cites evidence event ids
+    as `[id]`; citations are checked against the trace, and a question the trace
+    cannot answer gets "The trace does not say." Streams server-sent events when the
+    client sends `Accept: text/event-stream`.
+    """
+    ctx = service.load_context(session, tenant.id, recommendation_id, body)
+    prompt = load_prompt(settings.prompts_dir, service.CHAT_PROMPT)
+    messages = service.build_messages(prompt, ctx, body.message)
+    session.commit()  # hold no transaction open while the model writes
+    streaming = wants_events(request.headers.get("accept", ""))
+    record = service.TurnRecord(prompt, llm.model_name, streaming, clock)
+    if not streaming:
+        reply = service.ask_model(llm, messages)
+        return service.record_turn(session, ctx, body, reply, record)
+    stream = service.AnswerStream(llm, messages)  # a dead server is a 503 before any event
+
+    def events() -> Iterator[bytes]:
+        try:
+            for piece in stream.pieces():
+                yield format_sse_event(event="token", data_str=json.dumps({"text": piece}))
+            answer = service.record_turn(session, ctx, body, stream.reply(), record)
+        except ApiError as exc:
+            error = ErrorResponse(error=ErrorBody(code=exc.code, message=exc.message))
+            yield format_sse_event(event="error", data_str=error.model_dump_json())
+            return
+        yield format_sse_event(event="done", data_str=answer.model_dump_json())
+
+    return EventSourceResponse(events())
+
+
+@router.get("/recommendations/{recommendation_id}/chat", response_model=ChatTurnsOut)
+def chat_turns(recommendation_id: RecommendationIdPath, tenant: TenantDep,
+               session: SessionDep) -> ChatTurnsOut:
+    """Every question asked about this list and the checked answer it got."""
+    return ChatTurnsOut(recommendation_id=recommendation_id,
+                        turns=service.list_turns(session, tenant.id, recommendation_id))

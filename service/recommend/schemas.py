@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Source = Literal["profile", "popular"]
+ExplanationSource = Literal["template", "llm", "template_fallback"]
+
+
+class EvidenceOut(BaseModel):
+    """One of the user's own events behind a reason."""
+
+    event_id: str
+    type: str
+    ts: datetime
+    item_id: str | None
+    title: str | None = Field(description="the item's title, when the event is about an item")
+    text: str | None = Field(default=None, description="for searches, posts and declarations")
+
+
+class Because(BaseModel):
+    facet_id: str
+    label: str
+    strength: float = Field(description="the facet's strength decayed to `generated_at`")
+    similarity: float = Field(description="cosine similarity of the facet and the item")
+    evidence: list[EvidenceOut] = Field(
+        description="events backing the facet, those closest to this item first")
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    title: str
+    score: float = Field(description=(
+        "profile: max over like-facets of strength x similarity, minus avoid penalties; "
+        "popular: the item's events in the popularity window"))
+    because: Because | None = Field(description="null when the item is only popular")
+    explanation: str
+    explanation_source: ExplanationSource
+
+
+class RecommendationsOut(BaseModel):
+    recommendation_id: str = Field(
+        description="opaque; send it on feedback events as `recommendation_id`")
+    user_id: str
+    source: Source = Field(description=(
+        "profile: from the user's interests; popular: the user has no active like-facets, "
+        "so these are the tenant's recently popular items"))
+    generated_at: datetime
+    items: list[RecommendedItem]
+
+
+class TraceParameters(BaseModel):
+    k: int
+    explain: Literal["template", "llm"]
+    category: str | None
+    pool: int = Field(description="candidates the like-facets shared, by strength")
+    facet_floor: int
+    fusion: Literal["max"]
+    mmr_lambda: float
+    avoid_penalty_from: float
+    avoid_drop_from: float
+    llm_explain_top: int = Field(description="how many of the first items the LLM explains")
+    half_life_short_days: float
+    half_life_long_days: float
+    popular_window_days: int
+
+
+class TraceFacet(BaseModel):
+    facet_id: str
+    label: str
+    description: str
+    polarity: Literal["like", "avoid"]
+    horizon: Literal["short", "long"]
+    pinned: bool
+    strength: float = Field(description="decayed to the trace's time; what scoring used")
+    stored_strength: float
+    strength_at: datetime = Field(description="when `stored_strength` was set")
+    evidence: list[str] = Field(description="the facet's evidence event ids")
+    quota: int | None = Field(description="candidates this like-facet was asked for")
+
+
+class TraceCandidate(BaseModel):
+    item_id: str
+    title: str
+    similarities: dict[str, float] = Field(description="cosine similarity per facet id")
+    base_score: float = Field(description="best like-facet strength x similarity")
+    avoid_penalty: float
+    score: float
+    best_facet: str | None
+    popular_events: int | None = None
+    status: Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
+    mmr_rank: int | None = None
+    mmr_objective: float | None = None
+
+
+class FeedbackEvent(BaseModel):
+    event_id: str
+    type: str
+    ts: datetime
+    item_id: str | None
+    value: float | None
+
+
+class ExplanationCall(BaseModel):
+    """One model call for an explanation, kept whether or not its answer was used."""
+
+    prompt_name: str
+    prompt_version: str
+    model: str
+    latency_ms: int
+    prompt_tokens: int
+    output_tokens: int
+    cited: list[str] = Field(description="evidence ids the accepted answer cited")
+
+
+class TraceItem(RecommendedItem):
+    rank: int
+    explanation_problem: str | None = Field(
+        default=None, description="why an LLM explanation was not used")
+    llm: ExplanationCall | None = None
+    feedback: list[FeedbackEvent] = Field(
+        description="the user's events on this item that carry this recommendation_id")
+
+
+class TraceOut(BaseModel):
+    recommendation_id: str
+    user_id: str
+    source: Source
+    created_at: datetime
+    parameters: TraceParameters
+    facets: list[TraceFacet]
+    candidates: list[TraceCandidate] = Field(description="best score first")
+    excluded: dict[str, int] = Field(
+        description="what retrieval found but could not offer, by reason")
+    items: list[TraceItem]
+    other_feedback: list[FeedbackEvent] = Field(
+        description="events carrying this recommendation_id about items not in the list")

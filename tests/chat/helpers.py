@@ -1,0 +1,107 @@
+"""An app whose fake model summarizes activity (for profiles) and answers chat prompts
+as a test scripts it, streaming word by word like a real server."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from service.core.config import Settings
+from service.llm.runtime import LLMRuntime
+from tests.conftest import app_client, make_tenant
+from tests.profiles.helpers import Clock, TopicSummarizer
+from tests.profiles.test_profiles import CATALOG, START, TOPICS, ProfileApp
+from tests.recommend.helpers import MORE
+
+CHAT_MARK = "<trace>"
+CHAT_PATH = "/v1/recommendations/{}/chat"
+
+
+class ChattingSummarizer(TopicSummarizer):
+    """The topic summarizer, except for chat prompts: those go to `answer`, which gets
+    the whole prompt and returns the reply (or raises, to play a dead server).
+    Streams split the reply after each space; `fail_after` breaks a stream midway."""
+
+    answer: Callable[[str], str] | None = None
+    chat_calls: list[list[BaseMessage]] = []
+    fail_after: int | None = None
+
+    def _chat_reply(self, messages: list[BaseMessage]) -> str | None:
+        prompt = "\n".join(str(m.content) for m in messages)
+        if CHAT_MARK not in prompt:
+            return None
+        self.chat_calls.append(list(messages))
+        assert self.answer is not None, "no chat answer scripted"
+        return self.answer(prompt)
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> ChatResult:
+        reply = self._chat_reply(messages)
+        if reply is None:
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        usage = {"input_tokens": 100, "output_tokens": len(reply.split()), "total_tokens": 0}
+        return ChatResult(generations=[ChatGeneration(
+            message=AIMessage(content=reply, usage_metadata=usage))])  # type: ignore[arg-type]
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None,
+                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        reply = self._chat_reply(messages)
+        assert reply is not None, "only chat answers are streamed"
+        for n, piece in enumerate(re.findall(r"\S+\s*", reply)):
+            if self.fail_after is not None and n == self.fail_after:
+                raise ConnectionError("the server went away")
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+
+
+@dataclass
+class ChatApp(ProfileApp):
+    model: ChattingSummarizer
+
+    def recommend(self, user: str = "u1", **params: Any) -> dict[str, Any]:
+        r = self.t.get(f"/v1/users/{user}/recommendations", params=params)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def ask(self, recommendation_id: str, status: int = 200, **body: Any) -> dict[str, Any]:
+        r = self.t.post(CHAT_PATH.format(recommendation_id), json=body)
+        assert r.status_code == status, r.text
+        return dict(r.json())
+
+    def turns(self, recommendation_id: str) -> list[dict[str, Any]]:
+        r = self.t.get(CHAT_PATH.format(recommendation_id))
+        assert r.status_code == 200, r.text
+        return list(r.json()["turns"])
+
+
+def make_chat_app(settings: Settings) -> Iterator[ChatApp]:
+    model = ChattingSummarizer(replies=[], calls=[], topics=TOPICS, chat_calls=[])
+    clock = Clock(START)
+    with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock) as client:
+        t = make_tenant(client, "acme")
+        r = t.put("/v1/items", json={"items": CATALOG + MORE})
+        assert r.json()["indexed"] == len(CATALOG + MORE), r.text
+        yield ChatApp(t, model, clock, settings)
+
+
+def sse_events(body: str) -> list[tuple[str, Any]]:
+    """(event name, decoded JSON data) for each server-sent event, in order."""
+    events = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events

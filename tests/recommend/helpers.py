@@ -1,0 +1,89 @@
+"""An app with a sci-fi / cooking / romance catalog, a summarizer fake that can also
+be scripted to explain recommendations, and the movable clock of the profile tests."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from service.core.config import Settings
+from service.llm.runtime import LLMRuntime
+from tests.conftest import app_client, item, make_tenant
+from tests.profiles.helpers import Clock, TopicSummarizer
+from tests.profiles.test_profiles import CATALOG, START, TOPICS, ProfileApp
+
+EXPLAIN_MARK = "why an item was recommended"
+EVIDENCE_LINE = re.compile(r'^(\S+) \| [^|]+\| "(.*)"$')
+
+# The profile tests' catalog (no categories) plus items with categories.
+MORE = [
+    item("interstellar", title="Interstellar", category="film", tags=["sci-fi", "space"],
+         description="Astronauts travel through a wormhole to find a new home"),
+    item("gravity", title="Gravity", category="film", tags=["sci-fi", "space"],
+         description="An astronaut stranded in orbit fights to return to Earth"),
+    item("arrival", title="Arrival", category="film", tags=["sci-fi"],
+         description="A linguist learns to talk with alien visitors"),
+    item("foundation", title="Foundation", category="book", tags=["sci-fi"],
+         description="A galactic empire falls and mathematicians plan the next one"),
+    item("hyperion", title="Hyperion", category="book", tags=["sci-fi", "space"],
+         description="Pilgrims cross a far planet to meet a time-travelling monster"),
+    item("ramen", title="Ramen from Scratch", category="book", tags=["cooking"],
+         description="Broths, noodles and toppings made at home"),
+    item("tacos", title="Street Tacos", category="film", tags=["cooking"],
+         description="A cook travels Mexico learning tortillas and salsas"),
+    item("casablanca", title="Casablanca", category="film", tags=["romance", "drama"],
+         description="A wartime romance in Morocco"),
+    item("pride", title="Pride and Prejudice", category="book", tags=["romance"],
+         description="A romantic novel of manners and love"),
+    item("loveactually", title="Love Actually", category="film", tags=["romance", "comedy"],
+         description="Romantic comedy about love at Christmas"),
+    item("gardening", title="Tomato Gardening", category="book", tags=["garden"],
+         description="Growing tomatoes on a balcony"),
+]
+SCIFI = {"alien", "dune", "solaris", "interstellar", "gravity", "arrival", "foundation",
+         "hyperion"}
+ROMANCE = {"notebook", "casablanca", "pride", "loveactually"}
+TITLES = {i["item_id"]: i["title"] for i in CATALOG + MORE}
+CATEGORIES = {i["item_id"]: i.get("category") for i in CATALOG + MORE}
+
+
+class ExplainingSummarizer(TopicSummarizer):
+    """The topic summarizer, except for explanation prompts: those go to `explain`,
+    which gets the prompt text and returns the reply (or raises, to play a dead server)."""
+
+    explain: Callable[[str], str] | None = None
+    explain_prompts: list[str] = []
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> ChatResult:
+        prompt = "\n".join(str(m.content) for m in messages)
+        if EXPLAIN_MARK not in prompt:
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        self.explain_prompts.append(prompt)
+        assert self.explain is not None, "no explanation scripted"
+        reply = self.explain(prompt)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply))])
+
+
+def given_evidence(prompt: str) -> list[tuple[str, str]]:
+    """(event id, title) of the activity lines an explanation prompt carries."""
+    block = prompt.rsplit("<activity>", 1)[1].split("</activity>")[0]
+    found = (EVIDENCE_LINE.match(line.strip()) for line in block.strip().splitlines())
+    return [(m[1], json.loads(f'"{m[2]}"')) for m in found if m]
+
+
+def make_recommend_app(settings: Settings) -> Iterator[ProfileApp]:
+    model = ExplainingSummarizer(replies=[], calls=[], topics=TOPICS, explain_prompts=[])
+    clock = Clock(START)
+    with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock) as client:
+        t = make_tenant(client, "acme")
+        r = t.put("/v1/items", json={"items": CATALOG + MORE})
+        assert r.json()["indexed"] == len(CATALOG + MORE), r.text
+        yield ProfileApp(t, model, clock, settings)

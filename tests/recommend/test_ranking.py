@@ -1,0 +1,108 @@
+"""The arithmetic and the wording, without a database: quotas, fusion, avoid rules, MMR,
+template sentences and the grounding check for model-written explanations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from service.recommend.explain import (
+    Evidence,
+    check_explanation,
+    template_explanation,
+    title_variants,
+    unexplained_titles,
+)
+from service.recommend.ranking import RankingParams, facet_quotas, fuse, mmr, normalized
+
+TS = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_quotas_follow_strength_with_a_floor() -> None:
+    assert facet_quotas([0.6, 0.3, 0.1], pool=50, floor=3) == [30, 15, 5]
+    assert facet_quotas([0.9, 0.01], pool=50, floor=3) == [50, 3]
+    assert facet_quotas([0.0, 0.0], pool=50, floor=3) == [3, 3]
+    assert RankingParams().pool(10) == 50 and RankingParams().pool(100) == 500
+
+
+def test_fusion_takes_the_best_reason_not_the_sum() -> None:
+    # Item 0 is close to facet A only; item 1 is moderately close to both.
+    like = np.array([[0.9, 0.5], [0.1, 0.5]], dtype=np.float32)
+    fused = fuse([0.8, 0.8], like, [], np.zeros((0, 2), dtype=np.float32), RankingParams())
+    assert fused.score.tolist() == pytest.approx([0.72, 0.4])  # a sum would make it 0.8 vs 0.8
+    assert fused.best.tolist() == [0, 0]
+    weaker_a = fuse([0.2, 0.8], like, [], np.zeros((0, 2), dtype=np.float32), RankingParams())
+    assert weaker_a.best.tolist() == [0, 1]  # strength decides which facet is the reason
+
+
+def test_avoid_facets_penalise_then_drop() -> None:
+    like = np.array([[0.6, 0.6, 0.6]], dtype=np.float32)
+    avoid = np.array([[0.2, 0.45, 0.55]], dtype=np.float32)
+    fused = fuse([1.0], like, [0.5], avoid, RankingParams())
+    assert fused.penalty.tolist() == pytest.approx([0.0, 0.225, 0.275])
+    assert fused.dropped.tolist() == [False, False, True]
+    assert fused.score.tolist() == pytest.approx([0.6, 0.375, 0.325])
+
+
+def test_mmr_trades_relevance_for_variety() -> None:
+    vectors = normalized(np.array([[1, 0, 0], [0.99, 0.1, 0], [0, 1, 0]], dtype=np.float32))
+    relevance = np.array([1.0, 0.95, 0.7])
+    assert [i for i, _ in mmr(relevance, vectors, 2, lam=0.7)] == [0, 2]
+    assert [i for i, _ in mmr(relevance, vectors, 2, lam=1.0)] == [0, 1]
+    assert [i for i, _ in mmr(relevance, vectors, 5, lam=0.7)] == [0, 2, 1]
+    assert mmr(np.array([]), vectors[:0], 3, lam=0.7) == []
+
+
+def evidence(event_id: str, type_: str, title: str | None, text: str | None = None) -> Evidence:
+    return Evidence(event_id, type_, TS, None if title is None else event_id, title, text)
+
+
+def test_template_names_the_facet_and_two_evidence_items() -> None:
+    liked = [evidence("e1", "like", "Alien"), evidence("e2", "like", "Dune"),
+             evidence("e3", "like", "Solaris")]
+    assert template_explanation("Science fiction films", liked) == (
+        "Because you liked Alien and Dune (Science fiction films).")
+    mixed = [evidence("e1", "rating", "Alien"), evidence("e2", "search", None, "space  films")]
+    assert template_explanation("Sci-fi", mixed) == (
+        "Because you rated Alien and searched for “space films” (Sci-fi).")
+    assert template_explanation("Jazz", []) == "Because of your interest in Jazz."
+
+
+def test_titles_are_recognised_in_the_forms_a_text_uses() -> None:
+    assert title_variants("Matrix, The (1999)") == {
+        "Matrix, The (1999)", "Matrix, The", "The Matrix"}
+    assert title_variants("Up (2009)") == {"Up (2009)"}  # "Up" alone is an ordinary word
+    text = "Since you loved the matrix and Heat, try this."
+    assert unexplained_titles(text, [], ["Matrix, The (1999)", "Heat (1995)"]) == [
+        "Matrix, The (1999)", "Heat (1995)"]
+    # One-word titles count in their own capitalisation only: "alien visitors" is not Alien.
+    assert unexplained_titles("A film about alien visitors.", [], ["Alien"]) == []
+    assert unexplained_titles("You liked Aliens.", [], ["Alien"]) == []
+    # A given title is fine, even when a consumed title hides inside it.
+    assert unexplained_titles("You liked Alien 3.", ["Alien 3"], ["Alien"]) == []
+
+
+@pytest.mark.parametrize(("parsed", "problem"), [
+    ("text", "not a JSON object"),
+    ({"explanation": " ", "evidence": ["e1"]}, "no explanation"),
+    ({"explanation": "x" * 401, "evidence": ["e1"]}, "too long"),
+    ({"explanation": "Science fiction films:", "evidence": ["e1"]}, "whole sentence"),
+    ({"explanation": "You liked Alien, a film about", "evidence": ["e1"]}, "whole sentence"),
+    ({"explanation": "It is a film you like and it is a film you like.", "evidence": ["e1"]},
+     "repeats itself"),
+    ({"explanation": "You liked Alien.", "evidence": []}, "no evidence"),
+    ({"explanation": "You liked Alien.", "evidence": ["e1", "e9"]}, "not given: ['e9']"),
+    ({"explanation": "You liked Alien and Dune.", "evidence": ["e1"]}, "['Dune']"),
+])
+def test_ungrounded_answers_are_refused(parsed: object, problem: str) -> None:
+    result = check_explanation(parsed, ["e1", "e2"], ["Alien", "Interstellar"], ["Dune"])
+    assert isinstance(result, str) and problem in result
+
+
+def test_a_grounded_answer_is_kept() -> None:
+    parsed = {"explanation": " You  liked Alien, so Interstellar fits. ",
+              "evidence": ["e1", "e1"]}
+    assert check_explanation(parsed, ["e1"], ["Alien", "Interstellar"], ["Dune"]) == (
+        "You liked Alien, so Interstellar fits.", ["e1"])

@@ -1,0 +1,371 @@
+"""Recommendations over HTTP: real MiniLM embeddings, real Chroma in a temp folder,
+profiles built by the real refresh path with a summarizer fake."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from service.core.config import Settings
+from service.recommend import service as recommend_service
+from service.recommend.models import RecommendationTrace
+from service.recommend.service import retrieve
+from tests.conftest import event, make_tenant
+from tests.profiles.test_profiles import ProfileApp
+from tests.recommend.helpers import (
+    CATEGORIES,
+    ROMANCE,
+    SCIFI,
+    TITLES,
+    given_evidence,
+    make_recommend_app,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[ProfileApp]:
+    yield from make_recommend_app(settings)
+
+
+def recommend(app: ProfileApp, user: str = "u1", **params: Any) -> dict[str, Any]:
+    r = app.t.get(f"/v1/users/{user}/recommendations", params=params)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def trace(app: ProfileApp, recommendation_id: str) -> dict[str, Any]:
+    r = app.t.get(f"/v1/recommendations/{recommendation_id}")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def history(app: ProfileApp, user: str = "u1") -> dict[str, dict[str, Any]]:
+    r = app.t.get(f"/v1/users/{user}/events", params={"limit": 200})
+    assert r.status_code == 200, r.text
+    return {e["event_id"]: e for e in r.json()["events"]}
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    return [i["item_id"] for i in body["items"]]
+
+
+def test_a_sci_fi_fan_gets_unseen_sci_fi_explained_by_their_own_events(
+        app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune", "solaris"], "a")
+    app.refresh()
+    body = recommend(app, k=4)
+    assert body["source"] == "profile" and body["recommendation_id"].startswith("rec_")
+    assert body["generated_at"].startswith(app.clock().date().isoformat())
+    assert len(body["items"]) == 4
+    assert not {"alien", "dune", "solaris"} & set(ids(body))  # consumed
+    assert set(ids(body)[:2]) <= SCIFI  # the best matches are unseen sci-fi titles
+
+    mine = history(app)
+    top = body["items"][0]
+    because = top["because"]
+    assert because["label"] == "Science fiction films"
+    assert because["strength"] == pytest.approx(0.45, rel=1e-3)  # 0.5 x 0.9, not decayed yet
+    assert 0 < top["score"] == pytest.approx(because["strength"] * because["similarity"],
+                                             rel=1e-4)
+    for entry in body["items"]:
+        for e in entry["because"]["evidence"]:
+            stored = mine[e["event_id"]]  # every cited event is in the user's history
+            assert (e["type"], e["item_id"]) == (stored["type"], stored["item_id"])
+            assert e["title"] == TITLES[e["item_id"]]
+    # The template names the facet and the two evidence items closest to the item.
+    first, second = (e["title"] for e in because["evidence"][:2])
+    assert top["explanation"] == (
+        f"Because you liked {first} and {second} (Science fiction films).")
+    assert top["explanation_source"] == "template"
+
+
+def test_strengths_are_decayed_to_now_and_a_faded_interest_yields_to_a_fresh_one(
+        app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune"], "a")
+    app.refresh()
+    app.clock.advance(days=14)
+    app.watch("u1", ["bread"], "b")
+    app.refresh()
+    app.clock.advance(days=7)
+    body = recommend(app, k=3)
+    labels = [i["because"]["label"] for i in body["items"]]
+    assert labels[0] == "Home cooking"
+    strengths = {i["because"]["label"]: i["because"]["strength"] for i in body["items"]}
+    assert strengths["Home cooking"] == pytest.approx(0.45 / 2, rel=1e-3)  # a week: one half-life
+    stored = trace(app, body["recommendation_id"])
+    facets = {f["label"]: f for f in stored["facets"]}
+    assert facets["Science fiction films"]["strength"] == pytest.approx(0.45 / 8, rel=1e-3)
+    # The fading facet asked for fewer candidates than the fresh one.
+    assert (facets["Science fiction films"]["quota"] < facets["Home cooking"]["quota"])
+
+
+def test_items_near_an_avoid_facet_are_dropped(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "notebook"], "a")  # sci-fi liked, romance avoided
+    facets = {f["label"]: f for f in app.refresh()["facets"]}
+    assert facets["Romance films"]["polarity"] == "avoid"
+    app.watch("u2", ["alien"], "b")  # the same taste, without the dislike
+    app.refresh("u2")
+
+    avoiding = recommend(app, "u1", k=20)
+    neutral = recommend(app, "u2", k=20)
+    assert not ROMANCE & set(ids(avoiding))
+    assert {"casablanca", "loveactually", "pride"} & set(ids(neutral))  # so it can fail
+    stored = trace(app, avoiding["recommendation_id"])
+    romance_id = facets["Romance films"]["facet_id"]
+    status = {c["item_id"]: c for c in stored["candidates"]}
+    dropped = {i for i, c in status.items() if c["status"] == "dropped_avoid"}
+    assert {"casablanca", "loveactually"} <= dropped
+    for item_id in dropped:
+        assert status[item_id]["similarities"][romance_id] >= 0.5
+    assert stored["excluded"]["dropped_avoid"] == len(dropped)
+    # Below the drop threshold but above the penalty one, the score pays for it.
+    penalised = [c for c in stored["candidates"] if c["avoid_penalty"] > 0]
+    for c in penalised:
+        assert c["score"] == pytest.approx(c["base_score"] - c["avoid_penalty"], abs=1e-6)
+        assert 0.4 <= c["similarities"][romance_id] < 0.5 or c["status"] == "dropped_avoid"
+
+
+def test_category_filter(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune", "bread"], "a")
+    app.refresh()
+    books = recommend(app, k=10, category="book")
+    assert books["items"] and all(CATEGORIES[i] == "book" for i in ids(books))
+    assert {"foundation", "hyperion"} <= set(ids(books))
+    films = recommend(app, k=10, category="film")
+    assert films["items"] and all(CATEGORIES[i] == "film" for i in ids(films))
+    assert recommend(app, k=10, category="no-such-category")["items"] == []
+    stored = trace(app, books["recommendation_id"])
+    assert stored["parameters"]["category"] == "book"
+    assert stored["excluded"]["category"] > 0  # films and uncategorised items were skipped
+
+
+class RecordingStore:
+    """Plays the item collection: fixed neighbours, filtered or not; records each call."""
+
+    def __init__(self, unfiltered: list[str], filtered: list[str]) -> None:
+        self.unfiltered, self.filtered = unfiltered, filtered
+        self.calls: list[tuple[int, int, Any]] = []
+
+    def nearest(self, tenant_id: int, kind: str, vectors: Any, n: int,
+                where: Any = None) -> list[list[tuple[str, float]]]:
+        self.calls.append((len(vectors), n, where))
+        found = self.filtered if where else self.unfiltered
+        return [[(i, 0.5) for i in found[:n]] for _ in range(len(vectors))]
+
+
+@pytest.mark.parametrize(("unfiltered", "filtered_call"), [
+    (["interstellar", "foundation", "hyperion", "ramen", "pride"], False),  # enough books
+    (["interstellar", "gravity", "arrival", "foundation"], True),  # one book: ask filtered
+])
+def test_a_category_is_filtered_from_neighbours_and_asked_for_when_rare(
+        app: ProfileApp, unfiltered: list[str], filtered_call: bool) -> None:
+    store = RecordingStore(unfiltered, filtered=["foundation", "hyperion", "pride"])
+    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        got = retrieve(session, store, 1, np.ones((1, 384), dtype=np.float32),  # type: ignore[arg-type]
+                       quotas=[5], consumed={"hyperion"}, category="book", floor=3)
+    # Quota 5: ask 2 x 5 neighbours, 4 x that unfiltered; films never make it.
+    assert store.calls[0] == (1, 40, None)
+    if filtered_call:
+        # Then its 1,000 nearest, then (10 + 1 consumed) with the filter.
+        assert store.calls[1:] == [(1, 1000, None), (1, 11, {"category": "book"})]
+        assert got.candidates == ["foundation", "pride"] and got.widened
+    else:
+        assert len(store.calls) == 1 and not got.widened
+        assert got.candidates == ["foundation", "ramen", "pride"]
+    assert got.consumed_seen == 1
+
+
+def test_mmr_spreads_the_list_over_interests(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune", "bread"], "a")
+    app.refresh()
+    body = recommend(app, k=4)
+    labels = {i["because"]["label"] for i in body["items"]}
+    assert labels == {"Science fiction films", "Home cooking"}
+    stored = trace(app, body["recommendation_id"])
+    assert stored["parameters"]["mmr_lambda"] == 0.7 and stored["parameters"]["fusion"] == "max"
+    returned = [c for c in stored["candidates"] if c["status"] == "returned"]
+    assert sorted(c["mmr_rank"] for c in returned) == [0, 1, 2, 3]
+
+
+def test_a_user_without_a_profile_gets_popular_items_labelled_as_such(app: ProfileApp) -> None:
+    now = app.clock()
+    popular = ["interstellar"] * 3 + ["arrival"] * 2 + ["ramen"]
+    app.send("fans", *[event("fans", "view", i, ts=now - timedelta(days=1, minutes=n))
+                       for n, i in enumerate(popular)])
+    # Long ago: outside the 30-day window, so it does not count.
+    app.send("fans", *[event("fans", "view", "gravity", ts=now - timedelta(days=40, minutes=n))
+                       for n in range(5)])
+    app.watch("new", ["interstellar"], "n")  # consumed, and no refresh: no profile
+    body = recommend(app, "new", k=5)
+    assert body["source"] == "popular"
+    assert ids(body) == ["arrival", "ramen"]
+    assert all(i["because"] is None for i in body["items"])
+    assert body["items"][0]["score"] == 2
+    assert "Popular" in body["items"][0]["explanation"]
+    stored = trace(app, body["recommendation_id"])
+    assert stored["source"] == "popular" and stored["facets"] == []
+    assert stored["excluded"]["consumed"] == 1
+    assert recommend(app, "new", k=5, category="book")["items"][0]["item_id"] == "ramen"
+    # explain=llm has nothing to ground a model answer on: the template stays.
+    assert recommend(app, "new", explain="llm")["items"][0]["explanation_source"] == "template"
+    assert app.model.explain_prompts == []
+
+
+def test_trace_feedback_and_tenant_isolation(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune"], "a")
+    app.refresh()
+    body = recommend(app, k=3)
+    rid = body["recommendation_id"]
+    first, second = ids(body)[:2]
+    later = app.clock() + timedelta(minutes=5)
+    app.send("u1",
+             event("u1", "click", first, ts=later, event_id="fb1", recommendation_id=rid),
+             event("u1", "purchase", first, ts=later + timedelta(minutes=1), event_id="fb2",
+                   recommendation_id=rid),
+             event("u1", "skip", "tacos", ts=later, event_id="fb3", recommendation_id=rid),
+             event("u1", "view", second, ts=later, event_id="plain"))  # no recommendation id
+
+    stored = trace(app, rid)
+    assert stored["user_id"] == "u1" and stored["source"] == "profile"
+    assert stored["parameters"]["k"] == 3 and stored["parameters"]["explain"] == "template"
+    by_item = {i["item_id"]: i for i in stored["items"]}
+    assert [(f["event_id"], f["type"]) for f in by_item[first]["feedback"]] == [
+        ("fb1", "click"), ("fb2", "purchase")]
+    assert by_item[second]["feedback"] == []
+    assert [f["event_id"] for f in stored["other_feedback"]] == ["fb3"]
+    # The trace holds what the response said, and what it was computed from.
+    assert [i["explanation"] for i in stored["items"]] == [
+        i["explanation"] for i in body["items"]]
+    facet = stored["facets"][0]
+    assert facet["label"] == "Science fiction films" and facet["evidence"] == ["a-alien", "a-dune"]
+    for c in stored["candidates"]:
+        assert set(c["similarities"]) == {facet["facet_id"]}
+        assert c["item_id"] not in {"alien", "dune"}
+    assert stored["excluded"]["consumed"] >= 2
+
+    other = make_tenant(app.t.client, "globex")
+    r = other.get(f"/v1/recommendations/{rid}")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "recommendation_not_found"
+    assert app.t.get("/v1/recommendations/rec_nope").status_code == 404
+    assert app.t.get("/v1/recommendations/..%2Fetc").status_code in (404, 422)
+    assert other.get("/v1/users/u1/recommendations").status_code == 404
+
+
+def test_bad_requests(app: ProfileApp) -> None:
+    app.watch("u1", ["alien"], "a")
+    r = app.t.get("/v1/users/ghost/recommendations")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "user_not_found"
+    for params, name in [({"k": 0}, "k"), ({"k": 101}, "k"), ({"explain": "poetry"}, "explain"),
+                         ({"category": ""}, "category")]:
+        r = app.t.get("/v1/users/u1/recommendations", params=params)
+        assert r.status_code == 422, params
+        assert name in {d["field"] for d in r.json()["error"]["details"]}
+    assert recommend(app, k=100)["source"] == "popular"
+
+
+def test_deleting_the_user_deletes_their_traces(app: ProfileApp) -> None:
+    app.watch("u1", ["alien"], "a")
+    app.refresh()
+    app.watch("u2", ["dune"], "b")
+    app.refresh("u2")
+    gone = recommend(app, "u1")["recommendation_id"]
+    kept = recommend(app, "u2")["recommendation_id"]
+    assert app.t.delete("/v1/users/u1").status_code == 200
+    assert app.t.get(f"/v1/recommendations/{gone}").status_code == 404
+    assert trace(app, kept)["user_id"] == "u2"
+    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        assert session.scalar(select(func.count()).select_from(RecommendationTrace)) == 1
+
+
+# -- explanations written by the model ----------------------------------------------------
+
+
+def answer(text: str, evidence: list[str]) -> str:
+    return json.dumps({"explanation": text, "evidence": evidence})
+
+
+def cooking_and_scifi(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune", "bread"], "a")
+    app.refresh()
+
+
+def test_a_grounded_llm_explanation_is_used_for_the_first_three_items(app: ProfileApp) -> None:
+    cooking_and_scifi(app)
+
+    def grounded(prompt: str) -> str:
+        event_id, title = given_evidence(prompt)[0]
+        return answer(f"You enjoyed {title}, so this should suit you too.", [event_id])
+
+    app.model.explain = grounded
+    body = recommend(app, k=5, explain="llm")
+    sources = [i["explanation_source"] for i in body["items"]]
+    assert sources == ["llm"] * 3 + ["template"] * 2
+    assert len(app.model.explain_prompts) == 3
+    for entry in body["items"][:3]:
+        first = entry["because"]["evidence"][0]
+        assert entry["explanation"] == (
+            f"You enjoyed {first['title']}, so this should suit you too.")
+    # The prompt carried the facet, its evidence and the item, and nothing else of the user's.
+    prompt = app.model.explain_prompts[0]
+    top = body["items"][0]
+    assert top["title"] in prompt and top["because"]["label"] in prompt
+    assert {e for e, _ in given_evidence(prompt)} == {
+        e["event_id"] for e in top["because"]["evidence"]}
+    stored = trace(app, body["recommendation_id"])
+    llm = stored["items"][0]["llm"]
+    assert llm["prompt_name"] == "explain_recommendation" and llm["prompt_version"] == "1"
+    assert llm["cited"] == [top["because"]["evidence"][0]["event_id"]]
+    assert stored["items"][3]["llm"] is None
+
+
+@pytest.mark.parametrize("lie", ["unknown_event", "other_title", "broken_json", "server_down"])
+def test_an_ungrounded_llm_explanation_falls_back_to_the_template(
+        app: ProfileApp, lie: str) -> None:
+    cooking_and_scifi(app)
+
+    def misbehave(prompt: str) -> str:
+        given = given_evidence(prompt)
+        others = [t for t in ("Alien", "Dune", "Sourdough at Home")
+                  if t not in {title for _, title in given}]
+        if lie == "unknown_event":
+            return answer(f"You liked {given[0][1]}.", [given[0][0], "ev_invented"])
+        if lie == "other_title":  # cites correctly, but names an item it was not given
+            return answer(f"You liked {others[0]} and {given[0][1]}.", [given[0][0]])
+        if lie == "broken_json":
+            return '{"explanation": "You liked'
+        raise ConnectionError("connection refused")
+
+    app.model.explain = misbehave
+    body = recommend(app, k=3, explain="llm")
+    template = recommend(app, k=3)
+    # A dead server is asked once; a live one that answers badly, once per item.
+    assert len(app.model.explain_prompts) == (1 if lie == "server_down" else 3)
+    assert [i["explanation_source"] for i in body["items"]] == ["template_fallback"] * 3
+    assert [i["explanation"] for i in body["items"]] == [
+        i["explanation"] for i in template["items"]]
+    problems = [i["explanation_problem"] for i in trace(app, body["recommendation_id"])["items"]]
+    expected = {"unknown_event": "not given", "other_title": "mentions items",
+                "broken_json": "JSON", "server_down": "ConnectionError"}[lie]
+    assert all(expected in (p or "") for p in problems), problems
+
+
+def test_llm_explanations_stop_when_their_time_budget_is_spent(
+        app: ProfileApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    cooking_and_scifi(app)
+    monkeypatch.setattr(recommend_service, "LLM_EXPLAIN_BUDGET_SECONDS", 0)
+    app.model.explain = lambda prompt: answer(
+        f"You enjoyed {given_evidence(prompt)[0][1]} very much.", [given_evidence(prompt)[0][0]])
+    body = recommend(app, k=3, explain="llm")
+    assert len(app.model.explain_prompts) == 1  # started within the budget, the rest not
+    assert [i["explanation_source"] for i in body["items"]] == [
+        "llm", "template_fallback", "template_fallback"]
+    problems = [i["explanation_problem"] for i in trace(app, body["recommendation_id"])["items"]]
+    assert problems[0] is None and all("budget" in (p or "") for p in problems[1:])
