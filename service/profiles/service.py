@@ -346,18 +346,26 @@ class FacetEdit:
     description: str | None = None
 
 
+def _locked_facet(
+    session: Session, user: User, facet_id: str, at: datetime
+) -> tuple[Profile, list[ProfileFacetRow], ProfileFacetRow]:
+    """The profile (locked), all its facet rows, and the one a user edit is about."""
+    profile = lock_profile(session, user, at)
+    rows = facet_rows(session, user.id)
+    row = next((r for r in rows if r.facet_id == facet_id), None)
+    if row is None:
+        session.rollback()
+        raise not_found("facet_not_found", f"No facet {facet_id!r} in this user's profile.")
+    return profile, rows, row
+
+
 def edit_facet(
     session: Session, user: User, facet_id: str, edit: FacetEdit, rt: ProfileRuntime
 ) -> ProfileFacetRow:
     """Apply a user's edit; it holds across later refreshes (the merge keeps it)."""
     with rt.locks.hold(user.id):
         at = rt.clock()
-        profile = lock_profile(session, user, at)
-        rows = facet_rows(session, user.id)
-        row = next((r for r in rows if r.facet_id == facet_id), None)
-        if row is None:
-            session.rollback()
-            raise not_found("facet_not_found", f"No facet {facet_id!r} in this user's profile.")
+        profile, rows, row = _locked_facet(session, user, facet_id, at)
         rules = rt.rules
         if edit.pinned is not None and edit.pinned != row.pinned:
             # Pinning freezes today's strength; unpinning lets it decay from today.
@@ -391,12 +399,7 @@ def delete_facet(session: Session, user: User, facet_id: str, rt: ProfileRuntime
     """Remove a facet now (history keeps it). Activity may bring it back; suppress to stop that."""
     with rt.locks.hold(user.id):
         at = rt.clock()
-        profile = lock_profile(session, user, at)
-        rows = facet_rows(session, user.id)
-        row = next((r for r in rows if r.facet_id == facet_id), None)
-        if row is None:
-            session.rollback()
-            raise not_found("facet_not_found", f"No facet {facet_id!r} in this user's profile.")
+        profile, rows, row = _locked_facet(session, user, facet_id, at)
         session.delete(row)
         remaining = [to_facet(r) for r in rows if r is not row]
         _write_version(session, user, profile, remaining, at, "edit", RefreshInput(), rt.rules)
