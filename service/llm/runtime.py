@@ -86,6 +86,9 @@ class LLMRuntime:
             # The OpenAI client retries connection errors, 429 and 5xx with exponential
             # backoff; bounded here.
             max_retries=s.llm_max_retries,
+            # Streamed answers (the chat's SSE) end with a usage chunk, so their tokens are
+            # recorded like those of plain calls.
+            stream_usage=True,
         )
 
     def health(self) -> str:

@@ -90,3 +90,5 @@ def test_the_embedded_model_answers_why_from_the_trace_only(
         check_grounding(events[-1][1], evidence)
         turns = t.get(CHAT_PATH.format(rec["recommendation_id"])).json()["turns"]
         assert [turn["streamed"] for turn in turns] == [False, True]
+        # The stream ends with a usage chunk (stream_usage), so streamed turns count tokens too.
+        assert turns[1]["prompt_tokens"] > 0 and turns[1]["output_tokens"] > 0, turns[1]
