@@ -1,24 +1,38 @@
 """`interest-tracker eval`: load a dataset, split it, score every chosen model, report.
 
 The main command line (`service/cli.py`) adds this subcommand with `add_eval_parser`;
-`run_eval` is what it calls.
+`run_eval` is what it calls. With `--dataset synthetic` the users are generated with
+planted interest changes (`evals.synthetic`), and every ours model is also scored on
+how its profiles track them (`evals.drift`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from evals import protocol
+from evals import protocol, synthetic
 from evals.datasets import ML_LATEST_SMALL, load_jsonl, load_ml100k, load_movielens_latest
+from evals.drift import (
+    category_strengths,
+    planted_intervals,
+    timeline_from_versions,
+    tracking_metrics,
+)
+from evals.faithfulness import DEFAULT_RELATED_THRESHOLD
 from evals.registry import MODELS
-from evals.report import RunInfo, markdown_table, write_report
+from evals.report import FacetTimeline, RunInfo, kept_metrics, report_tables, write_report
 from evals.runner import evaluate, genre_vectors
+from evals.tracking import DEFAULT_ASSIGN_THRESHOLD, DEFAULT_STRENGTH_FLOOR, EmbeddingAssigner
 from evals.types import Dataset, Split
 
-DATASETS = ("ml-latest-small", "ml-100k", "jsonl")
+DATASETS = ("ml-latest-small", "ml-100k", "jsonl", "synthetic")
+SYNTHETIC_USERS = 20
+REPLAY_LAST = 40
 PROTOCOLS = (protocol.LEAVE_LAST_OUT, protocol.GLOBAL_TIME)
 
 
@@ -29,8 +43,18 @@ def add_eval_parser(
     parser = subparsers.add_parser(
         "eval", help="offline evaluation of recommenders on a time-ordered dataset",
         description="Fit each model on the same training split, rank the full catalog for "
-                    "every test user and write metrics.json, report.md and plots.")
-    parser.add_argument("--dataset", choices=DATASETS, default="ml-latest-small")
+                    "every test user and write metrics.json, report.md and plots. "
+                    "Drift tracking: --dataset synthetic generates --users users (seed "
+                    "--seed) whose planted interests change at known times; each ours model "
+                    "named in --models replays every test user's whole history, refreshing "
+                    "every --refresh-every events, and is also scored on tracking lag, facet "
+                    "precision/recall and next-period interest-mix error from its profile "
+                    "versions, with a facet-timeline PNG of one user per model.",
+        epilog="example: interest-tracker eval --dataset synthetic --users 20 --seed 1 "
+               "--models ours,ours-no-decay,ours-no-llm,most-popular --refresh-every 10")
+    parser.add_argument("--dataset", choices=DATASETS, default="ml-latest-small",
+                        help="synthetic: generated users with planted interest changes "
+                             "(drift tracking for ours models)")
     parser.add_argument("--path", help="dataset folder (default for ml-latest-small: the "
                                        f"bundled copy in {ML_LATEST_SMALL})")
     parser.add_argument("--events", help="jsonl: events file")
@@ -41,16 +65,22 @@ def add_eval_parser(
     parser.add_argument("--positive-threshold", type=float, default=3.5,
                         help="ratings at or above this are positives (default 3.5)")
     parser.add_argument("--k", type=int, default=10, help="list length K (default 10)")
-    parser.add_argument("--users", type=int, help="score a seeded sample of N test users")
+    parser.add_argument("--users", type=int,
+                        help="score a seeded sample of N test users; synthetic: generate N "
+                             f"users (default {SYNTHETIC_USERS})")
     parser.add_argument("--seed", type=int, default=0, help="user sample and model seed")
     parser.add_argument("--models", help="comma-separated model names (default: all of "
                                          f"{', '.join(sorted(MODELS))})")
     parser.add_argument("--out", help="results folder (default results/YYYY-MM-DD)")
     parser.add_argument("--refresh-every", type=int, default=20,
                         help="ours: refresh the profile after this many replayed events")
-    parser.add_argument("--replay-last", type=int, default=40,
+    parser.add_argument("--replay-last", type=int,
                         help="ours: replay this many last events in refresh chunks (earlier "
-                             "history is sent in one go)")
+                             f"history is sent in one go; default {REPLAY_LAST}, synthetic: "
+                             "the whole history)")
+    parser.add_argument("--period-days", type=float, default=7.0,
+                        help="synthetic: the next period whose interest mix each profile "
+                             "snapshot is compared with (default 7 days)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_eval)
     return parser
@@ -58,17 +88,29 @@ def add_eval_parser(
 
 def run_eval(args: argparse.Namespace) -> int:
     """Exit status: 0 on success, 2 on a usage or data error (printed to stderr)."""
+    drift: synthetic.SyntheticData | None = None
     try:
         names = _model_names(args.models)
         if args.k < 1:
             raise ValueError("--k must be at least 1")
         if args.users is not None and args.users < 1:
             raise ValueError("--users must be at least 1")
-        dataset = _load(args)
+        if args.period_days <= 0:
+            raise ValueError("--period-days must be positive")
+        if args.dataset == "synthetic":
+            drift = synthetic.generate(args.users or SYNTHETIC_USERS, args.seed)
+            dataset = drift.dataset
+        else:
+            dataset = _load(args)
         split = _split(dataset, args)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.replay_last is None and drift is None:
+        args.replay_last = REPLAY_LAST  # synthetic keeps None: refreshes from the first event
+    if drift is not None and not any(n.startswith("ours") for n in names):
+        print("note: drift tracking needs an ours model (--models ours,...); only ranking "
+              "metrics will be reported", file=sys.stderr)
     available = len(split.targets)
     if args.users is not None:
         split = protocol.sample_users(split, args.users, args.seed)
@@ -78,13 +120,24 @@ def run_eval(args: argparse.Namespace) -> int:
 
     vectors = genre_vectors(dataset.items)
     results = {}
+    faithfulness_threshold: float | None = None
+    timelines: dict[str, FacetTimeline] = {}
+    tracker = _Tracker(drift, split, args.period_days) if drift is not None else None
     for name in names:
         recommender = MODELS[name](args)
         results[name] = evaluate(recommender, split, dataset.items, args.k,
                                  item_vectors=vectors or None, progress=not args.no_progress)
+        versions = getattr(recommender, "profile_versions", None)
+        if tracker is not None and callable(versions):  # ours on synthetic users
+            scores, timelines[name] = tracker.score(versions)
+            results[name].update(scores)
         cost = getattr(recommender, "cost", None)
         if callable(cost):  # ours: LLM tokens and seconds per refresh
             results[name].update(cost())
+        faithfulness = getattr(recommender, "faithfulness", None)
+        if callable(faithfulness):  # ours: does the cited evidence hold up?
+            results[name].update(faithfulness())
+            faithfulness_threshold = DEFAULT_RELATED_THRESHOLD
         close = getattr(recommender, "close", None)
         if callable(close):
             close()
@@ -92,12 +145,14 @@ def run_eval(args: argparse.Namespace) -> int:
                   users=len(split.targets), seed=args.seed,
                   positive_threshold=args.positive_threshold, catalog_size=len(dataset.items),
                   interactions=len(dataset.interactions), train_interactions=len(split.train),
-                  test_users_available=available,
+                  test_users_available=available, faithfulness_threshold=faithfulness_threshold,
                   test_fraction=args.test_fraction
-                  if split.protocol == protocol.GLOBAL_TIME else None)
+                  if split.protocol == protocol.GLOBAL_TIME else None,
+                  tracking=tracker.settings(args) if tracker is not None and timelines
+                  else None)
     out = Path(args.out or Path("results") / date.today().isoformat())
-    paths = write_report(out, run, results)
-    print(markdown_table(results, run.k))
+    paths = write_report(out, run, results, timelines)
+    print(report_tables(run, kept_metrics(results, run.k)))
     print(f"results written to {out}/ ({', '.join(p.name for p in paths.values())})")
     return 0
 
@@ -130,3 +185,39 @@ def _split(dataset: Dataset, args: argparse.Namespace) -> Split:
     if args.protocol == protocol.GLOBAL_TIME:
         return protocol.global_time_split(dataset, args.test_fraction, args.positive_threshold)
     return protocol.leave_last_out(dataset, args.positive_threshold)
+
+
+class _Tracker:
+    """Drift tracking of ours models on the synthetic users of one run."""
+
+    def __init__(self, data: synthetic.SyntheticData, split: Split, period_days: float) -> None:
+        self.data = data
+        self.users = sorted(split.targets)
+        self.events = synthetic.user_events(data)
+        self.period_s = round(period_days * 86_400)
+        self._assigner: EmbeddingAssigner | None = None
+
+    @property
+    def assigner(self) -> EmbeddingAssigner:
+        if self._assigner is None:  # MiniLM, the embedder the threshold was calibrated on
+            from service.vectors.embeddings import shared_local_embedder
+
+            self._assigner = EmbeddingAssigner(self.data.categories, shared_local_embedder())
+        return self._assigner
+
+    def score(self, versions: Callable[[str], list[dict[str, Any]]],
+              ) -> tuple[dict[str, float], FacetTimeline]:
+        """Tracking metrics over every replayed user, and the first user's timeline."""
+        timelines = {user: timeline_from_versions(versions(user), self.events[user])
+                     for user in self.users}
+        scores = tracking_metrics(timelines, self.data.truth, self.events,
+                                  self.data.item_category, self.assigner, self.period_s)
+        first = self.users[0]
+        return scores, (category_strengths(timelines[first], self.assigner),
+                        planted_intervals(self.data.truth[first]))
+
+    def settings(self, args: argparse.Namespace) -> Mapping[str, Any]:
+        return {"seed": args.seed, "generated_users": len(self.data.truth),
+                "refresh_every": args.refresh_every, "period_days": args.period_days,
+                "assign_threshold": DEFAULT_ASSIGN_THRESHOLD,
+                "strength_floor": DEFAULT_STRENGTH_FLOOR, "timeline_user": self.users[0]}

@@ -3,11 +3,13 @@
 `fit` starts the real app in process (SQLite and Chroma in a temp folder, MiniLM
 embeddings, the configured LLM) and upserts the catalog through `PUT /v1/items`.
 `recommend` replays the user's history through `POST /v1/events`: everything but
-the last `replay_last` interactions in one go, then the rest in chunks of
+the last `replay_last` interactions in one go (nothing when it is None: the whole
+history is chunked, as drift tracking needs), then the rest in chunks of
 `refresh_every`, with a profile refresh after each chunk at the chunk's own time
 (the app's clock follows the replay, so decay happens in data time). The ranking
 is `GET /v1/users/{id}/recommendations` (template explanations), exactly what a
-client gets.
+client gets; each list is kept with the events sent, so `faithfulness()` can check
+the evidence it cites (`evals.faithfulness`).
 
 Variants (ablations):
 - `full`: the LLM summarizes, the §4 merge decays and reinforces.
@@ -34,6 +36,13 @@ import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from evals.faithfulness import (
+    DEFAULT_RELATED_THRESHOLD,
+    Cited,
+    Shown,
+    ShownList,
+    score_explanations,
+)
 from evals.types import Interaction, ItemInfo
 
 Variant = Literal["full", "no-decay", "no-llm"]
@@ -56,7 +65,7 @@ def _ts(seconds: int) -> datetime:
 
 class OursRecommender:
     def __init__(self, variant: Variant = "full", refresh_every: int = 20,
-                 replay_last: int = 40, positive_threshold: float = 3.5,
+                 replay_last: int | None = 40, positive_threshold: float = 3.5,
                  settings_overrides: Mapping[str, Any] | None = None, seed: int = 0,
                  llm: Any = None) -> None:
         self.name = "ours" if variant == "full" else f"ours-{variant}"
@@ -76,6 +85,7 @@ class OursRecommender:
         self._tmp: str | None = None
         self._auth: dict[str, str] = {}
         self._items: Mapping[str, ItemInfo] = {}
+        self._shown: list[ShownList] = []
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -98,6 +108,7 @@ class OursRecommender:
             _, key = create_tenant(session, "eval")
         self._auth = {"Authorization": f"Bearer {key}"}
         self._items = items
+        self._shown = []
         rows = [self._item_row(i) for i in sorted(items.values(), key=lambda i: i.item_id)]
         for lo in range(0, len(rows), 1000):
             r = self._client.put("/v1/items", headers=self._auth,
@@ -145,9 +156,9 @@ class OursRecommender:
                   exclude: set[str]) -> list[str]:
         assert self._client is not None, "fit first"
         if not history:
-            return self._ranking(user, k, exclude)
+            return self._ranking(user, k, exclude, {})
         events = [self._event(e, n) for n, e in enumerate(history)]
-        cut = max(len(events) - self.replay_last, 0)
+        cut = 0 if self.replay_last is None else max(len(events) - self.replay_last, 0)
         if cut:
             self._send(events[:cut])
         for lo in range(cut, len(events), self.refresh_every):
@@ -155,7 +166,7 @@ class OursRecommender:
             self._send(chunk)
             self._clock.now = _ts(history[lo + len(chunk) - 1].ts) + timedelta(seconds=1)
             self._refresh(user, history[lo:lo + len(chunk)], chunk)
-        return self._ranking(user, k, exclude)
+        return self._ranking(user, k, exclude, {ev["event_id"]: ev["item_id"] for ev in events})
 
     def _refresh(self, user: str, interactions: Sequence[Interaction],
                  events: Sequence[dict[str, Any]]) -> None:
@@ -227,15 +238,20 @@ class OursRecommender:
             commit_merge(session, row, app.state.profiles, self._clock(), "eval",
                          RefreshInput(new=new, seen_pending=row.events_since_refresh))
 
-    def _ranking(self, user: str, k: int, exclude: set[str]) -> list[str]:
+    def _ranking(self, user: str, k: int, exclude: set[str], sent: dict[str, str]) -> list[str]:
         assert self._client is not None
         r = self._client.get(f"/v1/users/{user}/recommendations", headers=self._auth,
                              params={"k": min(k + len(exclude), 100), "explain": "template"})
         if r.status_code == 404:
             return []
         r.raise_for_status()
-        ranked = [i["item_id"] for i in r.json()["items"] if i["item_id"] not in exclude]
-        return ranked[:k]
+        shown = [i for i in r.json()["items"] if i["item_id"] not in exclude][:k]
+        self._shown.append(ShownList(user=user, sent=sent, items=[Shown(
+            item_id=i["item_id"],
+            because=None if i["because"] is None else tuple(
+                Cited(e["event_id"], e["item_id"]) for e in i["because"]["evidence"]))
+            for i in shown]))
+        return [i["item_id"] for i in shown]
 
     def cost(self) -> dict[str, float]:
         n = max(self.refreshes, 1)
@@ -244,6 +260,34 @@ class OursRecommender:
                 "prompt_tokens_per_refresh": self.prompt_tokens / n,
                 "output_tokens_per_refresh": self.output_tokens / n,
                 "seconds_per_refresh": self.refresh_seconds / n}
+
+    def profile_versions(self, user: str) -> list[dict[str, Any]]:
+        """Every profile version the replay wrote for this user (GET .../profile/history,
+        all pages), newest first; none for a user never replayed."""
+        assert self._client is not None, "fit first"
+        versions: list[dict[str, Any]] = []
+        params: dict[str, int] = {"limit": 200}
+        while True:
+            r = self._client.get(f"/v1/users/{user}/profile/history", headers=self._auth,
+                                 params=params)
+            if r.status_code == 404:
+                return []
+            r.raise_for_status()
+            page = r.json()
+            versions.extend(page["versions"])
+            if page["next_before"] is None:
+                return versions
+            params["before"] = page["next_before"]
+
+    def faithfulness(self, threshold: float = DEFAULT_RELATED_THRESHOLD) -> dict[str, float]:
+        """Explanation faithfulness over every list recommended so far, judged with
+        MiniLM whatever embedder the app was configured with (the threshold is
+        calibrated for it)."""
+        from service.vectors.embeddings import shared_local_embedder
+
+        texts = {item_id: info.text for item_id, info in self._items.items()}
+        return score_explanations(self._shown, texts, shared_local_embedder(),
+                                  threshold).metrics()
 
 
 def _kmeans(vectors: np.ndarray, k: int, seed: int, rounds: int = 20) -> list[int]:

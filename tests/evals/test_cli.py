@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evals.cli import add_eval_parser, run_eval
-from tests.evals.conftest import write_jsonl
+from tests.evals.conftest import cell_tolerance, markdown_tables, write_jsonl
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,5 +100,65 @@ def test_eval_defaults() -> None:
     assert (args.dataset, args.protocol, args.k, args.seed) == (
         "ml-latest-small", "leave-last-out", 10, 0)
     assert args.positive_threshold == 3.5 and args.users is None and args.func is run_eval
+    assert args.replay_last is None and args.period_days == 7.0  # 40 unless synthetic
     with pytest.raises(SystemExit):
         _parser().parse_args(["eval", "--dataset", "ml-1m"])
+
+
+def test_synthetic_baselines_only_get_ranking_metrics_and_a_note(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "synthetic"
+    args = _parser().parse_args(["eval", "--dataset", "synthetic", "--users", "3", "--models",
+                                 "random", "--out", str(out), "--no-progress"])
+    assert args.func(args) == 0
+    assert "drift tracking needs an ours model" in capsys.readouterr().err
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["dataset"] == "synthetic-s0" and "tracking" not in record
+    assert "changes" not in record["models"]["random"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "metrics.png", "report.md"]
+
+
+@pytest.mark.slow
+def test_synthetic_drift_tracking_of_the_no_llm_ablation_end_to_end(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Real MiniLM and Chroma, no LLM: two generated users replayed with a refresh every
+    15 events; the outputs exist and agree with what the command printed."""
+    out = tmp_path / "synthetic"
+    args = _parser().parse_args([
+        "eval", "--dataset", "synthetic", "--users", "2", "--seed", "1", "--k", "5",
+        "--models", "ours-no-llm", "--refresh-every", "15", "--out", str(out), "--no-progress"])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["dataset"] == "synthetic-s1" and record["faithfulness_threshold"] == 0.5
+    tracking = record["tracking"]
+    assert (tracking["seed"], tracking["generated_users"], tracking["refresh_every"]) == (1, 2, 15)
+    scores = record["models"]["ours-no-llm"]
+    # Every refresh wrote a version inside the planted history: one snapshot each.
+    assert scores["snapshots"] == scores["refreshes"] > 0 and scores["failed_refreshes"] == 0
+    assert scores["changes"] >= record["users"]  # each synthetic user changes at least once
+    assert 0.0 <= scores["share_reached"] <= 1.0
+    if scores["share_reached"] > 0:  # lags count events: whole numbers, medians of them
+        assert scores["lag_mean"] >= 0 and scores["lag_median"] * 2 == int(
+            scores["lag_median"] * 2)
+    for key in ("facet_precision", "facet_recall", "next_period_error", "faithfulness"):
+        assert 0.0 <= scores[key] <= 1.0, key
+    assert scores["recommended_items"] == 5 * record["users"]
+
+    # The printed tables are report.md's, and both say what metrics.json says.
+    tables = markdown_tables(printed)
+    assert tables == markdown_tables((out / "report.md").read_text())
+    titles = [t for t in ("### LLM cost per refresh", "### Explanation faithfulness",
+                          "### Drift tracking (synthetic users)") if t in printed]
+    assert len(titles) == 3 and len(tables) == 4
+    shown = 0
+    for columns, rows in tables:
+        for column, cell in zip(columns, rows["ours-no-llm"], strict=True):
+            assert float(cell) == pytest.approx(scores[column], abs=cell_tolerance(cell)), column
+            shown += 1
+    assert shown == len(scores)
+    timeline = out / "facets-ours-no-llm.png"
+    assert timeline.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"({timeline.name})" in (out / "report.md").read_text()
+    assert f"{tracking['timeline_user']}" in (out / "report.md").read_text()

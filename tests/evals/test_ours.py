@@ -46,6 +46,11 @@ def test_the_no_llm_ablation_recommends_from_the_users_topic() -> None:
         assert ours.refreshes == 4 and ours.failed_refreshes == 0
         # Every list stays inside the user's topic: the held-out item is in a top 2 of 2.
         assert result["hr@2"] == 1.0, result
+        # Both lists are explained from each user's own on-topic items.
+        assert ours.faithfulness() == {"recommended_items": 4.0, "faithfulness": 1.0,
+                                       "popular_fallback_share": 0.0,
+                                       "faithfulness_explained": 1.0, "evidence_exists": 1.0,
+                                       "evidence_related": 1.0}
     finally:
         ours.close()
 
@@ -68,7 +73,21 @@ def test_ours_with_the_real_embedded_model_end_to_end(embedded_llm: Any) -> None
         # this user's own (consumed) items in this one-user tenant.
         assert ours._client is not None
         profile = ours._client.get("/v1/users/astro/profile", headers=ours._auth).json()
+        # Faithfulness is scored over the list the replay got, whatever the model wrote;
+        # a popular-fallback item is never faithful.
+        faithfulness = ours.faithfulness()
+        assert faithfulness["recommended_items"] == len(ranked), faithfulness
+        if ranked:
+            assert 0.0 <= faithfulness["faithfulness"] <= (
+                1.0 - faithfulness["popular_fallback_share"] + 1e-9), faithfulness
         if any(f["polarity"] == "like" for f in profile["facets"]):
             assert len(ranked) == 3, (profile, ranked)
+            # Profile-based items cite the replayed events themselves.
+            assert faithfulness["popular_fallback_share"] == 0.0, faithfulness
+            assert faithfulness["evidence_exists"] == 1.0, faithfulness
+            assert 0.0 <= faithfulness["faithfulness_explained"] <= 1.0
+        else:
+            assert faithfulness.get("popular_fallback_share", 1.0) == 1.0, faithfulness
+            assert faithfulness.get("faithfulness", 0.0) == 0.0, faithfulness
     finally:
         ours.close()
