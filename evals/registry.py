@@ -8,8 +8,10 @@ here; `random` is the floor every model must clear.
 from __future__ import annotations
 
 import argparse
+import atexit
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from evals.types import Interaction, ItemInfo, Recommender
 
@@ -78,6 +80,31 @@ def _factory(make: Callable[..., Recommender], seeded: bool) -> ModelFactory:
 _register_baselines()
 
 
+_shared_llm: Any = None
+
+
+def shared_llm() -> Any:
+    """One LLM runtime for every LLM variant of ours in this process, answers cached.
+
+    The summarizer's prompt holds only the user's events (never the profile), and the
+    model decodes greedily (temperature 0), so `ours` and `ours-no-decay` ask the same
+    questions: an in-memory LangChain cache on that one chat model answers the second
+    variant's repeats, so the decay ablation isolates the merge rules and costs no model
+    time. The cache keys on the chat model's parameters, hence one runtime (and one
+    embedded server) for all of them.
+    """
+    global _shared_llm
+    if _shared_llm is None:
+        from langchain_core.caches import InMemoryCache
+
+        from service.core.config import Settings
+        from service.llm.runtime import LLMRuntime
+
+        _shared_llm = LLMRuntime(Settings(), cache=InMemoryCache())
+        atexit.register(_shared_llm.close)
+    return _shared_llm
+
+
 def _register_ours() -> None:
     from evals.ours import OursRecommender, Variant
 
@@ -88,7 +115,8 @@ def _register_ours() -> None:
                 variant=variant, refresh_every=getattr(args, "refresh_every", 20),
                 replay_last=getattr(args, "replay_last", 40),
                 positive_threshold=getattr(args, "positive_threshold", 3.5),
-                seed=getattr(args, "seed", 0))
+                seed=getattr(args, "seed", 0),
+                llm=None if variant == "no-llm" else shared_llm())
 
         register("ours" if variant == "full" else f"ours-{variant}", build)
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
@@ -22,8 +23,10 @@ EMPTY_SUMMARY = json.dumps({"facets": [], "narrative": ""})
 class LLMRuntime:
     """Holds the chat model (and the embedded server when that is the backend)."""
 
-    def __init__(self, settings: Settings, chat_model: BaseChatModel | None = None) -> None:
+    def __init__(self, settings: Settings, chat_model: BaseChatModel | None = None,
+                 cache: BaseCache | None = None) -> None:
         self.settings = settings
+        self._cache = cache  # answers for repeated prompts (the offline evaluation)
         self.embedded: EmbeddedLLMServer | None = None
         if chat_model is None and settings.llm_backend == "embedded":
             self.embedded = EmbeddedLLMServer(
@@ -89,6 +92,7 @@ class LLMRuntime:
             # Streamed answers (the chat's SSE) end with a usage chunk, so their tokens are
             # recorded like those of plain calls.
             stream_usage=True,
+            cache=self._cache,
         )
 
     def health(self) -> str:

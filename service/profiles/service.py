@@ -188,29 +188,40 @@ def refresh_profile(
         if result.run.status != "ok" or result.run.summary is None:
             raise summary_failure(result.run)
         summary = InterestSummary.model_validate(result.run.summary)
-        new = new_facets(summary, result.activity, read_through, rt.embedder)
+        new = new_facets(summary, result.activity, read_through, rt.embedder,
+                         rt.settings.rating_max)
         return commit_merge(session, user, rt, at, trigger, RefreshInput(
             new=new, run=result.run, activity=result.activity,
             seen_pending=result.seen_pending))
 
 
 def new_facets(
-    summary: InterestSummary, activity: Activity, read_through: int, embedder: Embedder
+    summary: InterestSummary, activity: Activity, read_through: int, embedder: Embedder,
+    rating_max: float = 5.0,
 ) -> list[NewFacet]:
     """The summary's facets with fresh evidence, plus one facet per new declaration.
+
+    A model facet's strength is at least what its evidence supports (`evidence_support`):
+    a small model's own number is uncalibrated (SmolLM2-135M answers 0.0 or 0.1 for a
+    facet citing six five-star ratings), and `η·n` below the archive floor would drop a
+    well-evidenced facet at birth.
 
     Cold start: "I like jazz and hiking" always seeds a facet in the user's own words.
     A model facet that cites nothing but declarations is dropped in its favour (the
     user's words beat a small model's paraphrase, and the two would not merge).
     """
     event_pk = {e.event_id: e.id for e in activity.events}
+    by_id = {e.event_id: e for e in activity.events}
     declared = {e.event_id for e in activity.events if e.type == "declared" and e.text}
     drafts: list[tuple[str, str, float, Polarity, tuple[str, ...]]] = []
     for f in summary.facets:
         if set(f.evidence) <= declared:
             continue
         if any(event_pk.get(ev, 0) > read_through for ev in f.evidence):
-            drafts.append((f.label, f.description, f.strength, f.polarity, tuple(f.evidence)))
+            support = evidence_support([by_id[ev] for ev in f.evidence if ev in by_id],
+                                       f.polarity, rating_max)
+            drafts.append((f.label, f.description, max(f.strength, support), f.polarity,
+                           tuple(f.evidence)))
     for e in activity.events:
         if e.event_id in declared and e.id > read_through:
             words = " ".join((e.text or "").split())
@@ -223,6 +234,35 @@ def new_facets(
                  evidence=evidence, embedding=tuple(vec))
         for (label, desc, strength, polarity, evidence), vec in zip(drafts, vectors, strict=True)
     ]
+
+
+SUPPORT_FULL = 5.0  # this many agreeing events give full support
+_AGREEING: dict[str, tuple[float, float]] = {  # event type -> (like, avoid) weight
+    "purchase": (1.0, 0.0), "like": (1.0, 0.0), "dislike": (0.0, 1.0), "skip": (0.0, 0.5),
+    "view": (0.5, 0.0), "click": (0.5, 0.0), "search": (0.5, 0.0), "post": (0.5, 0.0),
+}
+
+
+def evidence_support(events: Sequence[Event], polarity: Polarity, rating_max: float) -> float:
+    """How strongly the cited events back a facet of this polarity, in [0, 1].
+
+    Events that agree with the polarity count (a rating at or above 70% of the scale, a
+    like or purchase for `like`; a rating at or below 50%, a dislike or skip for
+    `avoid`; views, clicks, searches and posts half for `like`); events that contradict
+    it count nothing. Full support at SUPPORT_FULL agreeing events.
+    """
+    total = 0.0
+    for e in events:
+        if e.type == "rating":
+            if e.value is None or rating_max <= 0:
+                continue
+            share = e.value / rating_max
+            agrees = share >= 0.7 if polarity == "like" else share <= 0.5
+            total += 1.0 if agrees else 0.0
+        else:
+            like, avoid = _AGREEING.get(e.type, (0.0, 0.0))
+            total += like if polarity == "like" else avoid
+    return min(1.0, total / SUPPORT_FULL)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -91,3 +91,33 @@ def test_ours_with_the_real_embedded_model_end_to_end(embedded_llm: Any) -> None
             assert faithfulness.get("faithfulness", 0.0) == 0.0, faithfulness
     finally:
         ours.close()
+
+
+def test_llm_variants_share_one_cached_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ours and ours-no-decay ask the same prompts: one runtime, one answer cache."""
+    import argparse
+
+    from langchain_core.caches import InMemoryCache
+
+    from evals import registry
+    from service.core.config import Settings
+    from service.llm.runtime import LLMRuntime
+
+    monkeypatch.setattr(registry, "_shared_llm", None)
+    args = argparse.Namespace(refresh_every=20, replay_last=40, positive_threshold=3.5, seed=0)
+    full, no_decay, no_llm = (registry.MODELS[n](args)
+                              for n in ("ours", "ours-no-decay", "ours-no-llm"))
+    assert isinstance(full, OursRecommender) and isinstance(no_decay, OursRecommender)
+    assert isinstance(no_llm, OursRecommender)
+    assert full.llm is no_decay.llm is registry.shared_llm() and no_llm.llm is None
+    assert isinstance(full.llm._cache, InMemoryCache)  # nothing started yet: built lazily
+    assert full.llm.embedded is None or not full.llm.embedded.started
+    monkeypatch.setattr(registry, "_shared_llm", None)
+
+    # The cache reaches the chat model the runtime builds.
+    cache = InMemoryCache()
+    runtime = LLMRuntime(Settings(llm_backend="openai", llm_base_url="http://127.0.0.1:9/v1",
+                                  llm_model="m"), cache=cache)
+    assert runtime.chat_model().cache is cache
+    assert LLMRuntime(Settings(llm_backend="openai", llm_base_url="http://127.0.0.1:9/v1",
+                               llm_model="m")).chat_model().cache is None
