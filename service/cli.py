@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.config import Settings
 from service.core.db import make_engine, make_sessionmaker, migrate
-from service.core.security import hash_api_key
-from service.tenants.models import ApiKey
-from service.tenants.service import TenantError, add_api_key, create_tenant, tenant_by_name
+from service.tenants.service import (
+    DEV_KEY_FILE,
+    DEV_TENANT,
+    TenantError,
+    create_tenant,
+    ensure_dev_key,
+    tenant_by_name,
+)
 
-DEV_TENANT = "dev"
+if TYPE_CHECKING:
+    from service.llm.runtime import LLMRuntime
 
 
 def _settings(data_dir: str | None = None) -> Settings:
@@ -32,42 +38,62 @@ def _sessions(settings: Settings) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
-def ensure_dev_key(settings: Settings) -> str:
-    """The development tenant's key, kept in the data folder so it survives restarts."""
-    key_file = settings.data_dir / "dev-api-key"
-    with _sessions(settings)() as session:
-        tenant = tenant_by_name(session, DEV_TENANT)
-        if tenant is None:
-            tenant, key = create_tenant(session, DEV_TENANT)
-        else:
-            key = key_file.read_text().strip() if key_file.exists() else ""
-            known = session.scalar(select(ApiKey.id).where(
-                ApiKey.tenant_id == tenant.id, ApiKey.key_hash == hash_api_key(key),
-                ApiKey.revoked_at.is_(None))) if key else None
-            if known is None:
-                key = add_api_key(session, tenant)
-                session.commit()
-    key_file.write_text(key + "\n")
-    os.chmod(key_file, 0o600)
-    return key
+def _load_demo(settings: Settings, sessions: sessionmaker[Session], llm: LLMRuntime) -> None:
+    """Load the demo tenant if it is not there yet, and say how to use it.
+
+    A failure is reported, not fatal: the service starts anyway and the next start
+    tries again.
+    """
+    from service.core.db import utcnow
+    from service.demo import DEMO_TENANT, TASTES, demo_user_id, load_demo
+    from service.profiles.service import ProfileRuntime
+    from service.vectors.embeddings import embedder_for
+    from service.vectors.store import VectorStore, client_for
+
+    rt = ProfileRuntime(settings, llm, embedder_for(settings),
+                        VectorStore(client_for(settings), settings.chroma_collection_prefix),
+                        utcnow)
+    try:
+        demo = load_demo(settings, sessions, rt)
+    except Exception as exc:  # whatever went wrong: serve anyway, retry at the next start
+        print(f"demo: not loaded ({type(exc).__name__}: {exc}); the next start retries",
+              file=sys.stderr)
+        return
+    print(f"demo API key (tenant '{DEMO_TENANT}'): {demo.key}")
+    print(f"  also in {demo.key_file}")
+    users = ", ".join(f"{demo_user_id(u)} ({TASTES[u]})" if u in TASTES else demo_user_id(u)
+                      for u in settings.demo_users)
+    print(f"  demo users: {users}", flush=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.llm.runtime import LLMRuntime
     from service.main import create_app
 
     settings = _settings(args.data_dir)
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"interest-tracker {'(development)' if settings.dev_tenant else ''}".strip())
-    print(f"data folder: {settings.data_dir.resolve()}")
+    print(f"data folder: {settings.data_dir.resolve()}", flush=True)
+    sessions = _sessions(settings)
     if settings.dev_tenant:
-        key = ensure_dev_key(settings)
+        with sessions() as session:
+            key = ensure_dev_key(session, settings)
         print(f"development API key (tenant '{DEV_TENANT}'): {key}")
-        print(f"  also in {settings.data_dir / 'dev-api-key'}")
-    print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        print(f"  also in {settings.data_dir / DEV_KEY_FILE}", flush=True)
+    # One model runtime for the demo load and the app: a model the load started keeps
+    # running for the first requests (the embedded one otherwise starts on first use).
+    llm = LLMRuntime(settings)
+    try:
+        if settings.demo_enabled:
+            _load_demo(settings, sessions, llm)
+        print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
+              flush=True)
+        uvicorn.run(create_app(settings, llm=llm), host=host, port=port, log_level="info")
+    finally:
+        llm.close()
     return 0
 
 

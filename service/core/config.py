@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -91,6 +91,30 @@ class Settings(BaseSettings):
 
     # Development conveniences; refused in production.
     dev_tenant: bool = True
+    # The demo tenant `serve` loads on first start (service/demo.py): the bundled
+    # ml-latest-small movies and a few of its raters with refreshed profiles. Unset:
+    # on in development, off in production.
+    demo: bool | None = None
+    # MovieLens user ids, comma-separated in the environment ("401,454,309").
+    demo_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["401", "454", "309"], min_length=1)
+    # At most this many movies (the demo users' own always included; the most rated
+    # fill the rest). Unset: the whole catalog. Tests and quick tries use a few hundred.
+    demo_catalog_limit: int | None = Field(default=None, ge=1)
+
+    @field_validator("demo_users", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("demo_users")
+    @classmethod
+    def _movielens_ids(cls, value: list[str]) -> list[str]:
+        if not all(user.isdigit() for user in value):
+            raise ValueError("demo users are MovieLens user ids (digits)")
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -121,6 +145,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def demo_enabled(self) -> bool:
+        return self.environment == "development" if self.demo is None else self.demo
 
 
 @lru_cache(maxsize=1)

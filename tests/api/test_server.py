@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,23 +31,32 @@ class Server:
     output: Path
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@contextmanager
+def running_server(workdir: Path, start_seconds: float = 60, **settings: str) -> Iterator[Server]:
+    """`interest-tracker serve` in `workdir`, with only these INTEREST_ settings."""
     port = free_port()
-    log = tmp_path / "server.log"
+    log = workdir / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTEREST_")}
+    env.update({f"INTEREST_{name.upper()}": value for name, value in settings.items()})
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [*CLI, "serve", "--port", str(port)], cwd=tmp_path, env=env,
+            [*CLI, "serve", "--port", str(port)], cwd=workdir, env=env,
             stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(f"{url}/readyz", proc, log, 60, "the service")
-        yield Server(url=url, port=port, workdir=tmp_path, output=log)
+        wait_until_ready(f"{url}/readyz", proc, log, start_seconds, "the service")
+        yield Server(url=url, port=port, workdir=workdir, output=log)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    # The demo tenant has its own test below; loading it here would take minutes.
+    with running_server(tmp_path, demo="false") as running:
+        yield running
 
 
 def test_serve_prints_url_and_a_working_dev_key(server: Server) -> None:
@@ -78,10 +88,15 @@ def test_tenants_create_prints_the_key_last(server: Server) -> None:
     assert bad.returncode == 2 and "tenant names" in bad.stderr
 
 
-def readme_quickstart() -> str:
+def readme_block(marker: str) -> str:
+    """The bash block after the README's `<!-- marker: ... -->` comment."""
     text = (ROOT / "README.md").read_text()
-    after = text.split("<!-- quickstart", 1)[1]
+    after = text.split(f"<!-- {marker}:", 1)[1]
     return after.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def readme_quickstart() -> str:
+    return readme_block("quickstart")
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -116,3 +131,45 @@ def test_readme_curl_examples_work_as_printed(server: Server) -> None:
             json.dumps(profile, indent=1)[:3000] + "\n" + json.dumps(refreshed)[:100] or \
             profile
     assert deleted == {"user_id": "u1", "events_deleted": 2}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_demo_flow_works_on_a_first_start_and_a_restart_is_instant(
+        tmp_path: Path) -> None:
+    """The README's demo block against a real server that loaded a small demo on start.
+
+    The scripted `fake` model keeps this quick (its profiles have no facets, so the list
+    is the popular fallback); tests/test_demo.py checks the demo's profiles and explained
+    recommendations, and the embedded model's answers are tested on their own.
+    """
+    demo = {"demo_users": "401", "demo_catalog_limit": "100", "llm_backend": "fake"}
+    with running_server(tmp_path, start_seconds=240, **demo) as server:
+        printed = server.output.read_text()
+        assert "demo: loading tenant 'demo' (100 movies" in printed, printed
+        match = re.search(r"demo API key \(tenant 'demo'\): (\S+)", printed)
+        assert match, printed
+        key = match.group(1)
+        assert (server.workdir / "data" / "demo-api-key").read_text().strip() == key
+        assert (server.workdir / "data" / "demo-api-key").stat().st_mode & 0o777 == 0o600
+
+        # Each JSON answer ends with a newline (curl -w); the list goes to stderr (tee).
+        script = readme_block("demo").replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+        run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=server.workdir,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        recommendations = json.loads(run.stderr)
+        assert len(recommendations["items"]) == 10
+        assert all(i["explanation"] for i in recommendations["items"])
+        rated = {e["item_id"] for e in httpx.get(
+            f"{server.url}/v1/users/ml-401/events", params={"limit": 200},
+            headers={"Authorization": f"Bearer {key}"}).json()["events"]}
+        assert len(rated) == 72 and not rated & {i["item_id"] for i in recommendations["items"]}
+        profile, trace, answer, stream = run.stdout.strip().split("\n", 3)
+        assert json.loads(profile)["user_id"] == "ml-401" and json.loads(profile)["version"] == 1
+        assert json.loads(trace)["recommendation_id"] == recommendations["recommendation_id"]
+        assert json.loads(answer)["recommendation_id"] == recommendations["recommendation_id"]
+        assert stream.startswith("event: token") and "event: done" in stream, stream
+
+    with running_server(tmp_path, **demo) as again:
+        printed = again.output.read_text()
+        assert "demo: loading" not in printed and f"(tenant 'demo'): {key}" in printed, printed

@@ -1,0 +1,281 @@
+"""The demo tenant: the bundled ml-latest-small movies and a few of its raters.
+
+`interest-tracker serve` (and so `make run`) loads it on first start, so a newcomer's
+first request returns explained recommendations. Everything goes in through the
+service's own functions, exactly as through the API: catalog upsert (embedded into the
+tenant's item collection), rating events, then one profile refresh per user with the
+configured LLM.
+
+Loading is idempotent and resumable. A marker file in the data folder is written only
+after every step succeeded; until then each start runs the load again, and every step
+skips what is already there: unchanged items are left alone and only unindexed ones
+are embedded, a user's ratings go in as one all-or-nothing batch (so a user with any
+stored event has all of them), and only users without a refreshed profile (or made
+stale since) are refreshed. A failed refresh (the model is down) is reported, the
+rest still loads, and the marker stays unwritten so the next start retries it; until
+then that user gets the popular fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from tqdm import tqdm
+
+from evals.datasets import ML_LATEST_SMALL, load_movielens_latest
+from evals.types import Interaction, ItemInfo
+from service.catalog.service import index_pending_items, upsert_items
+from service.core.config import Settings
+from service.core.errors import ApiError
+from service.ingest.models import Event
+from service.ingest.service import ingest_events
+from service.profiles.models import Profile
+from service.profiles.service import ProfileRuntime, refresh_profile
+from service.tenants.service import ensure_tenant_key
+from service.users.models import User
+
+DEMO_TENANT = "demo"
+KEY_FILE = "demo-api-key"
+MARKER_FILE = "demo-loaded.json"
+
+# The default demo users (Settings.demo_users), picked for clearly different tastes and
+# modest histories; what they like, for the start-up message.
+TASTES = {
+    "401": "animated family adventures",
+    "454": "classic horror and mystery thrillers",
+    "309": "golden-age dramas, war films and westerns",
+}
+
+# Ratings are moved to the present: the newest one an hour before the load, the others
+# before it in their order, with their gaps kept, or scaled down when a history spans
+# more than this (so decay and "rated 3 weeks ago" read sensibly today).
+NEWEST_BEFORE_LOAD = timedelta(hours=1)
+MAX_HISTORY_SPAN = timedelta(days=90)
+CATALOG_BATCH = 1000
+MAX_TAGS = 20
+YEAR = re.compile(r"\((\d{4})\)\s*$")
+
+
+class DemoError(RuntimeError):
+    """The demo cannot be loaded at all (a user id not in the data set, a failed index)."""
+
+
+@dataclass
+class DemoLoad:
+    key: str
+    key_file: Path
+    user_ids: list[str]
+    loaded: bool  # False: the marker said it was all there already
+    items: int = 0
+    events: int = 0
+    refreshed: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.failures
+
+
+def demo_user_id(movielens_user: str) -> str:
+    return f"ml-{movielens_user}"
+
+
+def movie_item(info: ItemInfo) -> dict[str, Any]:
+    """A movie as a catalog item: genres first, then its most used MovieLens tags."""
+    tags: dict[str, str] = {}
+    for tag in (*info.genres, *info.tags):
+        tag = " ".join(tag.split())[:100]
+        if tag:
+            tags.setdefault(tag.casefold(), tag)
+    row: dict[str, Any] = {"item_id": info.item_id, "title": info.title[:500] or info.item_id,
+                           "category": "movie", "tags": list(tags.values())[:MAX_TAGS]}
+    year = YEAR.search(info.title)
+    if year:
+        row["attributes"] = {"year": int(year.group(1))}
+    return row
+
+
+def demo_catalog(items: dict[str, ItemInfo], interactions: Sequence[Interaction],
+                 users: Sequence[str], limit: int | None) -> list[dict[str, Any]]:
+    """Catalog rows: everything, or the demo users' movies plus the most rated others."""
+    chosen = set(items)
+    if limit is not None:
+        chosen = {e.item for e in interactions if e.user in users and e.item in items}
+        counts = Counter(e.item for e in interactions if e.item in items)
+        for movie in sorted(items, key=lambda m: (-counts[m], int(m) if m.isdigit() else 0, m)):
+            if len(chosen) >= limit:
+                break
+            chosen.add(movie)
+    order = sorted(chosen, key=lambda m: (int(m) if m.isdigit() else 0, m))
+    return [movie_item(items[m]) for m in order]
+
+
+def rating_events(user: str, history: Sequence[Interaction],
+                  newest_at: datetime) -> list[dict[str, Any]]:
+    """One user's ratings as `rating` events, moved so the newest is at `newest_at`.
+
+    Order and gaps are kept; a history longer than MAX_HISTORY_SPAN is scaled down to
+    it linearly (order kept, gaps shrunk in proportion). Ratings below 3 stay as they
+    are: the summarizer reads them as dislikes.
+    """
+    if not history:
+        return []
+    last = history[-1].ts
+    span = last - history[0].ts
+    scale = min(1.0, MAX_HISTORY_SPAN.total_seconds() / span) if span > 0 else 1.0
+    newest_at = newest_at.replace(microsecond=0)
+    return [{
+        "event_id": f"{demo_user_id(user)}-{e.item}", "user_id": demo_user_id(user),
+        "type": "rating", "item_id": e.item, "value": e.rating,
+        "ts": (newest_at - timedelta(seconds=round((last - e.ts) * scale))).isoformat(),
+    } for e in history]
+
+
+def _marker_path(settings: Settings) -> Path:
+    return settings.data_dir / MARKER_FILE
+
+
+def _wanted(settings: Settings, tenant_id: int) -> dict[str, Any]:
+    return {"tenant_id": tenant_id, "users": list(settings.demo_users),
+            "catalog_limit": settings.demo_catalog_limit}
+
+
+def _is_loaded(settings: Settings, tenant_id: int) -> bool:
+    """The marker names this database's demo tenant and the same demo as asked for now."""
+    try:
+        marker = json.loads(_marker_path(settings).read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = _wanted(settings, tenant_id)
+    return isinstance(marker, dict) and all(marker.get(k) == v for k, v in wanted.items())
+
+
+def _write_marker(settings: Settings, tenant_id: int, result: DemoLoad, at: datetime) -> None:
+    path = _marker_path(settings)
+    body = {**_wanted(settings, tenant_id), "items": result.items, "loaded_at": at.isoformat()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=1) + "\n")
+    os.replace(tmp, path)  # never half a marker
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # in order with tqdm's bars (stderr) when output is a file
+
+
+def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRuntime,
+              dataset_dir: Path = ML_LATEST_SMALL, say: Callable[[str], None] = _say,
+              progress: bool = True) -> DemoLoad:
+    """Make sure the demo tenant is loaded; a no-op (but for the key) once it is."""
+    started = time.perf_counter()
+    key_file = settings.data_dir / KEY_FILE
+    with sessions() as session:
+        tenant, key = ensure_tenant_key(session, DEMO_TENANT, key_file)
+        tenant_id = tenant.id
+    users = list(settings.demo_users)
+    result = DemoLoad(key=key, key_file=key_file, user_ids=[demo_user_id(u) for u in users],
+                      loaded=False)
+    if _is_loaded(settings, tenant_id):
+        return result
+    result.loaded = True
+
+    dataset = load_movielens_latest(dataset_dir)
+    histories: dict[str, list[Interaction]] = defaultdict(list)
+    for e in dataset.interactions:  # sorted by (ts, seq)
+        if e.user in users:
+            histories[e.user].append(e)
+    unknown = [u for u in users if not histories[u]]
+    if unknown:
+        raise DemoError(f"no ratings for demo user(s) {', '.join(unknown)} in {dataset_dir}")
+    catalog = demo_catalog(dataset.items, dataset.interactions, users,
+                           settings.demo_catalog_limit)
+    say(f"demo: loading tenant '{DEMO_TENANT}' ({len(catalog):,} movies of {dataset.name}, "
+        f"users {', '.join(result.user_ids)}). This happens once, on first start, and takes "
+        "a few minutes on a small CPU (on 2 cores: 2-4 min to embed the whole catalog, "
+        "45 s to 2 min per profile with the embedded model); later starts skip it.")
+
+    result.items = len(catalog)
+    with sessions() as session:
+        _load_catalog(session, tenant_id, catalog, rt, progress)
+        result.events = _load_ratings(session, tenant_id, users, histories, rt, say)
+    _refresh_profiles(sessions, tenant_id, result, rt, progress)
+
+    result.seconds = time.perf_counter() - started
+    for line in result.failures:
+        say(f"demo: refresh failed for {line}")
+    if result.complete:
+        _write_marker(settings, tenant_id, result, rt.clock())
+        say(f"demo: loaded in {result.seconds:.0f} s")
+    else:
+        say(f"demo: loaded in {result.seconds:.0f} s except {len(result.failures)} profile(s); "
+            "those users get popular items until a refresh succeeds (the next start retries)")
+    return result
+
+
+def _load_catalog(session: Session, tenant_id: int, catalog: list[dict[str, Any]],
+                  rt: ProfileRuntime, progress: bool) -> None:
+    """Upsert in batches and embed each as it goes (only new or changed items)."""
+    with tqdm(total=len(catalog), desc="demo catalog", unit="movie",
+              disable=not progress) as bar:
+        for lo in range(0, len(catalog), CATALOG_BATCH):
+            batch = catalog[lo:lo + CATALOG_BATCH]
+            upsert_items(session, tenant_id, batch)
+            _, pending = index_pending_items(session, tenant_id, rt.embedder, rt.vectors)
+            if pending:
+                raise DemoError(f"{pending} demo items could not be embedded (see the log); "
+                                "the next start retries")
+            bar.update(len(batch))
+
+
+def _load_ratings(session: Session, tenant_id: int, users: Sequence[str],
+                  histories: dict[str, list[Interaction]], rt: ProfileRuntime,
+                  say: Callable[[str], None]) -> int:
+    """Each user's ratings in one all-or-nothing batch; skipped if already stored."""
+    accepted = 0
+    newest_at = rt.clock() - NEWEST_BEFORE_LOAD
+    for user in users:
+        stored = session.scalar(
+            select(Event.id).join(User, User.id == Event.user_pk)
+            .where(User.tenant_id == tenant_id, User.user_id == demo_user_id(user)).limit(1))
+        if stored is not None:
+            continue
+        events = rating_events(user, histories[user], newest_at)
+        accepted += ingest_events(session, tenant_id, events, rt.settings).accepted
+    if accepted:
+        say(f"demo: {accepted} ratings stored, the newest of each user dated "
+            f"{newest_at:%Y-%m-%d %H:%M} UTC")
+    return accepted
+
+
+def _refresh_profiles(sessions: sessionmaker[Session], tenant_id: int, result: DemoLoad,
+                      rt: ProfileRuntime, progress: bool) -> None:
+    with sessions() as session:
+        rows = session.execute(
+            select(User.id, User.user_id, User.stale, Profile.version)
+            .outerjoin(Profile, Profile.user_pk == User.id)
+            .where(User.tenant_id == tenant_id, User.user_id.in_(result.user_ids)))
+        todo = sorted((user_id, pk) for pk, user_id, stale, version in rows
+                      if stale or not version)
+    for user_id, pk in tqdm(todo, desc="demo profiles", unit="user", disable=not progress):
+        with sessions() as session:
+            user = session.get(User, pk)
+            if user is None:
+                continue
+            try:
+                refresh_profile(session, user, rt, trigger="demo")
+            except ApiError as exc:
+                session.rollback()
+                result.failures.append(f"{user_id}: {exc.code}: {exc.message}")
+            else:
+                result.refreshed.append(user_id)

@@ -1,0 +1,274 @@
+"""The demo tenant `serve` loads on first start: real MiniLM embeddings and a real Chroma
+folder, a scripted model instead of the embedded LLM (tests/chat/helpers.py), and a few
+hundred movies instead of the whole catalog. SQLite only: the load is what `make run`
+does on the embedded default."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from evals.datasets import load_movielens_latest
+from evals.types import Interaction
+from service.catalog.models import Item
+from service.core.config import Settings
+from service.core.db import make_engine, make_sessionmaker, migrate, utcnow
+from service.demo import (
+    DEMO_TENANT,
+    KEY_FILE,
+    MARKER_FILE,
+    MAX_HISTORY_SPAN,
+    NEWEST_BEFORE_LOAD,
+    DemoLoad,
+    load_demo,
+    rating_events,
+)
+from service.ingest.models import Event
+from service.llm.runtime import LLMRuntime
+from service.profiles.models import ProfileVersion
+from service.profiles.service import ProfileRuntime
+from service.vectors.embeddings import embedder_for
+from service.vectors.store import VectorStore, client_for
+from tests.chat.helpers import CHAT_PATH, ChattingSummarizer, sse_events
+from tests.conftest import app_client
+
+pytestmark = pytest.mark.slow
+
+# One facet per genre keyword found in a user's activity lines (genres are item tags).
+TOPICS = {
+    "Animated films": ("animation", "Animated family films.", "like"),
+    "Horror films": ("horror", "Horror and suspense films.", "like"),
+    "War films": ("war", "Films about war.", "like"),
+    "Westerns": ("western", "Westerns.", "like"),
+}
+USERS = ["401", "454", "309"]  # the default demo users
+CATALOG_LIMIT = 260  # their 215 movies and the most rated others
+SSE = {"Accept": "text/event-stream"}
+
+
+@pytest.fixture(scope="module")
+def ratings() -> dict[str, list[Interaction]]:
+    by_user: dict[str, list[Interaction]] = {}
+    for e in load_movielens_latest().interactions:
+        by_user.setdefault(e.user, []).append(e)
+    return by_user
+
+
+@dataclass
+class Demo:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    rt: ProfileRuntime
+    model: ChattingSummarizer
+    first: DemoLoad
+
+    def load(self) -> DemoLoad:
+        return load_demo(self.settings, self.sessions, self.rt, say=lambda _: None,
+                         progress=False)
+
+    def client(self) -> TestClient:
+        return app_client(self.settings, self.rt.llm)
+
+    def counts(self) -> tuple[int, int, int, int]:
+        with self.sessions() as session:
+            return (session.scalar(select(func.count()).select_from(Item)) or 0,
+                    session.scalar(select(func.count()).select_from(Event)) or 0,
+                    session.scalar(select(func.count()).select_from(ProfileVersion)) or 0,
+                    len(self.model.calls))
+
+
+def start_demo(data_dir: Path, users: list[str], limit: int,
+               before_answer: Callable[[], None] | None = None) -> Demo:
+    settings = Settings(data_dir=data_dir, refresh_worker=False, demo_users=users,
+                        demo_catalog_limit=limit)
+    data_dir.mkdir(parents=True)
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    model = ChattingSummarizer(replies=[], calls=[], topics=TOPICS, chat_calls=[],
+                               before_answer=before_answer)
+    rt = ProfileRuntime(settings, LLMRuntime(settings, chat_model=model), embedder_for(settings),
+                        VectorStore(client_for(settings)), utcnow)
+    demo = Demo(settings, make_sessionmaker(engine), rt, model,
+                DemoLoad(key="", key_file=data_dir, user_ids=[], loaded=False))
+    demo.first = demo.load()
+    return demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    return start_demo(tmp_path_factory.mktemp("demo") / "data", USERS, CATALOG_LIMIT)
+
+
+@pytest.fixture
+def api(demo: Demo) -> Iterator[Callable[..., Any]]:
+    """Requests to the app over the demo's data, with the demo key."""
+    with demo.client() as client:
+        def call(method: str, url: str, **kw: Any) -> Any:
+            headers = {"Authorization": f"Bearer {demo.first.key}", **kw.pop("headers", {})}
+            return client.request(method, url, headers=headers, **kw)
+        yield call
+
+
+def test_first_load_creates_the_demo_tenant_with_a_private_key(demo: Demo, api: Any) -> None:
+    first = demo.first
+    assert first.loaded and first.complete and first.failures == []
+    assert first.user_ids == ["ml-401", "ml-454", "ml-309"]
+    assert sorted(first.refreshed) == sorted(first.user_ids)
+    assert first.items == CATALOG_LIMIT and first.events == 72 + 45 + 103
+
+    key_file = demo.settings.data_dir / KEY_FILE
+    assert key_file.read_text().strip() == first.key
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    marker = json.loads((demo.settings.data_dir / MARKER_FILE).read_text())
+    assert marker["users"] == USERS and marker["catalog_limit"] == CATALOG_LIMIT
+
+    r = api("GET", "/v1/items/1")  # Toy Story, one of the most rated movies
+    assert r.status_code == 200, r.text
+    movie = r.json()
+    assert movie["title"] == "Toy Story (1995)" and movie["category"] == "movie"
+    assert movie["tags"][:3] == ["Adventure", "Animation", "Children"]
+    assert movie["attributes"] == {"year": 1995}
+
+
+def test_ratings_keep_their_order_and_end_just_before_the_load(
+        demo: Demo, api: Any, ratings: dict[str, list[Interaction]]) -> None:
+    for user in USERS:
+        source = ratings[user]
+        r = api("GET", f"/v1/users/ml-{user}/events", params={"limit": 200})
+        events = list(reversed(r.json()["events"]))  # oldest first
+        assert [e["event_id"] for e in events] == [f"ml-{user}-{e.item}" for e in source]
+        assert [e["value"] for e in events] == [e.rating for e in source]
+        assert {e["type"] for e in events} == {"rating"}
+        times = [datetime.fromisoformat(e["ts"]) for e in events]
+        assert times == sorted(times)
+        newest_gap = datetime.now(UTC) - times[-1]
+        assert NEWEST_BEFORE_LOAD <= newest_gap < NEWEST_BEFORE_LOAD + timedelta(minutes=10)
+        original_span = timedelta(seconds=source[-1].ts - source[0].ts)
+        assert times[-1] - times[0] == pytest.approx(min(original_span, MAX_HISTORY_SPAN),
+                                                     abs=timedelta(seconds=len(source)))
+
+
+def test_rating_events_keep_short_gaps_and_compress_long_histories() -> None:
+    day = 86_400
+    newest = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    short = [Interaction("7", "a", 1_000_000, 4.0), Interaction("7", "b", 1_000_000 + 3 * day, 1.5)]
+    assert [e["ts"] for e in rating_events("7", short, newest)] == [
+        (newest - timedelta(days=3)).isoformat(), newest.isoformat()]
+    assert [e["value"] for e in rating_events("7", short, newest)] == [4.0, 1.5]
+    long = [Interaction("7", str(n), 1_000_000 + n * 100 * day, 3.0) for n in range(10)]
+    times = [datetime.fromisoformat(e["ts"]) for e in rating_events("7", long, newest)]
+    assert times[0] == newest - MAX_HISTORY_SPAN and times[-1] == newest
+    assert times[5] - times[4] == MAX_HISTORY_SPAN / 9  # even gaps stay even
+
+
+def test_each_demo_user_has_a_profile_built_from_their_own_ratings(
+        demo: Demo, api: Any) -> None:
+    labels = {}
+    for user_id in demo.first.user_ids:
+        profile = api("GET", f"/v1/users/{user_id}/profile").json()
+        assert profile["version"] == 1 and profile["stale"] is False, profile
+        assert profile["facets"], profile
+        mine = {e["event_id"] for e in api("GET", f"/v1/users/{user_id}/events",
+                                           params={"limit": 200}).json()["events"]}
+        for facet in profile["facets"]:
+            cited = {e["event_id"] for e in facet["evidence"]}
+            assert cited and cited <= mine, (user_id, facet)
+        labels[user_id] = {f["label"] for f in profile["facets"]}
+    assert "Animated films" in labels["ml-401"] and "Horror films" in labels["ml-454"]
+    assert "War films" in labels["ml-309"] and "Westerns" in labels["ml-309"]
+
+
+def test_a_demo_users_first_recommendations_are_explained_and_unseen(
+        demo: Demo, api: Any) -> None:
+    rated = {e["item_id"] for e in api("GET", "/v1/users/ml-401/events",
+                                       params={"limit": 200}).json()["events"]}
+    body = api("GET", "/v1/users/ml-401/recommendations", params={"k": 10}).json()
+    assert body["source"] == "profile" and len(body["items"]) == 10, body
+    assert not rated & {i["item_id"] for i in body["items"]}
+    for entry in body["items"]:
+        because = entry["because"]
+        assert because["label"] in TOPICS and because["evidence"], entry
+        assert {e["event_id"] for e in because["evidence"]} <= {
+            f"ml-401-{movie}" for movie in rated}
+        assert entry["explanation"] and entry["explanation_source"] == "template"
+    rid = body["recommendation_id"]
+    trace = api("GET", f"/v1/recommendations/{rid}").json()
+    assert trace["recommendation_id"] == rid and trace["facets"]
+
+    # The README's chat questions, answered (here by the script) from the stored trace.
+    cited = body["items"][0]["because"]["evidence"][0]["event_id"]
+    demo.model.answer = lambda prompt: f"You rated it highly [{cited}]."
+    r = api("POST", CHAT_PATH.format(rid), json={"message": "Why the first movie?"})
+    assert r.status_code == 200 and r.json()["cited_event_ids"] == [cited], r.text
+    r = api("POST", CHAT_PATH.format(rid), json={"message": "Which ratings?"}, headers=SSE)
+    names = [name for name, _ in sse_events(r.text)]
+    assert names[-1] == "done" and set(names[:-1]) == {"token"}, r.text
+
+
+def test_a_second_load_changes_nothing(demo: Demo) -> None:
+    before = demo.counts()
+    again = demo.load()
+    assert not again.loaded and again.key == demo.first.key and again.refreshed == []
+    assert demo.counts() == before
+
+
+def test_a_lost_key_file_gets_a_new_working_key(demo: Demo) -> None:
+    (demo.settings.data_dir / KEY_FILE).unlink()
+    renewed = demo.load()
+    assert renewed.key != demo.first.key and not renewed.loaded
+    assert (demo.settings.data_dir / KEY_FILE).read_text().strip() == renewed.key
+    with demo.client() as client:
+        for key in (renewed.key, demo.first.key):  # the old key still works too
+            r = client.get("/v1/users/ml-454", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 200, r.text
+    demo.first = renewed
+
+
+def test_a_failed_refresh_is_reported_and_retried_at_the_next_load(tmp_path: Path) -> None:
+    llm_down = True
+
+    def server() -> None:
+        if llm_down:
+            raise ConnectionError("the model server is down")
+
+    demo = start_demo(tmp_path / "data", ["454"], 60, before_answer=server)
+    first = demo.first
+    assert first.loaded and not first.complete and first.refreshed == []
+    assert re.fullmatch(r"ml-454: llm_unavailable: .*", first.failures[0]), first.failures
+    assert first.items == 60 and first.events == 45
+    assert not (demo.settings.data_dir / MARKER_FILE).exists()
+    with demo.client() as client:
+        auth = {"Authorization": f"Bearer {first.key}"}
+        body = client.get("/v1/users/ml-454/recommendations", headers=auth).json()
+        assert body["source"] == "popular", body
+
+    llm_down = False
+    items, events, versions, _ = demo.counts()
+    retried = demo.load()
+    assert retried.loaded and retried.complete and retried.refreshed == ["ml-454"]
+    assert retried.events == 0 and retried.key == first.key
+    assert demo.counts()[:3] == (items, events, versions + 1)
+    assert (demo.settings.data_dir / MARKER_FILE).exists()
+    assert not demo.load().loaded
+
+
+def test_demo_settings() -> None:
+    assert Settings(demo_users="454, 401").demo_users == ["454", "401"]  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="MovieLens user ids"):
+        Settings(demo_users=["ml-401"])
+    assert Settings().demo_enabled and not Settings(demo=False).demo_enabled
+    production = Settings(environment="production", dev_tenant=False,
+                          database_url="postgresql+psycopg://x@db/interest")  # type: ignore[arg-type]
+    assert not production.demo_enabled
+    assert DEMO_TENANT == "demo"
