@@ -10,7 +10,9 @@ Chroma in a folder), a 50,000-item synthetic catalog and a stored ~10-facet prof
    profile is written by the real merge path (no LLM).
 3. `GET /v1/users/u1/recommendations?k=10` (template explanations) `--requests` times
    after a warm-up. The embedded LLM is started first (unless `--no-llm`) so the
-   RSS figure is the service with its models loaded.
+   RSS figure is the service with its models loaded. Outside the target, a few
+   requests with a category filter and a few for a user without a profile (the
+   popular fallback) are timed too.
 
 Prints progress lines, then one JSON object on the last line:
 {"p50_ms": ..., "p99_ms": ..., "rss_mb": ...}.
@@ -209,6 +211,8 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             built = session.scalar(select(func.count()).select_from(Item)
                                    .where(Item.tenant_id == tenant.id)) or 0
             has_user = session.scalar(select(User.id).where(User.user_id == "u1")) is not None
+            has_newcomer = session.scalar(
+                select(User.id).where(User.user_id == "newcomer")) is not None
         auth = {"Authorization": f"Bearer {key}"}
         items = synthetic_items(args.items, args.seed)
         app.state.embedder.embed(["warm-up"])  # model load is not indexing
@@ -239,6 +243,19 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             client.get(url, headers=auth, params={"k": 10, "category": "book"}).raise_for_status()
             by_category.append((time.perf_counter() - t0) * 1e3)
+        # Not part of the target either: a user without a profile (the popular fallback).
+        if not has_newcomer:
+            client.post("/v1/events", headers=auth, json={"events": [{
+                "event_id": "newcomer-search", "user_id": "newcomer", "type": "search",
+                "text": "something new", "ts": datetime.now(UTC).isoformat()}]},
+            ).raise_for_status()
+        popular = []
+        for _ in range(args.popular_requests):
+            t0 = time.perf_counter()
+            r_popular = client.get("/v1/users/newcomer/recommendations", headers=auth,
+                                   params={"k": 10})
+            popular.append((time.perf_counter() - t0) * 1e3)
+            r_popular.raise_for_status()
         assert body["source"] == "profile" and len(body["items"]) == 10, body
         assert all(i["because"] and i["because"]["evidence"] for i in body["items"])
         labels = {i["because"]["label"] for i in body["items"]}
@@ -251,11 +268,14 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
           f"max RSS {rss_mb:.0f} MB; {candidates} candidates, {len(labels)} facets in the list")
     if by_category:
         print(f"with category=book x{len(by_category)}: p50 {percentile(by_category, 0.5):.2f} ms")
+    if popular:
+        print(f"popular fallback x{len(popular)}: p50 {percentile(popular, 0.5):.2f} ms")
     print(f"example: {body['items'][0]['title']!r}: {body['items'][0]['explanation']}")
     return {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "rss_mb": round(rss_mb, 1),
             "items": args.items, "facets": args.facets, "k": 10, "requests": args.requests,
             "candidates": candidates, "llm_loaded": not args.no_llm, "database": "sqlite",
             "category_p50_ms": round(percentile(by_category, 0.5), 2) if by_category else None,
+            "popular_p50_ms": round(percentile(popular, 0.5), 2) if popular else None,
             "transport": "in-process ASGI"}
 
 
@@ -268,6 +288,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--category-requests", type=int, default=50)
+    parser.add_argument("--popular-requests", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="keep the catalog here and reuse it on the next run")

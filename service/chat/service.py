@@ -41,15 +41,16 @@ from service.core.schemas import EXTERNAL_ID_PATTERN
 from service.llm.prompts import PromptFile
 from service.llm.runtime import LLMRuntime
 from service.llm.tokens import count_tokens
-from service.recommend.explain import VERBS, Evidence, title_variants
+from service.profiles.schemas import EvidenceOut
+from service.profiles.service import EvidenceEvent as Evidence
+from service.profiles.service import evidence_events
+from service.recommend.explain import VERBS, title_variants
 from service.recommend.models import RecommendationTrace
 from service.recommend.schemas import (
-    EvidenceOut,
     RecommendedItem,
     TraceFacet,
     TraceParameters,
 )
-from service.recommend.service import evidence_events
 from service.summaries.activity import untrusted
 from service.users.models import User
 
@@ -117,7 +118,7 @@ def load_context(session: Session, tenant_id: int, recommendation_id: str,
     missing = facet_ids - set(evidence)
     user = session.get(User, trace.user_pk)
     if missing and user is not None:
-        evidence.update(evidence_events(session, user, missing)[0])
+        evidence.update(evidence_events(session, user, missing))
     ctx = TraceContext(
         trace=trace, parameters=TraceParameters.model_validate(trace.parameters),
         facets=facets, items=items, asked=asked, evidence=evidence,
@@ -148,6 +149,7 @@ def _conversation(session: Session, trace: RecommendationTrace,
 
 
 def _as_evidence(e: EvidenceOut) -> Evidence:
+    assert e.type is not None and e.ts is not None  # a trace cites events that existed
     return Evidence(e.event_id, e.type, e.ts, e.item_id, e.title, e.text)
 
 

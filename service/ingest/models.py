@@ -18,6 +18,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "event_id"),
         Index("ix_events_user_ts", "user_pk", "ts", "id"),
+        # The tenant's events in a time range: what popular recommendations count.
+        Index("ix_events_tenant_ts", "tenant_id", "ts"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -9,12 +9,15 @@ from service.summaries.schemas import DESCRIPTION_MAX, LABEL_MAX
 
 
 class EvidenceOut(BaseModel):
+    """One of the user's own events behind a facet, or behind a recommendation's reason."""
+
     event_id: str
     type: str | None = Field(description="null when the event is no longer stored")
     ts: datetime | None
     item_id: str | None = None
-    title: str | None = None
-    text: str | None = None
+    title: str | None = Field(default=None,
+                              description="the item's title, when the event is about an item")
+    text: str | None = Field(default=None, description="for searches, posts and declarations")
 
 
 class FacetOut(BaseModel):

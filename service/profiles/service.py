@@ -454,6 +454,8 @@ def delete_facet(session: Session, user: User, facet_id: str, rt: ProfileRuntime
 
 @dataclass
 class EvidenceEvent:
+    """One event behind a facet, with the title of its item when it has one."""
+
     event_id: str
     type: str
     ts: datetime
@@ -464,7 +466,8 @@ class EvidenceEvent:
 
 # Built once: the expanding IN parameter skips per-value coercion (GET profile's hot path).
 _EVIDENCE_QUERY = (
-    select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.text, Item.title)
+    select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.text, Item.title,
+           Item.indexed_hash)
     .outerjoin(Item, (Item.tenant_id == Event.tenant_id) & (Item.item_id == Event.item_id))
     .where(Event.tenant_id == bindparam("tenant"), Event.user_pk == bindparam("user"),
            Event.event_id.in_(bindparam("ids", expanding=True)))
@@ -473,13 +476,24 @@ _EVIDENCE_QUERY = (
 
 def evidence_events(session: Session, user: User, event_ids: set[str]) -> dict[str, EvidenceEvent]:
     """The events (with item titles) behind a set of evidence ids, one query per 500."""
+    return evidence_and_item_versions(session, user, event_ids)[0]
+
+
+def evidence_and_item_versions(
+    session: Session, user: User, event_ids: set[str]
+) -> tuple[dict[str, EvidenceEvent], dict[str, str]]:
+    """`evidence_events`, plus the indexed text hash of each of their items still in the
+    catalog: the version of its stored vector (recommendations rank evidence by it)."""
     found: dict[str, EvidenceEvent] = {}
+    item_versions: dict[str, str] = {}
     for part in chunks(sorted(event_ids)):
         rows = session.execute(_EVIDENCE_QUERY,
                                {"tenant": user.tenant_id, "user": user.id, "ids": part})
-        for event_id, type_, ts, item_id, text, title in rows:
+        for event_id, type_, ts, item_id, text, title, version in rows:
             found[event_id] = EvidenceEvent(event_id, type_, ts, item_id, title, text)
-    return found
+            if item_id is not None and title is not None:
+                item_versions[item_id] = version or ""
+    return found, item_versions
 
 
 def versions(session: Session, user: User, limit: int,

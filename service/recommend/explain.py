@@ -14,11 +14,12 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from service.llm.prompts import PromptFile
 from service.llm.runtime import LLMRuntime
+from service.profiles.service import EvidenceEvent
+from service.recommend.schemas import PopularTier
 from service.summaries.activity import untrusted
 
 EXPLANATION_MAX = 400  # characters; the schema asks for less
@@ -34,24 +35,12 @@ VERBS = {
 }
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """One event behind a facet, with the title of its item when it has one."""
-
-    event_id: str
-    type: str
-    ts: datetime
-    item_id: str | None
-    title: str | None
-    text: str | None
-
-
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _phrase(e: Evidence) -> tuple[str, str] | None:
+def _phrase(e: EvidenceEvent) -> tuple[str, str] | None:
     verb = VERBS.get(e.type, e.type)
     if e.title:
         return verb, e.title
@@ -60,7 +49,7 @@ def _phrase(e: Evidence) -> tuple[str, str] | None:
     return None
 
 
-def template_explanation(label: str, evidence: Sequence[Evidence]) -> str:
+def template_explanation(label: str, evidence: Sequence[EvidenceEvent]) -> str:
     """"Because you liked Alien and Dune (Science fiction films)." from the first two."""
     phrases = [p for p in map(_phrase, evidence) if p is not None][:2]
     if not phrases:
@@ -74,9 +63,14 @@ def template_explanation(label: str, evidence: Sequence[Evidence]) -> str:
     return f"Because you {body} ({label})."
 
 
-def popular_explanation(events: int, days: int) -> str:
+def popular_explanation(tier: PopularTier, events: int, days: int) -> str:
+    """Says which tier an unpersonal pick came from, and never more than it shows."""
     noun = "interaction" if events == 1 else "interactions"
-    return f"Popular lately: {events} {noun} from other users in the last {days} days."
+    if tier == "recent":
+        return f"Popular in the last {days} days: {events} {noun} from other users."
+    if tier == "all_time":
+        return f"Popular overall: {events} {noun} from other users."
+    return "From the catalog; not personal, and not popular yet."
 
 
 # -- titles a text may or may not mention ---------------------------------------------
@@ -137,7 +131,7 @@ def explanation_json_schema(evidence_ids: list[str]) -> dict[str, Any]:
 
 
 def prompt_messages(
-    prompt: PromptFile, label: str, description: str, evidence: Sequence[Evidence],
+    prompt: PromptFile, label: str, description: str, evidence: Sequence[EvidenceEvent],
     item_title: str, item_category: str | None, item_tags: Sequence[str],
 ) -> list[tuple[str, str]]:
     """Only the facet, its evidence and the item, every user-written part quoted."""

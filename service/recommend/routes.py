@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from service.core.errors import ERROR_RESPONSES, ErrorResponse
 from service.core.schemas import EXTERNAL_ID_PATTERN, UserIdPath
@@ -31,15 +31,18 @@ def recommendations(
                     "falls back to the template)")] = "template",
     category: Annotated[str | None, Query(min_length=1, max_length=200,
                                           description="only items of this category")] = None,
-) -> RecommendationsOut:
+) -> Response:
     """Items for this user with the reason for each, from their own activity.
 
-    A user without interests yet gets recently popular items, labelled as such.
-    The list's full trace is kept under its `recommendation_id`.
+    A user without interests yet gets popular items, then other catalog items,
+    each labelled as such. The list's full trace is kept under its `recommendation_id`.
     """
     user = get_user(session, tenant.id, user_id)
-    return service.recommend(session, user, rt, service.RecommendationRequest(
+    out = service.recommend(session, user, rt, service.RecommendationRequest(
         k=k, explain=explain, category=category))
+    # Built and checked by the service already: serialize once, skipping FastAPI's
+    # second validation (and the worker-thread hop it takes for a sync route).
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.get("/recommendations/{recommendation_id}", response_model=TraceOut)

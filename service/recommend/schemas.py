@@ -5,19 +5,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from service.profiles.schemas import EvidenceOut
+
 Source = Literal["profile", "popular"]
 ExplanationSource = Literal["template", "llm", "template_fallback"]
-
-
-class EvidenceOut(BaseModel):
-    """One of the user's own events behind a reason."""
-
-    event_id: str
-    type: str
-    ts: datetime
-    item_id: str | None
-    title: str | None = Field(description="the item's title, when the event is about an item")
-    text: str | None = Field(default=None, description="for searches, posts and declarations")
+# recent: most used in the popularity window; all_time: most used ever;
+# catalog: the rest of the catalog by item id, to fill the list.
+PopularTier = Literal["recent", "all_time", "catalog"]
 
 
 class Because(BaseModel):
@@ -34,7 +28,8 @@ class RecommendedItem(BaseModel):
     title: str
     score: float = Field(description=(
         "profile: max over like-facets of strength x similarity, minus avoid penalties; "
-        "popular: the item's events in the popularity window"))
+        "popular: the item's events in the popularity window, or over all time when the "
+        "window had too few items; 0 for catalog items added to fill the list"))
     because: Because | None = Field(description="null when the item is only popular")
     explanation: str
     explanation_source: ExplanationSource
@@ -46,7 +41,8 @@ class RecommendationsOut(BaseModel):
     user_id: str
     source: Source = Field(description=(
         "profile: from the user's interests; popular: the user has no active like-facets, "
-        "so these are the tenant's recently popular items"))
+        "so these are the tenant's recently popular items, then its popular items of all "
+        "time, then other catalog items, each explanation saying which"))
     generated_at: datetime
     items: list[RecommendedItem]
 
@@ -89,7 +85,10 @@ class TraceCandidate(BaseModel):
     avoid_penalty: float
     score: float
     best_facet: str | None
-    popular_events: int | None = None
+    popular_events: int | None = Field(
+        default=None, description="popular lists: the events counted in the item's tier")
+    popular_tier: PopularTier | None = Field(
+        default=None, description="popular lists: where the item came from")
     status: Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
     mmr_rank: int | None = None
     mmr_objective: float | None = None
@@ -120,6 +119,8 @@ class TraceItem(RecommendedItem):
     explanation_problem: str | None = Field(
         default=None, description="why an LLM explanation was not used")
     llm: ExplanationCall | None = None
+    popular_tier: PopularTier | None = Field(
+        default=None, description="popular lists: where the item came from")
     feedback: list[FeedbackEvent] = Field(
         description="the user's events on this item that carry this recommendation_id")
 

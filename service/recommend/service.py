@@ -8,8 +8,10 @@ model-written sentence, checked against the evidence it was given; the rest keep
 the template. That bounds the added latency to three calls, and fewer when the
 server fails or a 30 s budget runs out.
 
-A user without like-facets gets the tenant's recently popular items, labelled
-`source: "popular"` with no `because`, never dressed up as personal.
+A user without like-facets gets the tenant's recently popular items, then its
+popular items of all time, then the rest of the catalog, until the list holds k:
+`source: "popular"` with no `because`, each explanation naming its tier, never
+dressed up as personal.
 
 Recommend reads profiles; it never writes them.
 """
@@ -25,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
@@ -35,9 +37,15 @@ from service.ingest.models import Event
 from service.llm.prompts import load_prompt
 from service.profiles.merge import DecayRules, decayed_strength
 from service.profiles.models import ProfileFacetRow
-from service.profiles.service import ProfileRuntime, to_facet, vector_store_unavailable
+from service.profiles.schemas import EvidenceOut
+from service.profiles.service import (
+    EvidenceEvent,
+    ProfileRuntime,
+    evidence_and_item_versions,
+    to_facet,
+    vector_store_unavailable,
+)
 from service.recommend.explain import (
-    Evidence,
     ask_for_explanation,
     popular_explanation,
     prompt_messages,
@@ -47,9 +55,9 @@ from service.recommend.models import RecommendationTrace
 from service.recommend.ranking import Matrix, RankingParams, facet_quotas, fuse, mmr, normalized
 from service.recommend.schemas import (
     Because,
-    EvidenceOut,
     ExplanationSource,
     FeedbackEvent,
+    PopularTier,
     RecommendationsOut,
     RecommendedItem,
     Source,
@@ -63,6 +71,8 @@ LLM_EXPLAIN_TOP = 3  # items explained by the model when asked; the rest use the
 # flight is bounded by the LLM runtime's own timeout.
 LLM_EXPLAIN_BUDGET_SECONDS = 30
 POPULAR_WINDOW_DAYS = 30
+# Where a popular list's items come from, tried in this order until it holds k.
+POPULAR_TIERS: tuple[PopularTier, ...] = ("recent", "all_time", "catalog")
 EVIDENCE_SHOWN = 5  # evidence events per `because`, closest to the item first
 MAX_ASK = 1000  # neighbours per facet, at most, in one query
 CATEGORY_OVERFETCH = 4  # with a category filter, unfiltered neighbours asked per wanted one
@@ -107,7 +117,7 @@ def active_facets(session: Session, user: User, at: datetime,
         .order_by(ProfileFacetRow.id))
     facets = []
     for row in rows:
-        f = to_facet(row)
+        f = to_facet(row, with_embedding=False)
         strength = decayed_strength(f, at, rules)
         if strength < rules.archive_below and not f.pinned:
             continue
@@ -115,15 +125,28 @@ def active_facets(session: Session, user: User, at: datetime,
             facet_id=f.facet_id, label=f.label, description=f.description,
             polarity=f.polarity, horizon=f.horizon, pinned=f.pinned, strength=strength,
             stored_strength=f.strength, strength_at=f.strength_at, evidence=f.evidence,
-            vector=np.asarray(f.embedding, dtype=np.float32)))
+            # The stored float32 bytes as they are: no detour through Python floats.
+            vector=np.frombuffer(row.embedding, dtype="<f4")))
     return sorted(facets, key=lambda f: (-f.strength, f.facet_id))
+
+
+# Built once: the expanding IN parameters skip per-value coercion on the hot path. Run
+# on the session's connection: plain column reads need nothing from the ORM layer.
+# No DISTINCT: SQLite would sort every row into a temporary B-tree; a set dedups faster.
+_CONSUMED_QUERY = (
+    select(Event.item_id).where(Event.user_pk == bindparam("user"), Event.item_id.is_not(None))
+)
+_CATALOG_QUERY = (
+    select(Item.item_id, Item.title, Item.indexed_hash, Item.category)
+    .where(Item.tenant_id == bindparam("tenant"),
+           Item.item_id.in_(bindparam("ids", expanding=True)))
+)
 
 
 def consumed_items(session: Session, user: User) -> set[str]:
     """Every item the user has any event on: never recommended back to them."""
-    return set(session.scalars(
-        select(Event.item_id).where(Event.user_pk == user.id, Event.item_id.is_not(None))
-        .distinct()))
+    found = session.connection().execute(_CONSUMED_QUERY, {"user": user.id}).scalars().all()
+    return {item_id for item_id in found if item_id is not None}
 
 
 @dataclass(frozen=True)
@@ -136,31 +159,10 @@ class CatalogRow:
 def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[str, CatalogRow]:
     found: dict[str, CatalogRow] = {}
     for part in chunks(sorted(set(ids))):
-        for item_id, title, version, category in session.execute(
-                select(Item.item_id, Item.title, Item.indexed_hash, Item.category)
-                .where(Item.tenant_id == tenant_id, Item.item_id.in_(part))):
+        for item_id, title, version, category in session.connection().execute(
+                _CATALOG_QUERY, {"tenant": tenant_id, "ids": part}):
             found[item_id] = CatalogRow(title, version or "", category)
     return found
-
-
-def evidence_events(session: Session, user: User,
-                    ids: Iterable[str]) -> tuple[dict[str, Evidence], dict[str, str]]:
-    """The user's own events among these ids, with item titles; and those items'
-    vector versions (one query: events joined to the catalog)."""
-    found: dict[str, Evidence] = {}
-    versions: dict[str, str] = {}
-    for part in chunks(sorted(set(ids))):
-        for event_id, type_, ts, item_id, text, title, version in session.execute(
-                select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.text,
-                       Item.title, Item.indexed_hash)
-                .outerjoin(Item, and_(Item.tenant_id == Event.tenant_id,
-                                      Item.item_id == Event.item_id))
-                .where(Event.tenant_id == user.tenant_id, Event.user_pk == user.id,
-                       Event.event_id.in_(part))):
-            found[event_id] = Evidence(event_id, type_, ts, item_id, title, text)
-            if item_id is not None and title is not None:
-                versions[item_id] = version or ""
-    return found, versions
 
 
 @dataclass
@@ -254,8 +256,9 @@ class Pick:
     explanation_source: ExplanationSource = "template"
     explanation_problem: str | None = None
     llm: dict[str, Any] | None = None
-    given: list[Evidence] = field(default_factory=list)  # the evidence shown, as data
+    given: list[EvidenceEvent] = field(default_factory=list)  # the evidence shown, as data
     facet_description: str = ""
+    popular_tier: PopularTier | None = None
 
 
 @dataclass
@@ -319,25 +322,27 @@ def rank_from_profile(
     like_sims, avoid_sims = _similarity_matrix(likes, items), _similarity_matrix(avoids, items)
     fusion = fuse([f.strength for f in likes], like_sims, [f.strength for f in avoids],
                   avoid_sims, params)
-    eligible = sorted((j for j in range(len(kept))
-                       if not fusion.dropped[j] and fusion.score[j] > 0),
-                      key=lambda j: -fusion.score[j])
+    # As Python lists: indexing numpy arrays one element at a time is slow.
+    raw_score, dropped, best_of = (fusion.score.tolist(), fusion.dropped.tolist(),
+                                   fusion.best.tolist())
+    eligible = sorted((j for j in range(len(kept)) if not dropped[j] and raw_score[j] > 0),
+                      key=lambda j: -raw_score[j])
     chosen = [(eligible[i], objective) for i, objective in
               mmr(fusion.score[eligible], items[eligible], request.k, params.mmr_lambda)]
 
     # Evidence only for the facets the list cites, items closest to each pick first.
-    cited = {int(fusion.best[j]) for j, _ in chosen}
-    evidence, evidence_versions = evidence_events(
+    cited = {best_of[j] for j, _ in chosen}
+    evidence, evidence_versions = evidence_and_item_versions(
         session, user, {e for n in cited for e in likes[n].evidence})
     evidence_vectors = _vectors(vectors, user.tenant_id, evidence_versions)
     backing = {n: FacetEvidence.of(likes[n], evidence, evidence_vectors) for n in cited}
     picks = []
     for j, _ in chosen:
-        best = int(fusion.best[j])
+        best = best_of[j]
         facet = likes[best]
         shown = backing[best].closest_to(items[j])
         picks.append(Pick(
-            item_id=kept[j], title=rows[kept[j]].title, score=_r(fusion.score[j]),
+            item_id=kept[j], title=rows[kept[j]].title, score=_r(raw_score[j]),
             because=Because(
                 facet_id=facet.facet_id, label=facet.label, strength=_r(facet.strength),
                 similarity=_r(like_sims[best, j]),
@@ -350,17 +355,17 @@ def rank_from_profile(
     base, penalty, score = (np.round(a, 6).tolist()
                             for a in (fusion.base, fusion.penalty, fusion.score))
     candidates = []
-    for j in sorted(range(len(kept)), key=lambda j: (-fusion.score[j], kept[j])):
-        status = ("returned" if j in rank_of else "dropped_avoid" if fusion.dropped[j]
-                  else "dropped_score" if fusion.score[j] <= 0 else "not_selected")
+    for j in sorted(range(len(kept)), key=lambda j: (-raw_score[j], kept[j])):
+        status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
+                  else "dropped_score" if raw_score[j] <= 0 else "not_selected")
         candidates.append({
             "item_id": kept[j], "title": rows[kept[j]].title, "sims": sims[j],
             "base_score": base[j], "avoid_penalty": penalty[j], "score": score[j],
-            "best_facet": likes[int(fusion.best[j])].facet_id, "status": status,
+            "best_facet": likes[best_of[j]].facet_id, "status": status,
             "mmr_rank": rank_of[j][0] if j in rank_of else None,
             "mmr_objective": _r(rank_of[j][1]) if j in rank_of else None,
         })
-    excluded["dropped_avoid"] = int(fusion.dropped.sum())
+    excluded["dropped_avoid"] = sum(dropped)
     excluded["dropped_score"] = sum(1 for c in candidates if c["status"] == "dropped_score")
     excluded["retrieval_widened"] = int(got.widened)
     return Ranked("profile", picks, candidates, excluded,
@@ -380,12 +385,13 @@ class FacetEvidence:
     """A facet's evidence that still exists: item events with their vectors, and
     text events (searches, declarations), newest first."""
 
-    with_items: list[Evidence]
+    with_items: list[EvidenceEvent]
     vectors: Matrix
-    text_only: list[Evidence]
+    text_only: list[EvidenceEvent]
+    newest_first: list[float]  # minus each item event's timestamp: the tie-break
 
     @classmethod
-    def of(cls, facet: ActiveFacet, evidence: dict[str, Evidence],
+    def of(cls, facet: ActiveFacet, evidence: dict[str, EvidenceEvent],
            vectors: dict[str, npt.NDArray[np.float32]]) -> FacetEvidence:
         own = [evidence[e] for e in facet.evidence if e in evidence]
         with_items = [e for e in own if e.item_id in vectors]
@@ -393,70 +399,133 @@ class FacetEvidence:
                            key=lambda e: e.ts, reverse=True)
         matrix = (np.stack([vectors[e.item_id or ""] for e in with_items]) if with_items
                   else np.zeros((0, 0), dtype=np.float32))
-        return cls(with_items, matrix, text_only)
+        return cls(with_items, matrix, text_only, [-e.ts.timestamp() for e in with_items])
 
-    def closest_to(self, item: npt.NDArray[np.float32]) -> list[Evidence]:
+    def closest_to(self, item: npt.NDArray[np.float32]) -> list[EvidenceEvent]:
         """Up to EVIDENCE_SHOWN events, the items most like `item` first."""
         ranked = self.with_items
         if ranked:
             sims = (self.vectors @ item).tolist()
-            order = sorted(range(len(ranked)),
-                           key=lambda n: (-sims[n], -ranked[n].ts.timestamp()))
+            order = sorted(range(len(ranked)), key=lambda n: (-sims[n], self.newest_first[n]))
             ranked = [ranked[n] for n in order]
         return (ranked + self.text_only)[:EVIDENCE_SHOWN]
+
+
+PopularRow = tuple[str, str, str, int]  # item id, title, vector version, events counted
+
+
+def _popular_page(session: Session, tenant_id: int, at: datetime, since: datetime | None,
+                  category: str | None, limit: int, offset: int) -> list[PopularRow]:
+    """Items by their events in [since, at] (all up to `at` without `since`), most first.
+
+    Reads events through ix_events_tenant_ts (tenant, then a range on ts).
+    """
+    events = func.count(Event.id)
+    query = (
+        select(Event.item_id, Item.title, Item.indexed_hash, events)
+        .join(Item, and_(Item.tenant_id == Event.tenant_id, Item.item_id == Event.item_id))
+        .where(Event.tenant_id == tenant_id, Event.ts <= at)
+        .group_by(Event.item_id, Item.title, Item.indexed_hash)
+        .order_by(events.desc(), Event.item_id)
+        .limit(limit).offset(offset)
+    )
+    if since is not None:
+        query = query.where(Event.ts >= since)
+    if category is not None:
+        query = query.where(Item.category == category)
+    return [(str(item_id), str(title), version or "", int(count))
+            for item_id, title, version, count in session.execute(query)]
+
+
+def _catalog_page(session: Session, tenant_id: int, category: str | None, limit: int,
+                  offset: int) -> list[PopularRow]:
+    """The catalog by item id: a fixed order that favours nothing."""
+    query = (select(Item.item_id, Item.title, Item.indexed_hash)
+             .where(Item.tenant_id == tenant_id)
+             .order_by(Item.item_id).limit(limit).offset(offset))
+    if category is not None:
+        query = query.where(Item.category == category)
+    return [(item_id, title, version or "", 0)
+            for item_id, title, version in session.execute(query)]
+
+
+def _near_avoids(vectors: VectorStore, tenant_id: int, avoids: Sequence[ActiveFacet],
+                 rows: Sequence[PopularRow], params: RankingParams,
+                 ) -> tuple[Matrix, npt.NDArray[np.bool_]]:
+    """Avoid-facets x rows similarities, and which rows an avoid-facet drops."""
+    dropped = np.zeros(len(rows), dtype=np.bool_)
+    avoid_sims: Matrix = np.zeros((len(avoids), len(rows)), dtype=np.float32)
+    if avoids and rows:
+        found = _vectors(vectors, tenant_id, {r[0]: r[2] for r in rows})
+        dim = len(avoids[0].vector)
+        items = np.stack([found.get(r[0], np.zeros(dim, dtype=np.float32)) for r in rows])
+        avoid_sims = _similarity_matrix(avoids, items)
+        dropped = fuse([], np.zeros((0, len(rows)), dtype=np.float32),
+                       [f.strength for f in avoids], avoid_sims, params).dropped
+    return avoid_sims, dropped
 
 
 def rank_popular(
     session: Session, user: User, vectors: VectorStore, avoids: Sequence[ActiveFacet],
     consumed: set[str], at: datetime, request: RecommendationRequest, params: RankingParams,
 ) -> Ranked:
-    """The tenant's most-used items of the last 30 days that this user has not used.
+    """k items the user has not used, from three tiers in turn, each pick labelled by its tier:
+    the tenant's most-used items of the last 30 days, then of all time, then the rest of
+    the catalog by item id. A heavy user or a quiet tenant still gets a full list, and
+    the list never claims more popularity than the item has.
 
     Avoid-facets still apply (items squarely on one are dropped): a stated dislike
     holds even before there is anything to like.
     """
-    events = func.count(Event.id)
-    query = (
-        select(Event.item_id, Item.title, Item.indexed_hash, Item.category, events)
-        .join(Item, and_(Item.tenant_id == Event.tenant_id, Item.item_id == Event.item_id))
-        .where(Event.tenant_id == user.tenant_id, Event.item_id.is_not(None),
-               Event.ts >= at - timedelta(days=POPULAR_WINDOW_DAYS), Event.ts <= at)
-        .group_by(Event.item_id, Item.title, Item.indexed_hash, Item.category)
-        .order_by(events.desc(), Event.item_id)
-        .limit(len(consumed) + 3 * request.k)
-    )
-    if request.category is not None:
-        query = query.where(Item.category == request.category)
-    rows = [(str(item_id), str(title), version or "", int(count))
-            for item_id, title, version, _, count in session.execute(query)]
-    excluded = {"consumed": sum(1 for r in rows if r[0] in consumed)}
-    rows = [r for r in rows if r[0] not in consumed]
-    dropped = np.zeros(len(rows), dtype=np.bool_)
-    avoid_sims = np.zeros((len(avoids), len(rows)), dtype=np.float32)
-    if avoids and rows:
-        found = _vectors(vectors, user.tenant_id, {r[0]: r[2] for r in rows})
-        dim = len(avoids[0].vector)
-        items = np.stack([found.get(r[0], np.zeros(dim, dtype=np.float32)) for r in rows])
-        avoid_sims = _similarity_matrix(avoids, items)
-        dropped = fuse([], np.zeros((0, len(rows)), dtype=np.float32),
-                       [f.strength for f in avoids], avoid_sims, params).dropped
-    sims = _rounded_columns(avoid_sims)
+    window = at - timedelta(days=POPULAR_WINDOW_DAYS)
+
+    def fetch(tier: PopularTier, limit: int, offset: int) -> list[PopularRow]:
+        if tier == "catalog":
+            return _catalog_page(session, user.tenant_id, request.category, limit, offset)
+        return _popular_page(session, user.tenant_id, at,
+                             window if tier == "recent" else None, request.category, limit,
+                             offset)
+
+    seen: set[str] = set()  # every item a tier has offered, so later tiers skip it
     picks: list[Pick] = []
-    candidates = []
-    for j, (item_id, title, _, count) in enumerate(rows):
-        returned = not dropped[j] and len(picks) < request.k
-        if returned:
-            picks.append(Pick(item_id=item_id, title=title, score=float(count), because=None,
-                              explanation=popular_explanation(count, POPULAR_WINDOW_DAYS)))
-        candidates.append({
-            "item_id": item_id, "title": title, "sims": sims[j], "base_score": float(count),
-            "avoid_penalty": 0.0, "score": float(count), "best_facet": None,
-            "popular_events": count,
-            "status": "returned" if returned else "dropped_avoid" if dropped[j]
-            else "not_selected",
-            "mmr_rank": None, "mmr_objective": None,
-        })
-    excluded["dropped_avoid"] = int(dropped.sum())
+    candidates: list[dict[str, Any]] = []
+    runners_up = 0  # items not needed once the list was full; the trace keeps 2k of them
+    consumed_seen = 0
+    for tier in POPULAR_TIERS:
+        offset = 0
+        while len(picks) < request.k:
+            # Enough rows for the list even when consumed items and earlier tiers' items recur.
+            size = len(consumed) + len(seen) + 3 * (request.k - len(picks))
+            page = fetch(tier, size, offset)
+            offset += len(page)
+            rows = [r for r in page if r[0] not in seen]
+            seen.update(r[0] for r in rows)
+            consumed_seen += sum(1 for r in rows if r[0] in consumed)
+            rows = [r for r in rows if r[0] not in consumed]
+            avoid_sims, dropped = _near_avoids(vectors, user.tenant_id, avoids, rows, params)
+            sims = _rounded_columns(avoid_sims)
+            for j, (item_id, title, _, count) in enumerate(rows):
+                full = len(picks) == request.k
+                if full and runners_up == 2 * request.k:
+                    break
+                status = ("dropped_avoid" if dropped[j] else "not_selected" if full
+                          else "returned")
+                if status == "returned":
+                    picks.append(Pick(
+                        item_id=item_id, title=title, score=float(count), because=None,
+                        explanation=popular_explanation(tier, count, POPULAR_WINDOW_DAYS),
+                        popular_tier=tier))
+                runners_up += status == "not_selected"
+                candidates.append({
+                    "item_id": item_id, "title": title, "sims": sims[j],
+                    "base_score": float(count), "avoid_penalty": 0.0, "score": float(count),
+                    "best_facet": None, "popular_events": count, "popular_tier": tier,
+                    "status": status, "mmr_rank": None, "mmr_objective": None,
+                })
+            if len(page) < size:
+                break
+    excluded = {"consumed": consumed_seen,
+                "dropped_avoid": sum(1 for c in candidates if c["status"] == "dropped_avoid")}
     return Ranked("popular", picks, candidates, excluded)
 
 
@@ -501,6 +570,9 @@ def explain_with_llm(session: Session, user: User, rt: ProfileRuntime,
             stop = f"not asked: the model failed on an earlier item ({answer.problem})"
 
 
+_TRACE_INSERT = insert(RecommendationTrace)
+
+
 def recommend(session: Session, user: User, rt: ProfileRuntime,
               request: RecommendationRequest,
               params: RankingParams | None = None) -> RecommendationsOut:
@@ -530,32 +602,37 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
         "half_life_long_days": rules.half_life_long.total_seconds() / 86400,
         "popular_window_days": POPULAR_WINDOW_DAYS,
     }
-    items = [
-        RecommendedItem(item_id=p.item_id, title=p.title, score=p.score, because=p.because,
-                        explanation=p.explanation, explanation_source=p.explanation_source)
-        for p in ranked.picks
-    ]
-    session.add(RecommendationTrace(
-        tenant_id=user.tenant_id, user_pk=user.id, recommendation_id=recommendation_id,
-        created_at=at, source=ranked.source, parameters=parameters,
+    out = RecommendationsOut(
+        recommendation_id=recommendation_id, user_id=user.user_id, source=ranked.source,
+        generated_at=at, items=[
+            RecommendedItem(item_id=p.item_id, title=p.title, score=p.score,
+                            because=p.because, explanation=p.explanation,
+                            explanation_source=p.explanation_source)
+            for p in ranked.picks])
+    # One INSERT with bound parameters (its compiled form is cached), no unit of work:
+    # the trace is written once and never updated here.
+    session.connection().execute(_TRACE_INSERT, {
+        "tenant_id": user.tenant_id, "user_pk": user.id,
+        "recommendation_id": recommendation_id, "created_at": at, "source": ranked.source,
+        "parameters": parameters,
         # Like-facets then avoid-facets: the order of every candidate's `sims`.
-        facets=[{
+        "facets": [{
             "facet_id": f.facet_id, "label": f.label, "description": f.description,
             "polarity": f.polarity, "horizon": f.horizon, "pinned": f.pinned,
             "strength": _r(f.strength), "stored_strength": _r(f.stored_strength),
             "strength_at": f.strength_at.isoformat(), "evidence": list(f.evidence),
             "quota": ranked.quotas.get(f.facet_id),
         } for f in [*likes, *avoids]],
-        candidates=ranked.candidates,
-        items=[{
-            **item.model_dump(mode="json"), "rank": rank,
-            "explanation_problem": p.explanation_problem, "llm": p.llm,
-        } for rank, (item, p) in enumerate(zip(items, ranked.picks, strict=True))],
-        excluded=ranked.excluded,
-    ))
+        "candidates": ranked.candidates,
+        "items": [{
+            **item, "rank": rank, "explanation_problem": p.explanation_problem, "llm": p.llm,
+            "popular_tier": p.popular_tier,
+        } for rank, (item, p) in enumerate(zip(out.model_dump(mode="json")["items"],
+                                                ranked.picks, strict=True))],
+        "excluded": ranked.excluded,
+    })
     session.commit()
-    return RecommendationsOut(recommendation_id=recommendation_id, user_id=user.user_id,
-                              source=ranked.source, generated_at=at, items=items)
+    return out
 
 
 def get_trace(session: Session, tenant_id: int, recommendation_id: str) -> TraceOut:
@@ -569,11 +646,14 @@ def get_trace(session: Session, tenant_id: int, recommendation_id: str) -> Trace
         raise not_found("recommendation_not_found",
                         f"No recommendation {recommendation_id!r} in this tenant.")
     trace, user_id = found
+    # The trace's user (found within the tenant) scopes the events. A `tenant_id` term
+    # as well would only invite SQLite to walk the whole tenant's events by
+    # ix_events_tenant_ts, for the order it gives, instead of this user's.
     feedback = [
         FeedbackEvent(event_id=event_id, type=type_, ts=ts, item_id=item_id, value=value)
         for event_id, type_, ts, item_id, value in session.execute(
             select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.value)
-            .where(Event.tenant_id == tenant_id, Event.user_pk == trace.user_pk,
+            .where(Event.user_pk == trace.user_pk,
                    Event.recommendation_id == recommendation_id)
             .order_by(Event.ts, Event.id))
     ]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from service.profiles.service import EvidenceEvent
 from service.recommend.explain import (
-    Evidence,
     check_explanation,
     template_explanation,
     title_variants,
@@ -55,8 +55,9 @@ def test_mmr_trades_relevance_for_variety() -> None:
     assert mmr(np.array([]), vectors[:0], 3, lam=0.7) == []
 
 
-def evidence(event_id: str, type_: str, title: str | None, text: str | None = None) -> Evidence:
-    return Evidence(event_id, type_, TS, None if title is None else event_id, title, text)
+def evidence(event_id: str, type_: str, title: str | None,
+             text: str | None = None) -> EvidenceEvent:
+    return EvidenceEvent(event_id, type_, TS, None if title is None else event_id, title, text)
 
 
 def test_template_names_the_facet_and_two_evidence_items() -> None:

@@ -53,6 +53,9 @@ def history(app: ProfileApp, user: str = "u1") -> dict[str, dict[str, Any]]:
     return {e["event_id"]: e for e in r.json()["events"]}
 
 
+FROM_CATALOG = "From the catalog; not personal, and not popular yet."
+
+
 def ids(body: dict[str, Any]) -> list[str]:
     return [i["item_id"] for i in body["items"]]
 
@@ -206,17 +209,104 @@ def test_a_user_without_a_profile_gets_popular_items_labelled_as_such(app: Profi
     app.watch("new", ["interstellar"], "n")  # consumed, and no refresh: no profile
     body = recommend(app, "new", k=5)
     assert body["source"] == "popular"
-    assert ids(body) == ["arrival", "ramen"]
+    # Recently popular, then popular of all time, then the catalog by id to fill the list.
+    assert ids(body) == ["arrival", "ramen", "gravity", "alien", "bread"]
     assert all(i["because"] is None for i in body["items"])
-    assert body["items"][0]["score"] == 2
-    assert "Popular" in body["items"][0]["explanation"]
+    assert [i["score"] for i in body["items"]] == [2, 1, 5, 0, 0]
+    assert [i["explanation"] for i in body["items"][:4]] == [
+        "Popular in the last 30 days: 2 interactions from other users.",
+        "Popular in the last 30 days: 1 interaction from other users.",
+        "Popular overall: 5 interactions from other users.",
+        FROM_CATALOG,
+    ]
     stored = trace(app, body["recommendation_id"])
     assert stored["source"] == "popular" and stored["facets"] == []
+    assert [i["popular_tier"] for i in stored["items"]] == [
+        "recent", "recent", "all_time", "catalog", "catalog"]
     assert stored["excluded"]["consumed"] == 1
     assert recommend(app, "new", k=5, category="book")["items"][0]["item_id"] == "ramen"
     # explain=llm has nothing to ground a model answer on: the template stays.
     assert recommend(app, "new", explain="llm")["items"][0]["explanation_source"] == "template"
     assert app.model.explain_prompts == []
+
+
+def tiers(app: ProfileApp, body: dict[str, Any]) -> list[str]:
+    return [i["popular_tier"] for i in trace(app, body["recommendation_id"])["items"]]
+
+
+def test_a_user_who_used_every_popular_item_still_gets_a_full_list(app: ProfileApp) -> None:
+    now = app.clock()
+    recent = ["interstellar", "interstellar", "arrival", "ramen"]
+    app.send("fans", *[event("fans", "view", i, ts=now - timedelta(days=2, minutes=n))
+                       for n, i in enumerate(recent)])
+    app.send("fans", *[event("fans", "view", i, ts=now - timedelta(days=60, minutes=n))
+                       for n, i in enumerate(["gravity", "gravity", "gravity", "pride",
+                                              "ramen"])])
+    app.watch("heavy", ["interstellar", "arrival", "ramen"], "h")  # every recent one
+
+    body = recommend(app, "heavy", k=4)
+    assert body["source"] == "popular" and len(body["items"]) == 4
+    assert not {"interstellar", "arrival", "ramen"} & set(ids(body))
+    # All-time popularity first (old events count there), then the catalog by id.
+    assert ids(body) == ["gravity", "pride", "alien", "bread"]
+    assert tiers(app, body) == ["all_time", "all_time", "catalog", "catalog"]
+    assert [i["explanation"] for i in body["items"]] == [
+        "Popular overall: 3 interactions from other users.",
+        "Popular overall: 1 interaction from other users.", FROM_CATALOG, FROM_CATALOG]
+    assert [i["score"] for i in body["items"]] == [3, 1, 0, 0]
+    stored = trace(app, body["recommendation_id"])
+    assert stored["excluded"]["consumed"] == 3
+    tier_of = {c["item_id"]: c["popular_tier"] for c in stored["candidates"]}
+    assert tier_of["gravity"] == "all_time" and tier_of["alien"] == "catalog"
+
+    # The category filter holds in every tier.
+    books = recommend(app, "heavy", k=3, category="book")
+    assert ids(books) == ["pride", "foundation", "gardening"]
+    assert tiers(app, books) == ["all_time", "catalog", "catalog"]
+
+
+def test_a_tenant_without_item_events_gets_catalog_items_labelled_as_such(
+        app: ProfileApp) -> None:
+    # A user exists once they send an event; a search names no item, so the tenant has
+    # nothing to count, recently or ever.
+    app.send("u1", event("u1", "search", None, text="something to watch", ts=app.clock()))
+    body = recommend(app, k=3)
+    assert body["source"] == "popular"
+    assert ids(body) == sorted(TITLES)[:3]
+    assert {i["explanation"] for i in body["items"]} == {FROM_CATALOG}
+    assert all(i["score"] == 0 and i["because"] is None for i in body["items"])
+    assert tiers(app, body) == ["catalog"] * 3
+
+
+def test_k_beyond_the_unused_catalog_returns_what_exists(app: ProfileApp) -> None:
+    app.send("fans", *[event("fans", "view", i, ts=app.clock() - timedelta(days=1))
+                       for i in ["curry", "tacos"]])
+    app.watch("u1", ["alien", "dune", "solaris"], "a")
+    body = recommend(app, k=50)
+    expected = set(TITLES) - {"alien", "dune", "solaris"}
+    assert len(body["items"]) == len(expected) and set(ids(body)) == expected
+    assert ids(body)[:2] == ["curry", "tacos"]
+    assert tiers(app, body) == ["recent"] * 2 + ["catalog"] * (len(expected) - 2)
+
+
+def test_an_avoid_facet_holds_in_every_popular_tier(app: ProfileApp) -> None:
+    now = app.clock()
+    app.send("fans", *[event("fans", "view", i, ts=now - timedelta(days=1, minutes=n))
+                       for n, i in enumerate(["loveactually", "loveactually", "gravity"])])
+    app.send("fans", event("fans", "view", "casablanca", ts=now - timedelta(days=90)))
+    app.watch("u1", ["notebook"], "a")  # romance, disliked: an avoid-facet and no likes
+    facets = app.refresh()["facets"]
+    assert [f["polarity"] for f in facets] == ["avoid"]
+    body = recommend(app, k=50)
+    assert body["source"] == "popular" and ids(body)[0] == "gravity"
+    assert not ROMANCE & set(ids(body))
+    assert len(body["items"]) == len(TITLES) - 1 - len(ROMANCE - {"notebook"})
+    stored = trace(app, body["recommendation_id"])
+    dropped = {c["item_id"]: c["popular_tier"] for c in stored["candidates"]
+               if c["status"] == "dropped_avoid"}
+    assert dropped == {"loveactually": "recent", "casablanca": "all_time",
+                       "pride": "catalog"}
+    assert stored["excluded"]["dropped_avoid"] == 3
 
 
 def test_trace_feedback_and_tenant_isolation(app: ProfileApp) -> None:
