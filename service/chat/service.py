@@ -180,7 +180,8 @@ def _score(item: RecommendedItem) -> str:
 def _item_line(rank: int, item: RecommendedItem) -> str:
     line = f"{rank}. {untrusted(item.title, TITLE_CHARS)} (item {item.item_id}), score "
     if item.because is None:
-        return line + f"{_score(item)} (uses by other people lately; no personal reason)"
+        return line + (f"{_score(item)} (no personal reason: "
+                       f"{untrusted(item.explanation, 160)})")
     ids = " ".join(f"[{e.event_id}]" for e in item.because.evidence)
     return (line + f"{_score(item)}, for the interest {untrusted(item.because.label, 80)} "
             f"(similarity {item.because.similarity:.2f}); evidence {ids or 'none'}")
@@ -194,7 +195,8 @@ def render_trace(ctx: TraceContext, items_shown: int, evidence_shown: int) -> st
            f"{len(ctx.items)} items."]
     if trace.source == "popular":
         out.append("Source: the person had no active interests, so these are items other "
-                   f"people used most in the last {p.popular_window_days} days.")
+                   f"people used most in the last {p.popular_window_days} days, then of all "
+                   "time, then other catalog items; each item's reason says which.")
     else:
         out.append("Source: the person's interests. An item's score is the interest's "
                    "strength times its similarity to the item, less penalties for "
@@ -230,8 +232,8 @@ def _asked_block(ctx: TraceContext, item: RecommendedItem) -> str:
     lines = [f"The question is about item {item.item_id}: {untrusted(item.title, TITLE_CHARS)}, "
              f"rank {rank}, score {_score(item)}."]
     if item.because is None:
-        lines.append("It was recommended because other people used it lately; "
-                     "the trace holds no personal reason for it.")
+        lines.append("It was not chosen from the person's activity (a popular or catalog "
+                     "item); the trace holds no personal reason for it.")
     else:
         b = item.because
         lines.append(f"Because: the interest {untrusted(b.label, 80)}, strength "
@@ -483,12 +485,12 @@ def fallback_answer(ctx: TraceContext, question: str) -> tuple[str, list[str]]:
             reason += ", seen when " + _seen_when(shown)
         return f"{DECLINE} What it does show: {reason}.", [e.event_id for e in shown]
     if item is not None:
-        return (f"{DECLINE} What it does show: “{item.title}” was recommended because other "
-                "people used it lately, not because of your own activity."), []
+        return (f"{DECLINE} What it does show: “{item.title}” was not chosen from your own "
+                f"activity. {item.explanation}"), []
     likes = [f for f in ctx.facets if f.polarity == "like"][:2]
     if not likes:
-        return (f"{DECLINE} What it does show: this list holds items other people used "
-                "lately, not items chosen from your own activity."), []
+        return (f"{DECLINE} What it does show: this list holds popular and catalog items, "
+                "not items chosen from your own activity."), []
     parts, cited = [], []
     for f in likes:
         shown = _facet_evidence(ctx, f, 2)
