@@ -112,12 +112,9 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     """Refresh one user's or every user's profile in this process, with a progress bar."""
-    from tqdm import tqdm
-
     from service.core.db import utcnow
-    from service.core.errors import ApiError
     from service.llm.runtime import LLMRuntime
-    from service.profiles.service import ProfileRuntime, refresh_profile
+    from service.profiles.service import ProfileRuntime, refresh_many
     from service.users.models import User
     from service.vectors.embeddings import embedder_for
     from service.vectors.store import VectorStore, client_for
@@ -142,17 +139,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     rt = ProfileRuntime(settings, llm, embedder_for(settings),
                         VectorStore(client_for(settings), settings.chroma_collection_prefix),
                         utcnow)
-    failures: list[str] = []
     try:
-        for user_pk in tqdm(user_pks, desc="refreshing profiles", unit="user"):
-            with sessions() as session:
-                user = session.get(User, user_pk)
-                if user is None:
-                    continue
-                try:
-                    refresh_profile(session, user, rt, trigger="cli")
-                except ApiError as exc:
-                    failures.append(f"{user.user_id}: {exc.code}: {exc.message}")
+        _, failures = refresh_many(sessions, user_pks, rt, "cli", desc="refreshing profiles")
     finally:
         llm.close()
     for line in failures:

@@ -37,11 +37,10 @@ from evals.datasets import ML_LATEST_SMALL, load_movielens_latest
 from evals.types import Interaction, ItemInfo
 from service.catalog.service import index_pending_items, upsert_items
 from service.core.config import Settings
-from service.core.errors import ApiError
 from service.ingest.models import Event
 from service.ingest.service import ingest_events
 from service.profiles.models import Profile
-from service.profiles.service import ProfileRuntime, refresh_profile
+from service.profiles.service import ProfileRuntime, refresh_many
 from service.tenants.service import ensure_tenant_key
 from service.users.models import User
 
@@ -265,17 +264,9 @@ def _refresh_profiles(sessions: sessionmaker[Session], tenant_id: int, result: D
             select(User.id, User.user_id, User.stale, Profile.version)
             .outerjoin(Profile, Profile.user_pk == User.id)
             .where(User.tenant_id == tenant_id, User.user_id.in_(result.user_ids)))
-        todo = sorted((user_id, pk) for pk, user_id, stale, version in rows
-                      if stale or not version)
-    for user_id, pk in tqdm(todo, desc="demo profiles", unit="user", disable=not progress):
-        with sessions() as session:
-            user = session.get(User, pk)
-            if user is None:
-                continue
-            try:
-                refresh_profile(session, user, rt, trigger="demo")
-            except ApiError as exc:
-                session.rollback()
-                result.failures.append(f"{user_id}: {exc.code}: {exc.message}")
-            else:
-                result.refreshed.append(user_id)
+        todo = [pk for _, pk in sorted((user_id, pk) for pk, user_id, stale, version in rows
+                                       if stale or not version)]
+    refreshed, failures = refresh_many(sessions, todo, rt, "demo", desc="demo profiles",
+                                       progress=progress)
+    result.refreshed += refreshed
+    result.failures += failures

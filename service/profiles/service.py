@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.catalog.models import Item
 from service.core.config import Settings
@@ -193,6 +193,34 @@ def refresh_profile(
         return commit_merge(session, user, rt, at, trigger, RefreshInput(
             new=new, run=result.run, activity=result.activity,
             seen_pending=result.seen_pending))
+
+
+def refresh_many(sessions: sessionmaker[Session], user_pks: Sequence[int], rt: ProfileRuntime,
+                 trigger: str, *, desc: str, progress: bool = True,
+                 ) -> tuple[list[str], list[str]]:
+    """Refresh each user in a session of its own, with a progress bar.
+
+    A failed refresh changes nothing for that user (see `refresh_profile`) and does not
+    stop the others. Returns the user ids refreshed and one "user: code: message" line
+    per failure.
+    """
+    from tqdm import tqdm
+
+    refreshed: list[str] = []
+    failures: list[str] = []
+    for user_pk in tqdm(user_pks, desc=desc, unit="user", disable=not progress):
+        with sessions() as session:
+            user = session.get(User, user_pk)
+            if user is None:
+                continue
+            try:
+                refresh_profile(session, user, rt, trigger=trigger)
+            except ApiError as exc:
+                session.rollback()
+                failures.append(f"{user.user_id}: {exc.code}: {exc.message}")
+            else:
+                refreshed.append(user.user_id)
+    return refreshed, failures
 
 
 def new_facets(
