@@ -87,3 +87,42 @@ def make_recommend_app(settings: Settings) -> Iterator[ProfileApp]:
         r = t.put("/v1/items", json={"items": CATALOG + MORE})
         assert r.json()["indexed"] == len(CATALOG + MORE), r.text
         yield ProfileApp(t, model, clock, settings)
+
+
+# Two like-interests and the items that evidence them (the real-model tests' profile).
+LIKED_FACETS = {
+    "Science fiction films": ("Watches and rates space and sci-fi movies.",
+                              ["alien", "dune", "solaris"]),
+    "Home cooking": ("Follows recipes and cooking shows.", ["bread", "pasta"]),
+}
+
+
+def seed_liked_profile(client: Any, t: Any) -> list[str]:
+    """The catalog, u1's likes of LIKED_FACETS' items, and those facets written by the merge
+    path directly (for tests about explaining, not summarizing). Returns the liked items."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from service.profiles.merge import NewFacet
+    from service.profiles.service import RefreshInput, commit_merge
+    from service.users.models import User
+    from tests.conftest import NOW, event
+
+    assert t.put("/v1/items", json={"items": CATALOG + MORE}).status_code == 200
+    consumed = [i for _, items in LIKED_FACETS.values() for i in items]
+    r = t.post("/v1/events", json={"events": [
+        event("u1", "like", i, ts=NOW - timedelta(hours=n + 1), event_id=f"e-{i}")
+        for n, i in enumerate(consumed)]})
+    assert r.status_code == 200, r.text
+    app = client.app
+    labels = list(LIKED_FACETS)
+    vectors = app.state.embedder.embed([f"{label}. {LIKED_FACETS[label][0]}" for label in labels])
+    with app.state.sessions() as session:
+        user = session.scalars(select(User).where(User.user_id == "u1")).one()
+        commit_merge(session, user, app.state.profiles, NOW, "refresh", RefreshInput(new=[
+            NewFacet(label=label, description=LIKED_FACETS[label][0], strength=0.9,
+                     polarity="like", evidence=tuple(f"e-{i}" for i in LIKED_FACETS[label][1]),
+                     embedding=tuple(vec))
+            for label, vec in zip(labels, vectors, strict=True)]))
+    return consumed
