@@ -201,8 +201,9 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
                            settings.demo_catalog_limit)
     say(f"demo: loading tenant '{DEMO_TENANT}' ({len(catalog):,} movies of {dataset.name}, "
         f"users {', '.join(result.user_ids)}). This happens once, on first start, and takes "
-        "a few minutes on a small CPU (on 2 cores: 2-4 min to embed the whole catalog, "
-        "45 s to 2 min per profile with the embedded model); later starts skip it.")
+        "a few minutes on a small CPU (on 2 cores: under a minute to embed the whole catalog "
+        "when idle, about a minute per profile with the embedded model); later starts "
+        "skip it.")
 
     result.items = len(catalog)
     with sessions() as session:
