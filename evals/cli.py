@@ -125,22 +125,25 @@ def run_eval(args: argparse.Namespace) -> int:
     tracker = _Tracker(drift, split, args.period_days) if drift is not None else None
     for name in names:
         recommender = MODELS[name](args)
-        results[name] = evaluate(recommender, split, dataset.items, args.k,
-                                 item_vectors=vectors or None, progress=not args.no_progress)
-        versions = getattr(recommender, "profile_versions", None)
-        if tracker is not None and callable(versions):  # ours on synthetic users
-            scores, timelines[name] = tracker.score(versions)
-            results[name].update(scores)
-        cost = getattr(recommender, "cost", None)
-        if callable(cost):  # ours: LLM tokens and seconds per refresh
-            results[name].update(cost())
-        faithfulness = getattr(recommender, "faithfulness", None)
-        if callable(faithfulness):  # ours: does the cited evidence hold up?
-            results[name].update(faithfulness())
-            faithfulness_threshold = DEFAULT_RELATED_THRESHOLD
-        close = getattr(recommender, "close", None)
-        if callable(close):
-            close()
+        try:
+            results[name] = evaluate(recommender, split, dataset.items, args.k,
+                                     item_vectors=vectors or None,
+                                     progress=not args.no_progress)
+            versions = getattr(recommender, "profile_versions", None)
+            if tracker is not None and callable(versions):  # ours on synthetic users
+                scores, timelines[name] = tracker.score(versions)
+                results[name].update(scores)
+            cost = getattr(recommender, "cost", None)
+            if callable(cost):  # ours: LLM tokens and seconds per refresh
+                results[name].update(cost())
+            faithfulness = getattr(recommender, "faithfulness", None)
+            if callable(faithfulness):  # ours: does the cited evidence hold up?
+                results[name].update(faithfulness())
+                faithfulness_threshold = DEFAULT_RELATED_THRESHOLD
+        finally:  # ours holds an app and a temporary folder
+            close = getattr(recommender, "close", None)
+            if callable(close):
+                close()
     run = RunInfo(dataset=dataset.name, protocol=split.protocol, k=args.k,
                   users=len(split.targets), seed=args.seed,
                   positive_threshold=args.positive_threshold, catalog_size=len(dataset.items),

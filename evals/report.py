@@ -49,7 +49,9 @@ COST = Section(
     "keeps the last good profile. Per-refresh figures divide by all refreshes, failed ones "
     "included: tokens are those recorded on the profile versions written (a failed refresh "
     "records none), seconds are wall time on this machine. The no-LLM ablation spends no "
-    "tokens.")
+    "tokens. The LLM variants share one model runtime whose answers are cached (same "
+    "prompts, temperature 0): whichever of them runs second reuses the first one's answers, "
+    "so its seconds are not model time.")
 FAITHFULNESS = Section(
     "Explanation faithfulness",
     ("faithfulness", "recommended_items", "popular_fallback_share", "faithfulness_explained",
@@ -196,7 +198,9 @@ def _notes(run: RunInfo) -> dict[str, str]:
         "explanation names first, is related to the recommended item (evidence_related): "
         f"MiniLM cosine similarity of their texts >= {run.faithfulness_threshold:g}. The "
         "threshold is calibrated on ml-latest-small, where 21% of random movie pairs and 73% "
-        "of same-genre-set pairs reach 0.5 (`evals/faithfulness.py`). Popular-fallback items "
+        "of same-genre-set pairs reach 0.5 (`evals/faithfulness.py`). The lead item is the "
+        "facet's evidence closest to the recommended item, so the test is generous: 21% is a "
+        "floor on what chance gives, not the chance level. Popular-fallback items "
         "(no `because`) are never faithful, so faithfulness <= 1 - popular_fallback_share; "
         "faithfulness_explained is faithful items over the explained ones.")}
 

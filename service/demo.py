@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
@@ -37,12 +37,14 @@ from evals.datasets import ML_LATEST_SMALL, load_movielens_latest
 from evals.types import Interaction, ItemInfo
 from service.catalog.service import index_pending_items, upsert_items
 from service.core.config import Settings
+from service.core.errors import ApiError
 from service.ingest.models import Event
 from service.ingest.service import ingest_events
 from service.profiles.models import Profile
 from service.profiles.service import ProfileRuntime, refresh_many
 from service.tenants.service import ensure_tenant_key
 from service.users.models import User
+from service.users.service import delete_user
 
 DEMO_TENANT = "demo"
 KEY_FILE = "demo-api-key"
@@ -61,6 +63,8 @@ TASTES = {
 # more than this (so decay and "rated 3 weeks ago" read sensibly today).
 NEWEST_BEFORE_LOAD = timedelta(hours=1)
 MAX_HISTORY_SPAN = timedelta(days=90)
+# The demo users are reloaded at today's dates when the load is older than this.
+RENEW_AFTER = timedelta(days=7)
 CATALOG_BATCH = 1000
 MAX_TAGS = 20
 YEAR = re.compile(r"\((\d{4})\)\s*$")
@@ -151,14 +155,43 @@ def _wanted(settings: Settings, tenant_id: int) -> dict[str, Any]:
             "catalog_limit": settings.demo_catalog_limit}
 
 
-def _is_loaded(settings: Settings, tenant_id: int) -> bool:
-    """The marker names this database's demo tenant and the same demo as asked for now."""
+def _state(settings: Settings, session: Session, tenant_id: int, now: datetime) -> str:
+    """'ready', 'load' (never loaded, changed, or the database lost it) or 'renew'.
+
+    The marker must name this database's demo tenant and the demo asked for now, and the
+    database must still hold every demo user with a refreshed profile (a new database or
+    a wiped one next to an old marker is loaded again). A demo loaded more than
+    RENEW_AFTER ago is 'renew': its facets are short-term and would decay below the
+    archive floor within weeks, leaving only popular lists.
+    """
     try:
         marker = json.loads(_marker_path(settings).read_text())
     except (OSError, ValueError):
-        return False
+        return "load"
     wanted = _wanted(settings, tenant_id)
-    return isinstance(marker, dict) and all(marker.get(k) == v for k, v in wanted.items())
+    if not isinstance(marker, dict) or any(marker.get(k) != v for k, v in wanted.items()):
+        return "load"
+    ids = [demo_user_id(u) for u in settings.demo_users]
+    profiled = session.scalar(
+        select(func.count()).select_from(User).join(Profile, Profile.user_pk == User.id)
+        .where(User.tenant_id == tenant_id, User.user_id.in_(ids), Profile.version > 0))
+    if (profiled or 0) < len(ids):
+        return "load"
+    try:
+        loaded_at = datetime.fromisoformat(str(marker.get("loaded_at")))
+    except ValueError:
+        return "renew"
+    return "renew" if now - loaded_at > RENEW_AFTER else "ready"
+
+
+def _forget_users(session: Session, tenant_id: int, user_ids: Sequence[str],
+                  rt: ProfileRuntime) -> None:
+    for user_id in user_ids:
+        try:
+            delete_user(session, tenant_id, user_id, rt.vectors)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
 
 
 def _write_marker(settings: Settings, tenant_id: int, result: DemoLoad, at: datetime) -> None:
@@ -185,8 +218,14 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
     users = list(settings.demo_users)
     result = DemoLoad(key=key, key_file=key_file, user_ids=[demo_user_id(u) for u in users],
                       loaded=False)
-    if _is_loaded(settings, tenant_id):
-        return result
+    with sessions() as session:
+        state = _state(settings, session, tenant_id, rt.clock())
+        if state == "ready":
+            return result
+        if state == "renew":
+            say(f"demo: loaded more than {RENEW_AFTER.days} days ago; reloading the demo users "
+                "with ratings dated today, so their interests have not decayed away")
+            _forget_users(session, tenant_id, result.user_ids, rt)
     result.loaded = True
 
     dataset = load_movielens_latest(dataset_dir)

@@ -42,6 +42,7 @@ from service.vectors.embeddings import embedder_for
 from service.vectors.store import VectorStore, client_for
 from tests.chat.helpers import CHAT_PATH, ChattingSummarizer, sse_events
 from tests.conftest import app_client
+from tests.profiles.helpers import Clock
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,8 @@ class Demo:
 
 
 def start_demo(data_dir: Path, users: list[str], limit: int,
-               before_answer: Callable[[], None] | None = None) -> Demo:
+               before_answer: Callable[[], None] | None = None,
+               clock: Callable[[], datetime] = utcnow) -> Demo:
     settings = Settings(data_dir=data_dir, refresh_worker=False, demo_users=users,
                         demo_catalog_limit=limit)
     data_dir.mkdir(parents=True)
@@ -98,7 +100,7 @@ def start_demo(data_dir: Path, users: list[str], limit: int,
     model = ChattingSummarizer(replies=[], calls=[], topics=TOPICS, chat_calls=[],
                                before_answer=before_answer)
     rt = ProfileRuntime(settings, LLMRuntime(settings, chat_model=model), embedder_for(settings),
-                        VectorStore(client_for(settings)), utcnow)
+                        VectorStore(client_for(settings)), clock)
     demo = Demo(settings, make_sessionmaker(engine), rt, model,
                 DemoLoad(key="", key_file=data_dir, user_ids=[], loaded=False))
     demo.first = demo.load()
@@ -261,6 +263,50 @@ def test_a_failed_refresh_is_reported_and_retried_at_the_next_load(tmp_path: Pat
     assert demo.counts()[:3] == (items, events, versions + 1)
     assert (demo.settings.data_dir / MARKER_FILE).exists()
     assert not demo.load().loaded
+
+
+def test_a_week_old_demo_is_reloaded_at_todays_dates(tmp_path: Path) -> None:
+    # Loaded eight days ago (ingestion refuses events dated in the future, so the clock
+    # starts in the past and catches up with today).
+    clock = Clock(utcnow().replace(microsecond=0) - timedelta(days=8))
+    demo = start_demo(tmp_path / "data", ["454"], 60, clock=clock)
+    assert demo.first.complete and (demo.settings.data_dir / MARKER_FILE).exists()
+
+    def newest_and_strongest() -> tuple[datetime, float]:
+        with demo.client() as client:
+            auth = {"Authorization": f"Bearer {demo.first.key}"}
+            events = client.get("/v1/users/ml-454/events", headers=auth,
+                                params={"limit": 1}).json()["events"]
+            with demo.sessions() as session:
+                versions = session.scalars(select(ProfileVersion)).all()
+                strongest = max((f["strength"] for v in versions for f in v.facets), default=0)
+            return datetime.fromisoformat(events[0]["ts"]), strongest
+
+    newest, _ = newest_and_strongest()
+    assert newest == clock() - NEWEST_BEFORE_LOAD
+    clock.advance(days=6)
+    assert not demo.load().loaded  # within the week: nothing to do
+
+    clock.now = utcnow().replace(microsecond=0)
+    renewed = demo.load()
+    assert renewed.loaded and renewed.complete and renewed.refreshed == ["ml-454"]
+    assert renewed.events == 45  # the same ratings, dated anew
+    newest, strongest = newest_and_strongest()
+    assert newest == clock() - NEWEST_BEFORE_LOAD and strongest > 0.05
+    with demo.sessions() as session:  # the old profile went with the old user
+        assert session.scalar(select(func.count()).select_from(ProfileVersion)) == 1
+    assert not demo.load().loaded
+
+
+def test_a_database_that_lost_the_demo_is_loaded_again(tmp_path: Path) -> None:
+    demo = start_demo(tmp_path / "data", ["454"], 60)
+    with demo.client() as client:  # the marker stays; the data goes
+        r = client.delete("/v1/users/ml-454",
+                          headers={"Authorization": f"Bearer {demo.first.key}"})
+        assert r.status_code in (200, 204), r.text
+    again = demo.load()
+    assert again.loaded and again.complete and again.refreshed == ["ml-454"]
+    assert again.events == 45
 
 
 def test_demo_settings() -> None:

@@ -149,7 +149,10 @@ def _conversation(session: Session, trace: RecommendationTrace,
 
 
 def _as_evidence(e: EvidenceOut) -> Evidence:
-    assert e.type is not None and e.ts is not None  # a trace cites events that existed
+    # A stored trace copies each cited event's type and time when it is made; the shared
+    # output model allows nulls only for live reads of events since deleted.
+    if e.type is None or e.ts is None:
+        raise ValueError(f"trace evidence {e.event_id!r} has no type or time")
     return Evidence(e.event_id, e.type, e.ts, e.item_id, e.title, e.text)
 
 
