@@ -121,3 +121,32 @@ def test_llm_variants_share_one_cached_runtime(monkeypatch: pytest.MonkeyPatch) 
     assert runtime.chat_model().cache is cache
     assert LLMRuntime(Settings(llm_backend="openai", llm_base_url="http://127.0.0.1:9/v1",
                                llm_model="m")).chat_model().cache is None
+
+
+def test_the_decay_ablation_reuses_the_full_variants_answers() -> None:
+    """The claim `ours-no-decay` rests on: it asks the model exactly what `ours` asked,
+    so with the shared cache it makes no model call of its own."""
+    from langchain_core.caches import InMemoryCache
+
+    from service.core.config import Settings
+    from service.llm.runtime import LLMRuntime
+    from tests.profiles.helpers import TopicSummarizer
+
+    model = TopicSummarizer(replies=[], calls=[], cache=InMemoryCache(), topics={
+        "Space films": ("space", "Watches space films.", "like"),
+        "Cooking": ("recipes", "Follows recipes.", "like")})
+    llm = LLMRuntime(Settings(llm_backend="fake"), chat_model=model)
+    split = split_for({"astro": "s", "chef": "k"})
+    results = {}
+    for variant in ("full", "no-decay"):
+        ours = OursRecommender(variant=variant, refresh_every=2, replay_last=4, llm=llm)
+        try:
+            results[variant] = evaluate(ours, split, ITEMS, k=2, progress=False)
+            assert ours.refreshes == 4 and ours.failed_refreshes == 0
+        finally:
+            ours.close()
+        if variant == "full":
+            asked = len(model.calls)
+            assert asked == 4  # one summary per refresh
+    assert len(model.calls) == asked  # every no-decay summary came from the cache
+    assert results["no-decay"]["hr@2"] == results["full"]["hr@2"] == 1.0
