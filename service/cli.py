@@ -50,10 +50,10 @@ def _load_demo(settings: Settings, sessions: sessionmaker[Session], llm: LLMRunt
     from service.vectors.embeddings import embedder_for
     from service.vectors.store import VectorStore, client_for
 
-    rt = ProfileRuntime(settings, llm, embedder_for(settings),
-                        VectorStore(client_for(settings), settings.chroma_collection_prefix),
-                        utcnow)
     try:
+        rt = ProfileRuntime(settings, llm, embedder_for(settings),
+                            VectorStore(client_for(settings), settings.chroma_collection_prefix),
+                            utcnow)
         demo = load_demo(settings, sessions, rt)
     except Exception as exc:  # whatever went wrong: serve anyway, retry at the next start
         print(f"demo: not loaded ({type(exc).__name__}: {exc}); the next start retries",
@@ -89,6 +89,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         if settings.demo_enabled:
             _load_demo(settings, sessions, llm)
+        # The app opens its own engine; this one served the start-up work only.
+        engine = sessions.kw["bind"]
+        engine.dispose()
         print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
               flush=True)
         uvicorn.run(create_app(settings, llm=llm), host=host, port=port, log_level="info")
