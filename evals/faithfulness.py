@@ -31,10 +31,10 @@ threshold more easily than one random pair would (21%, below, is a floor on chan
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+
+from evals.tracking import TextEmbedder, unit_vector
 
 # Calibrated with all-MiniLM-L6-v2 on ml-latest-small item texts (title, genres, tags):
 # 3,000 movies sampled with seed 0, 20,000 random pairs and 5,000 pairs with the same
@@ -48,10 +48,6 @@ from typing import Protocol
 # three same-genre pairs in four pass; one random citation passes 21% of the time. The
 # lead item is the closest of a facet's evidence, so chance for it is higher than that.
 DEFAULT_RELATED_THRESHOLD = 0.50
-
-
-class TextEmbedder(Protocol):
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
 @dataclass(frozen=True)
@@ -103,11 +99,6 @@ class Faithfulness:
         return out
 
 
-def _unit(vector: Sequence[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector))
-    return [x / norm for x in vector] if norm > 0 else [0.0 for _ in vector]
-
-
 def _lead_item(cited: Sequence[Cited]) -> str | None:
     return next((c.item_id for c in cited if c.item_id is not None), None)
 
@@ -125,7 +116,7 @@ def score_explanations(lists: Iterable[ShownList], item_text: Mapping[str, str],
              if shown.because]
     texts = list(dict.fromkeys(item_text[i] for pair in pairs for i in pair
                                if i is not None and i in item_text))
-    vectors = dict(zip(texts, (_unit(v) for v in embedder.embed(texts)), strict=True)) \
+    vectors = dict(zip(texts, (unit_vector(v) for v in embedder.embed(texts)), strict=True)) \
         if texts else {}
 
     def similarity(a: str, b: str | None) -> float | None:

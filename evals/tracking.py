@@ -95,7 +95,7 @@ class TextEmbedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
-def _unit(vector: Sequence[float]) -> list[float]:
+def unit_vector(vector: Sequence[float]) -> list[float]:
     norm = math.sqrt(sum(x * x for x in vector))
     return [x / norm for x in vector] if norm > 0 else [0.0 for _ in vector]
 
@@ -115,7 +115,8 @@ class EmbeddingAssigner:
         self.threshold = threshold
         self._embedder = embedder
         self._names = list(categories)
-        self._vectors = [_unit(v) for v in embedder.embed([categories[n] for n in self._names])]
+        self._vectors = [unit_vector(v)
+                         for v in embedder.embed([categories[n] for n in self._names])]
         self._cache: dict[str, dict[str, float]] = {}
 
     def similarities(self, texts: Sequence[str]) -> list[dict[str, float]]:
@@ -123,7 +124,7 @@ class EmbeddingAssigner:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         vectors = self._embedder.embed(missing) if missing else []
         for text, vector in zip(missing, vectors, strict=True):
-            v = _unit(vector)
+            v = unit_vector(vector)
             self._cache[text] = {name: sum(a * b for a, b in zip(v, c, strict=True))
                                  for name, c in zip(self._names, self._vectors, strict=True)}
         return [self._cache[t] for t in texts]
