@@ -14,11 +14,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from service.core.config import Settings
-from service.llm.runtime import LLMRuntime
-from tests.conftest import app_client, make_tenant
-from tests.profiles.helpers import Clock, TopicSummarizer
-from tests.profiles.test_profiles import CATALOG, START, TOPICS, ProfileApp
-from tests.recommend.helpers import MORE
+from tests.profiles.helpers import TopicSummarizer
+from tests.profiles.test_profiles import TOPICS, ProfileApp
+from tests.recommend.helpers import catalog_app
 
 CHAT_MARK = "<trace>"
 CHAT_PATH = "/v1/recommendations/{}/chat"
@@ -84,11 +82,7 @@ class ChatApp(ProfileApp):
 
 def make_chat_app(settings: Settings) -> Iterator[ChatApp]:
     model = ChattingSummarizer(replies=[], calls=[], topics=TOPICS, chat_calls=[])
-    clock = Clock(START)
-    with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock) as client:
-        t = make_tenant(client, "acme")
-        r = t.put("/v1/items", json={"items": CATALOG + MORE})
-        assert r.json()["indexed"] == len(CATALOG + MORE), r.text
+    with catalog_app(settings, model) as (t, clock):
         yield ChatApp(t, model, clock, settings)
 
 

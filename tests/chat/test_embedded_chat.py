@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 
 from service.chat.service import DECLINE
-from service.core.config import Settings
 from tests.chat.helpers import CHAT_PATH, sse_events
-from tests.conftest import app_client, make_tenant
-from tests.recommend.helpers import seed_liked_profile
+from tests.recommend.helpers import liked_profile_app
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +33,7 @@ def check_grounding(answer: dict[str, Any], evidence: set[str]) -> None:
 
 def test_the_embedded_model_answers_why_from_the_trace_only(
         tmp_path: Path, embedded_llm: Any) -> None:
-    settings = Settings(data_dir=tmp_path / "data", refresh_worker=False)
-    with app_client(settings, embedded_llm) as client:
-        t = make_tenant(client, "acme")
-        consumed = seed_liked_profile(client, t)
+    with liked_profile_app(tmp_path, embedded_llm) as (t, consumed):
 
         rec = t.get("/v1/users/u1/recommendations", params={"k": 3}).json()
         assert rec["source"] == "profile", rec

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
@@ -79,13 +82,20 @@ def given_evidence(prompt: str) -> list[tuple[str, str]]:
     return [(m[1], json.loads(f'"{m[2]}"')) for m in found if m]
 
 
-def make_recommend_app(settings: Settings) -> Iterator[ProfileApp]:
-    model = ExplainingSummarizer(replies=[], calls=[], topics=TOPICS, explain_prompts=[])
+@contextmanager
+def catalog_app(settings: Settings, model: BaseChatModel) -> Iterator[tuple[Any, Clock]]:
+    """Tenant `acme` with CATALOG + MORE indexed, on a scripted model and a movable clock."""
     clock = Clock(START)
     with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock) as client:
         t = make_tenant(client, "acme")
         r = t.put("/v1/items", json={"items": CATALOG + MORE})
         assert r.json()["indexed"] == len(CATALOG + MORE), r.text
+        yield t, clock
+
+
+def make_recommend_app(settings: Settings) -> Iterator[ProfileApp]:
+    model = ExplainingSummarizer(replies=[], calls=[], topics=TOPICS, explain_prompts=[])
+    with catalog_app(settings, model) as (t, clock):
         yield ProfileApp(t, model, clock, settings)
 
 
@@ -95,6 +105,16 @@ LIKED_FACETS = {
                               ["alien", "dune", "solaris"]),
     "Home cooking": ("Follows recipes and cooking shows.", ["bread", "pasta"]),
 }
+
+
+@contextmanager
+def liked_profile_app(tmp_path: Path, llm: Any) -> Iterator[tuple[Any, list[str]]]:
+    """A real app on `llm` whose user u1 has the LIKED_FACETS profile; yields the tenant
+    client and u1's liked items."""
+    settings = Settings(data_dir=tmp_path / "data", refresh_worker=False)
+    with app_client(settings, llm) as client:
+        t = make_tenant(client, "acme")
+        yield t, seed_liked_profile(client, t)
 
 
 def seed_liked_profile(client: Any, t: Any) -> list[str]:

@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from service.core.config import Settings
 from service.recommend.explain import unexplained_titles
-from tests.conftest import app_client, make_tenant
-from tests.recommend.helpers import TITLES, seed_liked_profile
+from tests.recommend.helpers import TITLES, liked_profile_app
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +18,7 @@ pytestmark = pytest.mark.slow
 
 def test_the_embedded_model_mentions_only_the_evidence_it_was_given(
         tmp_path: Path, embedded_llm: Any) -> None:
-    settings = Settings(data_dir=tmp_path / "data", refresh_worker=False)
-    with app_client(settings, embedded_llm) as client:
-        t = make_tenant(client, "acme")
-        consumed = seed_liked_profile(client, t)
+    with liked_profile_app(tmp_path, embedded_llm) as (t, consumed):
 
         r = t.get("/v1/users/u1/recommendations", params={"k": 2, "explain": "llm"})
         assert r.status_code == 200, r.text
