@@ -1,0 +1,115 @@
+"""The shapes the training domain and the recommender share (DESIGN.md §2).
+
+Training (`service/training/`) fits per-tenant models from the tenant's own events and
+saves them as one versioned artifact; serving (`service/recommend/`) loads it once and
+asks it for candidates, features and ranker scores. This module holds only the types
+both sides agree on, so either can change its insides without touching the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+# Where a candidate came from. "facet" is retrieval from the user's profile (Chroma);
+# the others are the tenant's trained models.
+CandidateSource = Literal["facet", "cooccurrence", "transition", "sequence", "content",
+                          "popular"]
+MODEL_SOURCES: tuple[CandidateSource, ...] = ("cooccurrence", "transition", "sequence",
+                                              "content", "popular")
+ALL_SOURCES: tuple[CandidateSource, ...] = ("facet", *MODEL_SOURCES)
+
+
+@dataclass(frozen=True)
+class UserEvent:
+    """One of the user's item events as the models read it (oldest first in a history)."""
+
+    item_id: str
+    ts: float  # unix seconds
+    weight: float  # how positive, in [0, 1]; 0 for a low rating, a dislike or a skip
+    event_id: str = ""  # the user's own event id: what an event-based reason cites
+
+
+@dataclass(frozen=True)
+class SourceHit:
+    """One candidate from one source.
+
+    `via` is the index (into the history given) of the user's event that led to the item,
+    when the source can say (co-occurrence: the positive item it neighbours; transition:
+    the item it follows). Event-based reasons cite it.
+    """
+
+    score: float
+    rank: int  # 0 = the source's best
+    via: int | None = None
+
+
+@dataclass(frozen=True)
+class FacetSignal:
+    """A like- or avoid-facet as the ranker's features see it, the same at training time
+    (pseudo-facets from grouped history) and at serving time (the stored profile)."""
+
+    strength: float  # decayed to now
+    long_term: bool
+    avoid: bool
+    centroid: npt.NDArray[np.float32]  # unit mean of its evidence items' vectors
+
+
+@dataclass
+class ModelMeta:
+    """What a saved artifact says about itself."""
+
+    version: str
+    tenant_id: int
+    trained_at: str  # ISO 8601 UTC
+    events_used: int
+    users: int
+    items: int
+    sources: list[str]  # the sources this artifact can answer
+    ranker: bool  # a learned ranker was trained (else the fixed blend applies)
+    heldout: dict[str, float] = field(default_factory=dict)  # e.g. {"ndcg@10": ...}
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # e.g. why a source was skipped
+
+
+class TenantModels(Protocol):
+    """A loaded artifact. Immutable once loaded; a new version replaces it whole."""
+
+    meta: ModelMeta
+
+    def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
+                   now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
+        """Up to n items per model source, none in `exclude`."""
+        ...
+
+    def popularity(self, item_ids: list[str], now: float
+                   ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """(recent, all-time) popularity of each item, each scaled to [0, 1]."""
+        ...
+
+    def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
+        """The learned ranker's score per feature row, or None without a ranker."""
+        ...
+
+
+@dataclass
+class InteractionLog:
+    """A tenant's item events as parallel arrays, sorted by (ts, arrival order).
+
+    Built by `service.training.data` from the database or from plain rows (the eval);
+    every model's `fit` reads this one shape.
+    """
+
+    user_ids: list[str]  # user index -> user id
+    item_ids: list[str]  # item index -> item id
+    users: npt.NDArray[np.int32]
+    items: npt.NDArray[np.int32]
+    ts: npt.NDArray[np.float64]  # unix seconds
+    weight: npt.NDArray[np.float32]  # as `UserEvent.weight`
+    event_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.users)
