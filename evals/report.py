@@ -62,7 +62,19 @@ TRACKING = Section(
     ("changes", "share_reached", "lag_mean", "lag_median", "facet_precision", "facet_recall",
      "snapshots", "next_period_error", "next_period_snapshots"),
     {"changes": 0, "lag_mean": 2, "lag_median": 1, "snapshots": 0, "next_period_snapshots": 0})
-SECTIONS = (COST, FAITHFULNESS, TRACKING)
+FORECAST = Section(
+    "Interest forecast: MSE, TV distance, ours vs persistence",
+    ("forecast_mse", "forecast_tv", "persistence_mse", "persistence_tv", "forecast_points"),
+    {"forecast_points": 0},
+    "At every refresh point, each facet's strength over the next period is forecast from "
+    "the profile history up to that point (decay plus the recency-damped trend of its "
+    "reinforcements; `service/profiles/forecast.py`) and the like-facets' forecasts, mapped "
+    "to the synthetic categories as above, give the forecast mix (`evals/forecast.py`). "
+    "Persistence predicts that the next period's mix is the last period's. Both are scored "
+    "against the share of the user's events per category in the next period: mean squared "
+    "error over the categories and total-variation distance (0 identical, 1 disjoint), "
+    "means over the forecast_points followed by some activity.")
+SECTIONS = (COST, FAITHFULNESS, TRACKING, FORECAST)
 
 FacetTimeline = tuple[Sequence[tuple[int, Mapping[str, float]]], Sequence[tuple[int, int, str]]]
 
@@ -189,6 +201,8 @@ def _notes(run: RunInfo) -> dict[str, str]:
     notes = {}
     if run.tracking is not None:
         notes[TRACKING.title] = _tracking_note(run.tracking)
+        notes[FORECAST.title] = FORECAST.note.replace(
+            "the next period", f"the next {run.tracking['period_days']:g} days", 1)
     if run.faithfulness_threshold is None:
         return notes
     return notes | {FAITHFULNESS.title: (

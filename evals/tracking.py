@@ -39,6 +39,10 @@ Definitions
   the next period per item category (`actual_mix`). The error is the total-variation
   distance TV = ½ Σ_c |p_c − a_c| in [0, 1] (L1 = 2·TV): 0 for identical mixes, 1 for
   disjoint ones. A profile with no assigned like-facet predicts nothing: error 1.
+- **Mix MSE** (`mix_mse`): the mean over a fixed list of categories (the dataset's,
+  plus any either mix names) of (p_c − a_c)², both mixes normalised first; an empty
+  prediction is the zero vector. Next-period forecasts are scored with it and TV
+  (`evals.forecast`).
 """
 
 from __future__ import annotations
@@ -329,6 +333,18 @@ def interest_distribution_error(predicted: Mapping[str, float],
     if not p:
         return 1.0
     return 0.5 * sum(abs(p.get(c, 0.0) - a.get(c, 0.0)) for c in set(p) | set(a))
+
+
+def mix_mse(predicted: Mapping[str, float], actual: Mapping[str, float],
+            categories: Iterable[str] = ()) -> float:
+    """Mean squared error of the shares over `categories` and every category either
+    mix names (both normalised first; an empty prediction is all zeros)."""
+    a = _normalised(actual)
+    if not a:
+        raise ValueError("the actual mix is empty: no events to compare against")
+    p = _normalised(predicted)
+    names = set(categories) | set(p) | set(a)
+    return sum((p.get(c, 0.0) - a.get(c, 0.0)) ** 2 for c in names) / len(names)
 
 
 def next_period_error(snapshot: Snapshot, events: Iterable[Interaction],

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
@@ -10,13 +10,23 @@ from service.core.errors import ERROR_RESPONSES, ErrorResponse
 from service.core.schemas import UserIdPath
 from service.deps import ProfilesDep, SessionDep, TenantDep
 from service.profiles import service
+from service.profiles.forecast import (
+    FacetState,
+    ForecastRules,
+    forecast_mix,
+    forecast_profile,
+    version_point,
+)
 from service.profiles.merge import DecayRules, decayed_strength
 from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
 from service.profiles.schemas import (
     EvidenceOut,
     FacetDeleted,
+    FacetForecastOut,
     FacetOut,
     FacetPatch,
+    MixShare,
+    ProfileForecast,
     ProfileHistory,
     ProfileOut,
     ProfileVersionOut,
@@ -85,6 +95,54 @@ def version_out(v: ProfileVersion) -> ProfileVersionOut:
     )
 
 
+HISTORY_PAGE = 100
+HISTORY_MAX = 400  # versions a forecast reads at most (a window of frequent refreshes)
+
+
+def recent_versions(session: Session, user: User, since: datetime) -> list[ProfileVersion]:
+    """The newest versions, back to the first one written at or before `since`."""
+    found: list[ProfileVersion] = []
+    before: int | None = None
+    while len(found) < HISTORY_MAX:
+        page = service.versions(session, user, HISTORY_PAGE, before)
+        found.extend(page)
+        if len(page) < HISTORY_PAGE or page[-1].at <= since:
+            break
+        before = page[-1].version
+    return found
+
+
+def forecast_out(
+    session: Session, user: User, rt: service.ProfileRuntime, at: datetime, days: int
+) -> ProfileForecast:
+    """Each active facet over the next `days` from `at`, and the like-facets' mix."""
+    rules = rt.rules
+    forecast_rules = ForecastRules(period=timedelta(days=days))
+    profile = session.get(Profile, user.id)
+    facets = {r.facet_id: service.to_facet(r, with_embedding=False)
+              for r in service.facet_rows(session, user.id)}
+    current = [FacetState(f.facet_id, decayed_strength(f, at, rules), f.horizon, f.polarity,
+                          f.reinforcements, f.pinned, active=not f.archived and not f.suppressed)
+               for f in facets.values()]
+    history = [version_point(v.version, v.at, v.facets, v.first_event_ts)
+               for v in recent_versions(session, user, at - forecast_rules.lookback)]
+    forecasts = forecast_profile(current, history, at, rules, forecast_rules)
+    mix = forecast_mix(forecasts)
+    return ProfileForecast(
+        user_id=user.user_id, version=profile.version if profile else 0, as_of=at, days=days,
+        period_end=at + forecast_rules.period,
+        facets=[FacetForecastOut(
+            facet_id=f.facet_id, label=facets[f.facet_id].label, polarity=f.polarity,
+            horizon=facets[f.facet_id].horizon, pinned=facets[f.facet_id].pinned,
+            strength=round(f.strength, 6), decayed_strength=round(f.decayed, 6),
+            forecast_strength=round(f.forecast, 6), trend_per_day=round(f.trend_per_day, 6),
+            reinforcements_per_day=round(f.hits_per_day, 6),
+        ) for f in forecasts],
+        mix=[MixShare(facet_id=facet_id, label=facets[facet_id].label, share=round(share, 6))
+             for facet_id, share in sorted(mix.items(), key=lambda m: (-m[1], m[0]))],
+    )
+
+
 @router.post(
     "/{user_id}/profile/refresh",
     response_model=ProfileOut,
@@ -132,6 +190,21 @@ def history(
     found = found[:limit]
     return ProfileHistory(user_id=user.user_id, versions=[version_out(v) for v in found],
                           next_before=found[-1].version if more else None)
+
+
+@router.get("/{user_id}/profile/forecast", response_model=ProfileForecast)
+def forecast(
+    user_id: UserIdPath, tenant: TenantDep, session: SessionDep, rt: ProfilesDep,
+    days: Annotated[int, Query(ge=1, le=365, description="length of the forecast period")] = 7,
+) -> ProfileForecast:
+    """Each active facet's strength over the next `days`, decay plus the trend of its
+    recent reinforcements, and the resulting mix of like-facets (sums to 1).
+
+    Deterministic: the same profile history and time give the same forecast. The
+    formula is documented in `service/profiles/forecast.py`.
+    """
+    user = get_user(session, tenant.id, user_id)
+    return forecast_out(session, user, rt, rt.clock(), days)
 
 
 @router.patch("/{user_id}/profile/facets/{facet_id}", response_model=FacetOut,

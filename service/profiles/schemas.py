@@ -110,3 +110,40 @@ class FacetPatch(BaseModel):
 class FacetDeleted(BaseModel):
     facet_id: str
     version: int
+
+
+class FacetForecastOut(BaseModel):
+    """One active facet now and over the forecast period (`service/profiles/forecast.py`)."""
+
+    facet_id: str
+    label: str
+    polarity: Literal["like", "avoid"]
+    horizon: Literal["short", "long"]
+    pinned: bool
+    strength: float = Field(description="now, decayed to `as_of`")
+    decayed_strength: float = Field(description="mean over the period with decay alone")
+    forecast_strength: float = Field(
+        description="mean over the period with decay plus the damped reinforcement trend")
+    trend_per_day: float = Field(
+        description="strength recent reinforcement is expected to add per day, before decay")
+    reinforcements_per_day: float = Field(description="creations and reinforcements per day "
+                                                      "over the recent window")
+
+
+class MixShare(BaseModel):
+    facet_id: str
+    label: str
+    share: float = Field(description="this like-facet's share of the forecast mix")
+
+
+class ProfileForecast(BaseModel):
+    user_id: str
+    version: int = Field(description="the profile version the forecast starts from; 0: none")
+    as_of: datetime
+    days: int = Field(description="length of the forecast period")
+    period_end: datetime
+    facets: list[FacetForecastOut] = Field(
+        description="active facets (not archived, not suppressed), highest forecast first")
+    mix: list[MixShare] = Field(
+        description="like-facets' forecast strengths normalised to sum 1, largest first; "
+                    "empty without like-facets")

@@ -46,6 +46,7 @@ OPERATIONS = [
     ("POST", "/v1/users/{user_id}/summaries"), ("GET", "/v1/users/{user_id}/summaries"),
     ("POST", "/v1/users/{user_id}/profile/refresh"), ("GET", "/v1/users/{user_id}/profile"),
     ("GET", "/v1/users/{user_id}/profile/history"),
+    ("GET", "/v1/users/{user_id}/profile/forecast"),
     ("PATCH", "/v1/users/{user_id}/profile/facets/{facet_id}"),
     ("DELETE", "/v1/users/{user_id}/profile/facets/{facet_id}"),
     ("GET", "/v1/users/{user_id}/recommendations"),
