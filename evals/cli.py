@@ -24,11 +24,13 @@ from evals.drift import (
     tracking_metrics,
 )
 from evals.faithfulness import DEFAULT_RELATED_THRESHOLD
+from evals.forecast import DEFAULT_DECAY, forecast_metrics
 from evals.registry import MODELS
 from evals.report import FacetTimeline, RunInfo, kept_metrics, report_tables, write_report
 from evals.runner import evaluate, genre_vectors
 from evals.tracking import DEFAULT_ASSIGN_THRESHOLD, DEFAULT_STRENGTH_FLOOR, EmbeddingAssigner
 from evals.types import Dataset, Split
+from service.profiles.merge import DecayRules
 
 DATASETS = ("ml-latest-small", "ml-100k", "jsonl", "synthetic")
 SYNTHETIC_USERS = 20
@@ -131,7 +133,8 @@ def run_eval(args: argparse.Namespace) -> int:
                                      progress=not args.no_progress)
             versions = getattr(recommender, "profile_versions", None)
             if tracker is not None and callable(versions):  # ours on synthetic users
-                scores, timelines[name] = tracker.score(versions)
+                rules = getattr(recommender, "decay_rules", lambda: DEFAULT_DECAY)()
+                scores, timelines[name] = tracker.score(versions, rules)
                 results[name].update(scores)
             cost = getattr(recommender, "cost", None)
             if callable(cost):  # ours: LLM tokens and seconds per refresh
@@ -209,12 +212,16 @@ class _Tracker:
         return self._assigner
 
     def score(self, versions: Callable[[str], list[dict[str, Any]]],
-              ) -> tuple[dict[str, float], FacetTimeline]:
+              rules: DecayRules = DEFAULT_DECAY) -> tuple[dict[str, float], FacetTimeline]:
         """Tracking metrics over every replayed user, and the first user's timeline."""
-        timelines = {user: timeline_from_versions(versions(user), self.events[user])
+        by_user = {user: versions(user) for user in self.users}
+        timelines = {user: timeline_from_versions(by_user[user], self.events[user])
                      for user in self.users}
         scores = tracking_metrics(timelines, self.data.truth, self.events,
                                   self.data.item_category, self.assigner, self.period_s)
+        scores.update(forecast_metrics(by_user, self.events, self.data.item_category,
+                                       list(self.data.categories), self.assigner,
+                                       self.period_s, rules=rules))
         first = self.users[0]
         return scores, (category_strengths(timelines[first], self.assigner),
                         planted_intervals(self.data.truth[first]))

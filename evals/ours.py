@@ -261,6 +261,17 @@ class OursRecommender:
                 "output_tokens_per_refresh": self.output_tokens / n,
                 "seconds_per_refresh": self.refresh_seconds / n}
 
+    def decay_rules(self) -> Any:
+        """The decay rules the replay's profiles were written with (the forecast reads
+        strengths back through them)."""
+        from service.core.config import Settings
+        from service.profiles.service import rules_from
+
+        overrides = dict(self.overrides)
+        if self.variant == "no-decay":
+            overrides.update(half_life_short_days=NO_DECAY_DAYS, half_life_long_days=NO_DECAY_DAYS)
+        return rules_from(Settings(**overrides))
+
     def profile_versions(self, user: str) -> list[dict[str, Any]]:
         """Every profile version the replay wrote for this user (GET .../profile/history,
         all pages), newest first; none for a user never replayed."""

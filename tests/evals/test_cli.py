@@ -142,7 +142,8 @@ def test_synthetic_drift_tracking_of_the_no_llm_ablation_end_to_end(
     if scores["share_reached"] > 0:  # lags count events: whole numbers, medians of them
         assert scores["lag_mean"] >= 0 and scores["lag_median"] * 2 == int(
             scores["lag_median"] * 2)
-    for key in ("facet_precision", "facet_recall", "next_period_error", "faithfulness"):
+    for key in ("facet_precision", "facet_recall", "next_period_error", "faithfulness",
+                "forecast_tv", "persistence_tv"):
         assert 0.0 <= scores[key] <= 1.0, key
     assert scores["recommended_items"] == 5 * record["users"]
 
@@ -151,7 +152,7 @@ def test_synthetic_drift_tracking_of_the_no_llm_ablation_end_to_end(
     assert tables == markdown_tables((out / "report.md").read_text())
     titles = [t for t in ("### LLM cost per refresh", "### Explanation faithfulness",
                           "### Drift tracking (synthetic users)") if t in printed]
-    assert len(titles) == 3 and len(tables) == 4
+    assert len(titles) == 3 and len(tables) == 5
     shown = 0
     for columns, rows in tables:
         for column, cell in zip(columns, rows["ours-no-llm"], strict=True):
