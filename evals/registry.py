@@ -63,11 +63,12 @@ def register(name: str, factory: ModelFactory) -> None:
 def _register_baselines() -> None:
     from evals.baselines import BASELINES
     from evals.baselines.gru import GRURecommender
+    from evals.baselines.sasrec import SASRecRecommender
 
     for name, factory in BASELINES.items():
         if name == "random":
             continue  # the one above, seeded from the command line
-        register(name, _factory(factory, seeded=factory is GRURecommender))
+        register(name, _factory(factory, seeded=factory in (GRURecommender, SASRecRecommender)))
 
 
 def _factory(make: Callable[..., Recommender], seeded: bool) -> ModelFactory:

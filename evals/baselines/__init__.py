@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from evals.baselines.ease import EASE
 from evals.baselines.embedding import MeanEmbedding
 from evals.baselines.gru import GRURecommender
 from evals.baselines.itemknn import ItemKNN
 from evals.baselines.markov import Markov
 from evals.baselines.popular import MostPopular, RandomRecommender, RecentPopular
+from evals.baselines.sasrec import SASRecRecommender
 from evals.baselines.tfidf import TfidfContent
 from evals.types import Recommender
 
@@ -25,10 +27,13 @@ BASELINES: dict[str, Callable[[], Recommender]] = {
     "tfidf": TfidfContent,
     "mean-embedding": MeanEmbedding,
     "gru": GRURecommender,
+    "ease": EASE,
+    "sasrec": SASRecRecommender,
 }
 
 __all__ = [
     "BASELINES",
+    "EASE",
     "GRURecommender",
     "ItemKNN",
     "Markov",
@@ -36,5 +41,6 @@ __all__ = [
     "MostPopular",
     "RandomRecommender",
     "RecentPopular",
+    "SASRecRecommender",
     "TfidfContent",
 ]

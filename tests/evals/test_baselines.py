@@ -166,7 +166,7 @@ FACTORIES: dict[str, Callable[[], Recommender]] = {
 
 def test_registry_names_every_baseline_of_the_design_and_builds_unfitted_models() -> None:
     assert list(BASELINES) == ["random", "most-popular", "recent-popular", "item-knn", "markov",
-                               "tfidf", "mean-embedding", "gru"]
+                               "tfidf", "mean-embedding", "gru", "ease", "sasrec"]
     for name, factory in BASELINES.items():
         model = factory()
         assert model.name == name

@@ -1,0 +1,179 @@
+"""The tenant's trained candidate sources, fitted together on one log and saved together.
+
+`fit_base_models` fits every source the data supports (a source without enough data
+is skipped with a note, and `candidates` then leaves it out); `BaseModels` answers the
+`TenantModels` questions except the ranker's, which `store.TrainedModels` adds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from service.training.content import ContentSimilarity
+from service.training.contract import (
+    MODEL_SOURCES,
+    CandidateSource,
+    InteractionLog,
+    SourceHit,
+    UserEvent,
+)
+from service.training.cooccurrence import CoOccurrence
+from service.training.data import POSITIVE, History, Ranked, indices_of
+from service.training.popularity import Popularity
+from service.training.sequence import SequenceModel
+from service.training.transitions import Transitions
+
+# Below these, collaborative sources learn noise: skip them (facets and popular remain).
+MIN_USERS = 2
+MIN_POSITIVE_EVENTS = 20
+
+BASE_FILE = "base.json"
+
+
+@dataclass
+class BaseModels:
+    """Fitted sources over one catalog: `item_ids[i]` is catalog index i."""
+
+    item_ids: list[str]
+    cooccurrence: CoOccurrence | None = None
+    transition: Transitions | None = None
+    sequence: SequenceModel | None = None
+    content: ContentSimilarity | None = None
+    popular: Popularity | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.index = {item: i for i, item in enumerate(self.item_ids)}
+
+    @property
+    def sources(self) -> list[CandidateSource]:
+        return [s for s in MODEL_SOURCES if getattr(self, _ATTRIBUTE[s]) is not None]
+
+    def ranked(self, history: list[UserEvent], n: int, exclude: set[str],
+               now: float) -> dict[CandidateSource, Ranked]:
+        """Each fitted source's top n as catalog indices (what `candidates` names)."""
+        h = History.of(history, self.index)
+        excluded = indices_of(self.index, exclude)
+        out: dict[CandidateSource, Ranked] = {}
+        if self.cooccurrence is not None:
+            out["cooccurrence"] = self.cooccurrence.recommend(h, n, excluded)
+        if self.transition is not None:
+            out["transition"] = self.transition.recommend(h, n, excluded)
+        if self.sequence is not None:
+            out["sequence"] = self.sequence.recommend(h, n, excluded)
+        if self.content is not None:
+            out["content"] = self.content.recommend(h, n, excluded)
+        if self.popular is not None:
+            out["popular"] = self.popular.recommend(n, excluded, now)
+        return out
+
+    def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
+                   now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
+        """Up to n items per fitted source, none in `exclude`; `via` indexes `history`."""
+        out: dict[CandidateSource, dict[str, SourceHit]] = {}
+        for source, ranked in self.ranked(history, n, exclude, now).items():
+            out[source] = {
+                self.item_ids[item]: SourceHit(score=float(score), rank=rank,
+                                               via=None if via < 0 else int(via))
+                for rank, (item, score, via) in enumerate(zip(
+                    ranked.items.tolist(), ranked.scores.tolist(), ranked.via.tolist(),
+                    strict=True))}
+        return out
+
+    def popularity(self, item_ids: list[str], now: float
+                   ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """(recent, all-time) popularity of each item in [0, 1]; 0 for unknown items."""
+        if self.popular is None:
+            zeros = np.zeros(len(item_ids), dtype=np.float32)
+            return zeros, zeros.copy()
+        items = np.fromiter((self.index.get(i, -1) for i in item_ids), dtype=np.int64,
+                            count=len(item_ids))
+        recent, all_time = self.popular.scores(items, now)
+        return recent.astype(np.float32), all_time.astype(np.float32)
+
+    def save(self, directory: Path) -> None:
+        """Arrays as .npz, the sequence model as a torch state_dict, the rest as JSON."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / BASE_FILE).write_text(json.dumps(
+            {"item_ids": self.item_ids, "sources": list(self.sources), "notes": self.notes}))
+        for source in self.sources:
+            model = getattr(self, _ATTRIBUTE[source])
+            model.save(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> BaseModels:
+        base = json.loads((directory / BASE_FILE).read_text())
+        sources = set(base["sources"])
+        return cls(
+            item_ids=list(base["item_ids"]), notes=list(base["notes"]),
+            cooccurrence=CoOccurrence.load(directory) if "cooccurrence" in sources else None,
+            transition=Transitions.load(directory) if "transition" in sources else None,
+            sequence=SequenceModel.load(directory) if "sequence" in sources else None,
+            content=ContentSimilarity.load(directory) if "content" in sources else None,
+            popular=Popularity.load(directory) if "popular" in sources else None)
+
+
+_ATTRIBUTE: dict[CandidateSource, str] = {
+    "cooccurrence": "cooccurrence", "transition": "transition", "sequence": "sequence",
+    "content": "content", "popular": "popular"}
+
+
+def fit_base_models(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int = 0,
+                    sequence_seconds: float = 60.0, progress: bool = False) -> BaseModels:
+    """Fit every source the log supports over the catalog (logged items, then the items
+    only `item_texts` knows, which only content can suggest)."""
+    known = set(log.item_ids)
+    item_ids = list(log.item_ids) + sorted(i for i in item_texts if i not in known)
+    n = len(item_ids)
+    models = BaseModels(item_ids=item_ids)
+    users = len(np.unique(log.users))
+    positives = int((log.weight >= POSITIVE).sum())
+    collaborative = users >= MIN_USERS and positives >= MIN_POSITIVE_EVENTS
+    if not collaborative:
+        models.notes.append(
+            f"co-occurrence, transitions and sequence skipped: {users} user(s) and "
+            f"{positives} positive event(s); they need at least {MIN_USERS} users and "
+            f"{MIN_POSITIVE_EVENTS} positive events")
+    bar = tqdm(total=len(MODEL_SOURCES), desc="fitting models", unit="model",
+               disable=not progress, file=sys.stderr, leave=False)
+    try:
+        if collaborative:
+            bar.set_postfix_str("co-occurrence")
+            models.cooccurrence = CoOccurrence().fit(log, n)
+            bar.update()
+            bar.set_postfix_str("transitions")
+            models.transition = Transitions().fit(log, n)
+            bar.update()
+            bar.set_postfix_str("sequence")
+            sequence = SequenceModel(seed=seed, seconds=sequence_seconds).fit(
+                log, n, progress=lambda epoch, loss: bar.set_postfix_str(
+                    f"sequence epoch {epoch + 1} loss {loss:.3f}"))
+            if sequence.net is not None:
+                models.sequence = sequence
+            else:
+                models.notes.append("sequence skipped: no user has two events in a row")
+            bar.update()
+        else:
+            bar.update(3)
+        bar.set_postfix_str("content")
+        try:
+            models.content = ContentSimilarity().fit(item_ids, item_texts)
+        except ValueError:  # scikit-learn's "empty vocabulary"
+            models.notes.append("content skipped: no item has text to compare")
+        bar.update()
+        if (log.weight > 0).any():
+            models.popular = Popularity().fit(log, n)
+        else:
+            models.notes.append("popular skipped: no positive events")
+        bar.update()
+    finally:
+        bar.close()
+    return models

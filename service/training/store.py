@@ -1,0 +1,229 @@
+"""Versioned model artifacts on disk, and the per-process registry that serves them.
+
+Layout: `<data_dir>/models/tenant-<id>/<version>/` holds `meta.json`, the base models'
+files and an optional `ranker/` folder; `tenant-<id>/current` names the version in use.
+A new version is written in a temporary folder, renamed into place, and only then does
+the pointer move (itself replaced atomically), so a failed or interrupted training
+leaves the last good model serving. The newest `keep` versions stay on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from service.core.config import Settings
+from service.training.contract import CandidateSource, ModelMeta, SourceHit, UserEvent
+from service.training.models import BaseModels
+
+log = logging.getLogger(__name__)
+
+META_FILE = "meta.json"
+POINTER = "current"
+RANKER_DIR = "ranker"
+
+
+class Ranker(Protocol):
+    """What the store needs of a learned ranker: it can save itself and score rows."""
+
+    def save(self, directory: Path) -> None: ...
+
+    def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+
+RankerLoader = Callable[[Path], Ranker]
+
+
+def models_root(settings: Settings) -> Path:
+    return settings.data_dir / "models"
+
+
+def new_version() -> str:
+    """Sortable by time, unique across processes: `20240501T120000123456Z-1a2b3c`."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def meta_to_json(meta: ModelMeta) -> str:
+    return json.dumps(dataclasses.asdict(meta), indent=2, sort_keys=True)
+
+
+def meta_from_json(text: str) -> ModelMeta:
+    fields = {f.name for f in dataclasses.fields(ModelMeta)}
+    return ModelMeta(**{k: v for k, v in json.loads(text).items() if k in fields})
+
+
+@dataclasses.dataclass
+class TrainedModels:
+    """A loaded artifact: base models, the ranker if one was trained, and the metadata."""
+
+    meta: ModelMeta
+    base: BaseModels
+    ranker: Ranker | None = None
+
+    def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
+                   now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
+        return self.base.candidates(history, n, exclude, now)
+
+    def popularity(self, item_ids: list[str], now: float
+                   ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return self.base.popularity(item_ids, now)
+
+    def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
+        if self.ranker is None:
+            return None
+        return np.asarray(self.ranker.score(features), dtype=np.float32)
+
+
+class ArtifactStore:
+    """Reads and writes one tenant's model versions under `root` (`models_root`)."""
+
+    def __init__(self, root: Path, keep: int = 3) -> None:
+        self.root = root
+        self.keep = keep
+
+    def tenant_dir(self, tenant_id: int) -> Path:
+        return self.root / f"tenant-{tenant_id}"
+
+    def pointer(self, tenant_id: int) -> Path:
+        return self.tenant_dir(tenant_id) / POINTER
+
+    def current_version(self, tenant_id: int) -> str | None:
+        try:
+            version = self.pointer(tenant_id).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def versions(self, tenant_id: int) -> list[str]:
+        """Complete versions on disk, oldest first."""
+        folder = self.tenant_dir(tenant_id)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and (p / META_FILE).exists())
+
+    def save(self, meta: ModelMeta, base: BaseModels, ranker: Ranker | None = None) -> Path:
+        """Write a new version and make it current; on any failure nothing changes."""
+        folder = self.tenant_dir(meta.tenant_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = folder / f".tmp-{meta.version}"
+        final = folder / meta.version
+        try:
+            staging.mkdir()
+            base.save(staging)
+            if ranker is not None:
+                (staging / RANKER_DIR).mkdir()
+                ranker.save(staging / RANKER_DIR)
+            # meta.json last: a folder without it is never a version
+            (staging / META_FILE).write_text(meta_to_json(meta))
+            os.replace(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._point(meta.tenant_id, meta.version)
+        self._prune(meta.tenant_id)
+        return final
+
+    def _point(self, tenant_id: int, version: str) -> None:
+        pointer = self.pointer(tenant_id)
+        scratch = pointer.with_name(f".{POINTER}-{secrets.token_hex(4)}")
+        with scratch.open("w") as out:
+            out.write(version)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(scratch, pointer)
+
+    def _prune(self, tenant_id: int) -> None:
+        current = self.current_version(tenant_id)
+        versions = self.versions(tenant_id)
+        for old in versions[:max(0, len(versions) - self.keep)]:
+            if old != current:
+                shutil.rmtree(self.tenant_dir(tenant_id) / old, ignore_errors=True)
+
+    def load(self, tenant_id: int, version: str | None = None,
+             ranker_loader: RankerLoader | None = None) -> TrainedModels | None:
+        """The given (or current) version, or None when the tenant has none.
+
+        A saved ranker is loaded with `ranker_loader`; without one, the artifact serves
+        without its ranker (the fixed blend), which the caller can tell from `ranker`.
+        """
+        version = version or self.current_version(tenant_id)
+        if version is None:
+            return None
+        folder = self.tenant_dir(tenant_id) / version
+        meta = meta_from_json((folder / META_FILE).read_text())
+        ranker = None
+        if (folder / RANKER_DIR).is_dir() and ranker_loader is not None:
+            ranker = ranker_loader(folder / RANKER_DIR)
+        return TrainedModels(meta=meta, base=BaseModels.load(folder), ranker=ranker)
+
+
+class ModelRegistry:
+    """One per process: each tenant's current artifact, loaded once and swapped whole.
+
+    `get` looks at the tenant's pointer file at most every `check_seconds`; when it
+    changed, the new version is loaded (outside any request's data) and replaces the old
+    reference in one assignment. A version that fails to load is logged and the one
+    already loaded keeps serving.
+    """
+
+    def __init__(self, store: ArtifactStore, ranker_loader: RankerLoader | None = None,
+                 check_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.ranker_loader = ranker_loader
+        self.check_seconds = check_seconds
+        self.clock = clock
+        self._loaded: dict[int, tuple[tuple[int, str] | None, TrainedModels | None]] = {}
+        self._checked: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, ranker_loader: RankerLoader | None = None
+                     ) -> ModelRegistry:
+        return cls(ArtifactStore(models_root(settings)), ranker_loader)
+
+    def get(self, tenant_id: int) -> TrainedModels | None:
+        now = self.clock()
+        last = self._checked.get(tenant_id)
+        if last is not None and now - last < self.check_seconds:
+            return self._loaded.get(tenant_id, (None, None))[1]
+        with self._lock:
+            self._checked[tenant_id] = now
+            stamp = self._stamp(tenant_id)
+            known, models = self._loaded.get(tenant_id, (None, None))
+            if stamp == known and tenant_id in self._loaded:
+                return models
+            if stamp is None:
+                self._loaded[tenant_id] = (None, None)
+                return None
+            try:
+                fresh = self.store.load(tenant_id, stamp[1], self.ranker_loader)
+            except Exception:  # a bad artifact must not take serving down
+                log.exception("could not load models of tenant %s version %s", tenant_id,
+                              stamp[1])
+                return models
+            self._loaded[tenant_id] = (stamp, fresh)
+            return fresh
+
+    def _stamp(self, tenant_id: int) -> tuple[int, str] | None:
+        pointer = self.store.pointer(tenant_id)
+        try:
+            mtime = pointer.stat().st_mtime_ns
+            version = pointer.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return (mtime, version) if version else None

@@ -1,0 +1,188 @@
+"""Each trained source on a synthetic log where the right answer is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.training.content import ContentSimilarity
+from service.training.contract import UserEvent
+from service.training.cooccurrence import CoOccurrence
+from service.training.data import History, Ranked, log_from_rows
+from service.training.models import BaseModels, fit_base_models
+from service.training.popularity import Popularity
+from service.training.sequence import SequenceModel
+from service.training.transitions import Transitions
+from tests.training.conftest import (
+    CYCLE,
+    DAY,
+    SPACE,
+    START,
+    TEXTS,
+    cluster_rows,
+    cycle_rows,
+    make_log,
+)
+
+NOTHING = np.empty(0, dtype=np.int64)
+
+
+def history(index: dict[str, int], *items: str, weight: float = 1.0) -> History:
+    return History.of([UserEvent(i, START + n, weight, f"h{n}") for n, i in enumerate(items)],
+                      index)
+
+
+def names(log_items: list[str], ranked: Ranked) -> list[str]:
+    return [log_items[i] for i in ranked.items.tolist()]
+
+
+def test_transitions_follow_what_people_did_next_and_cite_the_last_item() -> None:
+    log = make_log(cycle_rows())
+    index = {item: i for i, item in enumerate(log.item_ids)}
+    model = Transitions().fit(log, len(log.item_ids))
+    for n, item in enumerate(CYCLE):
+        expected = CYCLE[(n + 1) % len(CYCLE)]
+        assert log.item_ids[model.successors_of(index[item])[0]] == expected
+    ranked = model.recommend(history(index, "c", "a"), 3, NOTHING)
+    assert names(log.item_ids, ranked)[0] == "b"
+    assert ranked.via[0] == 1  # the history's "a"
+
+
+def test_co_occurrence_neighbours_stay_in_their_cluster_and_cite_a_liked_item() -> None:
+    log = make_log(cluster_rows())
+    index = {item: i for i, item in enumerate(log.item_ids)}
+    model = CoOccurrence().fit(log, len(log.item_ids))
+    for item in SPACE:
+        top = [log.item_ids[i] for i in model.neighbours_of(index[item])[:5]]
+        assert set(top) == set(SPACE) - {item}, (item, top)
+    consumed = {index[i] for i in ("s1", "s2")}
+    ranked = model.recommend(history(index, "k1", "s1", "s2"), 4,
+                             np.array(sorted(consumed), dtype=np.int64))
+    assert set(names(log.item_ids, ranked)) <= set(SPACE) - {"s1", "s2"}
+    assert len(ranked.items) == 4
+    assert set(ranked.via.tolist()) <= {1, 2}  # a liked space item, never k1
+    # Disliked items bring nothing.
+    assert len(model.recommend(history(index, "s1", weight=0.0), 4, NOTHING).items) == 0
+
+
+def test_co_occurrence_keeps_only_the_top_k_neighbours_per_item() -> None:
+    log = make_log(cluster_rows())
+    model = CoOccurrence(neighbours=2).fit(log, len(log.item_ids))
+    assert np.diff(model.matrix.indptr).max() == 2
+
+
+def test_sequence_model_learns_a_deterministic_cycle() -> None:
+    log = make_log(cycle_rows())
+    index = {item: i for i, item in enumerate(log.item_ids)}
+    model = SequenceModel(dim=32, max_len=10, seconds=30, max_epochs=60, seed=1).fit(
+        log, len(log.item_ids))
+    assert model.losses[-1] < model.losses[0]
+    right = 0
+    for n in range(len(CYCLE)):
+        recent = [CYCLE[(n + step) % len(CYCLE)] for step in range(4)]
+        expected = CYCLE[(n + 4) % len(CYCLE)]
+        right += names(log.item_ids, model.recommend(history(index, *recent), 1,
+                                                     NOTHING)) == [expected]
+    assert right >= 5  # chance is 1 in 6
+
+
+def test_sequence_model_trains_with_sampled_softmax_too() -> None:
+    log = make_log(cycle_rows())
+    index = {item: i for i, item in enumerate(log.item_ids)}
+    model = SequenceModel(dim=32, max_len=10, seconds=30, max_epochs=60, seed=1,
+                          full_softmax_items=0, negatives=3).fit(log, len(log.item_ids))
+    ranked = model.recommend(history(index, "b", "c", "d"), 1, NOTHING)
+    assert names(log.item_ids, ranked) == ["e"]
+
+
+def test_content_finds_the_item_that_shares_tags_even_if_nobody_saw_it() -> None:
+    item_ids = sorted(TEXTS)
+    index = {item: i for i, item in enumerate(item_ids)}
+    model = ContentSimilarity().fit(item_ids, TEXTS)
+    liked = history(index, "k1", "s1", "s2")
+    ranked = model.recommend(liked, 5, np.array([index[i] for i in SPACE]))
+    top = names(item_ids, ranked)
+    assert top[0] == "unseen-space"
+    assert ranked.via[0] in (1, 2)  # a liked space item, not the cooking one
+    top = names(item_ids, model.recommend(liked, 4, np.array([index["s1"], index["s2"]])))
+    assert set(top) <= set(SPACE) | {"unseen-space"}
+
+
+def test_popularity_counts_recent_and_all_time_and_never_the_future() -> None:
+    rows = [(f"u{n}", "old-hit", START + n, 1.0, f"o{n}") for n in range(10)]
+    rows += [(f"u{n}", "new-hit", START + 100 * DAY + n, 1.0, f"n{n}") for n in range(4)]
+    rows += [(f"u{n}", "hated", START + 100 * DAY + n, 0.0, f"h{n}") for n in range(8)]
+    log = log_from_rows(rows)
+    index = {item: i for i, item in enumerate(log.item_ids)}
+    model = Popularity().fit(log, len(log.item_ids))
+    items = np.array([index["old-hit"], index["new-hit"], index["hated"], -1])
+    recent, all_time = model.scores(items, now=START + 200 * DAY)
+    assert recent.tolist()[1] == 1.0 and recent.tolist()[0] == 0.0
+    assert all_time[0] == 1.0 and 0 < all_time[1] < 1
+    assert recent[2] == all_time[2] == 0 and recent[3] == all_time[3] == 0
+    before, _ = model.scores(items, now=START + 50 * DAY)
+    assert before[1] == 0.0  # the new hit had not happened yet
+    top = model.recommend(2, NOTHING, now=START + 200 * DAY)
+    assert [log.item_ids[i] for i in top.items] == ["new-hit", "old-hit"]
+
+
+def test_base_models_give_every_source_and_skip_what_cannot_be_fit(tmp_path: Path) -> None:
+    log = make_log(cycle_rows(users=12) + cluster_rows(users=12))
+    models = fit_base_models(log, TEXTS, sequence_seconds=5)
+    assert models.sources == ["cooccurrence", "transition", "sequence", "content", "popular"]
+    assert "unseen-space" in models.item_ids
+    hist = [UserEvent("a", START, 1.0, "e1"), UserEvent("b", START + 1, 1.0, "e2")]
+    found = models.candidates(hist, 3, {"a", "b", "f"}, now=START + 400 * DAY)
+    assert set(found) == set(models.sources)
+    for hits in found.values():
+        assert len(hits) <= 3 and not hits.keys() & {"a", "b", "f"}
+        assert [h.rank for h in hits.values()] == list(range(len(hits)))
+    assert next(iter(found["transition"])) == "c"
+    assert found["transition"]["c"].via == 1
+
+    tiny = log_from_rows([("u1", "x", START, 1.0, "e1"), ("u1", "y", START + 1, 1.0, "e2")])
+    few = fit_base_models(tiny, {})
+    assert few.sources == ["popular"]
+    assert any("skipped" in note for note in few.notes)
+    assert set(few.candidates([UserEvent("x", START, 1.0)], 5, set(), START)) == {"popular"}
+
+
+def test_save_and_load_give_identical_scores(tmp_path: Path) -> None:
+    log = make_log(cycle_rows(users=12) + cluster_rows(users=12))
+    models = fit_base_models(log, TEXTS, sequence_seconds=5)
+    models.save(tmp_path / "artifact")
+    loaded = BaseModels.load(tmp_path / "artifact")
+    assert loaded.item_ids == models.item_ids and loaded.sources == models.sources
+    histories = [["a", "b", "c"], ["s1", "k2", "s3"], ["k1"], ["nobody-knows-this"]]
+    for items in histories:
+        hist = [UserEvent(i, START + n, 1.0, f"e{n}") for n, i in enumerate(items)]
+        assert loaded.candidates(hist, 5, {"d"}, START + DAY) == \
+            models.candidates(hist, 5, {"d"}, START + DAY)
+    ids = ["a", "s1", "unseen-space", "missing"]
+    for ours, theirs in zip(loaded.popularity(ids, START), models.popularity(ids, START),
+                            strict=True):
+        assert ours.tolist() == theirs.tolist()
+    assert not list((tmp_path / "artifact").glob("*.pkl"))
+
+
+@pytest.mark.parametrize(("type_", "value", "expected"), [
+    ("rating", 5.0, 1.0), ("rating", 3.5, 0.8), ("rating", 2.5, 0.0), ("rating", 1.0, 0.0),
+    ("like", None, 1.0), ("purchase", None, 1.0), ("view", None, 0.5), ("click", None, 0.5),
+    ("search", None, 0.5), ("dislike", None, 0.0), ("skip", None, 0.0),
+])
+def test_event_weight(type_: str, value: float | None, expected: float) -> None:
+    from service.training.data import event_weight
+
+    assert event_weight(type_, value, 5.0) == pytest.approx(expected)
+    assert 0.0 <= event_weight("rating", 4.0, 5.0) <= 1.0
+
+
+def test_log_from_rows_sorts_by_time_then_input_order() -> None:
+    log = log_from_rows([("u2", "y", 20.0, 1.0, "e1"), ("u1", "x", 10.0, 0.5, "e2"),
+                         ("u1", "z", 20.0, 0.0, "e3")])
+    assert log.event_ids == ["e2", "e1", "e3"]
+    assert log.user_ids == ["u1", "u2"] and log.item_ids == ["x", "y", "z"]
+    assert log.items.tolist() == [0, 1, 2] and log.users.tolist() == [0, 1, 0]
+    assert log.weight.tolist() == [0.5, 1.0, 0.0]

@@ -1,0 +1,113 @@
+"""Training a tenant from its events in a real database, through the service and the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.cli import main
+from service.core.config import Settings
+from service.core.errors import ApiError
+from service.tenants.service import create_tenant, tenant_by_name
+from service.training.contract import UserEvent
+from service.training.data import log_from_database
+from service.training.service import train_tenant
+from service.training.store import ArtifactStore, ModelRegistry, models_root
+from tests.conftest import NOW, event, item, make_tenant
+
+SHOWS = ["m1", "m2", "m3", "m4", "m5", "m6"]
+
+
+def fill_tenant(client: TestClient) -> list[dict[str, Any]]:
+    """Tenant acme: twelve users who watch five of the shows in order from different
+    starts, rate one, some dislike one; plus a search with no item (not a model event)."""
+    t = make_tenant(client, "acme")
+    r = t.put("/v1/items", json={"items": [
+        item(m, title=f"Show {m}", tags=["drama" if n % 2 else "comedy"], category="series")
+        for n, m in enumerate(SHOWS)]})
+    assert r.status_code == 200, r.text
+    events = []
+    for u in range(12):
+        for step in range(5):
+            show = SHOWS[(u + step) % len(SHOWS)]
+            when = NOW - timedelta(days=30 - step, minutes=u)
+            if step == 3:
+                events.append(event(f"u{u}", "rating", show, value=5, ts=when,
+                                    event_id=f"u{u}-{step}"))
+            elif step == 2 and u % 4 == 0:
+                events.append(event(f"u{u}", "dislike", show, ts=when, event_id=f"u{u}-{step}"))
+            else:
+                events.append(event(f"u{u}", "view", show, ts=when, event_id=f"u{u}-{step}"))
+    events.append(event("u0", "search", None, text="more dramas", event_id="s1"))
+    r = t.post("/v1/events", json={"events": events})
+    assert r.status_code == 200, r.text
+    return events
+
+
+def test_train_tenant_saves_a_version_the_registry_serves(
+        train_client: TestClient, train_settings: Settings) -> None:
+    events = fill_tenant(train_client)
+    with train_client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        tenant = tenant_by_name(session, "acme")
+        assert tenant is not None
+        log = log_from_database(session, tenant.id, train_settings.rating_max)
+        assert len(log) == len(events) - 1
+        assert log.event_ids[0] == "u11-0"  # the oldest event first
+        weights = dict(zip(log.event_ids, log.weight.tolist(), strict=True))
+        assert weights["u0-3"] == 1.0 and weights["u0-2"] == 0.0 and weights["u1-0"] == 0.5
+        meta = train_tenant(session, tenant.id, train_settings, progress=False,
+                            sequence_seconds=5)
+    assert meta.tenant_id == tenant.id and meta.events_used == len(log)
+    assert meta.users == 12 and meta.items == len(SHOWS)
+    assert meta.sources == ["cooccurrence", "transition", "sequence", "content", "popular"]
+    assert not meta.ranker and meta.seconds > 0
+    assert meta.heldout["users"] == 12  # each user's last event is a new, liked show
+    assert meta.heldout["transition.hr@10"] == 1.0  # six shows: the next one is in any ten
+
+    store = ArtifactStore(models_root(train_settings))
+    assert store.current_version(tenant.id) == meta.version
+    loaded = ModelRegistry(store).get(tenant.id)
+    assert loaded is not None and loaded.meta == meta
+    history = [UserEvent("m2", NOW.timestamp() - 60, 1.0, "x1"),
+               UserEvent("m3", NOW.timestamp(), 0.5, "x2")]
+    found = loaded.candidates(history, 3, {"m2", "m3"}, NOW.timestamp())
+    assert next(iter(found["transition"])) == "m4"
+    assert found["transition"]["m4"].via == 1
+
+
+def test_train_tenant_refuses_a_tenant_without_item_events(
+        train_client: TestClient, train_settings: Settings) -> None:
+    t = make_tenant(train_client, "quiet")
+    t.post("/v1/events", json={"events": [event("u1", "search", None, text="anything")]})
+    with train_client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        tenant = tenant_by_name(session, "quiet")
+        assert tenant is not None
+        with pytest.raises(ApiError) as caught:
+            train_tenant(session, tenant.id, train_settings, progress=False)
+    assert caught.value.status == 409 and caught.value.code == "no_activity"
+    assert ArtifactStore(models_root(train_settings)).current_version(tenant.id) is None
+
+
+def test_cli_train_prints_the_meta_and_explains_bad_tenants(
+        train_client: TestClient, train_settings: Settings,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fill_tenant(train_client)
+    with train_client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        create_tenant(session, "empty")
+    data_dir = str(train_settings.data_dir)
+
+    assert main(["train", "--tenant", "acme", "--data-dir", data_dir]) == 0
+    out = capsys.readouterr()
+    meta = json.loads(out.out.strip().splitlines()[-1])
+    assert meta["events_used"] == 60 and meta["users"] == 12
+    assert "training" in out.err  # the progress bar
+
+    assert main(["train", "--tenant", "nobody", "--data-dir", data_dir]) == 2
+    assert "no tenant named 'nobody'" in capsys.readouterr().err
+
+    assert main(["train", "--tenant", "empty", "--data-dir", data_dir]) == 1
+    assert "no events about items" in capsys.readouterr().err
