@@ -1,111 +1,121 @@
-"""Summarizer cost and throughput: one refresh at a time, then several at once.
+"""Profile refresh cost on MovieLens users: group, name each group, narrate, merge.
 
-Runs the real summarizer (prompt building, structured call, validation, storage)
-in process against SQLite, with the embedded model by default or any
-OpenAI-compatible server (`--base-url http://host:port/v1 --model NAME`).
-Concurrent refreshes go to the server together, so its batching is what is measured.
+Loads a catalog of ml-latest-small movies (genres and tags as item tags, as the demo
+does) into a fresh tenant, gives each sampled user their last `--events` ratings as
+new events, and times `POST /v1/users/{id}/profile/refresh` in process (SQLite, Chroma
+folder, MiniLM), one refresh at a time, with the embedded model by default or any
+OpenAI-compatible server (`--base-url http://host:port/v1 --model NAME`). Then each
+user's first refresh is followed by a second one over `--second` newer events, the
+steady state of a live profile.
 
-Last line: {"prompt_tokens", "output_tokens", "seconds_per_refresh", "refreshes_per_min",
-"concurrent": {...}, ...}.
+The embedded model is slow on 2 cores: run it under `nice` with a few users.
+
+Last line: {"model", "users", "events_per_refresh", "p50_s", "p95_s", "prompt_tokens":
+{"mean", "max"}, "output_tokens": {...}, "groups": ..., "model_labels_share": ...,
+"failures": ...}.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import random
-import statistics
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+import sys
 from pathlib import Path
-from typing import Any
 
-from fastapi.testclient import TestClient
+# Run as `python benchmarks/refresh.py`, this folder comes first on sys.path, and
+# benchmarks/profile.py then shadows the standard `profile` module (torch imports it
+# through cProfile, the embedder imports torch). Drop the folder first.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from service.core.config import Settings
-from service.main import create_app
-from service.tenants.service import create_tenant
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
 
-GENRES = {
-    "sci-fi": ["Star", "Orbit", "Android", "Nebula", "Colony", "Signal"],
-    "jazz": ["Blue Note", "Late Set", "Bebop", "Saxophone", "Quartet", "Swing"],
-    "hiking": ["Trail", "Summit", "Ridge", "Backpack", "Canyon", "Glacier"],
-    "cooking": ["Sourdough", "Curry", "Ramen", "Tapas", "Braise", "Pastry"],
-    "history": ["Empire", "Dynasty", "Revolution", "Pharaoh", "Siege", "Chronicle"],
-}
-KINDS = ["Guide", "Stories", "Collection", "Live", "Handbook", "Documentary"]
+import numpy as np  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
 
-
-def catalog(rng: random.Random) -> list[dict[str, Any]]:
-    items = []
-    for genre, words in GENRES.items():
-        for n in range(30):
-            title = f"{rng.choice(words)} {rng.choice(KINDS)} {n}"
-            items.append({"item_id": f"{genre}-{n}", "title": title, "category": genre,
-                          "tags": [genre, rng.choice(words).lower()],
-                          "description": f"A {genre} title: {title.lower()}."})
-    return items
+from evals.datasets import ML_LATEST_SMALL, load_movielens_latest  # noqa: E402
+from evals.types import Interaction  # noqa: E402
+from service.core.config import Settings  # noqa: E402
+from service.demo import movie_item, rating_events  # noqa: E402
+from service.main import create_app  # noqa: E402
+from service.tenants.service import create_tenant  # noqa: E402
 
 
-def history(rng: random.Random, user: str, n_events: int) -> list[dict[str, Any]]:
-    liked, disliked = rng.sample(list(GENRES), 2)
-    start = datetime.now(UTC) - timedelta(days=20)
-    events = []
-    for n in range(n_events):
-        genre = liked if rng.random() < 0.7 else rng.choice(list(GENRES))
-        kind = rng.choice(["view", "view", "click", "like", "purchase", "rating"])
-        ev: dict[str, Any] = {"user_id": user, "type": kind,
-                              "item_id": f"{genre}-{rng.randrange(30)}",
-                              "ts": (start + timedelta(hours=8 * n)).isoformat()}
-        if kind == "rating":
-            ev["value"] = rng.choice([4, 4.5, 5])
-        events.append(ev)
-    events.append({"user_id": user, "type": "dislike", "item_id": f"{disliked}-0",
-                   "ts": (start + timedelta(hours=8 * n_events)).isoformat()})
-    events.append({"user_id": user, "type": "search", "text": f"best {liked} of the year",
-                   "ts": (start + timedelta(hours=8 * n_events + 1)).isoformat()})
-    return events
+def sample_users(by_user: dict[str, list[Interaction]], n: int, events: int,
+                 seed: int) -> list[str]:
+    """Users with enough ratings for `events` new ones, sampled with a fixed seed."""
+    eligible = sorted(u for u, rows in by_user.items() if len(rows) >= events)
+    return sorted(random.Random(seed).sample(eligible, min(n, len(eligible))), key=int)
 
 
 def refresh(client: TestClient, auth: dict[str, str], user: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    r = client.post(f"/v1/users/{user}/summaries", headers=auth)
+    r = client.post(f"/v1/users/{user}/profile/refresh", headers=auth)
     wall = time.perf_counter() - t0
-    body = r.json()
-    ok = r.status_code == 201
-    return {"ok": ok, "wall": wall, "prompt_tokens": body.get("prompt_tokens", 0) if ok else 0,
-            "output_tokens": body.get("output_tokens", 0) if ok else 0,
-            "error": None if ok else body.get("error", {}).get("code")}
+    if r.status_code != 200:
+        return {"ok": False, "wall": wall, "error": r.json().get("error", {}).get("code")}
+    run = client.get(f"/v1/users/{user}/summaries", headers=auth,
+                     params={"limit": 1}).json()["runs"][0]
+    facets = run["summary"]["facets"]
+    return {"ok": True, "wall": wall, "prompt_tokens": run["prompt_tokens"],
+            "output_tokens": run["output_tokens"], "events": run["events_read"],
+            "groups": len(facets),
+            "model_labels": sum(f["label_source"] == "model" for f in facets),
+            "labels": [f"{f['polarity']}: {f['label']}" for f in facets],
+            "narrative": run["summary"]["narrative"]}
 
 
-def stats(results: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in results if r["ok"]]
+    walls = [r["wall"] for r in results]
+
+    def spread(key: str) -> dict[str, float]:
+        values = [r[key] for r in ok] or [0]
+        return {"mean": round(float(np.mean(values)), 1), "max": int(max(values))}
+
+    groups = sum(r["groups"] for r in ok)
     return {
-        "refreshes": len(results),
-        "failures": len(results) - len(ok),
-        "prompt_tokens": round(statistics.mean(r["prompt_tokens"] for r in ok)) if ok else 0,
-        "output_tokens": round(statistics.mean(r["output_tokens"] for r in ok)) if ok else 0,
-        "seconds_per_refresh": round(statistics.mean(r["wall"] for r in results), 2),
-        "refreshes_per_min": round(60 * len(results) / elapsed, 2),
+        "refreshes": len(results), "failures": len(results) - len(ok),
+        "p50_s": round(float(np.percentile(walls, 50)), 2) if walls else 0.0,
+        "p95_s": round(float(np.percentile(walls, 95)), 2) if walls else 0.0,
+        "prompt_tokens": spread("prompt_tokens"), "output_tokens": spread("output_tokens"),
+        "events_read": spread("events"), "groups": spread("groups"),
+        "model_labels_share": round(sum(r["model_labels"] for r in ok) / groups, 3)
+        if groups else 0.0,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=str(ML_LATEST_SMALL), help="ml-latest-small folder")
     parser.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8001/v1")
     parser.add_argument("--model", default=None, help="served model name (with --base-url)")
     parser.add_argument("--api-key", default=None)
-    parser.add_argument("--users", type=int, default=8)
-    parser.add_argument("--events", type=int, default=40, help="events per user")
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--events", type=int, default=100, help="new events in the first refresh")
+    parser.add_argument("--second", type=int, default=20,
+                        help="newer events in each user's second refresh (0: none)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="print each user's labels")
     args = parser.parse_args()
 
-    rng = random.Random(args.seed)
+    dataset = load_movielens_latest(args.data)
+    by_user: dict[str, list[Interaction]] = defaultdict(list)
+    for row in dataset.interactions:
+        by_user[row.user].append(row)
+    users = sample_users(by_user, args.users, args.events + args.second, args.seed)
+    wanted = {row.item for u in users for row in by_user[u]}
+    catalog = [movie_item(dataset.items[i]) for i in sorted(wanted) if i in dataset.items]
+    now = datetime.now(UTC)
+
     with tempfile.TemporaryDirectory() as tmp:
-        overrides: dict[str, Any] = {"data_dir": Path(tmp)}
+        overrides: dict[str, Any] = {"data_dir": Path(tmp), "refresh_worker": False,
+                                     "demo": False}
         if args.base_url:
             overrides |= {"llm_backend": "openai", "llm_base_url": args.base_url,
                           "llm_model": args.model or "default", "llm_api_key": args.api_key}
@@ -115,36 +125,49 @@ def main() -> None:
             with app.state.sessions() as session:
                 _, key = create_tenant(session, "bench")
             auth = {"Authorization": f"Bearer {key}"}
-            client.put("/v1/items", headers=auth, json={"items": catalog(rng)}).raise_for_status()
-            users = [f"user{n}" for n in range(args.users * 2)]
-            for user in users:
-                r = client.post("/v1/events", headers=auth,
-                                json={"events": history(rng, user, args.events)})
-                r.raise_for_status()
+            for start in range(0, len(catalog), 500):
+                client.put("/v1/items", headers=auth,
+                           json={"items": catalog[start:start + 500]}).raise_for_status()
+            history = {u: rating_events(u, by_user[u][-(args.events + args.second):], now)
+                       for u in users}
+            for u in users:
+                first = history[u][:args.events]
+                client.post("/v1/events", headers=auth, json={"events": first}).raise_for_status()
             model = app.state.llm.model_name
-            refresh(client, auth, users[0])  # warm-up: server start, first-request costs
+            # Warm-up: server start and first-request costs, on a throwaway user.
+            warm = [{**e, "user_id": "warm-up", "event_id": f"w{n}"}
+                    for n, e in enumerate(history[users[0]][:5])]
+            client.post("/v1/events", headers=auth, json={"events": warm}).raise_for_status()
+            client.post("/v1/users/warm-up/profile/refresh", headers=auth)
 
-            single_users, concurrent_users = users[1:args.users + 1], users[args.users + 1:]
-            t0 = time.perf_counter()
-            single = [refresh(client, auth, u) for u in single_users]
-            single_stats = stats(single, time.perf_counter() - t0)
-            print(f"single: {single_stats}", flush=True)
+            firsts = []
+            for u in users:
+                firsts.append(refresh(client, auth, f"ml-{u}"))
+                if args.verbose and firsts[-1]["ok"]:
+                    print(f"ml-{u}: {firsts[-1]['labels']} | {firsts[-1]['narrative']}",
+                          flush=True)
+            first_stats = summary(firsts)
+            print(f"first refresh ({args.events} new events): {first_stats}", flush=True)
 
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-                both = list(pool.map(lambda u: refresh(client, auth, u), concurrent_users))
-            concurrent_stats = stats(both, time.perf_counter() - t0)
-            print(f"concurrent x{args.concurrency}: {concurrent_stats}", flush=True)
+            seconds = []
+            if args.second:
+                for u in users:
+                    later = history[u][args.events:]
+                    client.post("/v1/events", headers=auth,
+                                json={"events": later}).raise_for_status()
+                    seconds.append(refresh(client, auth, f"ml-{u}"))
+                print(f"second refresh ({args.second} new events): {summary(seconds)}",
+                      flush=True)
 
     print(json.dumps({
-        "model": model,
-        "server": args.base_url or "embedded llama.cpp",
-        "prompt_tokens": single_stats["prompt_tokens"],
-        "output_tokens": single_stats["output_tokens"],
-        "seconds_per_refresh": single_stats["seconds_per_refresh"],
-        "refreshes_per_min": single_stats["refreshes_per_min"],
-        "failures": single_stats["failures"],
-        "concurrent": {"workers": args.concurrency, **concurrent_stats},
+        "model": model, "server": args.base_url or "embedded llama.cpp",
+        "users": len(users), "events_per_refresh": args.events,
+        "p50_s": first_stats["p50_s"], "p95_s": first_stats["p95_s"],
+        "prompt_tokens": first_stats["prompt_tokens"],
+        "output_tokens": first_stats["output_tokens"],
+        "groups": first_stats["groups"], "model_labels_share": first_stats["model_labels_share"],
+        "failures": first_stats["failures"],
+        "second_refresh": summary(seconds) if seconds else None,
     }))
 
 

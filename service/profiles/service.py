@@ -1,17 +1,18 @@
-"""Profile memory: summaries merged into a living profile, every change versioned.
+"""Profile memory: named groups of new activity merged into a living profile, versioned.
 
-A refresh reads the user's recent activity, asks the summarizer for facets, keeps
-those backed by at least one event no earlier refresh has read (re-reading old
-events must not reinforce anything), embeds them, and merges them into the stored
-profile with the deterministic rules of `merge.py`. The merge, the new version,
-the stale flag and the facet vectors are written in one short transaction that
-holds the profile row lock (`SELECT ... FOR UPDATE`), so two refreshes of one
-user serialize and neither loses the other's facets. The slow LLM call happens
-before, outside any transaction.
+A refresh groups the events no earlier refresh has read (deterministically, see
+`service/summaries/grouping.py`), has the model name each group, turns every named
+group into a facet whose evidence is the group's events, embeds it, and merges it
+into the stored profile with the deterministic rules of `merge.py`. The merge, the
+new version, the stale flag and the facet vectors are written in one short
+transaction that holds the profile row lock (`SELECT ... FOR UPDATE`), so two
+refreshes of one user serialize and neither loses the other's facets. The slow LLM
+calls happen before, outside any transaction.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from array import array
@@ -42,6 +43,8 @@ from service.profiles.merge import (
 )
 from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
 from service.summaries.activity import Activity
+from service.summaries.grouping import YEAR
+from service.summaries.injection import reads_as_instructions
 from service.summaries.models import SummaryRun
 from service.summaries.schemas import DESCRIPTION_MAX, LABEL_MAX, InterestSummary
 from service.summaries.service import summarize_user, summary_failure
@@ -81,6 +84,7 @@ class ProfileRuntime:
     vectors: VectorStore
     clock: Callable[[], datetime]
     locks: UserLocks = field(default_factory=UserLocks)
+    models: Any = None  # the app's service.training.store.ModelRegistry (recommend reads it)
 
     @property
     def rules(self) -> DecayRules:
@@ -100,9 +104,19 @@ def rules_from(settings: Settings) -> DecayRules:
     )
 
 
-def facet_text(label: str, description: str) -> str:
-    """What a facet's vector encodes: the label and its one-sentence description."""
-    return f"{label}. {description}" if description else label
+FACET_TEXT_TAGS = 5
+
+
+def facet_text(label: str, description: str, tags: Sequence[str] = ()) -> str:
+    """What a facet's vector encodes: label, description and the group's top tags.
+
+    Never titles or years, so that retrieval follows the topic rather than one film.
+    """
+    topics = [t for t in tags if not YEAR.search(t)][:FACET_TEXT_TAGS]
+    if not topics:
+        return f"{label}. {description}" if description else label
+    parts = [label, description.rstrip(". "), "Topics: " + ", ".join(topics)]
+    return ". ".join(p for p in parts if p)
 
 
 def pack(vector: Sequence[float]) -> bytes:
@@ -169,10 +183,10 @@ def refresh_profile(
     session: Session, user: User, rt: ProfileRuntime, trigger: str = "refresh",
     at: datetime | None = None,
 ) -> ProfileVersion:
-    """Summarize new activity and merge it into the profile; returns the new version.
+    """Group and name new activity and merge it into the profile; returns the new version.
 
     With no event newer than what the last refresh read, no LLM is called: the
-    version records decay (and archival) only. A failed summary raises 502/503 and
+    version records decay (and archival) only. A failed summary raises 503 and
     changes nothing stored; the user stays stale.
     """
     with rt.locks.hold(user.id):
@@ -184,7 +198,8 @@ def refresh_profile(
         if profile is not None and profile.version > 0 and unread is None:
             return commit_merge(session, user, rt, at, trigger,
                                 RefreshInput(seen_pending=user.events_since_refresh))
-        result = summarize_user(session, user, rt.llm, rt.settings, at=at)
+        result = summarize_user(session, user, rt.llm, rt.settings, rt.embedder, rt.vectors,
+                                read_through=read_through, at=at)
         if result.run.status != "ok" or result.run.summary is None:
             raise summary_failure(result.run)
         summary = InterestSummary.model_validate(result.run.summary)
@@ -227,40 +242,41 @@ def new_facets(
     summary: InterestSummary, activity: Activity, read_through: int, embedder: Embedder,
     rating_max: float = 5.0,
 ) -> list[NewFacet]:
-    """The summary's facets with fresh evidence, plus one facet per new declaration.
+    """One facet per named group, plus one per new declaration.
 
-    A model facet's strength is at least what its evidence supports (`evidence_support`):
-    a small model's own number is uncalibrated (SmolLM2-135M answers 0.0 or 0.1 for a
-    facet citing six five-star ratings), and `η·n` below the archive floor would drop a
-    well-evidenced facet at birth.
+    A group's facet cites the group's events (exact by construction: groups are built
+    from unread events only) and takes its polarity from the group. Its strength n is
+    the geometric mean of how well its events back it (`evidence_support`) and its
+    share of the new events of its polarity: a single view that is all the user did is
+    weak, and so is a well-backed group among many.
 
-    Cold start: "I like jazz and hiking" always seeds a facet in the user's own words.
-    A model facet that cites nothing but declarations is dropped in its favour (the
-    user's words beat a small model's paraphrase, and the two would not merge).
+    Cold start: "I like jazz and hiking" always seeds a facet in the user's own words,
+    unless the words read as instructions to a model.
     """
-    event_pk = {e.event_id: e.id for e in activity.events}
     by_id = {e.event_id: e for e in activity.events}
-    declared = {e.event_id for e in activity.events if e.type == "declared" and e.text}
-    drafts: list[tuple[str, str, float, Polarity, tuple[str, ...]]] = []
+    drafts: list[tuple[str, str, tuple[str, ...], float, Polarity, tuple[str, ...]]] = []
     for f in summary.facets:
-        if set(f.evidence) <= declared:
+        cited = [by_id[ev] for ev in f.evidence if ev in by_id and by_id[ev].id > read_through]
+        if not cited:
             continue
-        if any(event_pk.get(ev, 0) > read_through for ev in f.evidence):
-            support = evidence_support([by_id[ev] for ev in f.evidence if ev in by_id],
-                                       f.polarity, rating_max)
-            drafts.append((f.label, f.description, max(f.strength, support), f.polarity,
-                           tuple(f.evidence)))
+        support = evidence_support(cited, f.polarity, rating_max)
+        share = f.group.share if f.group is not None else f.strength
+        tags = (*f.group.top_tags, *f.group.top_categories) if f.group else ()
+        drafts.append((f.label, f.description, tags, math.sqrt(support * share), f.polarity,
+                       tuple(e.event_id for e in cited)))
     for e in activity.events:
-        if e.event_id in declared and e.id > read_through:
-            words = " ".join((e.text or "").split())
+        if (e.type == "declared" and e.text and e.id > read_through
+                and not reads_as_instructions(e.text)):
+            words = " ".join(e.text.split())
             polarity: Polarity = "avoid" if e.value is not None and e.value < 0 else "like"
             drafts.append((_clip(words, LABEL_MAX), _clip(f"Declared: {words}", DESCRIPTION_MAX),
-                           DECLARED_STRENGTH, polarity, (e.event_id,)))
-    vectors = embedder.embed([facet_text(label, desc) for label, desc, *_ in drafts])
+                           (), DECLARED_STRENGTH, polarity, (e.event_id,)))
+    vectors = embedder.embed([facet_text(label, desc, tags) for label, desc, tags, *_ in drafts])
     return [
         NewFacet(label=label, description=desc, strength=strength, polarity=polarity,
                  evidence=evidence, embedding=tuple(vec))
-        for (label, desc, strength, polarity, evidence), vec in zip(drafts, vectors, strict=True)
+        for (label, desc, _, strength, polarity, evidence), vec in zip(drafts, vectors,
+                                                                        strict=True)
     ]
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from service.core.errors import ERROR_RESPONSES, ErrorResponse
 from service.core.schemas import UserIdPath
-from service.deps import LLMDep, SessionDep, SettingsDep, TenantDep
+from service.deps import EmbedderDep, LLMDep, SessionDep, SettingsDep, TenantDep, VectorsDep
 from service.ingest.models import Event
 from service.summaries import service
 from service.summaries.models import SummaryRun
@@ -37,22 +37,22 @@ def run_out(run: SummaryRun) -> SummaryRunOut:
     response_model=SummaryRunOut,
     status_code=201,
     responses={
-        409: {"model": ErrorResponse, "description": "no events to summarize"},
-        502: {"model": ErrorResponse, "description": "the model's answers were unusable"},
-        503: {"model": ErrorResponse, "description": "the model server is unreachable"},
+        409: {"model": ErrorResponse, "description": "no new events to summarize"},
+        503: {"model": ErrorResponse,
+              "description": "the model server, vector store or embedder is unreachable"},
     },
 )
 def summarize(
     user_id: UserIdPath, tenant: TenantDep, session: SessionDep, settings: SettingsDep,
-    llm: LLMDep,
+    llm: LLMDep, embedder: EmbedderDep, vectors: VectorsDep,
 ) -> SummaryRunOut:
-    """Summarize the user's recent activity into interest facets now, as a preview.
+    """Group the events no refresh has read yet and name each group now, as a preview.
 
     The profile is not changed (`POST .../profile/refresh` merges a summary into it).
     A failed run is recorded too (see the list of runs).
     """
     user = get_user(session, tenant.id, user_id)
-    run = service.summarize_user(session, user, llm, settings).run
+    run = service.summarize_user(session, user, llm, settings, embedder, vectors).run
     if run.status != "ok":
         raise service.summary_failure(run)
     return run_out(run)

@@ -7,20 +7,29 @@ import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# Bounds keep the longest possible answer (~550 tokens) well under the output budget;
-# on a CPU every output token costs ~40 ms with the embedded model.
-MAX_FACETS = 5
-MAX_EVIDENCE = 6
+# One small call per group: a short label and one sentence keep each answer near 40
+# output tokens (on a CPU every output token costs ~40 ms with the embedded model).
+MAX_LIKE_GROUPS = 6
+MAX_AVOID_GROUPS = 2
+MAX_FACETS = MAX_LIKE_GROUPS + MAX_AVOID_GROUPS
+MAX_EVIDENCE = 2000  # a group's events, all of them (summary_max_events at most)
 LABEL_MAX = 60
 DESCRIPTION_MAX = 120
 NARRATIVE_MAX = 300
+# What the model may write: tighter than what the profile can hold (user edits).
+NAME_LABEL_MAX = 48
+NAME_DESCRIPTION_MAX = 64
+NAME_NARRATIVE_MAX = 220
+TOP_TAGS = 8
+EXAMPLE_TITLES = 3
 
 REFERENCE_ONLY = re.compile(r"^(E\d+[\s,;/&and]*)+$", re.IGNORECASE)
 
 Horizon = Literal["short", "long"]
 Polarity = Literal["like", "avoid"]
+LabelSource = Literal["model", "fallback"]
 
 
 def clean_text(value: str, limit: int) -> str:
@@ -32,26 +41,39 @@ def clean_text(value: str, limit: int) -> str:
     return text
 
 
+class GroupStats(BaseModel):
+    """What grouping found out about one group of events (exact, no model involved).
+
+    `example_titles` are for people (the UI, traces); they never reach the naming prompt.
+    """
+
+    count: int = Field(ge=1)
+    share: float = Field(ge=0.0, le=1.0,
+                         description="of the events of its polarity this run grouped")
+    event_types: dict[str, int]
+    mean_rating: float | None = None
+    first_ts: datetime
+    last_ts: datetime
+    top_tags: dict[str, int] = Field(description="tags, genres and search terms, by events")
+    top_categories: dict[str, int] = Field(default_factory=dict)
+    example_titles: list[str] = Field(default_factory=list, max_length=EXAMPLE_TITLES)
+    flagged: int = Field(default=0, ge=0,
+                         description="events whose text reads as instructions to a model")
+
+
 class InterestFacet(BaseModel):
-    """One interest as the LLM states it; evidence holds event ids once validated."""
+    """One named group of events: evidence and polarity from grouping, words from the model
+    (or, when its words fail the label check, from the group's top tags)."""
 
     label: str = Field(min_length=2, max_length=LABEL_MAX)
     description: str = Field(default="", max_length=DESCRIPTION_MAX)
-    strength: float = Field(ge=0.0, le=1.0)
+    strength: float = Field(ge=0.0, le=1.0, description="the group's share of the events read")
     horizon: Horizon = "short"
     polarity: Polarity = "like"
     evidence: list[str] = Field(min_length=1, max_length=MAX_EVIDENCE)
-
-    @field_validator("strength", mode="before")
-    @classmethod
-    def _bounded_strength(cls, value: Any) -> Any:
-        # Grammars do not enforce float bounds; a model may answer 80 for 0.8.
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = float(value)
-            if 1.0 < value <= 100.0:
-                value /= 100.0
-            return min(max(value, 0.0), 1.0)
-        return value
+    label_source: LabelSource = "model"
+    noise: bool = Field(default=False, description="the model's view; kept for the trace")
+    group: GroupStats | None = None
 
     @field_validator("label", mode="before")
     @classmethod
@@ -71,58 +93,77 @@ class InterestFacet(BaseModel):
         return clean_text(value, DESCRIPTION_MAX) if isinstance(value, str) else value
 
 
+def dedupe_sentences(value: str) -> str:
+    """Small models loop; a sentence said twice is said once."""
+    sentences = dict.fromkeys(s.strip() for s in re.split(r"(?<=[.!?])\s+", value))
+    return " ".join(s for s in sentences if s)
+
+
 class InterestSummary(BaseModel):
     facets: list[InterestFacet] = Field(max_length=MAX_FACETS)
     narrative: str = Field(default="", max_length=NARRATIVE_MAX)
+    narrative_source: LabelSource = "model"
+    prompts: dict[str, str] = Field(default_factory=dict, description="name -> version used")
 
     @field_validator("narrative", mode="before")
     @classmethod
     def _clean_narrative(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        # Small models loop; a sentence said twice is said once.
-        sentences = dict.fromkeys(s.strip() for s in re.split(r"(?<=[.!?])\s+", value))
-        return clean_text(" ".join(s for s in sentences if s), NARRATIVE_MAX)
+        return clean_text(dedupe_sentences(value), NARRATIVE_MAX)
 
 
-def summary_json_schema(evidence_refs: list[str]) -> dict[str, Any]:
-    """The JSON schema sent as `response_format`; evidence may only name given refs.
+# --- what the model writes (the `response_format` schemas derive from these) ----------
 
-    Bounds matter: without maxItems/maxLength a small model repeats itself until it
-    runs out of tokens.
+
+class GroupName(BaseModel):
+    """The model's name for one group of events (prompts/name_interest_group.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", title="GroupName")
+
+    label: str = Field(min_length=3, max_length=NAME_LABEL_MAX,
+                       description="2-6 words naming the topic")
+    description: str = Field(min_length=3, max_length=NAME_DESCRIPTION_MAX,
+                             description="one sentence")
+    horizon: Horizon
+    noise: bool = Field(description="true when the group shows no common topic")
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _clean_label(cls, value: Any) -> Any:
+        return clean_text(value, NAME_LABEL_MAX) if isinstance(value, str) else value
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _clean_description(cls, value: Any) -> Any:
+        return clean_text(value, NAME_DESCRIPTION_MAX) if isinstance(value, str) else value
+
+
+class ProfileNarrative(BaseModel):
+    """The model's short narrative over the named facets (prompts/narrate_profile.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", title="ProfileNarrative")
+
+    narrative: str = Field(min_length=10, max_length=NAME_NARRATIVE_MAX)
+
+    @field_validator("narrative", mode="before")
+    @classmethod
+    def _clean(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return clean_text(dedupe_sentences(value), NAME_NARRATIVE_MAX)
+
+
+def response_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema sent as `response_format`: the pydantic model's own schema, closed.
+
+    Bounds matter: without maxLength a small model repeats itself until it runs out of
+    tokens; every property is required so the grammar cannot stop early.
     """
-    ref_items: dict[str, Any] = {"type": "string"}
-    if evidence_refs:
-        ref_items["enum"] = evidence_refs
-    return {
-        "title": "InterestSummary",
-        "description": "A person's interests, each backed by event references.",
-        "type": "object",
-        "properties": {
-            "facets": {
-                "type": "array",
-                "maxItems": MAX_FACETS,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "label": {"type": "string", "maxLength": LABEL_MAX},
-                        "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
-                        "strength": {"type": "number", "minimum": 0, "maximum": 1},
-                        "horizon": {"type": "string", "enum": ["short", "long"]},
-                        "polarity": {"type": "string", "enum": ["like", "avoid"]},
-                        "evidence": {"type": "array", "items": ref_items, "minItems": 1,
-                                     "maxItems": MAX_EVIDENCE},
-                    },
-                    "required": ["label", "description", "strength", "horizon", "polarity",
-                                 "evidence"],
-                    "additionalProperties": False,
-                },
-            },
-            "narrative": {"type": "string", "maxLength": NARRATIVE_MAX},
-        },
-        "required": ["facets", "narrative"],
-        "additionalProperties": False,
-    }
+    schema = model.model_json_schema()
+    schema["required"] = list(schema.get("properties", {}))
+    schema["additionalProperties"] = False
+    return schema
 
 
 class SummaryRunOut(BaseModel):

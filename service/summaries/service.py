@@ -1,231 +1,447 @@
-"""The interest summarizer: recent activity in, validated facets with evidence out.
+"""The interest summarizer: unread events grouped, each group named, a narrative on top.
 
-Failure never touches what is stored: a failed run is recorded (visible through the
-API), the user stays stale, and the events stay where they are.
+1. The events no earlier refresh has read (the newest `summary_max_events`) are
+   grouped deterministically (`grouping.py`); a group's events are its evidence.
+2. The model names each group from its statistics only (`prompts/name_interest_group`,
+   one small call per group, temperature from the settings, bounded output). A label
+   or description that fails the checks of `labels.py`, or an answer still unusable
+   after one repair turn, falls back to words built from the group's tags.
+3. The model writes a short narrative from the facets' labels and descriptions
+   (`prompts/narrate_profile`); one that fails the checks is replaced by a sentence
+   built from the labels.
+All calls share one token budget (`PROMPT_TOKEN_BUDGET`, `OUTPUT_TOKEN_BUDGET`): a
+call that might not fit is not made, and its group keeps its deterministic words.
+
+Failure never touches what is stored: only an unreachable model fails the run
+(recorded, 503 `llm_unavailable`); the user stays stale and the events stay where
+they are.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 import httpx
+import numpy as np
 import openai
 from langchain_core.language_models import BaseChatModel
-from pydantic import ValidationError
+from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
 from service.core.config import Settings
-from service.core.db import utcnow
 from service.core.errors import ApiError
 from service.core.hashing import chunks
 from service.ingest.models import Event
 from service.llm.prompts import PromptFile, load_prompt
 from service.llm.runtime import LLMRuntime
 from service.llm.tokens import count_tokens
-from service.summaries.activity import Activity, build_activity
+from service.profiles.models import Profile
+from service.summaries.activity import Activity
+from service.summaries.grouping import EventGroup, Vector, group_events, is_text_event
+from service.summaries.injection import reads_as_instructions
+from service.summaries.labels import (
+    REFERENCE,
+    description_problem,
+    fallback_description,
+    fallback_label,
+    label_problem,
+    names_a_title,
+    stem,
+    topic_words,
+)
 from service.summaries.models import SummaryRun
 from service.summaries.schemas import (
-    MAX_FACETS,
-    REFERENCE_ONLY,
+    NARRATIVE_MAX,
+    GroupName,
     InterestFacet,
     InterestSummary,
-    summary_json_schema,
+    LabelSource,
+    ProfileNarrative,
+    response_schema,
 )
 from service.users.models import User
+from service.vectors.embeddings import Embedder
+from service.vectors.store import VectorStore
 
-SUMMARY_PROMPT = "summarize_interests"
+log = logging.getLogger(__name__)
+
+NAME_PROMPT = "name_interest_group"
+NARRATE_PROMPT = "narrate_profile"
 REPAIR_PROMPT = "repair_json"
 MAX_ATTEMPTS = 2  # the first answer and one repair
+# Per refresh, all calls together (DESIGN.md §8: 100 new events, <= 1,200 / 250).
+PROMPT_TOKEN_BUDGET = 1200
+OUTPUT_TOKEN_BUDGET = 250
+NAME_MAX_OUTPUT = 60  # a bounded GroupName answer is ~35-45 tokens
+NARRATIVE_MAX_OUTPUT = 60
+# Our tokenizer (cl100k) is not the served model's, and chat templates add a few
+# tokens per message: estimates are padded so the budget holds on the server's count.
+ESTIMATE_FACTOR = 1.2
+TEMPLATE_TOKENS = 8
+PROMPT_TAGS = 5
+# The largest groups are named by the model, the rest by their tags: on 2 cores each
+# call costs ~1.5 s with the embedded model (DESIGN.md §8: p50 <= 8 s a refresh).
+MODEL_NAMED_GROUPS = 3
+NOISE_BELOW = 3  # a group the model calls noise is dropped when it has fewer events
+
+# Words a narrative may use beyond the facets' own.
+NARRATIVE_WORDS = frozenset("""
+enjoys enjoy loves love likes like prefers prefer avoids avoid stays stay away from keeps
+away steers clear dislikes dislike fan fond keen taste tastes especially also mostly
+mainly often lately recently watches watch reads read listens listen buys buy person
+they them their who has have is are be being into interested interest interests
+""".split())
 
 # What a dead, slow or misbehaving server raises through LangChain.
 LLM_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     openai.APIError, httpx.HTTPError, TimeoutError, ConnectionError, OSError, RuntimeError,
 )
 
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+class LLMUnavailable(Exception):
+    """The model server could not be reached; the whole refresh fails."""
+
 
 @dataclass
-class LLMOutcome:
-    summary: InterestSummary | None
-    problem: str | None
-    unavailable: bool
-    prompt_tokens: int
-    output_tokens: int
-    attempts: int
-    latency_ms: int
+class Spend:
+    """Tokens, time and attempts of a run's calls, against the refresh budget."""
+
+    prompt_budget: int = PROMPT_TOKEN_BUDGET
+    output_budget: int = OUTPUT_TOKEN_BUDGET
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    attempts: int = 0
+    calls: int = 0
+    skipped: int = 0  # calls not made for want of budget
+    started: float = field(default_factory=time.perf_counter)
+
+    def affords(self, prompt_estimate: int, max_output: int) -> bool:
+        return (self.prompt_tokens + prompt_estimate <= self.prompt_budget
+                and self.output_tokens + max_output <= self.output_budget)
+
+    @property
+    def latency_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
 
 
-def validate_summary(parsed: Any, refs: dict[str, str]) -> tuple[InterestSummary | None, str]:
-    """Check the model's JSON; map references to event ids; drop what is unsupported."""
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("facets"), list):
-        return None, 'the answer must be a JSON object with a "facets" list'
-    facets: list[InterestFacet] = []
-    seen: set[str] = set()
-    invented = 0
-    reason = "invalid fields"
-    for raw in parsed["facets"][:20]:
-        if not isinstance(raw, dict):
-            continue
-        cited = [str(x).strip() for x in raw.get("evidence") or [] if isinstance(x, str | int)]
-        invented += sum(1 for r in cited if r not in refs)
-        known = [refs[r] for r in dict.fromkeys(cited) if r in refs]
-        label = raw.get("label")
-        if isinstance(label, str) and REFERENCE_ONLY.match(label.strip()):
-            # Small models label a facet with its reference; its description names it.
-            label = " ".join(str(raw.get("description", "")).split()[:6])
+def estimate_tokens(messages: Sequence[tuple[str, str]]) -> int:
+    return int(sum(count_tokens(text) + TEMPLATE_TOKENS for _, text in messages)
+               * ESTIMATE_FACTOR)
+
+
+def with_output_limit(chat_model: BaseChatModel, max_tokens: int) -> BaseChatModel:
+    """The same chat model with a tighter output limit, where the model has one."""
+    if "max_tokens" in type(chat_model).model_fields:
+        return chat_model.model_copy(update={"max_tokens": max_tokens})
+    return chat_model
+
+
+def ask(
+    chat_model: BaseChatModel, messages: list[tuple[str, str]], answer: type[Answer],
+    prompt: PromptFile, repair: PromptFile, spend: Spend, max_output: int,
+) -> Answer | None:
+    """One structured call (and one repair turn); None when unusable or over budget.
+
+    Raises LLMUnavailable when the server cannot be reached. The prompt's name travels
+    in the run's metadata, so fakes can route on it.
+    """
+    structured = with_output_limit(chat_model, max_output).with_structured_output(
+        response_schema(answer), method="json_schema", include_raw=True)
+    config: RunnableConfig = {"run_name": prompt.name, "metadata": {
+        "prompt_name": prompt.name, "prompt_version": prompt.version}}
+    history = list(messages)
+    for _ in range(MAX_ATTEMPTS):
+        if not spend.affords(estimate_tokens(history), max_output):
+            spend.skipped += 1
+            return None
+        spend.attempts += 1
         try:
-            facet = InterestFacet.model_validate({**raw, "label": label, "evidence": known})
-        except ValidationError as exc:
-            reason = str(exc.errors()[0]["msg"])
-            continue  # no evidence left, or junk label: the facet goes, the summary stays
-        if facet.label.casefold() in seen:
-            continue
-        seen.add(facet.label.casefold())
-        facets.append(facet)
-    if parsed["facets"] and not facets:
-        why = "invented event references" if invented else reason
-        return None, f"no facet was usable ({why}); cite only the given E-references"
-    narrative = parsed.get("narrative")
-    try:
-        summary = InterestSummary(facets=facets[:MAX_FACETS],
-                                  narrative=narrative if isinstance(narrative, str) else "")
-    except ValidationError as exc:
-        return None, f"invalid summary: {exc.errors()[0]['msg']}"
-    return summary, ""
-
-
-def ask_for_summary(
-    chat_model: BaseChatModel,
-    messages: list[tuple[str, str]],
-    refs: dict[str, str],
-    repair: PromptFile,
-) -> LLMOutcome:
-    """Structured call with one repair retry on an unusable answer."""
-    structured = chat_model.with_structured_output(
-        summary_json_schema(list(refs)), method="json_schema", include_raw=True
-    )
-    history: list[tuple[str, str]] = list(messages)
-    prompt_tokens = output_tokens = 0
-    problem = "no answer"
-    started = time.perf_counter()
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            out = structured.invoke(history)
+            out = structured.invoke(history, config=config)
         except openai.LengthFinishReasonError as exc:
-            # The answer hit the output limit mid-JSON: unusable, but the server is fine.
+            # Cut off mid-JSON: unusable, but the server is fine.
             cut = exc.completion.usage
-            prompt_tokens += cut.prompt_tokens if cut else 0
-            output_tokens += cut.completion_tokens if cut else 0
-            problem = "the answer was cut off at the length limit; keep it shorter"
-            history = [*history, *repair.render(problem=problem)]
+            spend.prompt_tokens += cut.prompt_tokens if cut else 0
+            spend.output_tokens += cut.completion_tokens if cut else max_output
+            history = [*history, *repair.render(
+                problem="the answer was cut off at the length limit; keep it shorter")]
             continue
         except LLM_TRANSPORT_ERRORS as exc:
-            return LLMOutcome(None, f"{type(exc).__name__}: {exc}"[:500], True, prompt_tokens,
-                              output_tokens, attempt, _ms_since(started))
+            raise LLMUnavailable(f"{type(exc).__name__}: {exc}"[:500]) from exc
         if not isinstance(out, dict):
             raise TypeError("structured output without include_raw")
         raw = out.get("raw")
         usage = getattr(raw, "usage_metadata", None) or {}
-        prompt_tokens += int(usage.get("input_tokens", 0))
-        output_tokens += int(usage.get("output_tokens", 0))
-        if out.get("parsing_error") is not None or out.get("parsed") is None:
-            problem = "the answer was not valid JSON for the schema"
-            summary = None
+        spend.prompt_tokens += int(usage.get("input_tokens", 0))
+        spend.output_tokens += int(usage.get("output_tokens", 0))
+        spend.calls += 1
+        problem = "the answer was not valid JSON for the schema"
+        if out.get("parsing_error") is None and out.get("parsed") is not None:
+            try:
+                return answer.model_validate(out["parsed"])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                problem = f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        history = [*history, ("ai", str(getattr(raw, "content", ""))[:1000]),
+                   *repair.render(problem=problem)]
+    return None
+
+
+def naming_variables(group: EventGroup, rating_max: float) -> dict[str, str]:
+    """What the naming prompt shows of a group: statistics, never titles or user text.
+
+    Categories only stand in for missing tags: a category most of a catalog shares
+    ("movie") is what the small model then names the group after.
+    """
+    s = group.stats
+    names = s.top_tags or s.top_categories
+    return {
+        "polarity": "avoided" if group.polarity == "avoid" else "liked",
+        "count": str(s.count),
+        "event_types": ", ".join(f"{t} {n}" for t, n in s.event_types.items()),
+        "mean_rating": (f", mean rating {s.mean_rating:g}/{rating_max:g}"
+                        if s.mean_rating is not None else ""),
+        "tags": ", ".join(f"{t} ({n})" for t, n in list(names.items())[:PROMPT_TAGS]),
+    }
+
+
+@dataclass
+class NamedGroup:
+    group: EventGroup
+    facet: InterestFacet
+    problems: list[str]  # why the model's words were replaced, if they were
+
+
+def name_group(
+    group: EventGroup, answer: GroupName | None, embedder: Embedder | None,
+    taken: Set[str] = frozenset(),
+) -> NamedGroup | None:
+    """The facet for a group: the model's words where they pass the checks, else ours.
+
+    `taken` holds the (casefolded) labels of this run's earlier groups: two groups
+    are two interests, and a repeated label would merge them in the profile.
+    """
+    problems: list[str] = []
+    label, description, source = fallback_label(group), fallback_description(group), "fallback"
+    if answer is None:
+        problems.append("no usable answer")
+    else:
+        why = label_problem(answer.label, group, embedder)
+        if why is None and answer.label.casefold() in taken:
+            why = "names an earlier group"
+        if why is None:
+            label, source = answer.label, "model"
+            why_not = description_problem(answer.description, group, embedder)
+            if why_not is None:
+                description = answer.description
+            else:
+                problems.append(f"description {why_not}")
         else:
-            summary, problem = validate_summary(out["parsed"], refs)
-        if summary is not None:
-            return LLMOutcome(summary, None, False, prompt_tokens, output_tokens, attempt,
-                              _ms_since(started))
-        answer = str(getattr(raw, "content", ""))[:2000]
-        history = [*history, ("ai", answer), *repair.render(problem=problem)]
-    return LLMOutcome(None, problem, False, prompt_tokens, output_tokens, MAX_ATTEMPTS,
-                      _ms_since(started))
+            problems.append(f"label {why}")
+    if answer is not None and answer.noise and group.stats.count < NOISE_BELOW:
+        return None
+    label_source: LabelSource = "model" if source == "model" else "fallback"
+    facet = InterestFacet(
+        label=label, description=description, strength=group.stats.share,
+        horizon=answer.horizon if answer is not None else "short", polarity=group.polarity,
+        evidence=group.event_ids, label_source=label_source,
+        noise=bool(answer and answer.noise), group=group.stats)
+    return NamedGroup(group=group, facet=facet, problems=problems)
 
 
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
+def fallback_narrative(facets: Sequence[InterestFacet]) -> str:
+    """"Interested in: A; B. Avoids: C." (labels may hold commas themselves)."""
+    likes = [f.label for f in facets if f.polarity == "like"]
+    avoids = [f.label for f in facets if f.polarity == "avoid"]
+    parts = []
+    if likes:
+        parts.append(f"Interested in: {'; '.join(likes)}.")
+    if avoids:
+        parts.append(f"Avoids: {'; '.join(avoids)}.")
+    return " ".join(parts)[:NARRATIVE_MAX]
 
 
-def recent_activity(
-    session: Session, user: User, settings: Settings, prompt: PromptFile, now: str
-) -> Activity:
-    events = list(session.scalars(
-        select(Event).where(Event.user_pk == user.id)
-        .order_by(Event.ts.desc(), Event.id.desc()).limit(settings.summary_max_events)
-    ))
+def narrative_problem(text: str, facets: Sequence[InterestFacet],
+                      titles: Sequence[str]) -> str | None:
+    if reads_as_instructions(text):
+        return "instruction-like"
+    if "(" in text or any(len(f.description) >= 20 and f.description.rstrip(".") in text
+                          for f in facets):
+        return "copies the list it was given"
+    if REFERENCE.search(text):
+        return "cites an event reference"
+    if names_a_title(text, titles):
+        return "names a title"
+    labels = {stem(w) for f in facets for w in topic_words(f.label)}
+    said = [stem(w) for w in topic_words(text) if w not in NARRATIVE_WORDS]
+    if not set(said) & labels:
+        return "mentions none of the facets' labels"
+    known = labels | {stem(w) for f in facets for w in topic_words(f.description)}
+    known |= {stem(t) for f in facets if f.group for t in [*f.group.top_tags]}
+    if sum(w in known for w in said) < 0.6 * len(said):
+        return "mentions what the facets do not"
+    return None
+
+
+def recent_events(session: Session, user: User, read_through: int, limit: int) -> list[Event]:
+    """The newest `limit` events no refresh has read, oldest first."""
+    newest = session.scalars(
+        select(Event).where(Event.user_pk == user.id, Event.id > read_through)
+        .order_by(Event.id.desc()).limit(limit))
+    return sorted(newest, key=lambda e: e.id)
+
+
+def catalog_items(session: Session, tenant_id: int, item_ids: set[str]) -> dict[str, Item]:
     items: dict[str, Item] = {}
-    for part in chunks(sorted({e.item_id for e in events if e.item_id})):
-        for item in session.scalars(select(Item).where(Item.tenant_id == user.tenant_id,
+    for part in chunks(sorted(item_ids)):
+        for item in session.scalars(select(Item).where(Item.tenant_id == tenant_id,
                                                        Item.item_id.in_(part))):
             items[item.item_id] = item
-    overhead = sum(count_tokens(text) for _, text in
-                   prompt.render(activity="", now=now, event_count=str(len(events))))
-    return build_activity(
-        events, items, budget_tokens=max(settings.summary_prompt_tokens - overhead, 0),
-        count_tokens=count_tokens, rating_max=settings.rating_max,
-    )
+    return items
+
+
+def event_vectors(
+    events: Sequence[Event], items: Mapping[str, Item], tenant_id: int,
+    vectors: VectorStore, embedder: Embedder,
+) -> tuple[dict[str, Vector], dict[int, Vector]]:
+    """Stored item vectors and fresh text embeddings, for grouping."""
+    versions = {i.item_id: i.indexed_hash for i in items.values() if i.indexed_hash}
+    try:
+        item_vectors = vectors.vectors(tenant_id, "items", versions) if versions else {}
+    except Exception as exc:  # any client error
+        raise ApiError(503, "vector_store_unavailable",
+                       f"The vector store did not answer ({type(exc).__name__}); "
+                       "nothing changed.") from exc
+    texts = [e for e in events if is_text_event(e)]
+    try:
+        embedded = embedder.embed([e.text or "" for e in texts])
+    except Exception as exc:  # the embedder is a remote service in production
+        raise ApiError(503, "embedder_unavailable",
+                       f"Could not embed the user's texts ({type(exc).__name__}).") from exc
+    text_vectors = {e.id: np.asarray(v, dtype=np.float32)
+                    for e, v in zip(texts, embedded, strict=True)}
+    return item_vectors, text_vectors
 
 
 @dataclass
 class SummaryResult:
     run: SummaryRun
-    activity: Activity
-    seen_pending: int  # the user's unrefreshed-event count when the activity was read
+    activity: Activity  # every event this run read (grouped or not), oldest first
+    named: list[NamedGroup]
+    seen_pending: int  # the user's unrefreshed-event count when the events were read
 
 
 def summarize_user(
     session: Session, user: User, llm: LLMRuntime, settings: Settings,
+    embedder: Embedder, vectors: VectorStore, *, read_through: int | None = None,
     at: datetime | None = None,
 ) -> SummaryResult:
-    """Run the summarizer for one user and record the run, whatever happens.
+    """Group, name and narrate the user's unread events; record the run, whatever happens.
 
-    Nothing else changes here: merging into the profile (and clearing the stale
-    flag) is the profile refresh's job.
+    `read_through` is the last event id an earlier refresh read (default: the
+    profile's). Nothing else changes here: merging into the profile (and clearing the
+    stale flag) is the profile refresh's job.
     """
-    prompt = load_prompt(settings.prompts_dir, SUMMARY_PROMPT)
+    del at  # the prompts carry no date: the same events always ask the same questions
+    name_prompt = load_prompt(settings.prompts_dir, NAME_PROMPT)
+    narrate_prompt = load_prompt(settings.prompts_dir, NARRATE_PROMPT)
     repair = load_prompt(settings.prompts_dir, REPAIR_PROMPT)
-    now = (at or utcnow()).strftime("%Y-%m-%d %H:%M UTC")
-    activity = recent_activity(session, user, settings, prompt, now)
-    if not activity.events:
-        raise ApiError(409, "no_activity", "This user has no events to summarize.")
+    if read_through is None:
+        read_through = _profile_read_through(session, user)
+    events = recent_events(session, user, read_through, settings.summary_max_events)
+    if not events:
+        raise ApiError(409, "no_activity", "This user has no new events to summarize.")
+    items = catalog_items(session, user.tenant_id, {e.item_id for e in events if e.item_id})
+    item_vectors, text_vectors = event_vectors(events, items, user.tenant_id, vectors, embedder)
+    groups = group_events(events, items, item_vectors, text_vectors,
+                          rating_max=settings.rating_max)
     seen_pending = user.events_since_refresh
-    messages = prompt.render(activity=activity.text, now=now,
-                             event_count=str(len(activity.events)))
-    session.commit()  # hold no transaction open during the slow call
+    session.commit()  # hold no transaction open during the slow calls
 
+    spend = Spend()
+    named: list[NamedGroup] = []
+    narrative, narrative_source = "", "fallback"
+    problem: str | None = None
     try:
-        chat_model = llm.chat_model()
-    except LLM_TRANSPORT_ERRORS as exc:  # the embedded server failed to start
-        outcome = LLMOutcome(None, f"{type(exc).__name__}: {exc}"[:500], True, 0, 0, 0, 0)
-    else:
+        chat_model = llm.chat_model() if groups else None
         with llm.call_slot():
-            outcome = ask_for_summary(chat_model, messages, activity.refs, repair)
+            asked = 0
+            for group in groups:
+                if not group.nameable:
+                    continue  # nothing but flagged text (or no tags): no facet
+                answer = None
+                if chat_model is not None and asked < MODEL_NAMED_GROUPS:
+                    asked += 1
+                    answer = ask(chat_model, name_prompt.render(**naming_variables(
+                        group, settings.rating_max)), GroupName, name_prompt, repair, spend,
+                        NAME_MAX_OUTPUT)
+                result = name_group(group, answer, embedder,
+                                    taken={n.facet.label.casefold() for n in named})
+                if result is not None:
+                    named.append(result)
+            facets = [n.facet for n in named]
+            narrative = fallback_narrative(facets)
+            if chat_model is not None and facets:
+                told = ask(chat_model, narrate_prompt.render(**narration_variables(facets)),
+                           ProfileNarrative, narrate_prompt, repair, spend, NARRATIVE_MAX_OUTPUT)
+                titles = [t for n in named for t in n.group.titles]
+                if told is not None and narrative_problem(told.narrative, facets, titles) is None:
+                    narrative, narrative_source = told.narrative, "model"
+    except LLMUnavailable as exc:
+        problem = str(exc)
+    except LLM_TRANSPORT_ERRORS as exc:  # the embedded server failed to start
+        problem = f"{type(exc).__name__}: {exc}"[:500]
 
-    first, last = activity.first, activity.last
+    summary = None
+    if problem is None:
+        summary = InterestSummary(
+            facets=[n.facet for n in named], narrative=narrative,
+            narrative_source="model" if narrative_source == "model" else "fallback",
+            prompts={name_prompt.name: name_prompt.version,
+                     narrate_prompt.name: narrate_prompt.version})
+    first, last = events[0], events[-1]
     run = SummaryRun(
         tenant_id=user.tenant_id, user_pk=user.id,
-        status="ok" if outcome.summary else "failed",
-        model=llm.model_name, prompt_name=prompt.name, prompt_version=prompt.version,
-        prompt_tokens=outcome.prompt_tokens, output_tokens=outcome.output_tokens,
-        latency_ms=outcome.latency_ms, attempts=outcome.attempts,
-        events_read=len(activity.events),
-        first_event_id=first.event_id if first else None,
-        last_event_id=last.event_id if last else None,
-        first_event_ts=first.ts if first else None,
-        last_event_ts=last.ts if last else None,
-        summary=json.loads(outcome.summary.model_dump_json()) if outcome.summary else None,
-        error_code=None if outcome.summary else
-        ("llm_unavailable" if outcome.unavailable else "llm_invalid_output"),
-        error=outcome.problem,
+        status="ok" if summary is not None else "failed",
+        model=llm.model_name, prompt_name=name_prompt.name, prompt_version=name_prompt.version,
+        prompt_tokens=spend.prompt_tokens, output_tokens=spend.output_tokens,
+        latency_ms=spend.latency_ms, attempts=spend.attempts, events_read=len(events),
+        first_event_id=first.event_id, last_event_id=last.event_id,
+        first_event_ts=first.ts, last_event_ts=last.ts,
+        summary=json.loads(summary.model_dump_json()) if summary is not None else None,
+        error_code=None if summary is not None else "llm_unavailable",
+        error=problem,
     )
     session.add(run)
     session.commit()
-    return SummaryResult(run=run, activity=activity, seen_pending=seen_pending)
+    if named:
+        log.debug("user %s: %d groups, replaced words: %s", user.user_id, len(named),
+                  {n.facet.label: n.problems for n in named if n.problems})
+    return SummaryResult(run=run, activity=Activity(events=events), named=named,
+                         seen_pending=seen_pending)
+
+
+def narration_variables(facets: Sequence[InterestFacet]) -> dict[str, str]:
+    """Labels only: descriptions gave the small model sentences to copy."""
+    def listed(polarity: str) -> str:
+        return "; ".join(f.label for f in facets if f.polarity == polarity) or "nothing"
+
+    return {"likes": listed("like"), "avoids": listed("avoid")}
+
+
+def _profile_read_through(session: Session, user: User) -> int:
+    profile = session.get(Profile, user.id)
+    return profile.read_through_event if profile is not None else 0
 
 
 def summary_failure(run: SummaryRun) -> ApiError:
@@ -240,3 +456,4 @@ def runs_for_user(session: Session, user: User, limit: int = 50) -> list[Summary
         select(SummaryRun).where(SummaryRun.user_pk == user.id)
         .order_by(SummaryRun.id.desc()).limit(limit)
     ))
+

@@ -17,6 +17,7 @@ from service.core.config import Settings
 from service.ingest.models import Event
 from service.llm.runtime import LLMRuntime
 from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
+from service.profiles.service import SUPPORT_FULL, facet_text
 from service.summaries.models import SummaryRun
 from service.vectors.embeddings import shared_local_embedder
 from tests.conftest import NOW, ApiTenant, app_client, event, item, make_tenant
@@ -80,6 +81,11 @@ class ProfileApp:
         return dict(r.json())
 
 
+def born(likes: int, share: float = 1.0) -> float:
+    """A new facet's stored strength: eta * sqrt(support * share), likes all agreeing."""
+    return 0.5 * (min(1.0, likes / SUPPORT_FULL) * share) ** 0.5
+
+
 def strengths(profile: dict[str, Any]) -> dict[str, float]:
     return {f["label"]: f["strength"] for f in profile["facets"]}
 
@@ -104,25 +110,26 @@ def test_a_topic_shift_fades_the_old_interest_and_raises_the_new(app: ProfileApp
     assert first["version"] == 1 and first["stale"] is False
     assert list(strengths(first)) == ["Science fiction films"]
     scifi = first["facets"][0]
-    assert scifi["strength"] == pytest.approx(0.45)  # eta * n = 0.5 * 0.9
+    assert scifi["strength"] == pytest.approx(born(3))
     assert [e["event_id"] for e in scifi["evidence"]] == [
         "week1-alien", "week1-dune", "week1-solaris"]
     assert scifi["evidence"][0]["title"] == "Alien"
 
-    # Two weeks later the user cooks. The model still sees (and cites) the old sci-fi
-    # likes in its window, but old evidence must not reinforce anything.
+    # Two weeks later the user cooks. Only the new events are grouped: old evidence
+    # cannot reinforce anything.
     app.clock.advance(days=14)
     app.watch("u1", ["bread", "pasta"], "week3")
     second = strengths(app.refresh())
-    assert second["Science fiction films"] == pytest.approx(0.45 / 4, rel=1e-3)  # 2 half-lives
-    assert second["Home cooking"] == pytest.approx(0.45)
+    assert second["Science fiction films"] == pytest.approx(born(3) / 4, rel=1e-3)  # 2 half-lives
+    assert second["Home cooking"] == pytest.approx(born(2))
 
     app.clock.advance(days=7)
     app.watch("u1", ["curry"], "week4")
     third = strengths(app.refresh())
-    assert third["Science fiction films"] == pytest.approx(0.45 / 8, rel=1e-3)
-    # Reinforced: s(t) + (1 - s(t)) * 0.45 with s(t) = 0.45 / 2.
-    assert third["Home cooking"] == pytest.approx(0.225 + 0.775 * 0.45, rel=1e-3)
+    assert born(3) / 8 < 0.05 and "Science fiction films" not in third  # faded: archived
+    # Reinforced: s(t) + (1 - s(t)) * eta * n with s(t) = born(2) / 2.
+    decayed = born(2) / 2
+    assert third["Home cooking"] == pytest.approx(decayed + (1 - decayed) * born(1), rel=1e-3)
     assert list(third)[0] == "Home cooking"
 
     # GET decays to the request time; the stored version does not change.
@@ -141,9 +148,11 @@ def test_a_topic_shift_fades_the_old_interest_and_raises_the_new(app: ProfileApp
                                                        reverse=True)
     assert timeline["Home cooking"] == sorted(timeline["Home cooking"])
     newest = history["versions"][0]
-    assert newest["model"] and newest["prompt_name"] == "summarize_interests"
+    assert newest["model"] and newest["prompt_name"] == "name_interest_group"
     assert newest["last_event_id"] == "week4-curry" and newest["summary_run_id"]
-    assert newest["narrative"].startswith("Interests:")
+    assert newest["narrative"] == "Interests: Home cooking."
+    # One naming call per group and one narrative per refresh, nothing else.
+    assert app.model.named == ["name_interest_group", "narrate_profile"] * 3
 
 
 def test_facets_are_embedded_in_the_tenants_facet_collection(app: ProfileApp) -> None:
@@ -153,8 +162,11 @@ def test_facets_are_embedded_in_the_tenants_facet_collection(app: ProfileApp) ->
     collection = vectors._collection(1, "facets")
     got = collection.get(ids=[facet["facet_id"]], include=["embeddings", "metadatas"])
     assert got["metadatas"][0] == {"user_id": "u1", "polarity": "like"}
-    expected = shared_local_embedder().embed(
-        ["Science fiction films. Watches and rates space and sci-fi movies."])[0]
+    text = facet_text("Science fiction films", "Watches and rates space and sci-fi movies.",
+                      ["sci-fi"])
+    assert text == ("Science fiction films. Watches and rates space and sci-fi movies. "
+                    "Topics: sci-fi")  # label, description and tags: no title, no year
+    expected = shared_local_embedder().embed([text])[0]
     assert list(got["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
     # And the items: a sci-fi facet finds sci-fi films first.
     near = vectors.query(1, "items", [list(got["embeddings"][0])], 3)[0]
@@ -162,10 +174,15 @@ def test_facets_are_embedded_in_the_tenants_facet_collection(app: ProfileApp) ->
 
 
 def test_avoid_facets_stay_apart_from_likes(app: ProfileApp) -> None:
-    app.watch("u1", ["alien", "notebook"], "a")
+    app.watch("u1", ["alien"], "a")
+    app.send("u1", event("u1", "rating", "notebook", value=1, ts=app.clock(),
+                         event_id="no-romance"))
     facets = {f["label"]: f for f in app.refresh()["facets"]}
+    # Polarity comes from the events, never from the model.
     assert facets["Romance films"]["polarity"] == "avoid"
-    assert facets["Science fiction films"]["polarity"] == "like"
+    assert [e["event_id"] for e in facets["Romance films"]["evidence"]] == ["no-romance"]
+    likes = [f for f in facets.values() if f["polarity"] == "like"]
+    assert [e["event_id"] for f in likes for e in f["evidence"]] == ["a-alien"]
 
 
 def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
@@ -178,6 +195,7 @@ def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
                             "description": "Watches and rates space and science fiction films."})
     assert r.status_code == 200, r.text
     assert r.json()["pinned"] is True and r.json()["label"] == "Sci-fi movies"
+    held = r.json()["strength"]
     r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{cooking}",
                       json={"suppressed": True})
     assert r.status_code == 200 and r.json()["suppressed"] is True
@@ -185,8 +203,8 @@ def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
     assert cooking not in vectors.ids(1, "facets") and scifi in vectors.ids(1, "facets")
     # The edited text is what the vector now encodes.
     stored = vectors._collection(1, "facets").get(ids=[scifi], include=["embeddings"])
-    expected = shared_local_embedder().embed(
-        ["Sci-fi movies. Watches and rates space and science fiction films."])[0]
+    expected = shared_local_embedder().embed([facet_text(
+        "Sci-fi movies", "Watches and rates space and science fiction films.")])[0]
     assert list(stored["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
 
     # A month on, with more of both topics: the pin holds its strength, the label
@@ -197,7 +215,7 @@ def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
     labels = {f["label"]: f for f in after["facets"]}
     assert set(labels) == {"Sci-fi movies"}
     assert labels["Sci-fi movies"]["pinned"] and labels["Sci-fi movies"]["reinforcements"] == 1
-    assert labels["Sci-fi movies"]["strength"] > 0.45  # pinned, then reinforced
+    assert labels["Sci-fi movies"]["strength"] > held  # pinned, then reinforced
     assert [f["facet_id"] for f in after["suppressed"]] == [cooking]
     assert cooking not in vectors.ids(1, "facets")
 
@@ -262,7 +280,7 @@ def test_without_new_events_a_refresh_records_decay_without_the_model(app: Profi
     again = app.refresh()
     assert len(app.model.calls) == calls
     assert again["version"] == 2 and strengths(again)["Science fiction films"] == pytest.approx(
-        0.225, rel=1e-3)
+        born(1) / 2, rel=1e-3)
     newest = app.t.get("/v1/users/u1/profile/history").json()["versions"][0]
     assert newest["model"] is None and newest["summary_run_id"] is None
 
@@ -283,7 +301,7 @@ def test_a_declared_interest_seeds_the_first_profile(app: ProfileApp) -> None:
                    ts=app.clock() - timedelta(minutes=1), event_id="nohorror"))
     profile = app.refresh()
     facets = {f["label"]: f for f in profile["facets"]}
-    # The model's "Jazz music" cites only the declaration: the user's own words win.
+    # Declarations are not grouped: the user's own words seed the facets.
     assert set(facets) == {"I like jazz and hiking", "no horror please"}
     assert facets["I like jazz and hiking"]["evidence"][0]["event_id"] == "hello"
     assert facets["I like jazz and hiking"]["polarity"] == "like"
