@@ -1,5 +1,6 @@
 """Recommendation latency: the real app in process (SQLite, real MiniLM embeddings,
-Chroma in a folder), a 50,000-item synthetic catalog and a stored ~10-facet profile.
+Chroma in a folder), a 100,000-item synthetic catalog, a crowd's activity, the tenant's
+trained models with the learned ranker, and a stored ~10-facet profile.
 
 1. Catalog: `--items` synthetic items (30 topics, six kinds, titles and descriptions
    drawn from each topic's vocabulary) through `PUT /v1/items` in batches of 1,000,
@@ -8,11 +9,16 @@ Chroma in a folder), a 50,000-item synthetic catalog and a stored ~10-facet prof
 2. Profile: a user with `--facets` facets (one of them an avoid-facet), each backed
    by `--evidence` events on items of its topic, plus `--noise` other events; the
    profile is written by the real merge path (no LLM).
-3. `GET /v1/users/u1/recommendations?k=10` (template explanations) `--requests` times
+3. Models: `--crowd` synthetic users, each liking `--crowd-events` items of one or two
+   topics (popular items of a topic more often), then the tenant's models trained on
+   that activity as `interest-tracker train` does (co-occurrence, transitions, the
+   sequence model with a `--sequence-seconds` budget, TF-IDF, popularity, and the
+   LightGBM ranker over the items' real vectors), saved as the tenant's artifact.
+4. `GET /v1/users/fan/recommendations?k=10` (template explanations) `--requests` times
    after a warm-up. The embedded LLM is started first (unless `--no-llm`) so the
-   RSS figure is the service with its models loaded. Outside the target, a few
-   requests with a category filter and a few for a user without a profile (the
-   popular fallback) are timed too.
+   RSS figure is the service with its models loaded. The list is `hybrid`, scored by
+   the ranker. Outside the target, a few requests with a category filter and a few for
+   a user without a profile or history (the popular fallback) are timed too.
 
 Prints progress lines, then one JSON object on the last line:
 {"p50_ms": ..., "p99_ms": ..., "rss_mb": ...}.
@@ -36,6 +42,7 @@ import resource  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
+from functools import partial  # noqa: E402
 from typing import Any  # noqa: E402
 
 from fastapi.testclient import TestClient  # noqa: E402
@@ -49,6 +56,7 @@ from service.profiles.service import RefreshInput, commit_merge  # noqa: E402
 from service.tenants.service import add_api_key, create_tenant, tenant_by_name  # noqa: E402
 from service.users.models import User  # noqa: E402
 
+USER = "fan"  # the user whose lists are timed
 KINDS = ["book", "film", "course", "podcast", "recipe", "game"]
 
 # topic: (words for titles and descriptions, settings, facet label)
@@ -161,19 +169,21 @@ def build_catalog(client: TestClient, auth: dict[str, str], items: list[dict[str
 
 def build_profile(app: Any, client: TestClient, auth: dict[str, str],
                   items: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """Facets on the first `--facets` topics, each citing events on its own items."""
+    """Facets on the first `--facets` topics, each citing events on its own items (items
+    the crowd uses too, so every trained source has something to say about them)."""
     rng = random.Random(args.seed + 1)
     names = sorted(TOPICS)[: args.facets]
     now = datetime.now(UTC)
-    by_topic = {t: [i for i in items if i["tags"][0] == t] for t in names}
+    by_topic = {t: [i for i in items if i["tags"][0] == t] for t in sorted(TOPICS)}
+    head = [i for t in sorted(TOPICS) for i in by_topic[t][: args.topic_head]]
     events = []
     for f, topic in enumerate(names):
-        for n, it in enumerate(rng.sample(by_topic[topic], args.evidence)):
-            events.append({"event_id": f"f{f}-e{n}", "user_id": "u1", "type": "like",
+        for n, it in enumerate(rng.sample(by_topic[topic][: args.topic_head], args.evidence)):
+            events.append({"event_id": f"{USER}-f{f}-e{n}", "user_id": USER, "type": "like",
                            "item_id": it["item_id"],
                            "ts": (now - timedelta(hours=f * args.evidence + n + 1)).isoformat()})
-    for n, it in enumerate(rng.sample(items, args.noise)):
-        events.append({"event_id": f"noise{n}", "user_id": "u1", "type": "view",
+    for n, it in enumerate(rng.sample(head, args.noise)):
+        events.append({"event_id": f"{USER}-noise{n}", "user_id": USER, "type": "view",
                        "item_id": it["item_id"], "ts": (now - timedelta(days=3, minutes=n))
                        .isoformat()})
     for lo in range(0, len(events), 1000):
@@ -186,14 +196,84 @@ def build_profile(app: Any, client: TestClient, auth: dict[str, str],
                                                                        strict=True)])
     new = [NewFacet(label=lab, description=d, strength=1.0 - 0.05 * f,
                     polarity="avoid" if f == len(names) - 1 else "like",
-                    evidence=tuple(f"f{f}-e{n}" for n in range(args.evidence)),
+                    evidence=tuple(f"{USER}-f{f}-e{n}" for n in range(args.evidence)),
                     embedding=tuple(vec))
            for f, (lab, d, vec) in enumerate(zip(labels, descriptions, vectors, strict=True))]
     with app.state.sessions() as session:
-        user = session.scalars(select(User).where(User.user_id == "u1")).one()
+        user = session.scalars(select(User).where(User.user_id == USER)).one()
         commit_merge(session, user, app.state.profiles, now, "refresh", RefreshInput(new=new))
     print(f"profile: {len(new)} facets ({sum(f.polarity == 'avoid' for f in new)} avoid), "
           f"{len(events)} events")
+
+
+def build_crowd(client: TestClient, auth: dict[str, str], items: list[dict[str, Any]],
+                args: argparse.Namespace) -> None:
+    """Users who each like items of one or two topics, the topic's head more often."""
+    rng = random.Random(args.seed + 2)
+    names = sorted(TOPICS)
+    by_topic = {t: [i["item_id"] for i in items if i["tags"][0] == t] for t in names}
+    head = {t: ids[: args.topic_head] for t, ids in by_topic.items()}
+    weights = [1.0 / (n + 1) ** 0.8 for n in range(args.topic_head)]
+    now = datetime.now(UTC)
+    events = []
+    for u in range(args.crowd):
+        topics = rng.sample(names, rng.choice([1, 2]))
+        picked: list[str] = []
+        while len(picked) < args.crowd_events:
+            topic = rng.choice(topics)
+            pool = head[topic]
+            item_id = rng.choices(pool, weights[: len(pool)])[0]
+            if item_id not in picked:
+                picked.append(item_id)
+        start = now - timedelta(days=rng.uniform(5, 60))
+        for n, item_id in enumerate(picked):
+            kind, value = rng.choice([("like", None), ("view", None), ("rating", 4.5),
+                                      ("rating", 2.0)])
+            body: dict[str, Any] = {
+                "event_id": f"c{u}-{n}", "user_id": f"c{u}", "type": kind, "item_id": item_id,
+                "ts": (start + timedelta(hours=6 * n)).isoformat()}
+            if value is not None:
+                body["value"] = value
+            events.append(body)
+    for lo in range(0, len(events), 1000):
+        client.post("/v1/events", headers=auth,
+                    json={"events": events[lo:lo + 1000]}).raise_for_status()
+    print(f"crowd: {args.crowd} users, {len(events)} events")
+
+
+def train(app: Any, tenant_id: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The tenant's models and ranker, trained and saved as its current artifact."""
+    from service.training.contract import ModelMeta
+    from service.training.data import item_texts_from_database, log_from_database
+    from service.training.ranker import train_ranker
+    from service.training.service import train_log
+    from service.training.store import ArtifactStore, models_root, new_version
+
+    started = time.perf_counter()
+    settings = app.state.settings
+    with app.state.sessions() as session:
+        log = log_from_database(session, tenant_id, settings.rating_max)
+        texts = item_texts_from_database(session, tenant_id)
+        versions = {i: h or "" for i, h in session.execute(
+            select(Item.item_id, Item.indexed_hash).where(
+                Item.tenant_id == tenant_id, Item.item_id.in_(sorted(set(log.item_ids)))))}
+    vectors = app.state.vectors.vectors(tenant_id, "items", versions)
+    trained = train_log(log, texts, sequence_seconds=args.sequence_seconds, progress=True,
+                        ranker_trainer=partial(train_ranker, item_vectors=vectors))
+    meta = ModelMeta(version=new_version(), tenant_id=tenant_id,
+                     trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                     events_used=len(log), users=len(log.user_ids),
+                     items=len(trained.models.item_ids), sources=list(trained.models.sources),
+                     ranker=trained.ranker is not None, heldout=trained.heldout,
+                     notes=trained.notes, seconds=round(time.perf_counter() - started, 1))
+    ArtifactStore(models_root(settings)).save(meta, trained.models, trained.ranker)
+    print(f"trained {meta.version} in {meta.seconds} s: sources {meta.sources}, "
+          f"ranker {meta.ranker}; notes {meta.notes}")
+    ranker_figures = {k: round(v, 4) for k, v in meta.heldout.items()
+                      if k.startswith("ranker") and "baseline" not in k}
+    print(f"ranker validation: {ranker_figures}")
+    return {"train_seconds": meta.seconds, **{f"heldout_{k}": v
+                                             for k, v in ranker_figures.items()}}
 
 
 def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -210,7 +290,8 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                 session.commit()
             built = session.scalar(select(func.count()).select_from(Item)
                                    .where(Item.tenant_id == tenant.id)) or 0
-            has_user = session.scalar(select(User.id).where(User.user_id == "u1")) is not None
+            has_user = session.scalar(select(User.id).where(User.user_id == USER)) is not None
+            has_crowd = session.scalar(select(User.id).where(User.user_id == "c0")) is not None
             has_newcomer = session.scalar(
                 select(User.id).where(User.user_id == "newcomer")) is not None
         auth = {"Authorization": f"Bearer {key}"}
@@ -220,14 +301,26 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             build_catalog(client, auth, items)
         else:
             print(f"reusing the {built}-item catalog in {data_dir}")
+        if not has_crowd:
+            build_crowd(client, auth, items, args)
         if not has_user:
             build_profile(app, client, auth, items, args)
+        from service.training.store import ArtifactStore, models_root
+
+        trained: dict[str, Any] = {}
+        if args.retrain or ArtifactStore(models_root(settings)).current_version(
+                tenant.id) is None:
+            trained = train(app, tenant.id, args)
         if not args.no_llm:
             started = time.perf_counter()
             app.state.llm.base_url  # noqa: B018 - starts the embedded model server
             print(f"embedded LLM started in {time.perf_counter() - started:.1f} s")
 
-        url = "/v1/users/u1/recommendations"
+        if args.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+        url = f"/v1/users/{USER}/recommendations"
         for _ in range(args.warmup):
             client.get(url, headers=auth, params={"k": 10}).raise_for_status()
         latencies = []
@@ -256,16 +349,18 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                                    params={"k": 10})
             popular.append((time.perf_counter() - t0) * 1e3)
             r_popular.raise_for_status()
-        assert body["source"] == "profile" and len(body["items"]) == 10, body
-        assert all(i["because"] and i["because"]["evidence"] for i in body["items"])
-        labels = {i["because"]["label"] for i in body["items"]}
+        assert body["source"] == "hybrid" and len(body["items"]) == 10, body
+        assert all(i["because"]["evidence"] for i in body["items"] if i["because"])
+        kinds = sorted({i["because"]["kind"] for i in body["items"] if i["because"]})
         trace = client.get(f"/v1/recommendations/{body['recommendation_id']}", headers=auth)
         trace.raise_for_status()
-        candidates = len(trace.json()["candidates"])
+        stored = trace.json()
+        assert stored["parameters"]["scoring"] == "ranker", stored["parameters"]
+        candidates = len(stored["candidates"]) + stored["excluded"].get("not_traced", 0)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     print(f"GET recommendations x{args.requests}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-          f"max RSS {rss_mb:.0f} MB; {candidates} candidates, {len(labels)} facets in the list")
+          f"max RSS {rss_mb:.0f} MB; {candidates} candidates, reasons {kinds}")
     if by_category:
         print(f"with category=book x{len(by_category)}: p50 {percentile(by_category, 0.5):.2f} ms")
     if popular:
@@ -274,6 +369,8 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "rss_mb": round(rss_mb, 1),
             "items": args.items, "facets": args.facets, "k": 10, "requests": args.requests,
             "candidates": candidates, "llm_loaded": not args.no_llm, "database": "sqlite",
+            "scoring": "ranker", "reasons": kinds, "torch_threads": args.torch_threads,
+            **trained,
             "category_p50_ms": round(percentile(by_category, 0.5), 2) if by_category else None,
             "popular_p50_ms": round(percentile(popular, 0.5), 2) if popular else None,
             "transport": "in-process ASGI"}
@@ -281,7 +378,7 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--facets", type=int, default=10)
     parser.add_argument("--evidence", type=int, default=20)
     parser.add_argument("--noise", type=int, default=300)
@@ -289,6 +386,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--category-requests", type=int, default=50)
     parser.add_argument("--popular-requests", type=int, default=50)
+    parser.add_argument("--crowd", type=int, default=3000)
+    parser.add_argument("--crowd-events", type=int, default=20)
+    parser.add_argument("--topic-head", type=int, default=400,
+                        help="the crowd likes these first items of each topic")
+    parser.add_argument("--sequence-seconds", type=float, default=30.0)
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="set torch's intra-op threads before timing (default: torch's)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train a new artifact even when a reused data dir has one")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="keep the catalog here and reuse it on the next run")

@@ -20,6 +20,7 @@ from service.llm.runtime import LLMRuntime
 from service.profiles.service import ProfileRuntime
 from service.tenants.models import Tenant
 from service.tenants.service import tenant_for_key
+from service.training.store import ModelRegistry
 from service.vectors.embeddings import Embedder
 from service.vectors.store import VectorStore
 
@@ -96,3 +97,12 @@ async def get_profiles(request: Request) -> ProfileRuntime:
 
 
 ProfilesDep = Annotated[ProfileRuntime, Depends(get_profiles)]
+
+
+async def get_models(request: Request) -> ModelRegistry:
+    """The app's per-tenant trained models (also on `ProfileRuntime.models`)."""
+    models: ModelRegistry = request.app.state.models
+    return models
+
+
+ModelsDep = Annotated[ModelRegistry, Depends(get_models)]

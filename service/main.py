@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from service import __version__
 from service.catalog.routes import router as catalog_router
@@ -27,6 +28,8 @@ from service.profiles.service import ProfileRuntime
 from service.profiles.worker import RefreshWorker
 from service.recommend.routes import router as recommend_router
 from service.summaries.routes import router as summaries_router
+from service.training.ranker import LearnedRanker
+from service.training.store import ModelRegistry
 from service.users.routes import router as users_router
 from service.vectors.embeddings import Embedder, LocalEmbedder, embedder_for
 from service.vectors.store import VectorStore, client_for
@@ -43,6 +46,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The service's numpy work is small matrices per request (facet x candidate
+        # cosines). Multi-threaded OpenBLAS beside torch's OpenMP pool on 2 cores made
+        # each such product 10-20x slower (threads spinning against each other), so BLAS
+        # gets one thread; concurrency comes from requests, not from inside one.
+        threadpool_limits(limits=1, user_api="blas")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.sqlalchemy_url)
@@ -57,8 +65,10 @@ def create_app(
             threading.Thread(target=app.state.embedder.warm_up, daemon=True).start()
         app.state.vectors = VectorStore(client_for(settings), settings.chroma_collection_prefix)
         app.state.clock = clock
+        # Each tenant's trained models, loaded once and swapped whole when retrained.
+        app.state.models = ModelRegistry.for_settings(settings, LearnedRanker.load)
         app.state.profiles = ProfileRuntime(settings, app.state.llm, app.state.embedder,
-                                            app.state.vectors, clock)
+                                            app.state.vectors, clock, models=app.state.models)
         worker = RefreshWorker(app.state.sessions, app.state.profiles)
         if settings.refresh_worker:
             worker.start()

@@ -44,9 +44,11 @@ from service.llm.tokens import count_tokens
 from service.profiles.schemas import EvidenceOut
 from service.profiles.service import EvidenceEvent as Evidence
 from service.profiles.service import evidence_events
-from service.recommend.explain import VERBS, title_variants
+from service.recommend.explain import REASON_TEXT, VERBS, title_variants
 from service.recommend.models import RecommendationTrace
 from service.recommend.schemas import (
+    Because,
+    ReasonKind,
     RecommendedItem,
     TraceFacet,
     TraceParameters,
@@ -64,6 +66,15 @@ TITLE_CHARS = 120
 TEXT_CHARS = 200
 # (items listed, evidence lines per facet), tried in order until the block fits the budget.
 TRACE_SHAPES = ((20, 6), (10, 4), (5, 3), (3, 2), (1, 1))
+
+# How the deterministic answer says an event-based reason to the person.
+EVENT_REASONS: dict[ReasonKind, str] = {
+    "facet": "of your interests",
+    "co_occurrence": "people who liked what you liked also liked it",
+    "transition": "people who did what you did went on to it next",
+    "sequence": "it often comes next after what you did recently",
+    "content": "it is much like something you liked",
+}
 
 _DECLINED = re.compile(r"\bthe trace does(?: not|n[’']t) say\b", re.IGNORECASE)
 _BRACKETS = re.compile(r"\[([^\[\]\n]{1,300})\]")
@@ -180,14 +191,21 @@ def _score(item: RecommendedItem) -> str:
     return f"{item.score:g}" if item.because is None else f"{item.score:.3f}"
 
 
+def _reason(because: Because) -> str:
+    """The reason in words: the interest, or what the model saw in the person's events."""
+    if because.kind == "facet":
+        return (f"for the interest {untrusted(because.label or '', 80)} "
+                f"(similarity {because.similarity or 0:.2f})")
+    return f"because {REASON_TEXT[because.kind][1]}"
+
+
 def _item_line(rank: int, item: RecommendedItem) -> str:
     line = f"{rank}. {untrusted(item.title, TITLE_CHARS)} (item {item.item_id}), score "
     if item.because is None:
         return line + (f"{_score(item)} (no personal reason: "
                        f"{untrusted(item.explanation, 160)})")
     ids = " ".join(f"[{e.event_id}]" for e in item.because.evidence)
-    return (line + f"{_score(item)}, for the interest {untrusted(item.because.label, 80)} "
-            f"(similarity {item.because.similarity:.2f}); evidence {ids or 'none'}")
+    return line + f"{_score(item)}, {_reason(item.because)}; evidence {ids or 'none'}"
 
 
 def render_trace(ctx: TraceContext, items_shown: int, evidence_shown: int) -> str:
@@ -200,6 +218,14 @@ def render_trace(ctx: TraceContext, items_shown: int, evidence_shown: int) -> st
         out.append("Source: the person had no active interests, so these are items other "
                    f"people used most in the last {p.popular_window_days} days, then of all "
                    "time, then other catalog items; each item's reason says which.")
+    elif trace.source == "hybrid":
+        ranker = p.models.ranker if p.models else None
+        out.append("Source: the person's interests and what the service learned from "
+                   "everyone's activity (items liked together, what people do next, "
+                   "recent-activity patterns, similar items, popularity), ranked together by "
+                   + ("a learned ranker" if ranker else "a fixed blend of those signals")
+                   + ". Each item's reason is its strongest one that the person's own "
+                   "events support.")
     else:
         out.append("Source: the person's interests. An item's score is the interest's "
                    "strength times its similarity to the item, less penalties for "
@@ -239,8 +265,13 @@ def _asked_block(ctx: TraceContext, item: RecommendedItem) -> str:
                      "item); the trace holds no personal reason for it.")
     else:
         b = item.because
-        lines.append(f"Because: the interest {untrusted(b.label, 80)}, strength "
-                     f"{b.strength:.3f} at the time, similarity {b.similarity:.2f}. Evidence:")
+        if b.kind == "facet":
+            lines.append(f"Because: the interest {untrusted(b.label or '', 80)}, strength "
+                         f"{b.strength or 0:.3f} at the time, similarity "
+                         f"{b.similarity or 0:.2f}. Evidence:")
+        else:
+            lines.append(f"Because: {REASON_TEXT[b.kind][1]}. The person's events it rests "
+                         "on:")
         lines += [f"  {_evidence_line(_as_evidence(e))}" for e in b.evidence]
     lines.append(f"Explanation shown: {untrusted(item.explanation, 400)}")
     return "\n".join(lines)
@@ -482,8 +513,11 @@ def fallback_answer(ctx: TraceContext, question: str) -> tuple[str, list[str]]:
     if item is not None and item.because is not None:
         b = item.because
         shown = [_as_evidence(e) for e in b.evidence[:2]]
-        reason = (f"“{item.title}” was recommended for your interest in {b.label} "
-                  f"(strength {b.strength:.2f})")
+        if b.kind == "facet":
+            reason = (f"“{item.title}” was recommended for your interest in {b.label} "
+                      f"(strength {b.strength or 0:.2f})")
+        else:
+            reason = f"“{item.title}” was recommended because {EVENT_REASONS[b.kind]}"
         if shown:
             reason += ", seen when " + _seen_when(shown)
         return f"{DECLINE} What it does show: {reason}.", [e.event_id for e in shown]
@@ -491,6 +525,16 @@ def fallback_answer(ctx: TraceContext, question: str) -> tuple[str, list[str]]:
         return (f"{DECLINE} What it does show: “{item.title}” was not chosen from your own "
                 f"activity. {item.explanation}"), []
     likes = [f for f in ctx.facets if f.polarity == "like"][:2]
+    reasoned = [i for i in ctx.items if i.because is not None][:2]
+    if not likes and reasoned:  # a hybrid list from the person's events alone
+        parts, cited = [], []
+        for i in reasoned:
+            assert i.because is not None
+            shown = [_as_evidence(e) for e in i.because.evidence[:1]]
+            cited += [e.event_id for e in shown]
+            parts.append(f"“{i.title}” because {EVENT_REASONS[i.because.kind]}, seen when "
+                         + _seen_when(shown))
+        return (f"{DECLINE} What it does show: {_join(parts)}."), cited
     if not likes:
         return (f"{DECLINE} What it does show: this list holds popular and catalog items, "
                 "not items chosen from your own activity."), []

@@ -1,7 +1,9 @@
 """Why an item was recommended, in words: a template (default) or the LLM (checked).
 
 The template is the fast path and always correct by construction: it names the
-facet and one or two of its evidence items. The LLM may phrase it better, but it
+facet and one or two of its evidence items, or, for an event-based reason, the
+user's own event and what the model saw ("Because you rated Toy Story 5/5, and
+people who loved it loved this."). The LLM may phrase it better, but it
 is given only the facet, that evidence and the item, and its answer is accepted
 only if it cites nothing but the given evidence ids and names no title of the
 user's other items. Anything else, a dead server included, falls back to the
@@ -19,7 +21,7 @@ from typing import Any
 from service.llm.prompts import PromptFile
 from service.llm.runtime import LLMRuntime
 from service.profiles.service import EvidenceEvent
-from service.recommend.schemas import PopularTier
+from service.recommend.schemas import PopularTier, ReasonKind
 from service.summaries.activity import untrusted
 
 EXPLANATION_MAX = 400  # characters; the schema asks for less
@@ -61,6 +63,54 @@ def template_explanation(label: str, evidence: Sequence[EvidenceEvent]) -> str:
     else:
         body = f"{' '.join(phrases[0])} and {' '.join(phrases[1])}"
     return f"Because you {body} ({label})."
+
+
+# How the LLM prompt and the chat name an event-based reason: (label, description).
+REASON_TEXT: dict[ReasonKind, tuple[str, str]] = {
+    "co_occurrence": ("Liked together",
+                      "people who liked the cited item also liked this one"),
+    "transition": ("What people do next",
+                   "people who used the cited item often went on to this one next"),
+    "sequence": ("Your recent activity",
+                 "it tends to come next after the person's most recent activity"),
+    "content": ("Similar items", "it is much like the cited item"),
+}
+
+
+def _event_phrase(e: EvidenceEvent, value: float | None, rating_max: float
+                  ) -> tuple[str, str] | None:
+    found = _phrase(e)
+    if found is None:
+        return None
+    verb, what = found
+    if e.type == "rating" and value is not None:
+        return verb, f"{what} {value:g}/{rating_max:g}"
+    return verb, what
+
+
+def event_explanation(kind: ReasonKind, evidence: Sequence[EvidenceEvent],
+                      values: dict[str, float | None], rating_max: float) -> str:
+    """The template for a reason resting on the user's events through a model."""
+    phrases = [p for p in (_event_phrase(e, values.get(e.event_id), rating_max)
+                           for e in evidence) if p is not None]
+    if not phrases:
+        return "Because of your recent activity."
+    first = " ".join(phrases[0])
+    loved = evidence[0].type == "rating" and (values.get(evidence[0].event_id) or 0) >= (
+        0.9 * rating_max)
+    if kind == "co_occurrence":
+        if loved:
+            return f"Because you {first}, and people who loved it loved this."
+        return f"Because you {first}, and people who liked it also liked this."
+    if kind == "transition":
+        return f"Because you {first}, and people who did went on to this next."
+    if kind == "content":
+        plain = _phrase(evidence[0]) or phrases[0]
+        return f"Because it is much like {plain[1]}, which you {plain[0]}."
+    if len(phrases) > 1:
+        return (f"Because it often comes next after what you did recently: you {first} "
+                f"and {' '.join(phrases[1])}.")
+    return f"Because it often comes next after what you did recently: you {first}."
 
 
 def popular_explanation(tier: PopularTier, events: int, days: int) -> str:

@@ -12,6 +12,15 @@ re-derived by a reader, without a database or a vector store.
   `because`.
 - Avoid-facets subtract `s_a * sim(a, item)` for every avoid-facet with similarity
   at or above `avoid_penalty_from`, and drop the item outright at `avoid_drop_from`.
+- With the tenant's trained models but no learned ranker, the **fixed blend** scores
+  each candidate (`blend`): for every trained source, its weight times the source's
+  score divided by the best score that source gave in this list (so each lies in
+  0..1 and a source's scale does not matter), plus the facet weight times the best
+  like-facet's strength x similarity divided by the list's best, minus the avoid
+  penalty (the largest avoid-facet strength x similarity). Weights (`BLEND_WEIGHTS`):
+  co-occurrence and sequence 1.0, facets 1.0, transitions 0.8, content 0.5,
+  popularity 0.3: collaborative signals find the next item best on real data, the
+  facets carry the profile, and popularity only breaks ties.
 - MMR picks the final list: `lambda * relevance - (1 - lambda) * max sim to the
   items already picked`, relevance being the fused score divided by the best
   candidate's, so both terms live on a comparable 0..1 scale.
@@ -25,6 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from service.training.contract import MODEL_SOURCES
+from service.training.features import COLUMN
 
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float64]
@@ -122,3 +134,28 @@ def mmr(relevance: Vector, vectors: Matrix, k: int, lam: float) -> list[tuple[in
         available[i] = False
         redundancy = np.maximum(redundancy, vectors @ vectors[i])
     return picked
+
+
+BLEND_WEIGHTS: dict[str, float] = {
+    "cooccurrence": 1.0, "sequence": 1.0, "transition": 0.8, "content": 0.5, "popular": 0.3,
+    "facet": 1.0,
+}
+
+
+def _scaled(column: Vector) -> Vector:
+    top = float(column.max()) if len(column) else 0.0
+    return column / top if top > 0 else np.zeros_like(column)
+
+
+def blend(features: npt.NDArray[np.float32],
+          weights: dict[str, float] | None = None) -> Vector:
+    """The fixed blend of `features.py` rows (see the module's notes), one score per row."""
+    weights = weights or BLEND_WEIGHTS
+    rows = features.astype(np.float64)
+    score = np.zeros(len(rows), dtype=np.float64)
+    for source in MODEL_SOURCES:
+        score += weights.get(source, 0.0) * _scaled(np.clip(rows[:, COLUMN[f"score_{source}"]],
+                                                            0.0, None))
+    score += weights.get("facet", 0.0) * _scaled(rows[:, COLUMN["facet_best"]])
+    result: Vector = score - rows[:, COLUMN["avoid_penalty"]]
+    return result

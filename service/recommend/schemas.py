@@ -7,7 +7,13 @@ from pydantic import BaseModel, Field
 
 from service.profiles.schemas import EvidenceOut
 
-Source = Literal["profile", "popular"]
+# profile: facets only (the tenant has no trained models); hybrid: facets and the tenant's
+# trained models; popular: nothing personal to go on.
+Source = Literal["profile", "hybrid", "popular"]
+# What an item's `because` rests on: one of the user's facets, or the user's own events
+# through one of the tenant's models.
+ReasonKind = Literal["facet", "co_occurrence", "transition", "sequence", "content"]
+Scoring = Literal["facets", "ranker", "blend", "popular"]
 ExplanationSource = Literal["template", "llm", "template_fallback"]
 # recent: most used in the popularity window; all_time: most used ever;
 # catalog: the rest of the catalog by item id, to fill the list.
@@ -15,18 +21,30 @@ PopularTier = Literal["recent", "all_time", "catalog"]
 
 
 class Because(BaseModel):
-    facet_id: str
-    label: str
-    strength: float = Field(description="the facet's strength decayed to `generated_at`")
-    similarity: float = Field(description="cosine similarity of the facet and the item")
-    evidence: list[EvidenceOut] = Field(
-        description="events backing the facet, those closest to this item first")
+    """The item's strongest grounded reason: a facet with its evidence, or the user's own
+    events through a model (co-occurrence, transitions, the sequence model, content)."""
+
+    kind: ReasonKind = Field(default="facet", description=(
+        "facet: one of the user's interests; co_occurrence: people who liked the cited "
+        "item liked this; transition: people who used the cited item used this next; "
+        "sequence: it tends to follow the user's most recent activity; content: it is "
+        "much like the cited item"))
+    facet_id: str | None = Field(default=None, description="facet reasons only")
+    label: str | None = Field(default=None, description="facet reasons only")
+    strength: float | None = Field(
+        default=None, description="facet reasons: the facet's strength decayed to `generated_at`")
+    similarity: float | None = Field(
+        default=None, description="facet reasons: cosine similarity of the facet and the item")
+    evidence: list[EvidenceOut] = Field(description=(
+        "the user's own events behind the reason: a facet's evidence, those closest to this "
+        "item first, or the events a model's reason rests on"))
 
 
 class RecommendedItem(BaseModel):
     item_id: str
     title: str
     score: float = Field(description=(
+        "hybrid: the learned ranker's score (or the fixed blend's without one); "
         "profile: max over like-facets of strength x similarity, minus avoid penalties; "
         "popular: the item's events in the popularity window, or over all time when the "
         "window had too few items; 0 for catalog items added to fill the list"))
@@ -40,11 +58,25 @@ class RecommendationsOut(BaseModel):
         description="opaque; send it on feedback events as `recommendation_id`")
     user_id: str
     source: Source = Field(description=(
-        "profile: from the user's interests; popular: the user has no active like-facets, "
+        "hybrid: from the user's interests and the tenant's trained models (co-occurrence, "
+        "transitions, sequence, content, popularity), ranked together; "
+        "profile: from the user's interests only (the tenant has no trained models yet); "
+        "popular: the user has no active like-facets nor model candidates, "
         "so these are the tenant's recently popular items, then its popular items of all "
         "time, then other catalog items, each explanation saying which"))
     generated_at: datetime
     items: list[RecommendedItem]
+
+
+class TraceModels(BaseModel):
+    """The tenant artifact a hybrid list was made with."""
+
+    version: str
+    trained_at: str
+    sources: list[str]
+    ranker: str | None = Field(description="the learned ranker's version; null: fixed blend")
+    feature_version: str
+    heldout: dict[str, float] = Field(default_factory=dict)
 
 
 class TraceParameters(BaseModel):
@@ -61,6 +93,16 @@ class TraceParameters(BaseModel):
     half_life_short_days: float
     half_life_long_days: float
     popular_window_days: int
+    scoring: Scoring = Field(default="facets", description=(
+        "ranker: the tenant's learned ranker; blend: the fixed blend of normalised source "
+        "scores and facet similarity; facets: strength x similarity; popular: event counts"))
+    models: TraceModels | None = Field(
+        default=None, description="the tenant's trained models; null when it has none")
+    candidates_per_source: int | None = None
+    feature_names: list[str] | None = Field(
+        default=None, description="the order of every candidate's `features`")
+    blend_weights: dict[str, float] | None = None
+    notes: list[str] = Field(default_factory=list, description="e.g. why models were not used")
 
 
 class TraceFacet(BaseModel):
@@ -77,6 +119,14 @@ class TraceFacet(BaseModel):
     quota: int | None = Field(description="candidates this like-facet was asked for")
 
 
+class TraceSourceHit(BaseModel):
+    """What one source said about a candidate."""
+
+    score: float
+    rank: int
+    via: str | None = Field(default=None, description="the user's event id that led to it")
+
+
 class TraceCandidate(BaseModel):
     item_id: str
     title: str
@@ -85,6 +135,11 @@ class TraceCandidate(BaseModel):
     avoid_penalty: float
     score: float
     best_facet: str | None
+    sources: dict[str, TraceSourceHit] = Field(
+        default_factory=dict, description="hybrid lists: each source that proposed the item")
+    features: list[float] | None = Field(
+        default=None, description="hybrid lists: the ranker's input row (`feature_names`)")
+    reason: ReasonKind | None = Field(default=None, description="returned items: their reason")
     popular_events: int | None = Field(
         default=None, description="popular lists: the events counted in the item's tier")
     popular_tier: PopularTier | None = Field(

@@ -146,3 +146,104 @@ def seed_liked_profile(client: Any, t: Any) -> list[str]:
                      embedding=tuple(vec))
             for label, vec in zip(labels, vectors, strict=True)]))
     return consumed
+
+
+# -- a tenant with trained models ---------------------------------------------------------
+
+# Each crowd walks its topic's items in this order, so co-occurrence, transitions and the
+# sequence model all learn "after these come those".
+CROWD_PATHS = {
+    "scifi": ["alien", "dune", "solaris", "interstellar", "gravity", "arrival", "foundation",
+              "hyperion"],
+    "cooking": ["bread", "pasta", "curry", "ramen", "tacos", "gardening"],
+    "romance": ["notebook", "casablanca", "pride", "loveactually"],
+}
+
+
+def send_crowd(t: Any, clock: Clock, per_topic: int = 16, seed: int = 0) -> None:
+    """`per_topic` users per topic, each liking 5+ consecutive items of its path (wrapping),
+    one a day, all before the clock's now; romance fans also like two cooking items."""
+    import random
+    from datetime import timedelta
+
+    from tests.conftest import event
+
+    rng = random.Random(seed)
+    now = clock()
+    events = []
+    for topic, path in CROWD_PATHS.items():
+        for n in range(per_topic):
+            user = f"crowd-{topic}-{n}"
+            start = rng.randrange(len(path))
+            walk = [path[(start + s) % len(path)] for s in range(min(len(path), 6))]
+            if topic == "romance":
+                walk += ["bread", "pasta"]
+            days = len(walk) + rng.randrange(10)
+            for s, item_id in enumerate(walk):
+                events.append(event(user, "like", item_id, event_id=f"{user}-{s}",
+                                    ts=now - timedelta(days=days - s, hours=n)))
+    r = t.post("/v1/events", json={"events": events})
+    assert r.status_code == 200, r.text
+
+
+def train_models(t: Any, settings: Settings, *, ranker: bool = True) -> Any:
+    """Train the tenant's models as `interest-tracker train` would (a short sequence-model
+    budget), with the learned ranker over the catalog's real item vectors; the app's
+    registry sees the new version on its next request."""
+    from functools import partial
+
+    from sqlalchemy import select
+
+    from service.catalog.models import Item
+    from service.tenants.service import tenant_by_name
+    from service.training.contract import ModelMeta
+    from service.training.data import item_texts_from_database, log_from_database
+    from service.training.ranker import train_ranker
+    from service.training.service import train_log
+    from service.training.store import ArtifactStore, models_root, new_version
+
+    app = t.client.app
+    with app.state.sessions() as session:
+        tenant = tenant_by_name(session, t.name)
+        assert tenant is not None
+        log = log_from_database(session, tenant.id, settings.rating_max)
+        texts = item_texts_from_database(session, tenant.id)
+        versions = {i: h or "" for i, h in session.execute(
+            select(Item.item_id, Item.indexed_hash).where(Item.tenant_id == tenant.id))}
+    vectors = app.state.vectors.vectors(tenant.id, "items", versions)
+    trainer = partial(train_ranker, item_vectors=vectors) if ranker else None
+    trained = train_log(log, texts, sequence_seconds=1.0, heldout_users=50,
+                        ranker_trainer=trainer)
+    meta = ModelMeta(version=new_version(), tenant_id=tenant.id, trained_at=NOW_ISO,
+                     events_used=len(log), users=len(log.user_ids),
+                     items=len(trained.models.item_ids), sources=list(trained.models.sources),
+                     ranker=trained.ranker is not None, heldout=trained.heldout,
+                     notes=trained.notes)
+    ArtifactStore(models_root(settings)).save(meta, trained.models, trained.ranker)
+    app.state.models.check_seconds = 0  # look at the pointer on every request
+    return meta
+
+
+NOW_ISO = "2026-01-01T00:00:00+00:00"
+
+
+def write_facets(t: Any, user: str, facets: dict[str, tuple[str, str, list[str]]],
+                 at: Any) -> None:
+    """Facets (label: (description, polarity, evidence ids)) written by the merge path
+    directly, as a refresh would, without a summarizer."""
+    from sqlalchemy import select
+
+    from service.profiles.merge import NewFacet
+    from service.profiles.service import RefreshInput, commit_merge
+    from service.users.models import User
+
+    app = t.client.app
+    labels = list(facets)
+    vectors = app.state.embedder.embed([f"{label}. {facets[label][0]}" for label in labels])
+    with app.state.sessions() as session:
+        row = session.scalars(select(User).where(User.user_id == user)).one()
+        commit_merge(session, row, app.state.profiles, at, "refresh", RefreshInput(new=[
+            NewFacet(label=label, description=facets[label][0], strength=0.9,
+                     polarity=facets[label][1],  # type: ignore[arg-type]
+                     evidence=tuple(facets[label][2]), embedding=tuple(vec))
+            for label, vec in zip(labels, vectors, strict=True)]))

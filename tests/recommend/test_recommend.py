@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from service.core.config import Settings
 from service.recommend import service as recommend_service
+from service.recommend.candidates import retrieve
 from service.recommend.models import RecommendationTrace
-from service.recommend.service import retrieve
 from tests.conftest import event, make_tenant
 from tests.profiles.test_profiles import ProfileApp
 from tests.recommend.helpers import (

@@ -1,0 +1,267 @@
+"""Step 1 of a list: who could be recommended, and what each source says about them.
+
+Candidates are the union of:
+
+- facet retrieval: each like-facet's nearest unconsumed items in the tenant's item
+  collection (Chroma), in proportion to the facet's decayed strength;
+- the tenant's trained models (`service.training`): co-occurrence neighbours of the
+  user's recent positive items, transitions from their last items, the sequence
+  model's top N, TF-IDF content neighbours and popular items, `CANDIDATES_PER_SOURCE`
+  from each, read from the artifact the app's `ModelRegistry` holds.
+
+Items the user has any event on are never candidates; the category filter applies
+to every source. Everything here reads; nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from service.catalog.models import Item
+from service.core.hashing import chunks
+from service.ingest.models import Event
+from service.profiles.merge import DecayRules, decayed_strength
+from service.profiles.models import ProfileFacetRow
+from service.profiles.service import ProfileRuntime, to_facet, vector_store_unavailable
+from service.recommend.ranking import Matrix
+from service.training.contract import CandidateSource, SourceHit, TenantModels, UserEvent
+from service.training.data import event_weight
+from service.users.models import User
+from service.vectors.store import VectorStore
+
+MAX_ASK = 1000  # neighbours per facet, at most, in one query
+CATEGORY_OVERFETCH = 4  # with a category filter, unfiltered neighbours asked per wanted one
+CANDIDATES_PER_SOURCE = 100  # from each trained source; times CATEGORY_OVERFETCH with a filter
+MAX_HISTORY = 200  # the newest item events the models read (the sequence model reads 50)
+
+
+@dataclass(frozen=True)
+class ActiveFacet:
+    facet_id: str
+    label: str
+    description: str
+    polarity: Literal["like", "avoid"]
+    horizon: Literal["short", "long"]
+    pinned: bool
+    strength: float  # decayed to the request's time
+    stored_strength: float
+    strength_at: datetime
+    evidence: tuple[str, ...]
+    vector: npt.NDArray[np.float32]
+
+
+def active_facets(session: Session, user: User, at: datetime,
+                  rules: DecayRules) -> list[ActiveFacet]:
+    """Facets that may shape a list now, strongest first.
+
+    Archived and suppressed facets never do; neither does one that has decayed
+    below the archive floor since the last refresh (the next refresh archives it).
+    """
+    rows = session.scalars(
+        select(ProfileFacetRow)
+        .where(ProfileFacetRow.user_pk == user.id, ProfileFacetRow.archived.is_(False),
+               ProfileFacetRow.suppressed.is_(False))
+        .order_by(ProfileFacetRow.id))
+    facets = []
+    for row in rows:
+        f = to_facet(row, with_embedding=False)
+        strength = decayed_strength(f, at, rules)
+        if strength < rules.archive_below and not f.pinned:
+            continue
+        facets.append(ActiveFacet(
+            facet_id=f.facet_id, label=f.label, description=f.description,
+            polarity=f.polarity, horizon=f.horizon, pinned=f.pinned, strength=strength,
+            stored_strength=f.strength, strength_at=f.strength_at, evidence=f.evidence,
+            # The stored float32 bytes as they are: no detour through Python floats.
+            vector=np.frombuffer(row.embedding, dtype="<f4")))
+    return sorted(facets, key=lambda f: (-f.strength, f.facet_id))
+
+
+# Built once: the expanding IN parameters skip per-value coercion on the hot path. Run
+# on the session's connection: plain column reads need nothing from the ORM layer.
+# No DISTINCT: SQLite would sort every row into a temporary B-tree; a set dedups faster.
+_CONSUMED_QUERY = (
+    select(Event.item_id).where(Event.user_pk == bindparam("user"), Event.item_id.is_not(None))
+)
+_CATALOG_QUERY = (
+    select(Item.item_id, Item.title, Item.indexed_hash, Item.category)
+    .where(Item.tenant_id == bindparam("tenant"),
+           Item.item_id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def consumed_items(session: Session, user: User) -> set[str]:
+    """Every item the user has any event on: never recommended back to them."""
+    found = session.connection().execute(_CONSUMED_QUERY, {"user": user.id}).scalars().all()
+    return {item_id for item_id in found if item_id is not None}
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    title: str
+    version: str  # the indexed text hash: what the stored vector was made from
+    category: str | None
+
+
+def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[str, CatalogRow]:
+    found: dict[str, CatalogRow] = {}
+    for part in chunks(sorted(set(ids))):
+        for item_id, title, version, category in session.connection().execute(
+                _CATALOG_QUERY, {"tenant": tenant_id, "ids": part}):
+            found[item_id] = CatalogRow(title, version or "", category)
+    return found
+
+
+@dataclass
+class Retrieved:
+    candidates: list[str]  # unique, none consumed, in the order facets found them
+    rows: dict[str, CatalogRow]  # catalog rows already read (all of them with a category)
+    consumed_seen: int
+    off_category: int
+    asked: int  # neighbours per facet in the first query
+    widened: bool
+
+
+def _nearest(vectors: VectorStore, tenant_id: int, matrix: Matrix, n: int,
+             where: dict[str, str] | None) -> list[list[tuple[str, float]]]:
+    try:
+        return vectors.nearest(tenant_id, "items", matrix, n, where)
+    except Exception as exc:  # any client error
+        raise vector_store_unavailable(exc) from exc
+
+
+def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Matrix,
+             quotas: Sequence[int], consumed: set[str], category: str | None,
+             floor: int) -> Retrieved:
+    """Each facet's `quota` nearest unconsumed items, in one batched query.
+
+    Each facet asks for twice its quota; a facet whose neighbours were mostly
+    consumed asks once more, wider, so heavy users are not left short.
+
+    With a category, filtered search would be the obvious tool, but on Chroma's
+    local backend it costs ~45 ms per query at 50k items, against ~1 ms per facet
+    unfiltered. So facets over-fetch unfiltered and keep the items the catalog
+    files under the category; a facet left with fewer than `floor` asks again for
+    its 1,000 nearest, and only one still short (a rare category) asks Chroma with
+    the filter.
+    """
+    ask = min(2 * max(quotas), MAX_ASK)
+    wider = min(ask + len(consumed), MAX_ASK)
+    rows: dict[str, CatalogRow] = {}
+    off_category: set[str] = set()
+    hits: list[list[tuple[str, float]]] = [[] for _ in quotas]
+
+    def take(i: int) -> list[str]:
+        return [item for item, _ in hits[i] if item not in consumed][:quotas[i]]
+
+    queries = 0
+    attempts: list[tuple[int, dict[str, str] | None]] = []
+    if category is None:
+        hits = _nearest(vectors, tenant_id, matrix, ask, None)
+        queries = 1
+        short = [i for i, row in enumerate(hits) if len(take(i)) < quotas[i] and len(row) >= ask]
+        if wider > ask:
+            attempts.append((wider, None))
+    else:
+        short = list(range(len(quotas)))
+        over = min(ask * CATEGORY_OVERFETCH, MAX_ASK)
+        attempts.append((over, None))
+        if over < MAX_ASK:
+            attempts.append((MAX_ASK, None))
+        attempts.append((wider, {"category": category}))
+    for n, where in attempts:
+        if not short:
+            break
+        found = _nearest(vectors, tenant_id, matrix[short], n, where)
+        queries += 1
+        if category is not None and where is None:
+            rows.update(catalog_rows(session, tenant_id,
+                                     {i for row in found for i, _ in row if i not in rows}))
+            off_category.update(i for row in found for i, _ in row
+                                if i not in rows or rows[i].category != category)
+            found = [[(i, sim) for i, sim in row if i not in off_category] for row in found]
+        for i, row in zip(short, found, strict=True):
+            hits[i] = row
+        if category is not None:
+            short = [i for i in short if len(take(i)) < min(quotas[i], floor)]
+    seen_consumed = {item for row in hits for item, _ in row if item in consumed}
+    return Retrieved(candidates=list(dict.fromkeys(i for n in range(len(quotas))
+                                                   for i in take(n))),
+                     rows=rows, consumed_seen=len(seen_consumed),
+                     off_category=len(off_category), asked=ask, widened=queries > 1)
+
+
+def item_vectors(vectors: VectorStore, tenant_id: int,
+             versions: dict[str, str]) -> dict[str, npt.NDArray[np.float32]]:
+    try:
+        return vectors.vectors(tenant_id, "items", versions)
+    except Exception as exc:  # any client error
+        raise vector_store_unavailable(exc) from exc
+
+
+# -- the user's own events and the tenant's models ---------------------------------------
+
+# Newest first through ix_events_user_ts; reversed in Python.
+_HISTORY_QUERY = (
+    select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.value)
+    .where(Event.user_pk == bindparam("user"), Event.item_id.is_not(None))
+    .order_by(Event.ts.desc(), Event.id.desc())
+    .limit(MAX_HISTORY)
+)
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One of the user's item events as a reason may cite it."""
+
+    event_id: str
+    type: str
+    ts: datetime
+    item_id: str
+    value: float | None
+
+
+@dataclass
+class UserHistory:
+    """The user's newest `MAX_HISTORY` item events, oldest first, as the models read them
+    (`events`) and as reasons cite them (`cited`, same order), and every item they used."""
+
+    events: list[UserEvent]
+    cited: list[HistoryEvent]
+    consumed: set[str]
+
+
+def user_history(session: Session, user: User, rating_max: float) -> UserHistory:
+    events: list[UserEvent] = []
+    cited: list[HistoryEvent] = []
+    newest = session.connection().execute(_HISTORY_QUERY, {"user": user.id}).all()
+    for event_id, type_, ts, item_id, value in reversed(newest):
+        item_id = str(item_id)  # the query keeps only events on an item
+        events.append(UserEvent(item_id=item_id, ts=ts.timestamp(),
+                                weight=event_weight(type_, value, rating_max),
+                                event_id=event_id))
+        cited.append(HistoryEvent(event_id, type_, ts, item_id, value))
+    return UserHistory(events, cited, consumed_items(session, user))
+
+
+def tenant_models(rt: ProfileRuntime, tenant_id: int) -> TenantModels | None:
+    """The tenant's loaded artifact, or None (no registry, or nothing trained yet)."""
+    if rt.models is None:
+        return None
+    found: TenantModels | None = rt.models.get(tenant_id)
+    return found
+
+
+def model_candidates(models: TenantModels, history: UserHistory, category: str | None,
+                     at: datetime) -> dict[CandidateSource, dict[str, SourceHit]]:
+    """Each trained source's proposals; more of them when a category will filter most out."""
+    n = CANDIDATES_PER_SOURCE * (CATEGORY_OVERFETCH if category is not None else 1)
+    return dict(models.candidates(history.events, n, history.consumed, at.timestamp()))

@@ -1,0 +1,119 @@
+"""Step 4: each item's `because`, its strongest reason that the user's own events ground.
+
+An item may be backed by several things at once: a like-facet (with its evidence) and
+one or more trained sources. Each candidate reason gets a strength on one scale, the
+source's score divided by the best score that source gave anyone in this list (for a
+facet, strength x similarity divided by the list's best), and the strongest reason that
+can cite the user's own events wins:
+
+- facet: the facet's evidence, closest to the item first (as before models existed);
+- co_occurrence, transition: the event the source names as its `via` (the positive item
+  the item neighbours, the item it follows);
+- content: the `via` history item it is most like (else the newest positive event);
+- sequence: the user's most recent positive events.
+
+A reason below `MIN_SHARE` of its source's best is too weak to give ("much like Dune"
+for a cookbook); popularity grounds nothing. An item left without a reason has no
+`because` and says it is popular. Ties go to the order above, facets first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from service.profiles.service import EvidenceEvent
+from service.recommend.candidates import ActiveFacet, UserHistory
+from service.recommend.schemas import ReasonKind
+from service.training.contract import CandidateSource, SourceHit
+
+POSITIVE_FROM = 0.5  # an event's weight at or above this is something the user liked
+MIN_SHARE = 0.25  # of the source's best score in the list, for a reason to be given
+SEQUENCE_EVIDENCE = 2  # recent positive events a sequence reason cites
+REASON_ORDER: tuple[ReasonKind, ...] = ("facet", "co_occurrence", "transition", "sequence",
+                                        "content")
+SOURCE_OF: dict[ReasonKind, CandidateSource] = {
+    "facet": "facet", "co_occurrence": "cooccurrence", "transition": "transition",
+    "sequence": "sequence", "content": "content"}
+
+
+@dataclass
+class Reason:
+    kind: ReasonKind
+    evidence: list[EvidenceEvent]  # never empty
+    facet: ActiveFacet | None = None
+    similarity: float | None = None
+    values: dict[str, float | None] = field(default_factory=dict)  # ratings, by event id
+
+
+@dataclass
+class ReasonInputs:
+    """What the reasons of one list are chosen from."""
+
+    history: UserHistory
+    best_score: Mapping[CandidateSource, float]  # each source's best score in the list
+    facet_best: float  # the list's best like-facet strength x similarity
+
+
+def _event(history: UserHistory, n: int) -> EvidenceEvent:
+    """The cited event; its item's title is filled in once the list's reasons are known."""
+    e = history.cited[n]
+    return EvidenceEvent(e.event_id, e.type, e.ts, e.item_id, None, None)
+
+
+def recent_positives(history: UserHistory, limit: int) -> list[int]:
+    """History positions of the newest positive events, newest first."""
+    found: list[int] = []
+    for n in range(len(history.events) - 1, -1, -1):
+        if history.events[n].weight >= POSITIVE_FROM:
+            found.append(n)
+            if len(found) == limit:
+                break
+    return found
+
+
+def event_reason(kind: ReasonKind, hit: SourceHit, inputs: ReasonInputs) -> Reason | None:
+    """The reason one model source gives for an item, if the user's events ground it."""
+    history = inputs.history
+    if kind == "sequence":
+        positions = recent_positives(history, SEQUENCE_EVIDENCE)
+    elif hit.via is not None and 0 <= hit.via < len(history.cited):
+        positions = [hit.via]
+    elif kind == "content":
+        positions = recent_positives(history, 1)
+    else:
+        positions = []
+    if not positions:
+        return None
+    evidence = [_event(history, n) for n in positions]
+    return Reason(kind, evidence,
+                  values={history.cited[n].event_id: history.cited[n].value for n in positions})
+
+
+def strongest_reason(
+    hits: Mapping[CandidateSource, SourceHit], inputs: ReasonInputs,
+    facet: ActiveFacet | None, facet_score: float, facet_similarity: float,
+    facet_evidence: Sequence[EvidenceEvent],
+) -> Reason | None:
+    """The item's best grounded reason, or None when nothing the user did backs it."""
+    best: tuple[float, int, Reason] | None = None
+    for order, kind in enumerate(REASON_ORDER):
+        reason: Reason | None
+        if kind == "facet":
+            if facet is None or not facet_evidence or facet_score <= 0:
+                continue
+            strength = facet_score / inputs.facet_best if inputs.facet_best > 0 else 0.0
+            reason = Reason("facet", list(facet_evidence), facet, facet_similarity)
+        else:
+            source = SOURCE_OF[kind]
+            hit = hits.get(source)
+            if hit is None:
+                continue
+            top = inputs.best_score.get(source, 0.0)
+            strength = hit.score / top if top > 0 else 0.0
+            reason = event_reason(kind, hit, inputs)
+        if reason is None or strength < MIN_SHARE:
+            continue
+        if best is None or (strength, -order) > (best[0], -best[1]):
+            best = (strength, order, reason)
+    return best[2] if best else None

@@ -1,0 +1,140 @@
+"""The last step of a list: its trace, typed when it is written and read back as `TraceOut`.
+
+A trace is a snapshot: the facets with the strengths they had, every candidate with the
+sources that proposed it, its ranker features and score, the items returned with their
+reasons, and the parameters (the tenant's model artifact and ranker version among
+them). What the user did afterwards is not copied in; it is read from the events that
+carry the `recommendation_id`. The chat answers only from this record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from service.core.errors import not_found
+from service.ingest.models import Event
+from service.recommend.models import RecommendationTrace
+from service.recommend.schemas import (
+    ExplanationCall,
+    FeedbackEvent,
+    PopularTier,
+    ReasonKind,
+    RecommendedItem,
+    Source,
+    TraceOut,
+    TraceParameters,
+    TraceSourceHit,
+)
+from service.users.models import User
+
+
+def r6(x: float) -> float:
+    return round(float(x), 6)
+
+
+class StoredFacet(BaseModel):
+    facet_id: str
+    label: str
+    description: str
+    polarity: Literal["like", "avoid"]
+    horizon: Literal["short", "long"]
+    pinned: bool
+    strength: float
+    stored_strength: float
+    strength_at: str
+    evidence: list[str]
+    quota: int | None = None
+
+
+class StoredCandidate(BaseModel):
+    """One candidate as stored; `sims` follows the trace's facet order (likes, then avoids)."""
+
+    item_id: str
+    title: str
+    sims: list[float]
+    base_score: float
+    avoid_penalty: float
+    score: float
+    best_facet: str | None
+    status: Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
+    popular_events: int | None = None
+    popular_tier: PopularTier | None = None
+    mmr_rank: int | None = None
+    mmr_objective: float | None = None
+    sources: dict[str, TraceSourceHit] = Field(default_factory=dict)
+    features: list[float] | None = None
+    reason: ReasonKind | None = None
+
+
+class StoredItem(RecommendedItem):
+    rank: int
+    explanation_problem: str | None = None
+    llm: ExplanationCall | None = None
+    popular_tier: PopularTier | None = None
+
+
+_TRACE_INSERT = insert(RecommendationTrace)
+
+
+def write_trace(session: Session, user: User, recommendation_id: str, at: datetime,
+                source: Source, parameters: TraceParameters, facets: list[StoredFacet],
+                candidates: list[StoredCandidate], items: list[StoredItem],
+                excluded: dict[str, int]) -> None:
+    """One INSERT with bound parameters (its compiled form is cached), no unit of work:
+    the trace is written once and never updated. The caller commits."""
+    session.connection().execute(_TRACE_INSERT, {
+        "tenant_id": user.tenant_id, "user_pk": user.id,
+        "recommendation_id": recommendation_id, "created_at": at, "source": source,
+        "parameters": parameters.model_dump(mode="json"),
+        "facets": [f.model_dump(mode="json") for f in facets],
+        "candidates": [c.model_dump(mode="json", exclude_defaults=True) for c in candidates],
+        "items": [i.model_dump(mode="json") for i in items],
+        "excluded": excluded,
+    })
+
+
+def get_trace(session: Session, tenant_id: int, recommendation_id: str) -> TraceOut:
+    """The stored trace, plus what the user did since with the items it returned."""
+    found = session.execute(
+        select(RecommendationTrace, User.user_id)
+        .join(User, User.id == RecommendationTrace.user_pk)
+        .where(RecommendationTrace.tenant_id == tenant_id,
+               RecommendationTrace.recommendation_id == recommendation_id)).one_or_none()
+    if found is None:
+        raise not_found("recommendation_not_found",
+                        f"No recommendation {recommendation_id!r} in this tenant.")
+    trace, user_id = found
+    # The trace's user (found within the tenant) scopes the events. A `tenant_id` term
+    # as well would only invite SQLite to walk the whole tenant's events by
+    # ix_events_tenant_ts, for the order it gives, instead of this user's.
+    feedback = [
+        FeedbackEvent(event_id=event_id, type=type_, ts=ts, item_id=item_id, value=value)
+        for event_id, type_, ts, item_id, value in session.execute(
+            select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.value)
+            .where(Event.user_pk == trace.user_pk,
+                   Event.recommendation_id == recommendation_id)
+            .order_by(Event.ts, Event.id))
+    ]
+    returned = {i["item_id"] for i in trace.items}
+    facet_ids = [f["facet_id"] for f in trace.facets]
+    return TraceOut.model_validate({
+        "recommendation_id": trace.recommendation_id, "user_id": user_id,
+        "source": trace.source, "created_at": trace.created_at,
+        "parameters": trace.parameters, "facets": trace.facets,
+        "candidates": [{**c, "similarities": dict(zip(facet_ids, c["sims"], strict=True))}
+                       for c in trace.candidates],
+        "excluded": trace.excluded,
+        "items": [{**i, "feedback": [f for f in feedback if f.item_id == i["item_id"]]}
+                  for i in trace.items],
+        "other_feedback": [f for f in feedback if f.item_id not in returned],
+    })
+
+
+def forget_recommendations(session: Session, user: User) -> None:
+    """Remove the user's traces (the caller commits): they quote the user's activity."""
+    session.execute(delete(RecommendationTrace).where(RecommendationTrace.user_pk == user.id))

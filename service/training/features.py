@@ -1,0 +1,129 @@
+"""The ranker's features for (user, candidate) pairs: one list, shared by training and serving.
+
+Training builds these rows from time-split samples of a tenant's history (pseudo-facets
+stand in for the profile); serving builds them from the live candidates and the stored
+profile. Both call `build_features`, so a model never sees a feature computed two ways.
+Pure numpy, no I/O.
+
+The columns, in order (`FEATURE_NAMES`); bump `FEATURE_VERSION` whenever they change,
+since a saved ranker refuses rows of another version:
+
+- `score_<source>`, `rank_<source>` for each source of `ALL_SOURCES` (facet,
+  cooccurrence, transition, sequence, content, popular): the source's own score and
+  0-based rank; a source that did not propose the item gives score 0 and rank
+  `MISSING_RANK`.
+- `n_sources`: how many sources proposed the item.
+- `facet_best`, `facet_sum`: the best and the sum over like-facets of
+  strength x cosine(item vector, facet centroid) (negative cosines count as 0).
+- `facet_best_long`: 1 when that best like-facet is long-term, else 0.
+- `avoid_penalty`: the largest avoid-facet strength x cosine (0 without avoid-facets).
+- `pop_recent`, `pop_all`: the item's recent and all-time popularity in [0, 1].
+- `via_age_days`: days between now and the newest user event a source named as the
+  reason for the item (`SourceHit.via`), capped at `MAX_AGE_DAYS`; the cap when none did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from service.training.contract import (
+    ALL_SOURCES,
+    CandidateSource,
+    FacetSignal,
+    SourceHit,
+    UserEvent,
+)
+
+FEATURE_VERSION = "f1"
+MISSING_RANK = 1000.0
+MAX_AGE_DAYS = 365.0
+DAY_SECONDS = 86400.0
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"{kind}_{source}" for source in ALL_SOURCES for kind in ("score", "rank")),
+    "n_sources", "facet_best", "facet_sum", "facet_best_long", "avoid_penalty",
+    "pop_recent", "pop_all", "via_age_days",
+)
+COLUMN = {name: n for n, name in enumerate(FEATURE_NAMES)}
+
+Features = npt.NDArray[np.float32]
+
+
+def facet_scores(facets: Sequence[FacetSignal], item_vectors: npt.NDArray[np.float32]
+                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
+                            npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """(best, sum, index of the best like-facet or -1, avoid penalty) per item row.
+
+    `item_vectors` rows are unit length (zero rows for items without a vector).
+    """
+    n = len(item_vectors)
+    likes = [f for f in facets if not f.avoid]
+    avoids = [f for f in facets if f.avoid]
+    best = np.zeros(n, dtype=np.float64)
+    total = np.zeros(n, dtype=np.float64)
+    best_of = np.full(n, -1, dtype=np.int64)
+    penalty = np.zeros(n, dtype=np.float64)
+    if likes and n:
+        centroids = np.stack([f.centroid for f in likes]).astype(np.float32)
+        strengths = np.array([f.strength for f in likes], dtype=np.float64)[:, None]
+        contribution = strengths * np.clip(centroids @ item_vectors.T, 0.0, None)
+        best_of = contribution.argmax(axis=0).astype(np.int64)
+        best = contribution.max(axis=0)
+        total = contribution.sum(axis=0)
+        best_of[best <= 0] = -1
+    if avoids and n:
+        centroids = np.stack([f.centroid for f in avoids]).astype(np.float32)
+        strengths = np.array([f.strength for f in avoids], dtype=np.float64)[:, None]
+        penalty = (strengths * np.clip(centroids @ item_vectors.T, 0.0, None)).max(axis=0)
+    return best, total, best_of, penalty
+
+
+def build_features(
+    candidates: Sequence[str],
+    hits: Mapping[CandidateSource, Mapping[str, SourceHit]],
+    history: Sequence[UserEvent],
+    item_vectors: npt.NDArray[np.float32] | None,
+    facets: Sequence[FacetSignal],
+    popularity: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+    now: float,
+) -> Features:
+    """One row of `FEATURE_NAMES` per candidate, in the order given.
+
+    `hits` holds each source's proposals (a source may be missing); `item_vectors` is
+    candidates x dim (unit rows), or None when no vectors are known (facet features 0).
+    """
+    n = len(candidates)
+    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    if n == 0:
+        return out
+    index = {item_id: j for j, item_id in enumerate(candidates)}
+    newest_via = np.full(n, -np.inf, dtype=np.float64)
+    for source in ALL_SOURCES:
+        score_col, rank_col = COLUMN[f"score_{source}"], COLUMN[f"rank_{source}"]
+        out[:, rank_col] = MISSING_RANK
+        for item_id, hit in hits.get(source, {}).items():
+            j = index.get(item_id)
+            if j is None:
+                continue
+            out[j, score_col] = hit.score
+            out[j, rank_col] = min(float(hit.rank), MISSING_RANK)
+            out[j, COLUMN["n_sources"]] += 1.0
+            if hit.via is not None and 0 <= hit.via < len(history):
+                newest_via[j] = max(newest_via[j], history[hit.via].ts)
+    if item_vectors is not None and facets:
+        best, total, best_of, penalty = facet_scores(facets, item_vectors)
+        likes = [f for f in facets if not f.avoid]
+        long_term = np.array([f.long_term for f in likes] + [False], dtype=np.float32)
+        out[:, COLUMN["facet_best"]] = best
+        out[:, COLUMN["facet_sum"]] = total
+        out[:, COLUMN["facet_best_long"]] = long_term[best_of]  # -1 picks the False pad
+        out[:, COLUMN["avoid_penalty"]] = penalty
+    recent, all_time = popularity
+    out[:, COLUMN["pop_recent"]] = recent
+    out[:, COLUMN["pop_all"]] = all_time
+    age = np.where(np.isfinite(newest_via), (now - newest_via) / DAY_SECONDS, MAX_AGE_DAYS)
+    out[:, COLUMN["via_age_days"]] = np.clip(age, 0.0, MAX_AGE_DAYS)
+    return out

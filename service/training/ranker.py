@@ -1,0 +1,368 @@
+"""The learned ranker: LightGBM LambdaRank over `features.py`'s rows, trained per tenant.
+
+Training replays the tenant's own history with a time split. For up to `MAX_USERS`
+sampled users with at least `MIN_POSITIVES` positive events, the last positive event is
+held out together with everything the user did from then on; the base models are fitted
+(`fit_fn`) on the log without those tails, each sampled user's candidates are generated
+from their earlier history (the union of every source, `CANDIDATES_PER_SOURCE` each),
+the held-out item is labelled 1 and the rest 0, and LambdaRank learns to order them.
+
+The profile's facets are not known at training time, so pseudo-facets stand in: the
+user's positive history items grouped by their vectors (k-means, fixed seed, at most
+`MAX_PSEUDO_FACETS` groups), each group's strength its decayed share of the history and
+its centroid the unit mean of its vectors; low-rated items form one avoid group. Given
+`item_vectors`, pseudo-facets also retrieve the "facet" source's candidates, as Chroma
+does at serving time; without vectors the facet features are 0.
+
+A share of users (`VALIDATION_SHARE`) is kept out of training; NDCG@10 and HR@10 of the
+ranker (`ranker.ndcg@10`, `ranker.hr@10`) and of each single source ordering the same
+candidates (`ranker.baseline.<source>.ndcg@10`, ...) on them go into the returned
+metrics, and a note says so when the ranker does not beat the best single source.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+from service.training.contract import (
+    ALL_SOURCES,
+    CandidateSource,
+    FacetSignal,
+    InteractionLog,
+    SourceHit,
+    UserEvent,
+)
+from service.training.features import (
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    MISSING_RANK,
+    build_features,
+)
+
+MIN_POSITIVES = 5  # positive events a user needs to be sampled (4 to learn from, 1 held out)
+MIN_USERS = 20  # usable users below which no ranker is trained
+MAX_USERS = 2000
+CANDIDATES_PER_SOURCE = 100
+VALIDATION_SHARE = 0.2
+MAX_NEGATIVES = 200  # per training user; random, the held-out item always kept
+POSITIVE_FROM = 0.5  # an event's weight at or above this is positive
+MAX_PSEUDO_FACETS = 4
+PSEUDO_FACET_ITEMS = 50  # the newest positive items grouped into pseudo-facets
+PSEUDO_HALF_LIFE_DAYS = 30.0
+LONG_TERM_SPAN_DAYS = 14.0
+K = 10
+MODEL_FILE = "ranker.txt"
+META_FILE = "ranker.json"
+LGBM_PARAMS: dict[str, Any] = {
+    "objective": "lambdarank", "n_estimators": 200, "learning_rate": 0.05,
+    "num_leaves": 31, "min_child_samples": 20, "colsample_bytree": 0.9,
+    "lambdarank_truncation_level": 20, "verbose": -1,
+}
+
+Vector = npt.NDArray[np.float32]
+
+
+class CandidateModels(Protocol):
+    """What training needs of the fitted base models (H1's `BaseModels`)."""
+
+    def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
+                   now: float) -> dict[CandidateSource, dict[str, SourceHit]]: ...
+
+    def popularity(self, item_ids: list[str], now: float
+                   ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+
+
+class FeatureVersionMismatch(ValueError):
+    """A saved ranker was trained on another feature list than this code builds."""
+
+
+class LearnedRanker:
+    """A LightGBM booster plus the feature-list version its rows must have."""
+
+    def __init__(self, booster: lgb.Booster, feature_version: str = FEATURE_VERSION) -> None:
+        self.booster = booster
+        self.feature_version = feature_version
+        self.version = f"lgbm-lambdarank/{feature_version}"
+
+    def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """One score per row, higher is better. One thread: requests run side by side."""
+        if len(features) == 0:
+            return np.zeros(0, dtype=np.float32)
+        raw = self.booster.predict(features, num_threads=1)
+        return np.asarray(raw, dtype=np.float32)
+
+    def save(self, path: Path) -> None:
+        """Writes the LightGBM text model and a JSON naming the feature list, in `path`."""
+        path.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(path / MODEL_FILE))
+        (path / META_FILE).write_text(json.dumps({
+            "feature_version": self.feature_version, "features": list(FEATURE_NAMES),
+            "model": MODEL_FILE, "kind": "lightgbm-lambdarank"}, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> LearnedRanker:
+        meta = json.loads((path / META_FILE).read_text())
+        version = meta.get("feature_version")
+        if version != FEATURE_VERSION:
+            raise FeatureVersionMismatch(
+                f"the ranker in {path} was trained on feature list {version!r}, but this "
+                f"code builds {FEATURE_VERSION!r}; retrain the tenant's models")
+        return cls(lgb.Booster(model_file=str(path / MODEL_FILE)), version)
+
+
+# -- pseudo-facets ---------------------------------------------------------------------
+
+
+def _unit(v: npt.NDArray[np.float64] | npt.NDArray[np.float32]) -> Vector:
+    norm = float(np.linalg.norm(v))
+    return (v / norm if norm > 0 else v).astype(np.float32)
+
+
+def pseudo_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector], now: float,
+                  seed: int) -> list[FacetSignal]:
+    """Like-groups of the user's positive items (k-means on their vectors) and one avoid
+    group of their negative items, shaped as the profile's facets are at serving time."""
+    from sklearn.cluster import KMeans
+
+    positives = [e for e in history if e.weight >= POSITIVE_FROM and e.item_id in vectors]
+    positives = positives[-PSEUDO_FACET_ITEMS:]
+    facets: list[FacetSignal] = []
+    if positives:
+        matrix = np.stack([vectors[e.item_id] for e in positives]).astype(np.float32)
+        groups = min(MAX_PSEUDO_FACETS, len(positives))
+        if groups > 1:
+            labels = KMeans(n_clusters=groups, random_state=seed, n_init=1,
+                            max_iter=50).fit_predict(matrix)
+        else:
+            labels = np.zeros(len(positives), dtype=np.int64)
+        decay = np.array([0.5 ** ((now - e.ts) / 86400.0 / PSEUDO_HALF_LIFE_DAYS)
+                          for e in positives], dtype=np.float64)
+        total = float(decay.sum()) or 1.0
+        for g in sorted(set(labels.tolist())):
+            members = labels == g
+            stamps = [e.ts for e, m in zip(positives, members, strict=True) if m]
+            facets.append(FacetSignal(
+                strength=float(decay[members].sum()) / total,
+                long_term=(max(stamps) - min(stamps)) / 86400.0 >= LONG_TERM_SPAN_DAYS
+                and len(stamps) >= 3,
+                avoid=False, centroid=_unit(matrix[members].mean(axis=0))))
+    negatives = [e for e in history if e.weight <= 0.0 and e.item_id in vectors]
+    if len(negatives) >= 2:
+        matrix = np.stack([vectors[e.item_id] for e in negatives[-PSEUDO_FACET_ITEMS:]])
+        facets.append(FacetSignal(strength=min(1.0, len(negatives) / max(len(history), 1)),
+                                  long_term=False, avoid=True,
+                                  centroid=_unit(matrix.mean(axis=0))))
+    return facets
+
+
+def facet_hits(facets: Sequence[FacetSignal], item_ids: Sequence[str], matrix: Vector | None,
+               n: int, exclude: set[str]) -> dict[str, SourceHit]:
+    """The "facet" source at training time: items nearest the like-pseudo-facets, scored as
+    the service scores Chroma's neighbours (best strength x cosine)."""
+    likes = [f for f in facets if not f.avoid]
+    if matrix is None or not likes or len(item_ids) == 0:
+        return {}
+    centroids = np.stack([f.centroid for f in likes])
+    strengths = np.array([f.strength for f in likes], dtype=np.float32)[:, None]
+    best = (strengths * (centroids @ matrix.T)).max(axis=0)
+    order = np.argsort(-best, kind="stable")
+    hits: dict[str, SourceHit] = {}
+    for j in order[: n + len(exclude)].tolist():
+        if item_ids[j] in exclude:
+            continue
+        hits[item_ids[j]] = SourceHit(score=float(best[j]), rank=len(hits))
+        if len(hits) == n:
+            break
+    return hits
+
+
+# -- samples ---------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One held-out user: their candidates' features and which candidate was held out."""
+
+    user: str
+    features: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.int32]
+
+
+def _subset(log: InteractionLog, keep: npt.NDArray[np.bool_]) -> InteractionLog:
+    return InteractionLog(
+        user_ids=log.user_ids, item_ids=log.item_ids, users=log.users[keep],
+        items=log.items[keep], ts=log.ts[keep], weight=log.weight[keep],
+        event_ids=[e for e, k in zip(log.event_ids, keep.tolist(), strict=True) if k])
+
+
+def _history(log: InteractionLog, rows: Sequence[int]) -> list[UserEvent]:
+    return [UserEvent(item_id=log.item_ids[int(log.items[r])], ts=float(log.ts[r]),
+                      weight=float(log.weight[r]), event_id=log.event_ids[r]) for r in rows]
+
+
+def split_users(log: InteractionLog, seed: int
+                ) -> tuple[npt.NDArray[np.bool_], dict[int, tuple[list[int], int]]]:
+    """(rows kept for fitting, {user: (history rows, held-out row)}) for sampled users."""
+    rows_of: dict[int, list[int]] = {}
+    for r, u in enumerate(log.users.tolist()):
+        rows_of.setdefault(u, []).append(r)
+    weights = log.weight.tolist()
+    usable = [u for u, rows in rows_of.items()
+              if sum(weights[r] >= POSITIVE_FROM for r in rows) >= MIN_POSITIVES]
+    rng = np.random.default_rng(seed)
+    if len(usable) > MAX_USERS:
+        usable = sorted(rng.choice(usable, size=MAX_USERS, replace=False).tolist())
+    keep = np.ones(len(log), dtype=np.bool_)
+    held: dict[int, tuple[list[int], int]] = {}
+    for u in usable:
+        rows = rows_of[u]
+        last = max(n for n, r in enumerate(rows) if weights[rows[n]] >= POSITIVE_FROM)
+        keep[rows[last:]] = False
+        held[u] = (rows[:last], rows[last])
+    return keep, held
+
+
+def _ndcg_hr(order: npt.NDArray[np.int64], labels: npt.NDArray[np.int32]) -> tuple[float, float]:
+    top = labels[order[:K]]
+    hits = np.flatnonzero(top)
+    if len(hits) == 0:
+        return 0.0, 0.0
+    return 1.0 / math.log2(int(hits[0]) + 2), 1.0
+
+
+def _order_by(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    return np.argsort(-scores, kind="stable").astype(np.int64)
+
+
+def evaluate(samples: Sequence[Sample], scorer: Callable[[npt.NDArray[np.float32]],
+                                                          npt.NDArray[np.float32]] | None
+             ) -> dict[str, float]:
+    """NDCG@10 and HR@10 of the ranker (when given) and of each single source, over every
+    sample (a held-out item no source proposed counts as a miss for all)."""
+    from service.training.features import COLUMN
+
+    results: dict[str, list[tuple[float, float]]] = {s: [] for s in ALL_SOURCES}
+    results["ranker"] = []
+    for s in samples:
+        for source in ALL_SOURCES:
+            rank = s.features[:, COLUMN[f"rank_{source}"]].astype(np.float64)
+            proposed = rank < MISSING_RANK
+            order = _order_by(np.where(proposed, -rank, -np.inf))
+            order = order[proposed[order]]
+            results[source].append(_ndcg_hr(order, s.labels))
+        if scorer is not None:
+            results["ranker"].append(_ndcg_hr(
+                _order_by(scorer(s.features).astype(np.float64)), s.labels))
+    metrics: dict[str, float] = {}
+    for name, values in results.items():
+        if values:
+            key = "ranker" if name == "ranker" else f"ranker.baseline.{name}"
+            metrics[f"{key}.ndcg@10"] = float(np.mean([v[0] for v in values]))
+            metrics[f"{key}.hr@10"] = float(np.mean([v[1] for v in values]))
+    return metrics
+
+
+def build_samples(log: InteractionLog, models: CandidateModels,
+                  held: Mapping[int, tuple[list[int], int]],
+                  item_vectors: Mapping[str, Vector] | None, seed: int,
+                  progress: bool = False) -> list[Sample]:
+    """Candidates, features and labels for each held-out user."""
+    vector_ids = sorted(item_vectors) if item_vectors else []
+    matrix = (np.stack([item_vectors[i] for i in vector_ids]).astype(np.float32)
+              if item_vectors and vector_ids else None)
+    users: Any = sorted(held)
+    if progress:
+        from tqdm import tqdm
+        users = tqdm(users, desc="ranker samples", unit="user")
+    samples = []
+    for u in users:
+        history_rows, target_row = held[u]
+        history = _history(log, history_rows)
+        target = log.item_ids[int(log.items[target_row])]
+        now = float(log.ts[target_row])
+        consumed = {e.item_id for e in history}
+        hits: dict[CandidateSource, dict[str, SourceHit]] = dict(
+            models.candidates(history, CANDIDATES_PER_SOURCE, consumed, now))
+        facets = pseudo_facets(history, item_vectors, now, seed) if item_vectors else []
+        hits["facet"] = facet_hits(facets, vector_ids, matrix, CANDIDATES_PER_SOURCE, consumed)
+        candidates = sorted({i for found in hits.values() for i in found} - consumed)
+        if not candidates:
+            continue
+        vectors = None
+        if item_vectors:
+            dim = len(next(iter(item_vectors.values())))
+            zero = np.zeros(dim, dtype=np.float32)
+            vectors = np.stack([item_vectors.get(i, zero) for i in candidates])
+        features = build_features(candidates, hits, history, vectors, facets,
+                                  models.popularity(candidates, now), now)
+        labels = np.array([int(i == target) for i in candidates], dtype=np.int32)
+        samples.append(Sample(log.user_ids[u], features, labels))
+    return samples
+
+
+def _training_arrays(samples: Sequence[Sample], rng: np.random.Generator
+                     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int32], list[int]]:
+    xs, ys, groups = [], [], []
+    for s in samples:
+        positive = np.flatnonzero(s.labels)
+        if len(positive) == 0:
+            continue  # nothing to learn from a user whose item no source found
+        negative = np.flatnonzero(s.labels == 0)
+        if len(negative) > MAX_NEGATIVES:
+            negative = np.sort(rng.choice(negative, size=MAX_NEGATIVES, replace=False))
+        rows = np.concatenate([positive, negative])
+        xs.append(s.features[rows])
+        ys.append(s.labels[rows])
+        groups.append(len(rows))
+    if not xs:
+        return np.zeros((0, len(FEATURE_NAMES)), np.float32), np.zeros(0, np.int32), []
+    return np.concatenate(xs), np.concatenate(ys), groups
+
+
+def train_ranker(
+    log: InteractionLog, fit_fn: Callable[[InteractionLog], CandidateModels],
+    item_texts: Mapping[str, str] | None = None, *,
+    item_vectors: Mapping[str, Vector] | None = None, seed: int = 0, progress: bool = False,
+) -> tuple[LearnedRanker | None, dict[str, float], list[str]]:
+    """(ranker or None, validation metrics, notes). `item_texts` is accepted for the
+    trainer's call shape; the base models see it through `fit_fn`."""
+    del item_texts
+    keep, held = split_users(log, seed)
+    if len(held) < MIN_USERS:
+        return None, {}, ["too little data for a ranker"]
+    models = fit_fn(_subset(log, keep))
+    samples = build_samples(log, models, held, item_vectors, seed, progress)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(samples))
+    n_valid = max(1, int(round(len(samples) * VALIDATION_SHARE)))
+    valid = [samples[i] for i in sorted(order[:n_valid].tolist())]
+    train = [samples[i] for i in sorted(order[n_valid:].tolist())]
+    x, y, groups = _training_arrays(train, rng)
+    if len(groups) < MIN_USERS // 2:
+        return None, {}, ["too little data for a ranker: the sources found the held-out "
+                          f"item for only {len(groups)} training users"]
+    model = lgb.LGBMRanker(**LGBM_PARAMS, random_state=seed, n_jobs=2, deterministic=True,
+                           force_row_wise=True)
+    model.fit(x, y, group=groups, feature_name=list(FEATURE_NAMES))
+    ranker = LearnedRanker(model.booster_)
+    metrics = evaluate(valid, ranker.score)
+    metrics["ranker.validation_users"] = float(len(valid))
+    metrics["ranker.training_users"] = float(len(groups))
+    notes = []
+    singles = {s: metrics.get(f"ranker.baseline.{s}.ndcg@10", 0.0) for s in ALL_SOURCES}
+    best = max(singles, key=lambda s: singles[s])
+    metrics["ranker.best_source.ndcg@10"] = singles[best]
+    if metrics["ranker.ndcg@10"] <= singles[best]:
+        notes.append(f"the ranker did not beat the best single source ({best}) on "
+                     f"validation: NDCG@10 {metrics['ranker.ndcg@10']:.4f} vs "
+                     f"{singles[best]:.4f}")
+    return ranker, metrics, notes

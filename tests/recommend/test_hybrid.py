@@ -1,0 +1,214 @@
+"""Recommendations with the tenant's trained models, over HTTP: real MiniLM vectors, real
+Chroma, models trained on the tenant's own events (a crowd walking each topic in order),
+the learned ranker, and reasons that cite the user's own events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from service.core.config import Settings
+from service.recommend.explain import REASON_TEXT
+from service.recommend.service import NO_MODELS
+from service.training.features import FEATURE_NAMES, FEATURE_VERSION
+from tests.conftest import event
+from tests.profiles.test_profiles import ProfileApp
+from tests.recommend.helpers import (
+    CATEGORIES,
+    ROMANCE,
+    SCIFI,
+    given_evidence,
+    make_recommend_app,
+    send_crowd,
+    train_models,
+    write_facets,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[ProfileApp]:
+    yield from make_recommend_app(settings)
+
+
+def recommend(app: ProfileApp, user: str = "u1", **params: Any) -> dict[str, Any]:
+    r = app.t.get(f"/v1/users/{user}/recommendations", params=params)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def trace(app: ProfileApp, recommendation_id: str) -> dict[str, Any]:
+    r = app.t.get(f"/v1/recommendations/{recommendation_id}")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def own_events(app: ProfileApp, user: str = "u1") -> dict[str, dict[str, Any]]:
+    r = app.t.get(f"/v1/users/{user}/events", params={"limit": 200})
+    assert r.status_code == 200, r.text
+    return {e["event_id"]: e for e in r.json()["events"]}
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    return [i["item_id"] for i in body["items"]]
+
+
+def sci_fi_fan(app: ProfileApp) -> None:
+    """u1 rated the first three films of the sci-fi path, the last one 5/5."""
+    now = app.clock()
+    app.send("u1", *[event("u1", "rating", i, value=v, event_id=f"u1-{i}",
+                           ts=now - timedelta(hours=3 - n))
+                     for n, (i, v) in enumerate([("alien", 4.0), ("dune", 4.5),
+                                                 ("solaris", 5.0)])])
+
+
+def test_a_trained_tenant_gets_a_hybrid_list_whose_reasons_cite_the_users_own_events(
+        app: ProfileApp) -> None:
+    send_crowd(app.t, app.clock)
+    sci_fi_fan(app)
+    meta = train_models(app.t, app.settings)
+    assert meta.ranker, meta.notes
+
+    body = recommend(app, k=5)
+    assert body["source"] == "hybrid" and len(body["items"]) == 5
+    assert not {"alien", "dune", "solaris"} & set(ids(body))  # consumed
+    # The crowd's next films after Solaris lead the list (MMR may spread the rest).
+    assert ids(body)[0] in SCIFI, ids(body)
+    mine = own_events(app)
+    kinds = set()
+    for entry in body["items"]:
+        because = entry["because"]
+        if because is None:
+            continue
+        kinds.add(because["kind"])
+        assert because["evidence"], entry
+        for e in because["evidence"]:
+            assert e["event_id"] in mine  # only u1's own events, never the crowd's
+            assert (e["type"], e["item_id"]) == (mine[e["event_id"]]["type"],
+                                                 mine[e["event_id"]]["item_id"])
+    assert kinds and kinds <= {"co_occurrence", "transition", "sequence", "content"}
+    top = body["items"][0]
+    assert top["because"] is not None
+    cited = top["because"]["evidence"][0]
+    assert cited["title"] in top["explanation"] and top["explanation"].startswith("Because ")
+    if top["because"]["kind"] == "co_occurrence" and cited["event_id"] == "u1-solaris":
+        assert top["explanation"] == (
+            "Because you rated Solaris 5/5, and people who loved it loved this.")
+
+    stored = trace(app, body["recommendation_id"])
+    p = stored["parameters"]
+    assert stored["source"] == "hybrid" and p["scoring"] == "ranker"
+    assert p["models"]["version"] == meta.version
+    assert p["models"]["ranker"] == f"lgbm-lambdarank/{FEATURE_VERSION}"
+    assert p["models"]["feature_version"] == FEATURE_VERSION
+    assert p["feature_names"] == list(FEATURE_NAMES) and p["notes"] == []
+    returned = [c for c in stored["candidates"] if c["status"] == "returned"]
+    assert [c["item_id"] for c in sorted(returned, key=lambda c: c["mmr_rank"])] == ids(body)
+    for c in stored["candidates"]:
+        assert c["sources"] and len(c["features"]) == len(FEATURE_NAMES)
+        assert c["item_id"] not in {"alien", "dune", "solaris"}
+        for hit in c["sources"].values():
+            assert hit["via"] is None or hit["via"] in mine
+    for c, item in zip(sorted(returned, key=lambda c: c["mmr_rank"]), body["items"],
+                       strict=True):
+        assert c["score"] == pytest.approx(item["score"], abs=1e-5)
+        assert c["reason"] == (item["because"] or {}).get("kind")
+    best = sorted(stored["candidates"], key=lambda c: -c["score"])[:2]
+    assert {c["item_id"] for c in best} <= SCIFI
+    by_item = {c["item_id"]: c for c in stored["candidates"]}
+    assert "cooccurrence" in by_item[ids(body)[0]]["sources"] or (
+        "transition" in by_item[ids(body)[0]]["sources"])
+
+
+def test_avoid_facets_still_drop_items_and_the_category_filter_holds(app: ProfileApp) -> None:
+    send_crowd(app.t, app.clock)
+    sci_fi_fan(app)
+    app.send("u1", event("u1", "rating", "notebook", value=1.0, event_id="u1-notebook",
+                         ts=app.clock() - timedelta(hours=5)))
+    train_models(app.t, app.settings)
+    write_facets(app.t, "u1", {
+        "Science fiction films": ("Watches and rates space and sci-fi movies.", "like",
+                                  ["u1-alien", "u1-dune", "u1-solaris"]),
+        "Romance films": ("Rates romantic dramas low.", "avoid", ["u1-notebook"]),
+    }, app.clock())
+
+    body = recommend(app, k=20)
+    assert body["source"] == "hybrid"
+    assert not ROMANCE & set(ids(body))
+    stored = trace(app, body["recommendation_id"])
+    dropped = {c["item_id"] for c in stored["candidates"] if c["status"] == "dropped_avoid"}
+    assert {"casablanca", "loveactually"} <= dropped
+    assert stored["excluded"]["dropped_avoid"] == len(dropped)
+    romance = next(f for f in stored["facets"] if f["polarity"] == "avoid")
+    for c in stored["candidates"]:
+        if c["item_id"] in dropped:
+            assert c["similarities"][romance["facet_id"]] >= 0.5
+    # Facet reasons still come with their evidence, every id u1's own.
+    mine = own_events(app)
+    for entry in body["items"]:
+        if entry["because"]:
+            assert {e["event_id"] for e in entry["because"]["evidence"]} <= set(mine)
+
+    books = recommend(app, k=10, category="book")
+    assert books["items"] and all(CATEGORIES[i] == "book" for i in ids(books))
+    assert {"foundation", "hyperion"} <= set(ids(books))
+    assert trace(app, books["recommendation_id"])["excluded"]["category"] > 0
+    assert recommend(app, k=10, category="no-such-category")["items"] == []
+
+
+def test_without_trained_models_the_list_falls_back_and_the_trace_says_so(
+        app: ProfileApp) -> None:
+    send_crowd(app.t, app.clock)
+    sci_fi_fan(app)
+    popular = recommend(app, k=3)
+    assert popular["source"] == "popular"
+    stored = trace(app, popular["recommendation_id"])["parameters"]
+    assert stored["models"] is None and stored["notes"] == [NO_MODELS]
+    assert stored["scoring"] == "popular"
+
+    write_facets(app.t, "u1", {
+        "Science fiction films": ("Watches and rates space and sci-fi movies.", "like",
+                                  ["u1-alien", "u1-dune"])}, app.clock())
+    body = recommend(app, k=3)
+    assert body["source"] == "profile"
+    assert all(i["because"]["kind"] == "facet" for i in body["items"])
+    p = trace(app, body["recommendation_id"])["parameters"]
+    assert p["models"] is None and p["notes"] == [NO_MODELS] and p["scoring"] == "facets"
+
+
+def test_a_ranker_less_artifact_uses_the_fixed_blend(app: ProfileApp) -> None:
+    send_crowd(app.t, app.clock)
+    sci_fi_fan(app)
+    meta = train_models(app.t, app.settings, ranker=False)
+    body = recommend(app, k=4)
+    assert body["source"] == "hybrid" and set(ids(body)[:2]) <= SCIFI
+    p = trace(app, body["recommendation_id"])["parameters"]
+    assert p["scoring"] == "blend" and p["models"]["ranker"] is None
+    assert p["models"]["version"] == meta.version and p["blend_weights"]["cooccurrence"] == 1.0
+
+
+def test_llm_explanations_read_the_same_event_based_reasons(app: ProfileApp) -> None:
+    send_crowd(app.t, app.clock)
+    sci_fi_fan(app)
+    train_models(app.t, app.settings)
+
+    def grounded(prompt: str) -> str:
+        event_id, title = given_evidence(prompt)[0]
+        return json.dumps({"explanation": f"You enjoyed {title}, so this should suit you.",
+                           "evidence": [event_id]})
+
+    app.model.explain = grounded
+    body = recommend(app, k=3, explain="llm")
+    explained = [i for i in body["items"] if i["because"]]
+    assert explained and len(app.model.explain_prompts) == len(explained)
+    for entry, prompt in zip(explained, app.model.explain_prompts, strict=True):
+        assert entry["explanation_source"] == "llm"
+        assert [e for e, _ in given_evidence(prompt)] == [
+            e["event_id"] for e in entry["because"]["evidence"]]
+        if entry["because"]["kind"] != "facet":
+            assert REASON_TEXT[entry["because"]["kind"]][1] in prompt

@@ -1,0 +1,82 @@
+"""The ranker's feature rows: one fixed, versioned list, computed the same for training
+and serving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.training.contract import ALL_SOURCES, FacetSignal, SourceHit, UserEvent
+from service.training.features import (
+    COLUMN,
+    FEATURE_NAMES,
+    MAX_AGE_DAYS,
+    MISSING_RANK,
+    build_features,
+)
+
+DAY = 86400.0
+NOW = 1_000 * DAY
+
+
+def unit(*xs: float) -> np.ndarray:
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_the_list_names_every_source_once_with_score_and_rank() -> None:
+    for source in ALL_SOURCES:
+        assert f"score_{source}" in FEATURE_NAMES and f"rank_{source}" in FEATURE_NAMES
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+
+
+def test_sources_facets_popularity_and_recency() -> None:
+    history = [UserEvent("old", NOW - 40 * DAY, 1.0, "e1"),
+               UserEvent("new", NOW - 2 * DAY, 1.0, "e2")]
+    hits = {
+        "cooccurrence": {"a": SourceHit(0.9, 0, via=0), "b": SourceHit(0.5, 3, via=1)},
+        "popular": {"b": SourceHit(0.7, 1)},
+    }
+    vectors = np.stack([unit(1, 0), unit(0, 1), unit(1, 1)])
+    facets = [FacetSignal(0.8, True, False, unit(1, 0)),
+              FacetSignal(0.4, False, False, unit(0, 1)),
+              FacetSignal(0.5, False, True, unit(0, 1))]
+    recent = np.array([0.1, 0.2, 0.3], dtype=np.float32)
+    all_time = np.array([0.4, 0.5, 0.6], dtype=np.float32)
+    rows = build_features(["a", "b", "c"], hits, history, vectors, facets,
+                          (recent, all_time), NOW)
+    assert rows.shape == (3, len(FEATURE_NAMES)) and rows.dtype == np.float32
+    a, b, c = rows
+
+    assert a[COLUMN["score_cooccurrence"]] == pytest.approx(0.9)
+    assert a[COLUMN["rank_cooccurrence"]] == 0
+    assert a[COLUMN["score_popular"]] == 0 and a[COLUMN["rank_popular"]] == MISSING_RANK
+    assert b[COLUMN["rank_cooccurrence"]] == 3 and b[COLUMN["score_popular"]] == pytest.approx(0.7)
+    assert [r[COLUMN["n_sources"]] for r in rows] == [1, 2, 0]
+    assert c[COLUMN["rank_facet"]] == MISSING_RANK
+
+    # a lies on the long-term facet, b on the short one (and on the avoid-facet).
+    assert a[COLUMN["facet_best"]] == pytest.approx(0.8)
+    assert a[COLUMN["facet_best_long"]] == 1 and b[COLUMN["facet_best_long"]] == 0
+    assert b[COLUMN["facet_best"]] == pytest.approx(0.4)
+    assert c[COLUMN["facet_sum"]] == pytest.approx((0.8 + 0.4) / np.sqrt(2), rel=1e-5)
+    assert a[COLUMN["avoid_penalty"]] == pytest.approx(0.0, abs=1e-6)
+    assert b[COLUMN["avoid_penalty"]] == pytest.approx(0.5)
+
+    assert rows[:, COLUMN["pop_recent"]].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert rows[:, COLUMN["pop_all"]].tolist() == pytest.approx([0.4, 0.5, 0.6])
+    assert a[COLUMN["via_age_days"]] == pytest.approx(40)
+    assert b[COLUMN["via_age_days"]] == pytest.approx(2)
+    assert c[COLUMN["via_age_days"]] == MAX_AGE_DAYS
+
+
+def test_without_vectors_or_facets_the_facet_features_are_zero() -> None:
+    hits = {"sequence": {"x": SourceHit(1.0, 0)}}
+    pop = (np.zeros(1, np.float32), np.zeros(1, np.float32))
+    facets = [FacetSignal(1.0, True, False, unit(1, 0))]
+    for vectors, given in [(None, facets), (np.stack([unit(1, 0)]), [])]:
+        row = build_features(["x"], hits, [], vectors, given, pop, NOW)[0]
+        assert row[COLUMN["facet_best"]] == 0 and row[COLUMN["avoid_penalty"]] == 0
+        assert row[COLUMN["score_sequence"]] == 1
+    assert build_features([], hits, [], None, [], (np.zeros(0), np.zeros(0)), NOW).shape == (
+        0, len(FEATURE_NAMES))
