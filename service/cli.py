@@ -152,6 +152,39 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the tenant's recommender models now, with a progress bar; prints the
+    new version's metadata as JSON on the last line."""
+    import dataclasses
+    import json
+
+    from service.core.errors import ApiError
+    from service.training.jobs import train_with_ranker
+    from service.vectors.store import VectorStore, client_for
+
+    settings = _settings(args.data_dir)
+    sessions = _sessions(settings)
+    with sessions() as session:
+        tenant = tenant_by_name(session, args.tenant)
+        if tenant is None:
+            print(f"error: no tenant named {args.tenant!r}", file=sys.stderr)
+            return 2
+        try:
+            vectors: VectorStore | None = VectorStore(client_for(settings),
+                                                      settings.chroma_collection_prefix)
+        except Exception as exc:  # the ranker still trains, without facet features
+            print(f"warning: vector store unavailable ({type(exc).__name__}: {exc}); "
+                  "training the ranker without facet features", file=sys.stderr)
+            vectors = None
+        try:
+            meta = train_with_ranker(session, tenant.id, settings, vectors, progress=True)
+        except ApiError as exc:
+            print(f"error: tenant {args.tenant!r}: {exc.message}", file=sys.stderr)
+            return 1
+    print(json.dumps(dataclasses.asdict(meta)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interest-tracker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--tenant", required=True, help="tenant name")
     refresh.add_argument("--data-dir")
     refresh.set_defaults(func=cmd_refresh)
+
+    train = sub.add_parser("train", help="train the tenant's recommender models now")
+    train.add_argument("--tenant", required=True, help="tenant name")
+    train.add_argument("--data-dir")
+    train.set_defaults(func=cmd_train)
 
     from evals.cli import add_eval_parser
 

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     refresh_max_age_hours: float = Field(default=24.0, gt=0)
     refresh_worker: bool = True
     refresh_poll_seconds: float = Field(default=30.0, gt=0)
+    # Recommender training (service/training/), also run by that worker: a tenant's
+    # models are retrained after this many new item events, or when older than this
+    # and anything new arrived. The sequence model trains for at most this long.
+    train_after_events: int = Field(default=1000, ge=1)
+    train_max_age_hours: float = Field(default=24.0, gt=0)
+    train_sequence_seconds: float = Field(default=45.0, gt=0)
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -101,6 +107,9 @@ class Settings(BaseSettings):
     # At most this many movies (the demo users' own always included; the most rated
     # fill the rest). Unset: the whole catalog. Tests and quick tries use a few hundred.
     demo_catalog_limit: int | None = Field(default=None, ge=1)
+    # The data set's other raters go in too (as `ml-<id>` users, their dates moved to end
+    # at the load), so the demo tenant has the activity its recommender models learn from.
+    demo_background_raters: bool = True
 
     @field_validator("demo_users", mode="before")
     @classmethod

@@ -52,6 +52,7 @@ class RefreshWorker:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _retry_at: dict[int, tuple[datetime, timedelta]] = field(default_factory=dict)
+    _train_retry_at: dict[int, tuple[datetime, timedelta]] = field(default_factory=dict)
 
     def run_once(self) -> dict[str, int]:
         """One pass; returns counts (tests call this directly)."""
@@ -92,8 +93,39 @@ class RefreshWorker:
         while not self._stop.wait(self.rt.settings.refresh_poll_seconds):
             try:
                 self.run_once()
+                self.train_once()
             except Exception:  # keep the worker alive; the next pass tries again
                 log.exception("refresh worker pass failed")
+
+    def train_once(self) -> dict[str, int]:
+        """Train every tenant whose models are due (`service.training.jobs.tenants_due`).
+
+        Minutes of CPU per tenant: it runs on this thread after the refreshes, and the
+        registry of every process picks the new version up from its pointer file. A
+        failed training keeps the last good models and waits longer before the next try.
+        """
+        from service.training.jobs import tenants_due, train_with_ranker
+
+        at = self.rt.clock()
+        counts = {"trained": 0, "train_failed": 0}
+        with self.sessions() as session:
+            due = [t for t in tenants_due(session, self.rt.settings, at)
+                   if self._train_retry_at.get(t, (at, timedelta()))[0] <= at]
+        for tenant_id in due:
+            if self._stop.is_set():
+                break
+            with self.sessions() as session:
+                try:
+                    train_with_ranker(session, tenant_id, self.rt.settings, self.rt.vectors)
+                except Exception:  # keep the worker alive; back off, the old models serve
+                    counts["train_failed"] += 1
+                    _, wait = self._train_retry_at.get(tenant_id, (at, timedelta(minutes=5)))
+                    self._train_retry_at[tenant_id] = (at + wait, min(wait * 2, MAX_BACKOFF))
+                    log.exception("training of tenant %s failed", tenant_id)
+                else:
+                    counts["trained"] += 1
+                    self._train_retry_at.pop(tenant_id, None)
+        return counts
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="refresh-worker", daemon=True)

@@ -171,12 +171,17 @@ def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
     item_texts = item_texts_from_database(session, tenant_id)
     trained = train_log(log, item_texts, sequence_seconds=sequence_seconds, progress=progress,
                         ranker_trainer=ranker_trainer)
+    return save_training(settings, tenant_id, log, trained, time.monotonic() - started)
+
+
+def save_training(settings: Settings, tenant_id: int, log: InteractionLog, trained: Training,
+                  seconds: float) -> ModelMeta:
+    """Save what `train_log` produced as the tenant's new current version."""
     meta = ModelMeta(
         version=new_version(), tenant_id=tenant_id,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         events_used=len(log), users=len(log.user_ids), items=len(trained.models.item_ids),
         sources=list(trained.models.sources), ranker=trained.ranker is not None,
-        heldout=trained.heldout, notes=trained.notes)
-    meta.seconds = round(time.monotonic() - started, 3)
+        heldout=trained.heldout, notes=trained.notes, seconds=round(seconds, 3))
     ArtifactStore(models_root(settings)).save(meta, trained.models, trained.ranker)
     return meta

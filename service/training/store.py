@@ -115,6 +115,16 @@ class ArtifactStore:
         return sorted(p.name for p in folder.iterdir()
                       if p.is_dir() and not p.name.startswith(".") and (p / META_FILE).exists())
 
+    def current_meta(self, tenant_id: int) -> ModelMeta | None:
+        """The current version's metadata (its meta.json only), or None without one."""
+        version = self.current_version(tenant_id)
+        if version is None:
+            return None
+        try:
+            return meta_from_json((self.tenant_dir(tenant_id) / version / META_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
     def save(self, meta: ModelMeta, base: BaseModels, ranker: Ranker | None = None) -> Path:
         """Write a new version and make it current; on any failure nothing changes."""
         folder = self.tenant_dir(meta.tenant_id)

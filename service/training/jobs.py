@@ -1,0 +1,77 @@
+"""Training as the service runs it: by the CLI, by the worker when a tenant is due, and
+by the demo load. One function trains with the learned ranker and the item vectors it
+needs; another says which tenants are due.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.catalog.models import Item
+from service.core.config import Settings
+from service.ingest.models import Event
+from service.training.contract import ModelMeta
+from service.training.ranker import train_ranker
+from service.training.service import train_tenant
+from service.training.store import ArtifactStore, models_root
+from service.vectors.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+def item_vectors(session: Session, tenant_id: int, vectors: VectorStore | None
+                 ) -> dict[str, npt.NDArray[np.float32]] | None:
+    """The tenant's indexed item vectors (the ranker's facet features compare them), or
+    None when the vector store cannot give them: training goes on without."""
+    if vectors is None:
+        return None
+    versions: dict[str, str] = {
+        str(item_id): str(indexed) for item_id, indexed in session.execute(
+            select(Item.item_id, Item.indexed_hash).where(Item.tenant_id == tenant_id,
+                                                          Item.indexed_hash.is_not(None)))}
+    try:
+        found: dict[str, Any] = vectors.vectors(tenant_id, "items", versions)
+    except Exception as exc:  # any client error: the vector store is optional here
+        log.warning("training tenant %s without item vectors (%s: %s)", tenant_id,
+                    type(exc).__name__, exc)
+        return None
+    return {item_id: np.asarray(v, dtype=np.float32) for item_id, v in found.items()}
+
+
+def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
+                      vectors: VectorStore | None, *, progress: bool = False) -> ModelMeta:
+    """Train and save a new version with the learned ranker (see `train_tenant`)."""
+    found = item_vectors(session, tenant_id, vectors)
+    return train_tenant(session, tenant_id, settings, progress=progress,
+                        ranker_trainer=partial(train_ranker, item_vectors=found,
+                                               progress=progress),
+                        sequence_seconds=settings.train_sequence_seconds)
+
+
+def tenants_due(session: Session, settings: Settings, now: datetime) -> list[int]:
+    """Tenants with item events whose models are missing, at least `train_after_events`
+    item events behind, or older than `train_max_age_hours` with anything new."""
+    store = ArtifactStore(models_root(settings))
+    counts = session.execute(
+        select(Event.tenant_id, func.count()).where(Event.item_id.is_not(None))
+        .group_by(Event.tenant_id))
+    due: list[int] = []
+    for tenant_id, events in counts:
+        meta = store.current_meta(tenant_id)
+        if meta is None:
+            due.append(tenant_id)
+            continue
+        behind = events - meta.events_used
+        trained_at = datetime.fromisoformat(meta.trained_at)
+        old = now - trained_at > timedelta(hours=settings.train_max_age_hours)
+        if behind >= settings.train_after_events or (old and behind > 0):
+            due.append(tenant_id)
+    return sorted(due)
