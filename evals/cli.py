@@ -53,7 +53,7 @@ def add_eval_parser(
                     "precision/recall and next-period interest-mix error from its profile "
                     "versions, with a facet-timeline PNG of one user per model.",
         epilog="example: interest-tracker eval --dataset synthetic --users 20 --seed 1 "
-               "--models ours,ours-no-decay,ours-no-llm,most-popular --refresh-every 10")
+               "--models ours,ours-no-decay,ours-template-names,most-popular --refresh-every 10")
     parser.add_argument("--dataset", choices=DATASETS, default="ml-latest-small",
                         help="synthetic: generated users with planted interest changes "
                              "(drift tracking for ours models)")

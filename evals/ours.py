@@ -1,40 +1,42 @@
 """Our service as a `Recommender`: each user's history is replayed through the real code.
 
 `fit` starts the real app in process (SQLite and Chroma in a temp folder, MiniLM
-embeddings, the configured LLM) and upserts the catalog through `PUT /v1/items`.
-`recommend` replays the user's history through `POST /v1/events`: everything but
-the last `replay_last` interactions in one go (nothing when it is None: the whole
-history is chunked, as drift tracking needs), then the rest in chunks of
-`refresh_every`, with a profile refresh after each chunk at the chunk's own time
-(the app's clock follows the replay, so decay happens in data time). The ranking
-is `GET /v1/users/{id}/recommendations` (template explanations), exactly what a
-client gets; each list is kept with the events sent, so `faithfulness()` can check
-the evidence it cites (`evals.faithfulness`).
+embeddings, the configured LLM), upserts the catalog through `PUT /v1/items`, sends
+every user's training events but the last `replay_last` through `POST /v1/events`
+(none when `replay_last` is None), and trains the tenant's models (co-occurrence,
+transitions, SASRec, TF-IDF, popularity and the LightGBM ranker) on the training
+interactions, exactly as `interest-tracker train` does and on the same data every
+baseline fits on. `recommend` replays the user's remaining events in chunks of
+`refresh_every`, with a profile refresh after each chunk at the chunk's own time (the
+app's clock follows the replay, so decay happens in data time). The ranking is
+`GET /v1/users/{id}/recommendations` (template explanations), exactly what a client
+gets; each list is kept with the events sent, so `faithfulness()` can check the
+evidence it cites (`evals.faithfulness`).
 
 Variants (ablations):
-- `full`: the LLM summarizes, the §4 merge decays and reinforces.
+- `full` (`ours`): the hybrid of DESIGN.md §2: facets (grouped events named by the LLM)
+  as candidates and ranker features beside the trained models.
 - `no-decay`: the same with half-lives of ~270 years.
-- `no-llm`: no model; facets are k-means clusters of the chunk's liked items'
-  vectors (label from their commonest genre), merged by the same rules; items rated
-  below the threshold form one avoid facet.
+- `no-llm`: the trained models and ranker only: no profile, no facet candidates or
+  features (its ranker is trained without facet features too).
+- `facets-only`: the profile-only path (facet retrieval from Chroma, popular fill), no
+  trained models.
+- `template-names`: as `full`, but the model names no group (names from tags only).
 
-Ratings are sent as `rating` events with their value, so a rating below the
-threshold reaches the summarizer as a dislike signal (avoid facets).
+Ratings are sent as `rating` events with their value, so a low rating reaches the
+grouping as a dislike (avoid facets).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from evals.faithfulness import (
     DEFAULT_RELATED_THRESHOLD,
@@ -45,8 +47,15 @@ from evals.faithfulness import (
 )
 from evals.types import Interaction, ItemInfo
 
-Variant = Literal["full", "no-decay", "no-llm"]
+Variant = Literal["full", "no-decay", "no-llm", "facets-only", "template-names"]
 NO_DECAY_DAYS = 100_000.0
+# Variants whose tenant models (co-occurrence, transitions, SASRec, TF-IDF, popularity and
+# the learned ranker) are trained at `fit`, on the same training interactions as every
+# baseline. `facets-only` is the profile-only path of before (facet retrieval, popular
+# fill); `no-llm` has models and ranker but no profile at all (no facet candidates or
+# features, and its ranker is trained without facet features).
+TRAINED: frozenset[Variant] = frozenset({"full", "no-decay", "no-llm", "template-names"})
+REFRESHED: frozenset[Variant] = frozenset({"full", "no-decay", "facets-only", "template-names"})
 
 
 class ReplayClock:
@@ -67,7 +76,7 @@ class OursRecommender:
     def __init__(self, variant: Variant = "full", refresh_every: int = 20,
                  replay_last: int | None = 40, positive_threshold: float = 3.5,
                  settings_overrides: Mapping[str, Any] | None = None, seed: int = 0,
-                 llm: Any = None) -> None:
+                 llm: Any = None, sequence_seconds: float = 45.0) -> None:
         self.name = "ours" if variant == "full" else f"ours-{variant}"
         self.variant = variant
         self.refresh_every = refresh_every
@@ -76,6 +85,9 @@ class OursRecommender:
         self.overrides = dict(settings_overrides or {})
         self.seed = seed
         self.llm = llm  # a shared LLMRuntime (tests); else the app builds one from settings
+        self.sequence_seconds = sequence_seconds
+        self.models_meta: dict[str, Any] = {}
+        self._pre_ingested = False
         self.refreshes = 0
         self.failed_refreshes = 0
         self.prompt_tokens = 0
@@ -99,13 +111,16 @@ class OursRecommender:
         overrides = dict(self.overrides)
         if self.variant == "no-decay":
             overrides.update(half_life_short_days=NO_DECAY_DAYS, half_life_long_days=NO_DECAY_DAYS)
+        if self.variant == "template-names":
+            overrides.update(summary_model_groups=0)
         settings = Settings(data_dir=Path(self._tmp), refresh_worker=False, **overrides)
         self._clock = ReplayClock()
         app = create_app(settings, llm=self.llm, clock=self._clock)
         self._client = TestClient(app)
         self._client.__enter__()
         with app.state.sessions() as session:
-            _, key = create_tenant(session, "eval")
+            tenant, key = create_tenant(session, "eval")
+            self._tenant_id = tenant.id
         self._auth = {"Authorization": f"Bearer {key}"}
         self._items = items
         self._shown = []
@@ -114,6 +129,59 @@ class OursRecommender:
             r = self._client.put("/v1/items", headers=self._auth,
                                  json={"items": rows[lo:lo + 1000]})
             r.raise_for_status()
+        histories: dict[str, list[Interaction]] = {}
+        for e in train:  # sorted by (ts, seq): each user's part in the replay's order
+            histories.setdefault(e.user, []).append(e)
+        self._ingest_all_but_replayed(histories)
+        if self.variant in TRAINED:
+            self._train_models(histories, items)
+
+    def _ingest_all_but_replayed(self, histories: Mapping[str, list[Interaction]]) -> None:
+        """Every user's history but the last `replay_last` events goes in now, under the
+        ids the replay uses: the tenant's event store then looks like a platform's (other
+        users' activity included), and `recommend` sends only the replayed tail."""
+        if self.replay_last is None or not histories:
+            return
+        events = [self._event(e, n) for hist in histories.values()
+                  for n, e in enumerate(hist[:max(len(hist) - self.replay_last, 0)])]
+        self._clock.now = _ts(max(h[-1].ts for h in histories.values())) + timedelta(seconds=1)
+        self._send(events)
+        self._pre_ingested = True
+
+    def _train_models(self, histories: Mapping[str, list[Interaction]],
+                      items: Mapping[str, ItemInfo]) -> None:
+        """The tenant's models, trained the way `interest-tracker train` does, on the
+        training interactions (the same the baselines see), with the replay's event ids."""
+        import time
+        from functools import partial
+
+        from service.training.data import event_weight, log_from_rows
+        from service.training.jobs import item_vectors
+        from service.training.ranker import train_ranker
+        from service.training.service import save_training, train_log
+
+        assert self._client is not None
+        app: Any = self._client.app
+        started = time.monotonic()
+        rows = [(e.user, e.item, float(e.ts),
+                 event_weight("view" if e.rating is None else "rating",
+                              None if e.rating is None else min(5.0, max(0.0, e.rating)), 5.0),
+                 f"{e.user}-{n}")
+                for hist in histories.values() for n, e in enumerate(hist)]
+        log = log_from_rows(sorted(rows, key=lambda r: (r[2], r[4])))
+        texts = {item_id: info.text for item_id, info in items.items()}
+        vectors = None
+        if self.variant != "no-llm":  # the ablation without facets learns without them too
+            with app.state.sessions() as session:
+                vectors = item_vectors(session, self._tenant_id, app.state.vectors)
+        trained = train_log(log, texts, seed=self.seed, sequence_seconds=self.sequence_seconds,
+                            ranker_trainer=partial(train_ranker, item_vectors=vectors,
+                                                   seed=self.seed))
+        meta = save_training(app.state.settings, self._tenant_id, log, trained,
+                             time.monotonic() - started)
+        self.models_meta = {"version": meta.version, "seconds": meta.seconds,
+                            "sources": meta.sources,
+                            "ranker": meta.ranker, "heldout": meta.heldout, "notes": meta.notes}
 
     def close(self) -> None:
         if self._client is not None:
@@ -159,13 +227,15 @@ class OursRecommender:
             return self._ranking(user, k, exclude, {})
         events = [self._event(e, n) for n, e in enumerate(history)]
         cut = 0 if self.replay_last is None else max(len(events) - self.replay_last, 0)
-        if cut:
+        if cut and not self._pre_ingested:
             self._send(events[:cut])
         for lo in range(cut, len(events), self.refresh_every):
             chunk = events[lo:lo + self.refresh_every]
             self._send(chunk)
             self._clock.now = _ts(history[lo + len(chunk) - 1].ts) + timedelta(seconds=1)
-            self._refresh(user, history[lo:lo + len(chunk)], chunk)
+            if self.variant in REFRESHED:
+                self._refresh(user, history[lo:lo + len(chunk)], chunk)
+        self._clock.now = _ts(history[-1].ts) + timedelta(seconds=1)
         return self._ranking(user, k, exclude, {ev["event_id"]: ev["item_id"] for ev in events})
 
     def _refresh(self, user: str, interactions: Sequence[Interaction],
@@ -174,69 +244,18 @@ class OursRecommender:
         import time
 
         started = time.perf_counter()
-        if self.variant == "no-llm":
-            self._cluster_refresh(user, interactions, events)
+        r = self._client.post(f"/v1/users/{user}/profile/refresh", headers=self._auth)
+        if r.status_code != 200:
+            # A failed refresh keeps the last good profile: the replay goes on.
+            self.failed_refreshes += 1
         else:
-            r = self._client.post(f"/v1/users/{user}/profile/refresh", headers=self._auth)
-            if r.status_code != 200:
-                # A failed refresh keeps the last good profile: the replay goes on.
-                self.failed_refreshes += 1
-            else:
-                newest = self._client.get(f"/v1/users/{user}/profile/history",
-                                          headers=self._auth, params={"limit": 1}).json()
-                version = newest["versions"][0]
-                self.prompt_tokens += version["prompt_tokens"]
-                self.output_tokens += version["output_tokens"]
+            newest = self._client.get(f"/v1/users/{user}/profile/history",
+                                      headers=self._auth, params={"limit": 1}).json()
+            version = newest["versions"][0]
+            self.prompt_tokens += version["prompt_tokens"]
+            self.output_tokens += version["output_tokens"]
         self.refreshes += 1
         self.refresh_seconds += time.perf_counter() - started
-
-    def _cluster_refresh(self, user: str, interactions: Sequence[Interaction],
-                         events: Sequence[dict[str, Any]]) -> None:
-        """The no-LLM ablation: facets from clusters of liked items' vectors."""
-        from service.profiles.merge import NewFacet, Polarity
-        from service.profiles.service import RefreshInput, commit_merge
-        from service.users.models import User
-
-        assert self._client is not None
-        app: Any = self._client.app
-        liked = [(e, ev) for e, ev in zip(interactions, events, strict=True)
-                 if e.rating is None or e.rating >= self.positive_threshold]
-        disliked = [(e, ev) for e, ev in zip(interactions, events, strict=True)
-                    if e.rating is not None and e.rating < self.positive_threshold - 1]
-        new: list[NewFacet] = []
-        groups: tuple[tuple[list[tuple[Interaction, dict[str, Any]]], Polarity], ...] = (
-            (liked, "like"), (disliked, "avoid"))
-        for group, polarity in groups:
-            if not group:
-                continue
-            texts = [self._items[e.item].text if e.item in self._items else e.item
-                     for e, _ in group]
-            vectors = np.asarray(app.state.embedder.embed(texts), dtype=np.float32)
-            n_clusters = 1 if polarity == "avoid" else min(3, len(group))
-            labels = _kmeans(vectors, n_clusters, self.seed)
-            for c in range(n_clusters):
-                members = [i for i, lab in enumerate(labels) if lab == c]
-                if not members:
-                    continue
-                centroid = vectors[members].mean(axis=0)
-                centroid /= np.linalg.norm(centroid) or 1.0
-                genres = Counter(g for i in members for g in
-                                 (self._items[group[i][0].item].genres
-                                  if group[i][0].item in self._items else ()))
-                topic = genres.most_common(1)[0][0] if genres else "these titles"
-                titles = [self._items[group[i][0].item].title for i in members[:3]
-                          if group[i][0].item in self._items]
-                new.append(NewFacet(
-                    label=f"{topic} ({polarity})"[:60],
-                    description=("Rated highly: " if polarity == "like" else "Rated low: ")
-                    + "; ".join(titles)[:100],
-                    strength=min(1.0, len(members) / len(group) + 0.3), polarity=polarity,
-                    evidence=tuple(group[i][1]["event_id"] for i in members[-6:]),
-                    embedding=tuple(float(x) for x in centroid)))
-        with app.state.sessions() as session:
-            row = session.scalars(select(User).where(User.user_id == user)).one()
-            commit_merge(session, row, app.state.profiles, self._clock(), "eval",
-                         RefreshInput(new=new, seen_pending=row.events_since_refresh))
 
     def _ranking(self, user: str, k: int, exclude: set[str], sent: dict[str, str]) -> list[str]:
         assert self._client is not None
@@ -300,19 +319,3 @@ class OursRecommender:
         return score_explanations(self._shown, texts, shared_local_embedder(),
                                   threshold).metrics()
 
-
-def _kmeans(vectors: np.ndarray, k: int, seed: int, rounds: int = 20) -> list[int]:
-    """Plain seeded k-means on unit vectors (cosine), enough for a handful of points."""
-    if k <= 1 or len(vectors) <= k:
-        return list(range(len(vectors))) if len(vectors) <= k else [0] * len(vectors)
-    rng = np.random.default_rng(seed)
-    centres = vectors[rng.choice(len(vectors), size=k, replace=False)]
-    labels = np.zeros(len(vectors), dtype=int)
-    for _ in range(rounds):
-        labels = np.argmax(vectors @ centres.T, axis=1)
-        for c in range(k):
-            members = vectors[labels == c]
-            if len(members):
-                centre = members.mean(axis=0)
-                centres[c] = centre / (np.linalg.norm(centre) or 1.0)
-    return [int(x) for x in labels]

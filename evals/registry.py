@@ -109,7 +109,8 @@ def shared_llm() -> Any:
 def _register_ours() -> None:
     from evals.ours import OursRecommender, Variant
 
-    variants: tuple[Variant, ...] = ("full", "no-decay", "no-llm")
+    variants: tuple[Variant, ...] = ("full", "no-decay", "no-llm", "facets-only",
+                                     "template-names")
     for variant in variants:
         def build(args: argparse.Namespace, variant: Variant = variant) -> Recommender:
             return OursRecommender(
@@ -117,7 +118,7 @@ def _register_ours() -> None:
                 replay_last=getattr(args, "replay_last", 40),
                 positive_threshold=getattr(args, "positive_threshold", 3.5),
                 seed=getattr(args, "seed", 0),
-                llm=None if variant == "no-llm" else shared_llm())
+                llm=None if variant in ("no-llm", "template-names") else shared_llm())
 
         register("ours" if variant == "full" else f"ours-{variant}", build)
 

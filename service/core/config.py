@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     prompts_dir: Path = Path(__file__).resolve().parents[2] / "prompts"
     summary_prompt_tokens: int = Field(default=3000, ge=500)
     summary_max_events: int = Field(default=200, ge=1, le=2000)
+    # Groups per refresh the model names (the largest first; the rest are named from
+    # their tags). On 2 cores each call costs ~1.5 s with the embedded model (DESIGN.md
+    # §8: p50 <= 8 s a refresh). 0: no model call at all, names from tags only.
+    summary_model_groups: int = Field(default=3, ge=0, le=8)
     embedding_backend: Literal["local", "openai"] = "local"
     embedding_base_url: str | None = Field(default=None, description="OpenAI-compatible /v1")
     embedding_model: str | None = None

@@ -88,9 +88,6 @@ NARRATIVE_MAX_OUTPUT = 60
 ESTIMATE_FACTOR = 1.2
 TEMPLATE_TOKENS = 8
 PROMPT_TAGS = 5
-# The largest groups are named by the model, the rest by their tags: on 2 cores each
-# call costs ~1.5 s with the embedded model (DESIGN.md §8: p50 <= 8 s a refresh).
-MODEL_NAMED_GROUPS = 3
 NOISE_BELOW = 3  # a group the model calls noise is dropped when it has fewer events
 
 # Words a narrative may use beyond the facets' own.
@@ -373,14 +370,17 @@ def summarize_user(
     narrative, narrative_source = "", "fallback"
     problem: str | None = None
     try:
-        chat_model = llm.chat_model() if groups else None
+        # The largest groups are named by the model, the rest by their tags; with none
+        # named by the model it is not called at all (names come from the tags alone).
+        model_groups = settings.summary_model_groups
+        chat_model = llm.chat_model() if groups and model_groups > 0 else None
         with llm.call_slot():
             asked = 0
             for group in groups:
                 if not group.nameable:
                     continue  # nothing but flagged text (or no tags): no facet
                 answer = None
-                if chat_model is not None and asked < MODEL_NAMED_GROUPS:
+                if chat_model is not None and asked < model_groups:
                     asked += 1
                     answer = ask(chat_model, name_prompt.render(**naming_variables(
                         group, settings.rating_max)), GroupName, name_prompt, repair, spend,

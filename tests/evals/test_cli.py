@@ -126,7 +126,8 @@ def test_synthetic_drift_tracking_of_the_no_llm_ablation_end_to_end(
     out = tmp_path / "synthetic"
     args = _parser().parse_args([
         "eval", "--dataset", "synthetic", "--users", "2", "--seed", "1", "--k", "5",
-        "--models", "ours-no-llm", "--refresh-every", "15", "--out", str(out), "--no-progress"])
+        "--models", "ours-template-names", "--refresh-every", "15", "--out", str(out),
+        "--no-progress"])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
 
@@ -134,7 +135,7 @@ def test_synthetic_drift_tracking_of_the_no_llm_ablation_end_to_end(
     assert record["dataset"] == "synthetic-s1" and record["faithfulness_threshold"] == 0.5
     tracking = record["tracking"]
     assert (tracking["seed"], tracking["generated_users"], tracking["refresh_every"]) == (1, 2, 15)
-    scores = record["models"]["ours-no-llm"]
+    scores = record["models"]["ours-template-names"]
     # Every refresh wrote a version inside the planted history: one snapshot each.
     assert scores["snapshots"] == scores["refreshes"] > 0 and scores["failed_refreshes"] == 0
     assert scores["changes"] >= record["users"]  # each synthetic user changes at least once
@@ -155,11 +156,11 @@ def test_synthetic_drift_tracking_of_the_no_llm_ablation_end_to_end(
     assert len(titles) == 3 and len(tables) == 5
     shown = 0
     for columns, rows in tables:
-        for column, cell in zip(columns, rows["ours-no-llm"], strict=True):
+        for column, cell in zip(columns, rows["ours-template-names"], strict=True):
             assert float(cell) == pytest.approx(scores[column], abs=cell_tolerance(cell)), column
             shown += 1
     assert shown == len(scores)
-    timeline = out / "facets-ours-no-llm.png"
+    timeline = out / "facets-ours-template-names.png"
     assert timeline.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"({timeline.name})" in (out / "report.md").read_text()
     assert f"{tracking['timeline_user']}" in (out / "report.md").read_text()

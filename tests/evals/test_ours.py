@@ -38,9 +38,9 @@ def split_for(users: dict[str, str]) -> Split:
     return Split(protocol="leave-last-out", train=train, history=history, targets=targets)
 
 
-def test_the_no_llm_ablation_recommends_from_the_users_topic() -> None:
+def test_the_template_names_ablation_recommends_from_the_users_topic() -> None:
     split = split_for({"astro": "s", "chef": "k"})
-    ours = OursRecommender(variant="no-llm", refresh_every=2, replay_last=4)
+    ours = OursRecommender(variant="template-names", refresh_every=2, replay_last=4)
     try:
         result = evaluate(ours, split, ITEMS, k=2, progress=False)
         assert ours.refreshes == 4 and ours.failed_refreshes == 0
@@ -51,6 +51,21 @@ def test_the_no_llm_ablation_recommends_from_the_users_topic() -> None:
                                        "popular_fallback_share": 0.0,
                                        "faithfulness_explained": 1.0, "evidence_exists": 1.0,
                                        "evidence_related": 1.0}
+    finally:
+        ours.close()
+
+
+def test_the_no_llm_ablation_ranks_with_the_trained_models_and_no_profile() -> None:
+    split = split_for({"astro": "s", "chef": "k", "pilot": "s", "baker": "k"})
+    ours = OursRecommender(variant="no-llm", refresh_every=2, replay_last=4)
+    try:
+        result = evaluate(ours, split, ITEMS, k=2, progress=False)
+        assert ours.refreshes == 0  # no profile at all
+        assert ours.models_meta["version"] and "content" in ours.models_meta["sources"]
+        # The held-out fifth item of a user's topic shares its tags: the content model
+        # (TF-IDF) ranks it in the top 2 of 8 candidates.
+        assert result["hr@2"] == 1.0, result
+        assert ours.faithfulness()["evidence_exists"] == 1.0
     finally:
         ours.close()
 
@@ -105,11 +120,13 @@ def test_llm_variants_share_one_cached_runtime(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(registry, "_shared_llm", None)
     args = argparse.Namespace(refresh_every=20, replay_last=40, positive_threshold=3.5, seed=0)
-    full, no_decay, no_llm = (registry.MODELS[n](args)
-                              for n in ("ours", "ours-no-decay", "ours-no-llm"))
-    assert isinstance(full, OursRecommender) and isinstance(no_decay, OursRecommender)
-    assert isinstance(no_llm, OursRecommender)
-    assert full.llm is no_decay.llm is registry.shared_llm() and no_llm.llm is None
+    full, no_decay, no_llm, facets_only, template = (
+        registry.MODELS[n](args) for n in ("ours", "ours-no-decay", "ours-no-llm",
+                                           "ours-facets-only", "ours-template-names"))
+    for model in (full, no_decay, no_llm, facets_only, template):
+        assert isinstance(model, OursRecommender)
+    assert full.llm is no_decay.llm is facets_only.llm is registry.shared_llm()
+    assert no_llm.llm is None and template.llm is None
     assert isinstance(full.llm._cache, InMemoryCache)  # nothing started yet: built lazily
     assert full.llm.embedded is None or not full.llm.embedded.started
     monkeypatch.setattr(registry, "_shared_llm", None)

@@ -200,8 +200,6 @@ def test_a_narrative_that_fails_the_checks_is_built_from_the_labels(
 def test_the_largest_groups_are_named_by_the_model_and_repeats_fall_back(
     settings: Settings,
 ) -> None:
-    from service.summaries.service import MODEL_NAMED_GROUPS
-
     topics = ["jazz", "hiking", "cooking", "chess", "gardening"]
     model = routed({NAME: [group_name("Jazz and hiking")], NARRATE: [NARRATIVE]})
     with app_client(settings, LLMRuntime(settings, chat_model=model)) as client:
@@ -213,10 +211,28 @@ def test_the_largest_groups_are_named_by_the_model_and_repeats_fall_back(
             event("u1", "like", f"{topic}{n}", ts=NOW - timedelta(hours=n))
             for n, topic in enumerate(topics)]})
         facets = t.post("/v1/users/u1/summaries").json()["summary"]["facets"]
-    assert model.asked[NAME] == MODEL_NAMED_GROUPS < len(facets)
+    assert model.asked[NAME] == settings.summary_model_groups < len(facets)
     labels = [f["label"] for f in facets]
     assert len(set(labels)) == len(labels)  # one interest, one label
     assert [f["label_source"] for f in facets].count("model") == 1
+
+
+def test_with_no_groups_for_the_model_names_come_from_tags_and_no_call_is_made(
+    settings: Settings,
+) -> None:
+    settings = settings.model_copy(update={"summary_model_groups": 0})
+    model = routed({NAME: [group_name("Jazz and hiking")], NARRATE: [NARRATIVE]})
+    with app_client(settings, LLMRuntime(settings, chat_model=model)) as client:
+        t = make_tenant(client, "acme")
+        t.put("/v1/items", json={"items": [
+            item(f"jazz{n}", tags=["jazz", "saxophone"]) for n in range(4)]})
+        t.post("/v1/events", json={"events": [
+            event("u1", "like", f"jazz{n}", ts=NOW - timedelta(hours=n)) for n in range(4)]})
+        run = t.post("/v1/users/u1/summaries").json()
+    assert run["status"] == "ok" and run["prompt_tokens"] == run["output_tokens"] == 0
+    assert sum(model.asked.values()) == 0
+    (facet,) = run["summary"]["facets"]
+    assert "jazz" in facet["label"].casefold() and len(facet["evidence"]) == 4
 
 
 def test_a_refresh_of_100_events_stays_within_the_token_budget(settings: Settings) -> None:
