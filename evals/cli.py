@@ -25,6 +25,7 @@ from evals.drift import (
 )
 from evals.faithfulness import DEFAULT_RELATED_THRESHOLD
 from evals.forecast import DEFAULT_DECAY, forecast_metrics
+from evals.labels import label_quality, labels_of
 from evals.registry import MODELS
 from evals.report import FacetTimeline, RunInfo, kept_metrics, report_tables, write_report
 from evals.runner import evaluate, genre_vectors
@@ -136,6 +137,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 rules = getattr(recommender, "decay_rules", lambda: DEFAULT_DECAY)()
                 scores, timelines[name] = tracker.score(versions, rules)
                 results[name].update(scores)
+            if callable(versions):  # ours: do its facet labels name topics?
+                results[name].update(_label_quality(versions, split, dataset))
             cost = getattr(recommender, "cost", None)
             if callable(cost):  # ours: LLM tokens and seconds per refresh
                 results[name].update(cost())
@@ -191,6 +194,13 @@ def _split(dataset: Dataset, args: argparse.Namespace) -> Split:
     if args.protocol == protocol.GLOBAL_TIME:
         return protocol.global_time_split(dataset, args.test_fraction, args.positive_threshold)
     return protocol.leave_last_out(dataset, args.positive_threshold)
+
+
+def _label_quality(versions: Callable[[str], list[dict[str, Any]]], split: Split,
+                   dataset: Dataset) -> dict[str, float]:
+    titles = {user: [dataset.items[e.item].title for e in split.history.get(user, [])
+                     if e.item in dataset.items] for user in split.targets}
+    return label_quality({user: labels_of(versions(user)) for user in split.targets}, titles)
 
 
 class _Tracker:

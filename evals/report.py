@@ -74,7 +74,14 @@ FORECAST = Section(
     "against the share of the user's events per category in the next period: mean squared "
     "error over the categories and total-variation distance (0 identical, 1 disjoint), "
     "means over the forecast_points followed by some activity.")
-SECTIONS = (COST, FAITHFULNESS, TRACKING, FORECAST)
+LABELS = Section(
+    "Facet labels",
+    ("facet_labels", "topic_label_share", "title_labels", "year_or_reference_labels"),
+    {"facet_labels": 0, "title_labels": 0, "year_or_reference_labels": 0},
+    "Every distinct facet label a test user's profile versions held; a topic label is "
+    "neither a title of one of the user's items (or part of one), nor holds a year or an "
+    "event reference (`evals/labels.py`, the service's own checks).")
+SECTIONS = (COST, FAITHFULNESS, LABELS, TRACKING, FORECAST)
 
 FacetTimeline = tuple[Sequence[tuple[int, Mapping[str, float]]], Sequence[tuple[int, int, str]]]
 

@@ -152,8 +152,9 @@ def test_synthetic_drift_tracking_of_the_no_llm_ablation_end_to_end(
     tables = markdown_tables(printed)
     assert tables == markdown_tables((out / "report.md").read_text())
     titles = [t for t in ("### LLM cost per refresh", "### Explanation faithfulness",
+                          "### Facet labels",
                           "### Drift tracking (synthetic users)") if t in printed]
-    assert len(titles) == 3 and len(tables) == 5
+    assert len(titles) == 4 and len(tables) == 6
     shown = 0
     for columns, rows in tables:
         for column, cell in zip(columns, rows["ours-template-names"], strict=True):
