@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
@@ -85,6 +85,8 @@ class DemoLoad:
     refreshed: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    models_version: str | None = None
+    training_problem: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -248,7 +250,13 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
     with sessions() as session:
         _load_catalog(session, tenant_id, catalog, rt, progress)
         result.events = _load_ratings(session, tenant_id, users, histories, rt, say)
+        if settings.demo_background_raters:
+            in_catalog = {row["item_id"] for row in catalog}
+            result.events += _load_background(session, tenant_id, dataset.interactions,
+                                              users, in_catalog, rt, say, progress)
     _refresh_profiles(sessions, tenant_id, result, rt, progress)
+    if settings.demo_background_raters:
+        _train_models(sessions, tenant_id, result, rt, say, progress)
 
     result.seconds = time.perf_counter() - started
     for line in result.failures:
@@ -295,6 +303,81 @@ def _load_ratings(session: Session, tenant_id: int, users: Sequence[str],
         say(f"demo: {accepted} ratings stored, the newest of each user dated "
             f"{newest_at:%Y-%m-%d %H:%M} UTC")
     return accepted
+
+
+def background_events(interactions: Sequence[Interaction], skip: Sequence[str],
+                      in_catalog: set[str], newest_at: datetime) -> dict[str, list[dict[str, Any]]]:
+    """The data set's other raters' ratings of catalog movies, per demo user id.
+
+    All are moved by one offset so the data set's newest rating lands at `newest_at`:
+    the order and gaps between users are kept, which is what co-occurrence, transitions
+    and recent popularity learn from.
+    """
+    if not interactions:
+        return {}
+    newest_at = newest_at.replace(microsecond=0)
+    last = max(e.ts for e in interactions)
+    per_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in interactions:
+        if e.user in skip or e.item not in in_catalog:
+            continue
+        user_id = demo_user_id(e.user)
+        per_user[user_id].append({
+            "event_id": f"{user_id}-{e.item}", "user_id": user_id, "type": "rating",
+            "item_id": e.item, "value": e.rating,
+            "ts": (newest_at - timedelta(seconds=last - e.ts)).isoformat()})
+    return per_user
+
+
+def _load_background(session: Session, tenant_id: int, interactions: Sequence[Interaction],
+                     demo_users: Sequence[str], in_catalog: set[str], rt: ProfileRuntime,
+                     say: Callable[[str], None], progress: bool) -> int:
+    """The other raters, in full batches. Events carry stable ids and ingest is
+    idempotent, so a load resumed after a crash sends them again and stores only what
+    was missing."""
+    per_user = background_events(interactions, demo_users, in_catalog,
+                                 rt.clock() - NEWEST_BEFORE_LOAD)
+    events = [e for user_id in sorted(per_user) for e in per_user[user_id]]
+    limit = rt.settings.max_batch_events
+    accepted = 0
+    with tqdm(total=len(events), desc="demo raters", unit="rating",
+              disable=not progress) as bar:
+        for lo in range(0, len(events), limit):
+            part = events[lo:lo + limit]
+            accepted += ingest_events(session, tenant_id, part, rt.settings).accepted
+            bar.update(len(part))
+    # They are there for the models: the worker would otherwise summarize all of them
+    # with the LLM (hours of CPU on a laptop). A refresh on request still builds one.
+    session.execute(update(User).where(User.tenant_id == tenant_id,
+                                       User.user_id.in_(list(per_user)))
+                    .values(stale=False, events_since_refresh=0))
+    session.commit()
+    if accepted:
+        say(f"demo: {accepted:,} ratings of {len(per_user)} other raters stored, for the "
+            "tenant's recommender models to learn from")
+    return accepted
+
+
+def _train_models(sessions: sessionmaker[Session], tenant_id: int, result: DemoLoad,
+                  rt: ProfileRuntime, say: Callable[[str], None], progress: bool) -> None:
+    """The tenant's recommender models, so the first lists are the hybrid ones. A failure
+    is reported, not fatal: lists use facets and popular items meanwhile, and the worker
+    trains a tenant without models on its next pass."""
+    from service.training.jobs import train_with_ranker
+
+    say("demo: training the tenant's recommender models (a few minutes on 2 cores)")
+    with sessions() as session:
+        try:
+            meta = train_with_ranker(session, tenant_id, rt.settings, rt.vectors,
+                                     progress=progress)
+        except Exception as exc:  # whatever went wrong, the demo still serves
+            session.rollback()
+            result.training_problem = f"{type(exc).__name__}: {exc}"
+            say(f"demo: training failed ({result.training_problem}); the worker retries")
+            return
+    result.models_version = meta.version
+    say(f"demo: models {meta.version} trained in {meta.seconds:.0f} s on "
+        f"{meta.events_used:,} events (ranker: {'yes' if meta.ranker else 'no'})")
 
 
 def _refresh_profiles(sessions: sessionmaker[Session], tenant_id: int, result: DemoLoad,

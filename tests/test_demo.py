@@ -89,11 +89,14 @@ class Demo:
                     len(self.model.calls))
 
 
-def start_demo(data_dir: Path, users: list[str], limit: int,
+def start_demo(data_dir: Path, users: list[str], limit: int | None,
                before_answer: Callable[[], None] | None = None,
-               clock: Callable[[], datetime] = utcnow) -> Demo:
+               clock: Callable[[], datetime] = utcnow, background: bool = False) -> Demo:
+    """The demo load; `background` adds the data set's other raters and trains the
+    tenant's models (as `make run` does), with a shorter sequence-model budget."""
     settings = Settings(data_dir=data_dir, refresh_worker=False, demo_users=users,
-                        demo_catalog_limit=limit)
+                        demo_catalog_limit=limit, demo_background_raters=background,
+                        train_sequence_seconds=15.0)
     data_dir.mkdir(parents=True)
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
@@ -174,21 +177,33 @@ def test_rating_events_keep_short_gaps_and_compress_long_histories() -> None:
     assert times[5] - times[4] == MAX_HISTORY_SPAN / 9  # even gaps stay even
 
 
+# Words the label or description of each demo user's strongest like-facet must hold: the
+# script names a group after a keyword among its top tags, else the tags name it.
+TASTE_WORDS = {"ml-401": re.compile(r"\banimat", re.IGNORECASE),
+               "ml-454": re.compile(r"\bhorror", re.IGNORECASE),
+               "ml-309": re.compile(r"\b(?:war|drama)\b", re.IGNORECASE)}
+
+
 def test_each_demo_user_has_a_profile_built_from_their_own_ratings(
         demo: Demo, api: Any) -> None:
-    labels = {}
+    rating_max = demo.settings.rating_max
     for user_id in demo.first.user_ids:
         profile = api("GET", f"/v1/users/{user_id}/profile").json()
         assert profile["version"] == 1 and profile["stale"] is False, profile
         assert profile["facets"], profile
-        mine = {e["event_id"] for e in api("GET", f"/v1/users/{user_id}/events",
-                                           params={"limit": 200}).json()["events"]}
+        value = {e["event_id"]: e["value"] for e in api(
+            "GET", f"/v1/users/{user_id}/events", params={"limit": 200}).json()["events"]}
         for facet in profile["facets"]:
             cited = {e["event_id"] for e in facet["evidence"]}
-            assert cited and cited <= mine, (user_id, facet)
-        labels[user_id] = {f["label"] for f in profile["facets"]}
-    assert "Animated films" in labels["ml-401"] and "Horror films" in labels["ml-454"]
-    assert "War films" in labels["ml-309"] and "Westerns" in labels["ml-309"]
+            assert cited and cited <= set(value), (user_id, facet)
+            # Polarity comes from the ratings: at most half the scale is avoided.
+            low = {value[e] <= 0.5 * rating_max for e in cited}
+            assert low == {facet["polarity"] == "avoid"}, (user_id, facet)
+        likes = sorted((f for f in profile["facets"] if f["polarity"] == "like"),
+                       key=lambda f: -f["strength"])
+        assert likes, profile
+        words = f"{likes[0]['label']}. {likes[0]['description']}"
+        assert TASTE_WORDS[user_id].search(words), (user_id, likes[0])
 
 
 def test_a_demo_users_first_recommendations_are_explained_and_unseen(
@@ -200,7 +215,8 @@ def test_a_demo_users_first_recommendations_are_explained_and_unseen(
     assert not rated & {i["item_id"] for i in body["items"]}
     for entry in body["items"]:
         because = entry["because"]
-        assert because["label"] in TOPICS and because["evidence"], entry
+        assert because["kind"] == "facet" and because["label"] in TOPICS, entry
+        assert because["evidence"], entry
         assert {e["event_id"] for e in because["evidence"]} <= {
             f"ml-401-{movie}" for movie in rated}
         assert entry["explanation"] and entry["explanation_source"] == "template"
@@ -318,3 +334,39 @@ def test_demo_settings() -> None:
                           database_url="postgresql+psycopg://x@db/interest")  # type: ignore[arg-type]
     assert not production.demo_enabled
     assert DEMO_TENANT == "demo"
+
+
+# What each demo user's list must mostly be (MovieLens genres), 6 of 10 at least.
+TASTE_GENRES = {"ml-401": {"Animation", "Children"}, "ml-454": {"Horror", "Thriller"},
+                "ml-309": {"Drama", "War", "Western"}}
+TRAINED_CATALOG_LIMIT = 3000  # most of the data set's ratings fall on these movies
+
+
+@pytest.fixture(scope="module")
+def trained_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    return start_demo(tmp_path_factory.mktemp("trained-demo") / "data", USERS,
+                      TRAINED_CATALOG_LIMIT, background=True)
+
+
+def test_demo_lists_follow_each_users_taste_with_reasons_from_their_own_events(
+        trained_demo: Demo) -> None:
+    first = trained_demo.first
+    assert first.complete and first.models_version is not None, first
+    genres = {m: set(info.genres) for m, info in load_movielens_latest().items.items()}
+    with trained_demo.client() as client:
+        auth = {"Authorization": f"Bearer {first.key}"}
+        for user_id, wanted in TASTE_GENRES.items():
+            mine = {e["event_id"]: e["item_id"] for e in client.get(
+                f"/v1/users/{user_id}/events", headers=auth,
+                params={"limit": 200}).json()["events"]}
+            body = client.get(f"/v1/users/{user_id}/recommendations", headers=auth,
+                              params={"k": 10}).json()
+            assert body["source"] == "hybrid" and len(body["items"]) == 10, body
+            on_taste = [i["title"] for i in body["items"] if genres[i["item_id"]] & wanted]
+            assert len(on_taste) >= 6, (user_id, [i["title"] for i in body["items"]])
+            assert not set(mine.values()) & {i["item_id"] for i in body["items"]}
+            explained = [i for i in body["items"] if i["because"] is not None]
+            assert len(explained) >= 6, body
+            for entry in explained:
+                cited = {e["event_id"] for e in entry["because"]["evidence"]}
+                assert cited and cited <= set(mine), (user_id, entry)

@@ -247,8 +247,9 @@ def new_facets(
     A group's facet cites the group's events (exact by construction: groups are built
     from unread events only) and takes its polarity from the group. Its strength n is
     the geometric mean of how well its events back it (`evidence_support`) and its
-    share of the new events of its polarity: a single view that is all the user did is
-    weak, and so is a well-backed group among many.
+    share of the new events read: a single view that is all the user did is weak, and
+    so is a well-backed group among many (a handful of low ratings beside many high ones
+    makes a weak avoid-facet).
 
     Cold start: "I like jazz and hiking" always seeds a facet in the user's own words,
     unless the words read as instructions to a model.

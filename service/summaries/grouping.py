@@ -175,9 +175,11 @@ def group_events(
     facts = {item_id: ItemFacts.of(item) for item_id, item in items.items()}
     ordered = sorted((e for e in events if e.type != "declared"), key=lambda e: e.id)
     groups: list[EventGroup] = []
+    # A group's share is of all the events read, both polarities: five low ratings next
+    # to sixty high ones are a small dislike, not an interest as strong as the likes.
+    total = len(ordered)
     for polarity, cap in (("like", max_like), ("avoid", max_avoid)):
         mine = [e for e in ordered if polarity_of(e, rating_max) == polarity]
-        total = len(mine)
         points = _points(mine, facts, item_vectors, text_vectors)
         clusters = _cluster(points)
         kept = _cap(clusters, cap, keep_single=len(mine) < FEW_EVENTS)

@@ -49,7 +49,7 @@ class GroupStats(BaseModel):
 
     count: int = Field(ge=1)
     share: float = Field(ge=0.0, le=1.0,
-                         description="of the events of its polarity this run grouped")
+                         description="of all the events this run grouped (both polarities)")
     event_types: dict[str, int]
     mean_rating: float | None = None
     first_ts: datetime

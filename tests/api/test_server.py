@@ -138,11 +138,12 @@ def test_readme_demo_flow_works_on_a_first_start_and_a_restart_is_instant(
         tmp_path: Path) -> None:
     """The README's demo block against a real server that loaded a small demo on start.
 
-    The scripted `fake` model keeps this quick (its profiles have no facets, so the list
-    is the popular fallback); tests/test_demo.py checks the demo's profiles and explained
-    recommendations, and the embedded model's answers are tested on their own.
+    The scripted `fake` model and a short sequence-model budget keep this quick (the
+    profiles' names come from tags); tests/test_demo.py checks the demo's profiles and
+    explained recommendations, and the embedded model's answers are tested on their own.
     """
-    demo = {"demo_users": "401", "demo_catalog_limit": "100", "llm_backend": "fake"}
+    demo = {"demo_users": "401", "demo_catalog_limit": "100", "llm_backend": "fake",
+            "train_sequence_seconds": "5"}
     with running_server(tmp_path, start_seconds=240, **demo) as server:
         printed = server.output.read_text()
         assert "demo: loading tenant 'demo' (100 movies" in printed, printed
@@ -160,6 +161,9 @@ def test_readme_demo_flow_works_on_a_first_start_and_a_restart_is_instant(
         recommendations = json.loads(run.stderr)
         assert len(recommendations["items"]) == 10
         assert all(i["explanation"] for i in recommendations["items"])
+        # The demo's other raters trained the tenant's models: the list is the hybrid one.
+        assert re.search(r"demo: models \S+ trained in \d+ s", printed), printed
+        assert recommendations["source"] == "hybrid", recommendations
         rated = {e["item_id"] for e in httpx.get(
             f"{server.url}/v1/users/ml-401/events", params={"limit": 200},
             headers={"Authorization": f"Bearer {key}"}).json()["events"]}

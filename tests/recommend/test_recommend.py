@@ -17,7 +17,7 @@ from service.recommend import service as recommend_service
 from service.recommend.candidates import retrieve
 from service.recommend.models import RecommendationTrace
 from tests.conftest import event, make_tenant
-from tests.profiles.test_profiles import ProfileApp
+from tests.profiles.test_profiles import ProfileApp, born
 from tests.recommend.helpers import (
     CATEGORIES,
     ROMANCE,
@@ -75,7 +75,9 @@ def test_a_sci_fi_fan_gets_unseen_sci_fi_explained_by_their_own_events(
     top = body["items"][0]
     because = top["because"]
     assert because["label"] == "Science fiction films"
-    assert because["strength"] == pytest.approx(0.45, rel=1e-3)  # 0.5 x 0.9, not decayed yet
+    # Three agreeing likes, the whole of the user's new likes: eta x sqrt(3/5 x 1), not
+    # decayed yet.
+    assert because["strength"] == pytest.approx(born(3), rel=1e-3)
     assert 0 < top["score"] == pytest.approx(because["strength"] * because["similarity"],
                                              rel=1e-4)
     for entry in body["items"]:
@@ -92,7 +94,9 @@ def test_a_sci_fi_fan_gets_unseen_sci_fi_explained_by_their_own_events(
 
 def test_strengths_are_decayed_to_now_and_a_faded_interest_yields_to_a_fresh_one(
         app: ProfileApp) -> None:
-    app.watch("u1", ["alien", "dune"], "a")
+    # Five likes: a sci-fi facet as strong as a first refresh makes one, so that three
+    # half-lives later it is faded but not archived.
+    app.watch("u1", ["alien", "dune", "solaris", "interstellar", "gravity"], "a")
     app.refresh()
     app.clock.advance(days=14)
     app.watch("u1", ["bread"], "b")
@@ -102,16 +106,19 @@ def test_strengths_are_decayed_to_now_and_a_faded_interest_yields_to_a_fresh_one
     labels = [i["because"]["label"] for i in body["items"]]
     assert labels[0] == "Home cooking"
     strengths = {i["because"]["label"]: i["because"]["strength"] for i in body["items"]}
-    assert strengths["Home cooking"] == pytest.approx(0.45 / 2, rel=1e-3)  # a week: one half-life
+    # Born at eta x sqrt(support x share) of its refresh's likes; a week: one half-life.
+    assert strengths["Home cooking"] == pytest.approx(born(1) / 2, rel=1e-3)
     stored = trace(app, body["recommendation_id"])
     facets = {f["label"]: f for f in stored["facets"]}
-    assert facets["Science fiction films"]["strength"] == pytest.approx(0.45 / 8, rel=1e-3)
+    # Stronger at birth (five likes against one), but three half-lives old.
+    assert facets["Science fiction films"]["strength"] == pytest.approx(born(5) / 8, rel=1e-3)
     # The fading facet asked for fewer candidates than the fresh one.
     assert (facets["Science fiction films"]["quota"] < facets["Home cooking"]["quota"])
 
 
 def test_items_near_an_avoid_facet_are_dropped(app: ProfileApp) -> None:
-    app.watch("u1", ["alien", "notebook"], "a")  # sci-fi liked, romance avoided
+    app.watch("u1", ["alien"], "a")  # sci-fi liked, romance disliked: avoided
+    app.send("u1", event("u1", "dislike", "notebook", ts=app.clock(), event_id="a-notebook"))
     facets = {f["label"]: f for f in app.refresh()["facets"]}
     assert facets["Romance films"]["polarity"] == "avoid"
     app.watch("u2", ["alien"], "b")  # the same taste, without the dislike
@@ -132,7 +139,8 @@ def test_items_near_an_avoid_facet_are_dropped(app: ProfileApp) -> None:
     # Below the drop threshold but above the penalty one, the score pays for it.
     penalised = [c for c in stored["candidates"] if c["avoid_penalty"] > 0]
     for c in penalised:
-        assert c["score"] == pytest.approx(c["base_score"] - c["avoid_penalty"], abs=1e-6)
+        # The trace rounds each of the three to 6 places: up to 1.5e-6 apart.
+        assert c["score"] == pytest.approx(c["base_score"] - c["avoid_penalty"], abs=2e-6)
         assert 0.4 <= c["similarities"][romance_id] < 0.5 or c["status"] == "dropped_avoid"
 
 
@@ -187,7 +195,8 @@ def test_a_category_is_filtered_from_neighbours_and_asked_for_when_rare(
 
 
 def test_mmr_spreads_the_list_over_interests(app: ProfileApp) -> None:
-    app.watch("u1", ["alien", "dune", "bread"], "a")
+    # Two likes each: two interests of equal weight (one like would be a weak facet).
+    app.watch("u1", ["alien", "dune", "bread", "pasta"], "a")
     app.refresh()
     body = recommend(app, k=4)
     labels = {i["because"]["label"] for i in body["items"]}
@@ -294,7 +303,8 @@ def test_an_avoid_facet_holds_in_every_popular_tier(app: ProfileApp) -> None:
     app.send("fans", *[event("fans", "view", i, ts=now - timedelta(days=1, minutes=n))
                        for n, i in enumerate(["loveactually", "loveactually", "gravity"])])
     app.send("fans", event("fans", "view", "casablanca", ts=now - timedelta(days=90)))
-    app.watch("u1", ["notebook"], "a")  # romance, disliked: an avoid-facet and no likes
+    # Romance, disliked: an avoid-facet and no likes.
+    app.send("u1", event("u1", "dislike", "notebook", ts=now, event_id="a-notebook"))
     facets = app.refresh()["facets"]
     assert [f["polarity"] for f in facets] == ["avoid"]
     body = recommend(app, k=50)
