@@ -163,12 +163,16 @@ class OursRecommender:
         assert self._client is not None
         app: Any = self._client.app
         started = time.monotonic()
+        # In the order the baselines see (time, then position in the data set): ties in
+        # time are common in MovieLens, and the sequence models learn from the order.
+        ordered = sorted(((e, n) for hist in histories.values() for n, e in enumerate(hist)),
+                         key=lambda pair: (pair[0].ts, pair[0].seq))
         rows = [(e.user, e.item, float(e.ts),
                  event_weight("view" if e.rating is None else "rating",
                               None if e.rating is None else min(5.0, max(0.0, e.rating)), 5.0),
                  f"{e.user}-{n}")
-                for hist in histories.values() for n, e in enumerate(hist)]
-        log = log_from_rows(sorted(rows, key=lambda r: (r[2], r[4])))
+                for e, n in ordered]
+        log = log_from_rows(rows)
         texts = {item_id: info.text for item_id, info in items.items()}
         vectors = None
         if self.variant != "no-llm":  # the ablation without facets learns without them too
@@ -259,12 +263,13 @@ class OursRecommender:
 
     def _ranking(self, user: str, k: int, exclude: set[str], sent: dict[str, str]) -> list[str]:
         assert self._client is not None
+        # Exactly what a client asks; the service never returns what the user consumed.
         r = self._client.get(f"/v1/users/{user}/recommendations", headers=self._auth,
-                             params={"k": min(k + len(exclude), 100), "explain": "template"})
+                             params={"k": min(k, 100), "explain": "template"})
         if r.status_code == 404:
             return []
         r.raise_for_status()
-        shown = [i for i in r.json()["items"] if i["item_id"] not in exclude][:k]
+        shown = r.json()["items"][:k]  # the runner checks none of them was consumed
         self._shown.append(ShownList(user=user, sent=sent, items=[Shown(
             item_id=i["item_id"],
             because=None if i["because"] is None else tuple(

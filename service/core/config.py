@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     embedded_llm_context_tokens: int = 5120
 
     prompts_dir: Path = Path(__file__).resolve().parents[2] / "prompts"
-    summary_prompt_tokens: int = Field(default=3000, ge=500)
-    summary_max_events: int = Field(default=200, ge=1, le=2000)
+    # Unread events one refresh groups, the newest first (grouping 10,000 takes ~1 s; only
+    # group statistics reach the model). Older unread events beyond it are skipped.
+    summary_max_events: int = Field(default=1000, ge=1, le=10000)
     # Groups per refresh the model names (the largest first; the rest are named from
     # their tags). On 2 cores each call costs ~1.5 s with the embedded model (DESIGN.md
     # §8: p50 <= 8 s a refresh). 0: no model call at all, names from tags only.

@@ -68,7 +68,12 @@ from service.training.contract import (
     SourceHit,
     TenantModels,
 )
-from service.training.features import FEATURE_NAMES, build_features
+from service.training.features import (
+    FEATURE_NAMES,
+    build_features,
+    facet_scores,
+    profile_signals,
+)
 from service.users.models import User
 from service.vectors.store import VectorStore
 
@@ -443,21 +448,32 @@ def rank_hybrid(
     evidence, evidence_versions = evidence_and_item_versions(
         session, user, {e for f in facets for e in f.evidence})
     evidence_vectors = item_vectors(vectors, user.tenant_id, evidence_versions)
-    signals = [_signal(f, _centroid([evidence_vectors[ev.item_id] for e in f.evidence
-                                     if (ev := evidence.get(e)) is not None
-                                     and ev.item_id in evidence_vectors]))
-               for f in facets]
+    def evidence_of(f: ActiveFacet) -> list[npt.NDArray[np.float32]]:
+        return [evidence_vectors[ev.item_id] for e in f.evidence
+                if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
+
+    # The features see the profile as training saw pseudo-facets: like strengths as
+    # shares, one avoid signal (`profile_signals`); a facet without item evidence stands
+    # in with its text vector.
+    signals = profile_signals(
+        [(f.strength, f.horizon == "long", _signal(f, _centroid(evidence_of(f))).centroid)
+         for f in likes],
+        _centroid([v for f in avoids for v in evidence_of(f)]), history.events)
 
     like_sims = _similarity_matrix(likes, items)
     avoid_sims = _similarity_matrix(avoids, items)
     fusion = fuse([f.strength for f in likes], like_sims, [f.strength for f in avoids],
                   avoid_sims, params)
     index = {item_id: j for j, item_id in enumerate(kept)}
+    # The facet source's score is the one training gave it: best share x cosine to a
+    # like-facet's centroid, over what facet retrieval found.
+    facet_best = (facet_scores(signals, items)[0] if dim
+                  else np.zeros(len(kept), dtype=np.float64))
     facet_hits: dict[str, SourceHit] = {}
     facet_scored = sorted((i for i in facet_found if i in index),
-                          key=lambda i: (-float(fusion.base[index[i]]), i))
+                          key=lambda i: (-float(facet_best[index[i]]), i))
     for rank, item_id in enumerate(facet_scored):
-        facet_hits[item_id] = SourceHit(score=float(fusion.base[index[item_id]]), rank=rank)
+        facet_hits[item_id] = SourceHit(score=float(facet_best[index[item_id]]), rank=rank)
     hits: dict[CandidateSource, dict[str, SourceHit]] = {
         "facet": facet_hits, **{s: h for s, h in model_hits.items() if s != "facet"}}
 

@@ -192,12 +192,21 @@ def fallback_label(group: EventGroup) -> str:
     return clean_text(label, NAME_LABEL_MAX)
 
 
+def _nameable(tag: str) -> bool:
+    """A tag that can stand in a label: three letters at least, not an event reference
+    ("x", "#1", "e12" would make a label the facet schema refuses)."""
+    return (sum(ch.isalpha() for ch in tag) >= 3
+            and not re.fullmatch(r"e\d+", tag.strip(), re.IGNORECASE))
+
+
 def _label_tags(group: EventGroup) -> list[str]:
-    tags = group.stats.top_tags
+    tags = {t: n for t, n in group.stats.top_tags.items() if _nameable(t)}
     short = [t for t in tags if len(t.split()) <= 2]
     shared = [t for t in short if tags[t] >= 2 or group.stats.count < 2]
     rest = [t for t in short if t not in shared]
-    return (shared + rest)[:3] or list(group.stats.top_categories)[:2] or list(tags)[:1]
+    return ((shared + rest)[:3]
+            or [c for c in group.stats.top_categories if _nameable(c)][:2]
+            or list(tags)[:1])
 
 
 def fallback_description(group: EventGroup) -> str:

@@ -81,6 +81,24 @@ def facet_scores(facets: Sequence[FacetSignal], item_vectors: npt.NDArray[np.flo
     return best, total, best_of, penalty
 
 
+def profile_signals(likes: Sequence[tuple[float, bool, npt.NDArray[np.float32]]],
+                    avoid_centroid: npt.NDArray[np.float32] | None,
+                    history: Sequence[UserEvent]) -> list[FacetSignal]:
+    """A stored profile's facets as the ranker saw facets in training (`ranker.pseudo_facets`):
+    like-facets (decayed strength, long-term, centroid) with their strengths as shares of
+    the like total, and one avoid signal whose strength is the share of the user's events
+    that are negative (two at least), centred on the avoid-facets' evidence."""
+    total = sum(max(strength, 0.0) for strength, _, _ in likes)
+    signals = [FacetSignal(strength=max(strength, 0.0) / total if total > 0 else 0.0,
+                           long_term=long_term, avoid=False, centroid=centroid)
+               for strength, long_term, centroid in likes]
+    negatives = sum(1 for e in history if e.weight <= 0.0)
+    if avoid_centroid is not None and negatives >= 2:
+        signals.append(FacetSignal(strength=min(1.0, negatives / max(len(history), 1)),
+                                   long_term=False, avoid=True, centroid=avoid_centroid))
+    return signals
+
+
 def build_features(
     candidates: Sequence[str],
     hits: Mapping[CandidateSource, Mapping[str, SourceHit]],

@@ -16,7 +16,7 @@ from service.summaries.labels import (
     fallback_label,
     label_problem,
 )
-from service.summaries.schemas import GroupName
+from service.summaries.schemas import GroupName, InterestFacet
 from service.summaries.service import name_group
 from service.vectors.embeddings import shared_local_embedder
 from tests.conftest import NOW
@@ -114,3 +114,15 @@ def test_a_rejected_label_falls_back_and_polarity_and_evidence_are_the_groups(
     assert named is not None and named.facet.label == "Animated family films"
     assert named.facet.description == "Rates family animation highly."
     assert named.facet.group is not None and named.facet.group.example_titles  # for the UI
+
+
+@pytest.mark.parametrize("tags", [["x"], ["e12"], ["#1", "x"]])
+def test_a_fallback_from_unusable_tags_is_still_a_valid_label(tags: list[str]) -> None:
+    items = {"a": Item(item_id="a", title="Something", tags=tags, category=None,
+                       attributes={})}
+    events = [Event(id=n + 1, event_id=f"v{n}", type="like", item_id="a",
+                    ts=NOW - timedelta(hours=n)) for n in range(3)]
+    [group] = group_events(events, items, {}, {}, rating_max=5)
+    label = fallback_label(group)
+    assert label == "Mixed activity"
+    InterestFacet(label=label, description="d", strength=0.5, evidence=["v0"])

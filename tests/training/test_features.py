@@ -80,3 +80,20 @@ def test_without_vectors_or_facets_the_facet_features_are_zero() -> None:
         assert row[COLUMN["score_sequence"]] == 1
     assert build_features([], hits, [], None, [], (np.zeros(0), np.zeros(0)), NOW).shape == (
         0, len(FEATURE_NAMES))
+
+
+def test_a_profile_reaches_the_features_as_training_saw_pseudo_facets() -> None:
+    """Like strengths become shares (as pseudo-facets' are); one avoid signal carries the
+    share of negative events, as in training, only with two negatives at least."""
+    from service.training.contract import UserEvent
+    from service.training.features import profile_signals
+
+    unit = np.eye(3, dtype=np.float32)
+    history = [UserEvent(f"i{n}", float(n), 0.0 if n < 2 else 1.0) for n in range(8)]
+    signals = profile_signals([(0.6, False, unit[0]), (0.2, True, unit[1])], unit[2], history)
+    likes = [s for s in signals if not s.avoid]
+    assert [round(s.strength, 6) for s in likes] == [0.75, 0.25]
+    assert likes[1].long_term and not likes[0].long_term
+    [avoid] = [s for s in signals if s.avoid]
+    assert avoid.strength == 2 / 8 and np.array_equal(avoid.centroid, unit[2])
+    assert not any(s.avoid for s in profile_signals([], unit[2], history[1:]))
