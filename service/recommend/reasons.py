@@ -77,7 +77,10 @@ def event_reason(kind: ReasonKind, hit: SourceHit, inputs: ReasonInputs) -> Reas
     history = inputs.history
     if kind == "sequence":
         positions = recent_positives(history, SEQUENCE_EVIDENCE)
-    elif hit.via is not None and 0 <= hit.via < len(history.cited):
+    elif (hit.via is not None and 0 <= hit.via < len(history.cited)
+          and history.events[hit.via].weight >= POSITIVE_FROM):
+        # Only an event the user liked grounds "people who liked it liked this": a
+        # transition from an item rated 1/5 is no reason to offer the next one.
         positions = [hit.via]
     elif kind == "content":
         positions = recent_positives(history, 1)

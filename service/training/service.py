@@ -169,6 +169,7 @@ def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
                        "This tenant has no events about items yet: send some events "
                        "(views, ratings, likes ...) before training.")
     item_texts = item_texts_from_database(session, tenant_id)
+    session.commit()  # no transaction (nor pooled connection) held for minutes of training
     trained = train_log(log, item_texts, sequence_seconds=sequence_seconds, progress=progress,
                         ranker_trainer=ranker_trainer)
     return save_training(settings, tenant_id, log, trained, time.monotonic() - started)

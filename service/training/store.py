@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 META_FILE = "meta.json"
 POINTER = "current"
 RANKER_DIR = "ranker"
+# A staging folder untouched this long belongs to no running training.
+STALE_STAGING_SECONDS = 6 * 3600
 
 
 class Ranker(Protocol):
@@ -129,6 +131,9 @@ class ArtifactStore:
         """Write a new version and make it current; on any failure nothing changes."""
         folder = self.tenant_dir(meta.tenant_id)
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".tmp-*"):  # left by a training killed mid-write
+            if time.time() - stale.stat().st_mtime > STALE_STAGING_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
         staging = folder / f".tmp-{meta.version}"
         final = folder / meta.version
         try:
@@ -177,7 +182,13 @@ class ArtifactStore:
         meta = meta_from_json((folder / META_FILE).read_text())
         ranker = None
         if (folder / RANKER_DIR).is_dir() and ranker_loader is not None:
-            ranker = ranker_loader(folder / RANKER_DIR)
+            try:
+                ranker = ranker_loader(folder / RANKER_DIR)
+            except Exception as exc:  # e.g. a feature-list change: serve the fixed blend
+                log.warning("tenant %s version %s: ranker not loaded (%s: %s); the fixed "
+                            "blend ranks until the next training", tenant_id, version,
+                            type(exc).__name__, exc)
+                meta.notes = [*meta.notes, f"ranker not loaded: {type(exc).__name__}"]
         return TrainedModels(meta=meta, base=BaseModels.load(folder), ranker=ranker)
 
 
@@ -199,7 +210,8 @@ class ModelRegistry:
         self.clock = clock
         self._loaded: dict[int, tuple[tuple[int, str] | None, TrainedModels | None]] = {}
         self._checked: dict[int, float] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards `_locks`
+        self._locks: dict[int, threading.Lock] = {}
 
     @classmethod
     def for_settings(cls, settings: Settings, ranker_loader: RankerLoader | None = None
@@ -209,9 +221,16 @@ class ModelRegistry:
     def get(self, tenant_id: int) -> TrainedModels | None:
         now = self.clock()
         last = self._checked.get(tenant_id)
+        current = self._loaded.get(tenant_id, (None, None))[1]
         if last is not None and now - last < self.check_seconds:
-            return self._loaded.get(tenant_id, (None, None))[1]
+            return current
         with self._lock:
+            lock = self._locks.setdefault(tenant_id, threading.Lock())
+        # One request loads a new version; the others keep serving the loaded one (a
+        # load takes seconds at 100k items) and only a tenant's very first load waits.
+        if not lock.acquire(blocking=current is None):
+            return current
+        try:
             self._checked[tenant_id] = now
             stamp = self._stamp(tenant_id)
             known, models = self._loaded.get(tenant_id, (None, None))
@@ -225,9 +244,13 @@ class ModelRegistry:
             except Exception:  # a bad artifact must not take serving down
                 log.exception("could not load models of tenant %s version %s", tenant_id,
                               stamp[1])
+                # Not retried every few seconds: the next version (a new stamp) is.
+                self._loaded[tenant_id] = (stamp, models)
                 return models
             self._loaded[tenant_id] = (stamp, fresh)
             return fresh
+        finally:
+            lock.release()
 
     def _stamp(self, tenant_id: int) -> tuple[int, str] | None:
         pointer = self.store.pointer(tenant_id)

@@ -123,3 +123,19 @@ def test_registry_loads_once_and_swaps_when_the_pointer_moves(
     store.pointer(7).write_text(broken.name)
     clock[0] = 24.0
     assert registry.get(7) is swapped
+
+
+def test_a_ranker_that_cannot_load_leaves_the_models_serving_with_the_blend(
+        tmp_path: Path, base: BaseModels) -> None:
+    store = ArtifactStore(tmp_path / "models")
+    saved = meta(ranker=True)
+    store.save(saved, base, ScaledRanker(2.0))
+
+    def refuse(directory: Path) -> ScaledRanker:
+        raise ValueError("feature version f0 != f1")
+
+    loaded = ModelRegistry(store, ranker_loader=refuse).get(7)
+    assert loaded is not None and loaded.ranker is None
+    assert loaded.rank_scores(np.ones((1, 3), dtype=np.float32)) is None
+    assert loaded.meta.notes == ["ranker not loaded: ValueError"]
+    assert loaded.candidates([], 3, set(), START)  # the base models still answer
