@@ -249,7 +249,10 @@ def user_history(session: Session, user: User, rating_max: float) -> UserHistory
                                 weight=event_weight(type_, value, rating_max),
                                 event_id=event_id))
         cited.append(HistoryEvent(event_id, type_, ts, item_id, value))
-    return UserHistory(events, cited, consumed_items(session, user))
+    # Fewer than MAX_HISTORY rows are all the user's item events: no second query.
+    consumed = ({e.item_id for e in events} if len(newest) < MAX_HISTORY
+                else consumed_items(session, user))
+    return UserHistory(events, cited, consumed)
 
 
 def tenant_models(rt: ProfileRuntime, tenant_id: int) -> TenantModels | None:

@@ -110,6 +110,33 @@ def test_content_finds_the_item_that_shares_tags_even_if_nobody_saw_it() -> None
     assert set(top) <= set(SPACE) | {"unseen-space"}
 
 
+def test_content_neighbours_are_the_most_similar_items_on_a_small_catalog() -> None:
+    item_ids = sorted(TEXTS)
+    model = ContentSimilarity(neighbours=3).fit(item_ids, TEXTS)
+    exact = (model.matrix @ model.matrix.T).toarray()
+    np.fill_diagonal(exact, -1.0)
+    for item in range(len(item_ids)):
+        start, end = model.similar_items.indptr[item], model.similar_items.indptr[item + 1]
+        stored = np.sort(model.similar_items.data[start:end])[::-1]
+        assert item not in model.similar_items.indices[start:end].tolist()
+        best = np.sort(exact[item][exact[item] > 0])[::-1][:3]
+        assert stored == pytest.approx(best, abs=1e-5), item_ids[item]
+
+
+def test_content_on_a_tight_pair_budget_searches_rare_terms_and_scores_exactly() -> None:
+    """A budget too small for the terms every item shares ("tags") still pairs items by
+    their rarer terms, and what it stores is the exact cosine, common terms included."""
+    item_ids = sorted(TEXTS)
+    model = ContentSimilarity(neighbours=3, pair_budget=500).fit(item_ids, TEXTS)
+    index = {item: i for i, item in enumerate(item_ids)}
+    coo = model.similar_items.tocoo()
+    assert coo.nnz > 0
+    exact = (model.matrix @ model.matrix.T).toarray()
+    assert coo.data == pytest.approx(exact[coo.row, coo.col], abs=1e-5)
+    neighbours = [item_ids[i] for i in model.neighbours_of(index["unseen-space"])]
+    assert neighbours and set(neighbours) <= set(SPACE)
+
+
 def test_popularity_counts_recent_and_all_time_and_never_the_future() -> None:
     rows = [(f"u{n}", "old-hit", START + n, 1.0, f"o{n}") for n in range(10)]
     rows += [(f"u{n}", "new-hit", START + 100 * DAY + n, 1.0, f"n{n}") for n in range(4)]
