@@ -11,7 +11,8 @@ re-derived by a reader, without a database or a vector store.
   strong reason (a sum would favour bland items). The argmax facet is the item's
   `because`.
 - Avoid-facets subtract `s_a * sim(a, item)` for every avoid-facet with similarity
-  at or above `avoid_penalty_from`, and drop the item outright at `avoid_drop_from`.
+  at or above `avoid_penalty_from`, and drop the item outright at `avoid_drop_from`
+  when that avoid-facet's `s_a * sim` exceeds the item's best like (`max s_f * sim`).
 - With the tenant's trained models but no learned ranker, the **fixed blend** scores
   each candidate (`blend`): for every trained source, its weight times the source's
   score divided by the best score that source gave in this list (so each lies in
@@ -104,7 +105,12 @@ def fuse(
         strengths = np.asarray(avoid_strengths, dtype=np.float64)[:, None]
         over = avoid_sims >= params.avoid_penalty_from
         penalty = (strengths * avoid_sims * over).sum(axis=0).astype(np.float64)
-        dropped = np.asarray((avoid_sims >= params.avoid_drop_from).any(axis=0), dtype=np.bool_)
+        # Squarely on an avoid-facet, and that dislike outweighs the item's best like
+        # (strength x similarity): a few low ratings of animated films do not drop every
+        # animated film for someone who loves most of them.
+        avoided = (strengths * avoid_sims * (avoid_sims >= params.avoid_drop_from)).max(axis=0)
+        dropped = np.asarray((avoid_sims >= params.avoid_drop_from).any(axis=0)
+                             & (avoided > base), dtype=np.bool_)
     else:
         penalty = np.zeros(n, dtype=np.float64)
         dropped = np.zeros(n, dtype=np.bool_)

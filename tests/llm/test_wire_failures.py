@@ -103,20 +103,29 @@ def test_slow_server_times_out_with_bounded_retries(
     assert len(handler.requests) == 2  # the call and one retry, then it gives up
 
 
-def test_garbage_answers_get_one_repair_then_fail(
+def test_garbage_answers_get_one_repair_then_the_names_come_from_tags(
     tmp_path: Path, fake_server: tuple[str, type[FakeOpenAI]]
 ) -> None:
+    """A server that answers garbage costs one repair per question; then each group is
+    named from its tags and the narrative from the labels. Evidence and polarity never
+    came from the model, so the profile is still written."""
     url, handler = fake_server
     handler.mode = "garbage"
     settings = openai_settings(tmp_path, url, llm_max_retries=0)
     with app_client(settings, LLMRuntime(settings)) as client:
         t = make_tenant(client, "acme")
         activity_for(t)
-        run = check_nothing_changed(t, 502, "llm_invalid_output")
-    assert run["attempts"] == 2 and run["prompt_tokens"] == 200
-    first, repair = handler.requests
-    assert first["response_format"]["type"] == "json_schema"
-    schema = first["response_format"]["json_schema"]["schema"]
-    assert schema["properties"]["facets"]["items"]["properties"]["evidence"]["items"]["enum"] == [
-        "E1", "E2", "E3", "E4", "E5"]
-    assert "could not be used" in repair["messages"][-1]["content"]
+        r = t.post("/v1/users/u1/profile/refresh")
+        assert r.status_code == 200, r.text
+        [run] = t.get("/v1/users/u1/summaries").json()["runs"]
+        assert t.get("/v1/users/u1").json()["stale"] is False
+    assert run["status"] == "ok" and run["summary"]["facets"]
+    assert {f["label_source"] for f in run["summary"]["facets"]} == {"fallback"}
+    assert run["summary"]["narrative_source"] == "fallback"
+    asked, repairs = handler.requests[0::2], handler.requests[1::2]
+    assert len(asked) == len(repairs) >= 2 and run["attempts"] == len(handler.requests)
+    for first, repair in zip(asked, repairs, strict=True):
+        assert first["response_format"]["type"] == "json_schema"
+        assert "could not be used" in repair["messages"][-1]["content"]
+    naming = asked[0]["response_format"]["json_schema"]["schema"]
+    assert {"label", "description", "horizon", "noise"} <= set(naming["properties"])

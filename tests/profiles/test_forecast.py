@@ -236,7 +236,9 @@ def test_the_forecast_endpoint_follows_the_rising_interest(
     body = r.json()
     assert body["version"] == 4 and body["days"] == 7
     by_label = {f["label"]: f for f in body["facets"]}
-    assert set(by_label) == set(TOPICS)
+    # The one low rating (a third of its refresh's events) makes a weak avoid-facet that
+    # may have decayed below the archive floor by now; both interests are there.
+    assert {"Home cooking", "Science fiction films"} <= set(by_label) <= set(TOPICS)
     # Current strengths are those the profile shows now.
     shown = {f["label"]: f["strength"]
              for f in t.get("/v1/users/u1/profile").json()["facets"]}

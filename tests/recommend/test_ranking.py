@@ -37,13 +37,19 @@ def test_fusion_takes_the_best_reason_not_the_sum() -> None:
     assert weaker_a.best.tolist() == [0, 1]  # strength decides which facet is the reason
 
 
-def test_avoid_facets_penalise_then_drop() -> None:
+def test_avoid_facets_penalise_then_drop_unless_a_stronger_like_holds_the_item() -> None:
     like = np.array([[0.6, 0.6, 0.6]], dtype=np.float32)
     avoid = np.array([[0.2, 0.45, 0.55]], dtype=np.float32)
-    fused = fuse([1.0], like, [0.5], avoid, RankingParams())
+    fused = fuse([0.4], like, [0.5], avoid, RankingParams())
     assert fused.penalty.tolist() == pytest.approx([0.0, 0.225, 0.275])
+    # Item 2 is squarely on the avoid-facet (0.55 >= 0.5) and that dislike (0.5 x 0.55)
+    # outweighs its best like (0.4 x 0.6): dropped.
     assert fused.dropped.tolist() == [False, False, True]
-    assert fused.score.tolist() == pytest.approx([0.6, 0.375, 0.325])
+    assert fused.score.tolist() == pytest.approx([0.24, 0.015, -0.035], abs=1e-6)
+    # A like strong enough on the same item (1.0 x 0.6 > 0.275) keeps it, penalised.
+    loved = fuse([1.0], like, [0.5], avoid, RankingParams())
+    assert loved.dropped.tolist() == [False, False, False]
+    assert loved.score.tolist() == pytest.approx([0.6, 0.375, 0.325])
 
 
 def test_mmr_trades_relevance_for_variety() -> None:
