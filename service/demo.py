@@ -243,8 +243,8 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
     say(f"demo: loading tenant '{DEMO_TENANT}' ({len(catalog):,} movies of {dataset.name}, "
         f"users {', '.join(result.user_ids)}). This happens once, on first start, and takes "
         "a few minutes on a small CPU (on 2 cores: under a minute to embed the whole catalog "
-        "when idle, about a minute per profile with the embedded model); later starts "
-        "skip it.")
+        "when idle, a few seconds per profile with the embedded model, about three minutes "
+        "to train the tenant's models); later starts skip it.")
 
     result.items = len(catalog)
     with sessions() as session:
