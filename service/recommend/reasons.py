@@ -26,8 +26,8 @@ from service.profiles.service import EvidenceEvent
 from service.recommend.candidates import ActiveFacet, UserHistory
 from service.recommend.schemas import ReasonKind
 from service.training.contract import CandidateSource, SourceHit
+from service.training.data import POSITIVE
 
-POSITIVE_FROM = 0.5  # an event's weight at or above this is something the user liked
 MIN_SHARE = 0.25  # of the source's best score in the list, for a reason to be given
 SEQUENCE_EVIDENCE = 2  # recent positive events a sequence reason cites
 REASON_ORDER: tuple[ReasonKind, ...] = ("facet", "co_occurrence", "transition", "sequence",
@@ -65,7 +65,7 @@ def recent_positives(history: UserHistory, limit: int) -> list[int]:
     """History positions of the newest positive events, newest first."""
     found: list[int] = []
     for n in range(len(history.events) - 1, -1, -1):
-        if history.events[n].weight >= POSITIVE_FROM:
+        if history.events[n].weight >= POSITIVE:
             found.append(n)
             if len(found) == limit:
                 break
@@ -78,7 +78,7 @@ def event_reason(kind: ReasonKind, hit: SourceHit, inputs: ReasonInputs) -> Reas
     if kind == "sequence":
         positions = recent_positives(history, SEQUENCE_EVIDENCE)
     elif (hit.via is not None and 0 <= hit.via < len(history.cited)
-          and history.events[hit.via].weight >= POSITIVE_FROM):
+          and history.events[hit.via].weight >= POSITIVE):
         # Only an event the user liked grounds "people who liked it liked this": a
         # transition from an item rated 1/5 is no reason to offer the next one.
         positions = [hit.via]

@@ -92,16 +92,23 @@ def is_title_copy(label: str, titles: Sequence[str]) -> bool:
     return False
 
 
+def marked_problem(text: str) -> str | None:
+    """What disqualifies any model-written words: instructions, a year, an event reference."""
+    if reads_as_instructions(text):
+        return "instruction-like"
+    if YEAR.search(text):
+        return "contains a year"
+    if REFERENCE.search(text):
+        return "cites an event reference"
+    return None
+
+
 def label_problem(label: str, group: EventGroup, embedder: Embedder | None) -> str | None:
     """Why the model's label cannot stand, or None when it can."""
     if not label or sum(ch.isalnum() for ch in label) < 3:
         return "empty"
-    if reads_as_instructions(label):
-        return "instruction-like"
-    if YEAR.search(label):
-        return "contains a year"
-    if REFERENCE.search(label):
-        return "cites an event reference"
+    if marked := marked_problem(label):
+        return marked
     if is_title_copy(label, group.titles):
         return "copies a title"
     words = content_words(label)
@@ -156,12 +163,8 @@ def description_problem(description: str, group: EventGroup,
         return "empty"
     if max(Counter(words).values()) >= 3:
         return "repeats itself"
-    if reads_as_instructions(description):
-        return "instruction-like"
-    if YEAR.search(description):
-        return "contains a year"
-    if REFERENCE.search(description):
-        return "cites an event reference"
+    if marked := marked_problem(description):
+        return marked
     if names_a_title(description, group.titles):
         return "names a title"
     if not supported(description, group, embedder, share=0.0):

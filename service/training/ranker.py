@@ -41,6 +41,7 @@ from service.training.contract import (
     SourceHit,
     UserEvent,
 )
+from service.training.data import POSITIVE, history_of, subset
 from service.training.features import (
     FEATURE_NAMES,
     FEATURE_VERSION,
@@ -54,7 +55,6 @@ MAX_USERS = 2000
 CANDIDATES_PER_SOURCE = 100
 VALIDATION_SHARE = 0.2
 MAX_NEGATIVES = 200  # per training user; random, the held-out item always kept
-POSITIVE_FROM = 0.5  # an event's weight at or above this is positive
 MAX_PSEUDO_FACETS = 4
 PSEUDO_FACET_ITEMS = 50  # the newest positive items grouped into pseudo-facets
 PSEUDO_HALF_LIFE_DAYS = 30.0
@@ -133,7 +133,7 @@ def pseudo_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector], n
     group of their negative items, shaped as the profile's facets are at serving time."""
     from sklearn.cluster import KMeans
 
-    positives = [e for e in history if e.weight >= POSITIVE_FROM and e.item_id in vectors]
+    positives = [e for e in history if e.weight >= POSITIVE and e.item_id in vectors]
     positives = positives[-PSEUDO_FACET_ITEMS:]
     facets: list[FacetSignal] = []
     if positives:
@@ -197,18 +197,6 @@ class Sample:
     labels: npt.NDArray[np.int32]
 
 
-def _subset(log: InteractionLog, keep: npt.NDArray[np.bool_]) -> InteractionLog:
-    return InteractionLog(
-        user_ids=log.user_ids, item_ids=log.item_ids, users=log.users[keep],
-        items=log.items[keep], ts=log.ts[keep], weight=log.weight[keep],
-        event_ids=[e for e, k in zip(log.event_ids, keep.tolist(), strict=True) if k])
-
-
-def _history(log: InteractionLog, rows: Sequence[int]) -> list[UserEvent]:
-    return [UserEvent(item_id=log.item_ids[int(log.items[r])], ts=float(log.ts[r]),
-                      weight=float(log.weight[r]), event_id=log.event_ids[r]) for r in rows]
-
-
 def split_users(log: InteractionLog, seed: int
                 ) -> tuple[npt.NDArray[np.bool_], dict[int, tuple[list[int], int]]]:
     """(rows kept for fitting, {user: (history rows, held-out row)}) for sampled users."""
@@ -217,7 +205,7 @@ def split_users(log: InteractionLog, seed: int
         rows_of.setdefault(u, []).append(r)
     weights = log.weight.tolist()
     usable = [u for u, rows in rows_of.items()
-              if sum(weights[r] >= POSITIVE_FROM for r in rows) >= MIN_POSITIVES]
+              if sum(weights[r] >= POSITIVE for r in rows) >= MIN_POSITIVES]
     rng = np.random.default_rng(seed)
     if len(usable) > MAX_USERS:
         usable = sorted(rng.choice(usable, size=MAX_USERS, replace=False).tolist())
@@ -225,7 +213,7 @@ def split_users(log: InteractionLog, seed: int
     held: dict[int, tuple[list[int], int]] = {}
     for u in usable:
         rows = rows_of[u]
-        last = max(n for n, r in enumerate(rows) if weights[rows[n]] >= POSITIVE_FROM)
+        last = max(n for n, r in enumerate(rows) if weights[rows[n]] >= POSITIVE)
         keep[rows[last:]] = False
         held[u] = (rows[:last], rows[last])
     return keep, held
@@ -286,7 +274,7 @@ def build_samples(log: InteractionLog, models: CandidateModels,
     samples = []
     for u in users:
         history_rows, target_row = held[u]
-        history = _history(log, history_rows)
+        history = history_of(log, history_rows)
         target = log.item_ids[int(log.items[target_row])]
         now = float(log.ts[target_row])
         consumed = {e.item_id for e in history}
@@ -339,7 +327,7 @@ def train_ranker(
     keep, held = split_users(log, seed)
     if len(held) < MIN_USERS:
         return None, {}, ["too little data for a ranker"]
-    models = fit_fn(_subset(log, keep))
+    models = fit_fn(subset(log, keep))
     samples = build_samples(log, models, held, item_vectors, seed, progress)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(samples))
