@@ -152,6 +152,38 @@ def subset(log: InteractionLog, keep: npt.NDArray[np.bool_]) -> InteractionLog:
         event_ids=[log.event_ids[i] for i in where.tolist()])
 
 
+# The time split every training step shares (held-out metrics, the ranker): sampled users'
+# last positive event is held out with everything they did after it.
+SPLIT_MIN_POSITIVES = 2  # positive events a user needs to be sampled (1 kept, 1 held out)
+SPLIT_MAX_USERS = 2000
+
+
+def split_last_positive(log: InteractionLog, seed: int, max_users: int = SPLIT_MAX_USERS,
+                        min_positives: int = SPLIT_MIN_POSITIVES
+                        ) -> tuple[npt.NDArray[np.bool_], dict[int, tuple[list[int], int]]]:
+    """(rows kept for fitting, {user: (history rows, held-out row)}) for up to `max_users`
+    seeded users with at least `min_positives` positive events. The same log and seed
+    always give the same split, so the steps of one training can share one fit."""
+    order, starts = user_runs(log)
+    weights = log.weight
+    usable = []
+    for u in range(len(starts) - 1):
+        rows = order[starts[u]:starts[u + 1]]
+        if int((weights[rows] >= POSITIVE).sum()) >= min_positives:
+            usable.append(u)
+    rng = np.random.default_rng(seed)
+    if len(usable) > max_users:
+        usable = sorted(rng.choice(usable, size=max_users, replace=False).tolist())
+    keep = np.ones(len(log), dtype=np.bool_)
+    held: dict[int, tuple[list[int], int]] = {}
+    for u in usable:
+        rows = order[starts[u]:starts[u + 1]]
+        last = int(np.flatnonzero(weights[rows] >= POSITIVE)[-1])
+        keep[rows[last:]] = False
+        held[u] = (rows[:last].tolist(), int(rows[last]))
+    return keep, held
+
+
 def history_of(log: InteractionLog, positions: Sequence[int]) -> list[UserEvent]:
     """The events at these log positions as a history (the caller passes them in order)."""
     return [UserEvent(item_id=log.item_ids[int(log.items[p])], ts=float(log.ts[p]),

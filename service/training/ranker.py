@@ -1,9 +1,10 @@
 """The learned ranker: LightGBM LambdaRank over `features.py`'s rows, trained per tenant.
 
-Training replays the tenant's own history with a time split. For up to `MAX_USERS`
-sampled users with at least `MIN_POSITIVES` positive events, the last positive event is
-held out together with everything the user did from then on; the base models are fitted
-(`fit_fn`) on the log without those tails, each sampled user's candidates are generated
+Training replays the tenant's own history with a time split (`data.split_last_positive`,
+shared with the held-out metrics so one fit serves both): for up to 2,000 sampled users
+with two positive events or more, the last positive event is held out together with
+everything the user did from then on; the base models are fitted (`fit_fn`) on the log
+without those tails, each sampled user's candidates are generated
 from their earlier history (the union of every source, `CANDIDATES_PER_SOURCE` each),
 the held-out item is labelled 1 and the rest 0, and LambdaRank learns to order them.
 
@@ -41,7 +42,7 @@ from service.training.contract import (
     SourceHit,
     UserEvent,
 )
-from service.training.data import POSITIVE, history_of, subset
+from service.training.data import POSITIVE, history_of, split_last_positive, subset
 from service.training.features import (
     FEATURE_NAMES,
     FEATURE_VERSION,
@@ -49,9 +50,7 @@ from service.training.features import (
     build_features,
 )
 
-MIN_POSITIVES = 5  # positive events a user needs to be sampled (4 to learn from, 1 held out)
 MIN_USERS = 20  # usable users below which no ranker is trained
-MAX_USERS = 2000
 CANDIDATES_PER_SOURCE = 100
 VALIDATION_SHARE = 0.2
 MAX_NEGATIVES = 200  # per training user; random, the held-out item always kept
@@ -197,28 +196,6 @@ class Sample:
     labels: npt.NDArray[np.int32]
 
 
-def split_users(log: InteractionLog, seed: int
-                ) -> tuple[npt.NDArray[np.bool_], dict[int, tuple[list[int], int]]]:
-    """(rows kept for fitting, {user: (history rows, held-out row)}) for sampled users."""
-    rows_of: dict[int, list[int]] = {}
-    for r, u in enumerate(log.users.tolist()):
-        rows_of.setdefault(u, []).append(r)
-    weights = log.weight.tolist()
-    usable = [u for u, rows in rows_of.items()
-              if sum(weights[r] >= POSITIVE for r in rows) >= MIN_POSITIVES]
-    rng = np.random.default_rng(seed)
-    if len(usable) > MAX_USERS:
-        usable = sorted(rng.choice(usable, size=MAX_USERS, replace=False).tolist())
-    keep = np.ones(len(log), dtype=np.bool_)
-    held: dict[int, tuple[list[int], int]] = {}
-    for u in usable:
-        rows = rows_of[u]
-        last = max(n for n, r in enumerate(rows) if weights[rows[n]] >= POSITIVE)
-        keep[rows[last:]] = False
-        held[u] = (rows[:last], rows[last])
-    return keep, held
-
-
 def _ndcg_hr(order: npt.NDArray[np.int64], labels: npt.NDArray[np.int32]) -> tuple[float, float]:
     top = labels[order[:K]]
     hits = np.flatnonzero(top)
@@ -324,7 +301,7 @@ def train_ranker(
     """(ranker or None, validation metrics, notes). `item_texts` is accepted for the
     trainer's call shape; the base models see it through `fit_fn`."""
     del item_texts
-    keep, held = split_users(log, seed)
+    keep, held = split_last_positive(log, seed)
     if len(held) < MIN_USERS:
         return None, {}, ["too little data for a ranker"]
     models = fit_fn(subset(log, keep))

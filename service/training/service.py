@@ -7,6 +7,7 @@ the artifact through the store.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
@@ -23,12 +24,11 @@ from service.core.config import Settings
 from service.core.errors import ApiError
 from service.training.contract import InteractionLog, ModelMeta
 from service.training.data import (
-    POSITIVE,
     history_of,
     item_texts_from_database,
     log_from_database,
+    split_last_positive,
     subset,
-    user_runs,
 )
 from service.training.models import BaseModels, fit_base_models
 from service.training.store import ArtifactStore, Ranker, models_root, new_version
@@ -65,27 +65,30 @@ class HeldOut:
 
 
 def heldout_split(log: InteractionLog, users: int = HELDOUT_USERS, seed: int = 0) -> HeldOut:
-    """Up to `users` users (seeded sample) whose last positive event is an item new to
-    them; that event is held out, with everything the user did after it."""
-    order, starts = user_runs(log)
-    keep = np.ones(len(log), dtype=bool)
+    """The training's time split (`split_last_positive`, the ranker's too), measured on up
+    to `users` of its held-out users (seeded sample) whose held-out item is new to them
+    and who have a history before it."""
+    keep, held = split_last_positive(log, seed)
     histories: list[list[int]] = []
     targets: list[int] = []
     rng = np.random.default_rng(seed)
-    for u in rng.permutation(len(starts) - 1).tolist():
+    candidates = sorted(held)
+    for n in rng.permutation(len(candidates)).tolist():
         if len(targets) >= users:
             break
-        positions = order[starts[u]:starts[u + 1]]
-        liked = np.flatnonzero(log.weight[positions] >= POSITIVE)
-        if len(liked) == 0 or liked[-1] == 0:
+        history, target = held[candidates[n]]
+        if not history or log.items[target] in set(log.items[history].tolist()):
             continue
-        last = int(liked[-1])
-        if log.items[positions[last]] in set(log.items[positions[:last]].tolist()):
-            continue
-        histories.append(positions[:last].tolist())
-        targets.append(int(positions[last]))
-        keep[positions[last:]] = False
+        histories.append(history)
+        targets.append(target)
     return HeldOut(subset(log, keep), histories, targets)
+
+
+def _fingerprint(log: InteractionLog) -> str:
+    digest = hashlib.sha256()
+    for array in (log.users, log.items, log.ts, log.weight):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def heldout_metrics(models: BaseModels, log: InteractionLog, split: HeldOut,
@@ -115,8 +118,19 @@ def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int =
     """Held-out metrics from models fit without the held-out events, the ranker if a
     trainer is given, then the base models fit on the whole log."""
     started = time.monotonic()
-    fit: FitFn = partial(fit_base_models, item_texts=item_texts, seed=seed,
-                         sequence_seconds=sequence_seconds, progress=progress)
+    fit_models: FitFn = partial(fit_base_models, item_texts=item_texts, seed=seed,
+                                sequence_seconds=sequence_seconds, progress=progress)
+    fitted: dict[str, BaseModels] = {}
+
+    def fit(part: InteractionLog) -> BaseModels:
+        """The held-out metrics and the ranker split the log alike (same seed): the
+        models fitted for one serve the other instead of being fitted twice."""
+        key = _fingerprint(part)
+        if key not in fitted:
+            fitted.clear()
+            fitted[key] = fit_models(part)
+        return fitted[key]
+
     steps = ["held-out models", "held-out metrics", "ranker", "final models"]
     bar = tqdm(total=len(steps), desc="training", unit="step", disable=not progress,
                file=sys.stderr)
@@ -142,7 +156,8 @@ def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int =
             notes.extend(ranker_notes)
         bar.update()
         bar.set_postfix_str(steps[3])
-        models = fit(log)
+        fitted.clear()
+        models = fit_models(log)
         bar.update()
     finally:
         bar.close()
