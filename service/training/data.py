@@ -154,7 +154,7 @@ def subset(log: InteractionLog, keep: npt.NDArray[np.bool_]) -> InteractionLog:
 
 # The time split every training step shares (held-out metrics, the ranker): sampled users'
 # last positive event is held out with everything they did after it.
-SPLIT_MIN_POSITIVES = 2  # positive events a user needs to be sampled (1 kept, 1 held out)
+SPLIT_MIN_POSITIVES = 5  # positive events a user needs to be sampled (4 to learn from, 1 held out)
 SPLIT_MAX_USERS = 2000
 
 

@@ -2,7 +2,7 @@
 
 Training replays the tenant's own history with a time split (`data.split_last_positive`,
 shared with the held-out metrics so one fit serves both): for up to 2,000 sampled users
-with two positive events or more, the last positive event is held out together with
+with five positive events or more, the last positive event is held out together with
 everything the user did from then on; the base models are fitted (`fit_fn`) on the log
 without those tails, each sampled user's candidates are generated
 from their earlier history (the union of every source, `CANDIDATES_PER_SOURCE` each),

@@ -101,8 +101,7 @@ def test_a_ranker_that_cannot_win_says_so() -> None:
 def test_too_little_data_gives_no_ranker() -> None:
     assert train_ranker(world(10), NoisySources, {}) == (
         None, {}, ["too little data for a ranker"])
-    # One event each: nothing before the held-out one to learn from.
-    assert train_ranker(world(100, events=1), NoisySources, {})[0] is None
+    assert train_ranker(world(100, events=3), NoisySources, {})[0] is None  # short histories
 
 
 class OneNoisySource(NoisySources):
