@@ -50,7 +50,13 @@ from service.recommend.ranking import (
     mmr,
     normalized,
 )
-from service.recommend.reasons import Reason, ReasonInputs, strongest_reason
+from service.recommend.reasons import (
+    SEQUENCE_EVIDENCE,
+    Reason,
+    ReasonInputs,
+    recent_positives,
+    strongest_reason,
+)
 from service.recommend.schemas import (
     Because,
     ExplanationSource,
@@ -503,6 +509,17 @@ def rank_hybrid(
     inputs = ReasonInputs(history, best_score, float(fusion.base.max(initial=0.0)))
     backing = {n: FacetEvidence.of(f, evidence, evidence_vectors) for n, f in enumerate(likes)}
     best_of = fusion.best.tolist()
+    # The history items event reasons may cite for the chosen items, read once: their
+    # titles for the explanations, their vectors for how related each is to the item.
+    positions = set(recent_positives(history, SEQUENCE_EVIDENCE))
+    for j, _ in chosen:
+        positions.update(via for h in hits.values()
+                         if kept[j] in h and (via := h[kept[j]].via) is not None)
+    cited_items = {history.cited[n].item_id for n in positions if 0 <= n < len(history.cited)}
+    cited_rows = catalog_rows(session, user.tenant_id, cited_items)
+    cited_vectors = {**evidence_vectors, **item_vectors(
+        vectors, user.tenant_id, {i: r.version for i, r in cited_rows.items()
+                                  if i not in evidence_vectors})}
     picks: list[Pick] = []
     chosen_reasons: list[Reason | None] = []
     reasons: dict[int, ReasonKind] = {}
@@ -510,22 +527,25 @@ def rank_hybrid(
         item_id = kept[j]
         facet_n = best_of[j]
         facet = likes[facet_n] if facet_n >= 0 else None
+        item_vector = items[j]
+
+        def related(cited: str | None, item_vector: Matrix = item_vector) -> float | None:
+            found = cited_vectors.get(cited or "")
+            return None if found is None else float(found @ item_vector)
+
         reason = strongest_reason(
             {s: h[item_id] for s, h in hits.items() if item_id in h}, inputs, facet,
             float(fusion.base[j]),
             float(like_sims[facet_n, j]) if facet is not None else 0.0,
-            backing[facet_n].closest_to(items[j]) if facet is not None else [])
+            backing[facet_n].closest_to(items[j]) if facet is not None else [],
+            related if dim else None)
         chosen_reasons.append(reason)
         if reason is not None:
             reasons[j] = reason.kind
-    # Titles only for the history items the chosen event-based reasons cite.
-    titles = catalog_rows(session, user.tenant_id, {
-        e.item_id or "" for r in chosen_reasons if r is not None and r.kind != "facet"
-        for e in r.evidence})
     for (j, _), reason in zip(chosen, chosen_reasons, strict=True):
         if reason is not None and reason.kind != "facet":
-            reason.evidence = [replace(e, title=titles[e.item_id].title)
-                               if e.item_id in titles else e for e in reason.evidence]
+            reason.evidence = [replace(e, title=cited_rows[e.item_id].title)
+                               if e.item_id in cited_rows else e for e in reason.evidence]
         picks.append(_hybrid_pick(kept[j], rows[kept[j]].title, raw_score[j], reason,
                                   rating_max))
 

@@ -1,0 +1,81 @@
+"""Choosing an item's `because` (service/recommend/reasons.py): pure logic, no stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from service.recommend.candidates import HistoryEvent, UserHistory
+from service.recommend.reasons import (
+    MIN_SHARE,
+    RELATED_MIN,
+    ReasonInputs,
+    Related,
+    strongest_reason,
+)
+from service.training.contract import CandidateSource, SourceHit, UserEvent
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def history(*items: tuple[str, float]) -> UserHistory:
+    """Events on these (item, weight) pairs, oldest first, one day apart."""
+    events, cited = [], []
+    for n, (item, weight) in enumerate(items):
+        ts = T0.timestamp() + n * 86400
+        events.append(UserEvent(item_id=item, ts=ts, weight=weight, event_id=f"e{n}"))
+        cited.append(HistoryEvent(f"e{n}", "rating", datetime.fromtimestamp(ts, UTC), item,
+                                  5.0 * weight))
+    return UserHistory(events, cited, {i for i, _ in items})
+
+
+H = history(("toy-story", 1.0), ("alien", 1.0), ("heat", 1.0), ("bad", 0.0))
+Hits = dict[CandidateSource, SourceHit]
+BEST: dict[CandidateSource, float] = {
+    "cooccurrence": 1.0, "transition": 1.0, "sequence": 1.0, "content": 1.0}
+
+
+def cosines(found: dict[str, float]) -> Related:
+    """Cited item -> its cosine to the recommended item, as rank_hybrid computes it."""
+    return lambda item_id: found.get(item_id or "")
+
+
+def test_the_strongest_grounded_reason_wins_without_vectors() -> None:
+    inputs = ReasonInputs(H, BEST, 0.0)
+    hits: Hits = {"cooccurrence": SourceHit(0.9, 0, via=0), "transition": SourceHit(0.6, 3, via=1)}
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [])
+    assert reason is not None and reason.kind == "co_occurrence"
+    assert [e.event_id for e in reason.evidence] == ["e0"]
+
+
+def test_a_reason_below_its_sources_share_or_from_a_disliked_event_is_not_given() -> None:
+    inputs = ReasonInputs(H, BEST, 0.0)
+    weak: Hits = {"cooccurrence": SourceHit(MIN_SHARE / 2, 40, via=0)}
+    assert strongest_reason(weak, inputs, None, 0.0, 0.0, []) is None
+    disliked: Hits = {"transition": SourceHit(1.0, 0, via=3)}  # follows an item rated 0
+    assert strongest_reason(disliked, inputs, None, 0.0, 0.0, []) is None
+
+
+def test_a_related_lead_citation_beats_a_stronger_unrelated_one() -> None:
+    inputs = ReasonInputs(H, BEST, 0.0)
+    hits: Hits = {"cooccurrence": SourceHit(0.9, 0, via=0), "transition": SourceHit(0.5, 3, via=1)}
+    cosine = {"toy-story": RELATED_MIN - 0.2, "alien": RELATED_MIN + 0.1}
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
+    assert reason is not None and reason.kind == "transition"
+    assert reason.evidence[0].item_id == "alien"
+    # Both related: strength decides again.
+    cosine["toy-story"] = RELATED_MIN + 0.05
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
+    assert reason is not None and reason.kind == "co_occurrence"
+    # Neither related: strength decides too (an unreadable reason beats none).
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines({}))
+    assert reason is not None and reason.kind == "co_occurrence"
+
+
+def test_a_sequence_reason_cites_its_most_related_recent_event_first() -> None:
+    inputs = ReasonInputs(H, BEST, 0.0)
+    hits: Hits = {"sequence": SourceHit(1.0, 0)}
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [])
+    assert reason is not None and [e.item_id for e in reason.evidence] == ["heat", "alien"]
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [],
+                              cosines({"heat": 0.1, "alien": 0.7}))
+    assert reason is not None and [e.item_id for e in reason.evidence] == ["alien", "heat"]
