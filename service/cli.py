@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,9 +20,6 @@ from service.tenants.service import (
     tenant_by_name,
 )
 
-if TYPE_CHECKING:
-    from service.llm.runtime import LLMRuntime
-
 
 def _settings(data_dir: str | None = None) -> Settings:
     if data_dir is not None:
@@ -38,35 +34,9 @@ def _sessions(settings: Settings) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
-def _load_demo(settings: Settings, sessions: sessionmaker[Session], llm: LLMRuntime) -> None:
-    """Load the demo tenant if it is not there yet, and say how to use it.
-
-    A failure is reported, not fatal: the service starts anyway and the next start
-    tries again.
-    """
-    from service.core.db import utcnow
-    from service.demo import DEMO_TENANT, TASTES, demo_user_id, load_demo
-    from service.profiles.service import ProfileRuntime
-    from service.vectors.embeddings import embedder_for
-    from service.vectors.store import VectorStore, client_for
-
-    try:
-        rt = ProfileRuntime(settings, llm, embedder_for(settings),
-                            VectorStore(client_for(settings), settings.chroma_collection_prefix),
-                            utcnow)
-        demo = load_demo(settings, sessions, rt)
-    except Exception as exc:  # whatever went wrong: serve anyway, retry at the next start
-        print(f"demo: not loaded ({type(exc).__name__}: {exc}); the next start retries",
-              file=sys.stderr)
-        return
-    print(f"demo API key (tenant '{DEMO_TENANT}'): {demo.key}")
-    print(f"  also in {demo.key_file}")
-    users = ", ".join(f"{demo_user_id(u)} ({TASTES[u]})" if u in TASTES else demo_user_id(u)
-                      for u in settings.demo_users)
-    print(f"  demo users: {users}", flush=True)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve at once; on the first start the demo loads in the background (its
+    progress at /readyz and in the inspector at /ui)."""
     import uvicorn
 
     from service.llm.runtime import LLMRuntime
@@ -83,18 +53,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             key = ensure_dev_key(session, settings)
         print(f"development API key (tenant '{DEV_TENANT}'): {key}")
         print(f"  also in {settings.data_dir / DEV_KEY_FILE}", flush=True)
-    # One model runtime for the demo load and the app: a model the load started keeps
-    # running for the first requests (the embedded one otherwise starts on first use).
+    # The app opens its own engine; this one served the start-up work only.
+    engine = sessions.kw["bind"]
+    engine.dispose()
     llm = LLMRuntime(settings)
     try:
+        print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
+              f"inspector: http://{host}:{port}/ui)", flush=True)
         if settings.demo_enabled:
-            _load_demo(settings, sessions, llm)
-        # The app opens its own engine; this one served the start-up work only.
-        engine = sessions.kw["bind"]
-        engine.dispose()
-        print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
-              flush=True)
-        uvicorn.run(create_app(settings, llm=llm), host=host, port=port, log_level="info")
+            print(f"demo: checked and, if needed, loaded in the background; progress at "
+                  f"http://{host}:{port}/readyz and /ui", flush=True)
+        uvicorn.run(create_app(settings, llm=llm, demo=settings.demo_enabled),
+                    host=host, port=port, log_level="info")
     finally:
         llm.close()
     return 0

@@ -1,10 +1,11 @@
 """The demo tenant: the bundled ml-latest-small movies and a few of its raters.
 
-`interest-tracker serve` (and so `make run`) loads it on first start, so a newcomer's
-first request returns explained recommendations. Everything goes in through the
-service's own functions, exactly as through the API: catalog upsert (embedded into the
-tenant's item collection), rating events, then one profile refresh per user with the
-configured LLM.
+`interest-tracker serve` (and so `make run`) loads it on first start, in a thread of the
+running service (`BackgroundDemo`: it answers at once; /readyz and the inspector show
+the load's progress), so a newcomer's first lists are explained recommendations.
+Everything goes in through the service's own functions, exactly as through the API:
+catalog upsert (embedded into the tenant's item collection), rating events, then one
+profile refresh per user with the configured LLM.
 
 Loading is idempotent and resumable. A marker file in the data folder is written only
 after every step succeeded; until then each start runs the load again, and every step
@@ -21,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -72,6 +75,21 @@ YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 class DemoError(RuntimeError):
     """The demo cannot be loaded at all (a user id not in the data set, a failed index)."""
+
+
+class DemoCancelled(Exception):
+    """The service is shutting down while the demo loads; the next start resumes it."""
+
+
+# Where a load is: (stage, done, total). Stages, in order: catalog (movies indexed),
+# ratings (demo users stored), raters (other raters' ratings stored), profiles (demo users
+# refreshed), training (0 of 1, then 1 of 1). A hook may raise DemoCancelled to stop.
+ProgressHook = Callable[[str, int, int], None]
+STAGES = ("catalog", "ratings", "raters", "profiles", "training")
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
 
 
 @dataclass
@@ -210,8 +228,11 @@ def _say(line: str) -> None:
 
 def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRuntime,
               dataset_dir: Path = ML_LATEST_SMALL, say: Callable[[str], None] = _say,
-              progress: bool = True) -> DemoLoad:
-    """Make sure the demo tenant is loaded; a no-op (but for the key) once it is."""
+              progress: bool = True, on_progress: ProgressHook = _no_progress) -> DemoLoad:
+    """Make sure the demo tenant is loaded; a no-op (but for the key) once it is.
+
+    `on_progress` hears where the load is after every batch (see ProgressHook).
+    """
     started = time.perf_counter()
     key_file = settings.data_dir / KEY_FILE
     with sessions() as session:
@@ -241,22 +262,26 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
     catalog = demo_catalog(dataset.items, dataset.interactions, users,
                            settings.demo_catalog_limit)
     say(f"demo: loading tenant '{DEMO_TENANT}' ({len(catalog):,} movies of {dataset.name}, "
-        f"users {', '.join(result.user_ids)}). This happens once, on first start, and takes "
-        "a few minutes on a small CPU (on 2 cores: under a minute to embed the whole catalog "
-        "when idle, a few seconds per profile with the embedded model, about three minutes "
-        "to train the tenant's models); later starts skip it.")
+        f"users {', '.join(result.user_ids)}). This happens once, on first start, in the "
+        "background, and takes a few minutes on a small CPU (on 2 cores: under a minute to "
+        "embed the whole catalog when idle, a few seconds per profile with the embedded "
+        "model, about three minutes to train the tenant's models); later starts skip it.")
 
     result.items = len(catalog)
     with sessions() as session:
-        _load_catalog(session, tenant_id, catalog, rt, progress)
-        result.events = _load_ratings(session, tenant_id, users, histories, rt, say)
+        _load_catalog(session, tenant_id, catalog, rt, progress, on_progress)
+        result.events = _load_ratings(session, tenant_id, users, histories, rt, say,
+                                      on_progress)
         if settings.demo_background_raters:
             in_catalog = {row["item_id"] for row in catalog}
             result.events += _load_background(session, tenant_id, dataset.interactions,
-                                              users, in_catalog, rt, say, progress)
-    _refresh_profiles(sessions, tenant_id, result, rt, progress)
+                                              users, in_catalog, rt, say, progress,
+                                              on_progress)
+    _refresh_profiles(sessions, tenant_id, result, rt, progress, on_progress)
     if settings.demo_background_raters:
+        on_progress("training", 0, 1)
         _train_models(sessions, tenant_id, result, rt, say, progress)
+        on_progress("training", 1, 1)
 
     result.seconds = time.perf_counter() - started
     for line in result.failures:
@@ -271,8 +296,9 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
 
 
 def _load_catalog(session: Session, tenant_id: int, catalog: list[dict[str, Any]],
-                  rt: ProfileRuntime, progress: bool) -> None:
+                  rt: ProfileRuntime, progress: bool, on_progress: ProgressHook) -> None:
     """Upsert in batches and embed each as it goes (only new or changed items)."""
+    on_progress("catalog", 0, len(catalog))
     with tqdm(total=len(catalog), desc="demo catalog", unit="movie",
               disable=not progress) as bar:
         for lo in range(0, len(catalog), CATALOG_BATCH):
@@ -283,15 +309,17 @@ def _load_catalog(session: Session, tenant_id: int, catalog: list[dict[str, Any]
                 raise DemoError(f"{pending} demo items could not be embedded (see the log); "
                                 "the next start retries")
             bar.update(len(batch))
+            on_progress("catalog", lo + len(batch), len(catalog))
 
 
 def _load_ratings(session: Session, tenant_id: int, users: Sequence[str],
                   histories: dict[str, list[Interaction]], rt: ProfileRuntime,
-                  say: Callable[[str], None]) -> int:
+                  say: Callable[[str], None], on_progress: ProgressHook) -> int:
     """Each user's ratings in one all-or-nothing batch; skipped if already stored."""
     accepted = 0
     newest_at = rt.clock() - NEWEST_BEFORE_LOAD
-    for user in users:
+    for n, user in enumerate(users):
+        on_progress("ratings", n, len(users))
         stored = session.scalar(
             select(Event.id).join(User, User.id == Event.user_pk)
             .where(User.tenant_id == tenant_id, User.user_id == demo_user_id(user)).limit(1))
@@ -299,6 +327,7 @@ def _load_ratings(session: Session, tenant_id: int, users: Sequence[str],
             continue
         events = rating_events(user, histories[user], newest_at)
         accepted += ingest_events(session, tenant_id, events, rt.settings).accepted
+    on_progress("ratings", len(users), len(users))
     if accepted:
         say(f"demo: {accepted} ratings stored, the newest of each user dated "
             f"{newest_at:%Y-%m-%d %H:%M} UTC")
@@ -331,7 +360,8 @@ def background_events(interactions: Sequence[Interaction], skip: Sequence[str],
 
 def _load_background(session: Session, tenant_id: int, interactions: Sequence[Interaction],
                      demo_users: Sequence[str], in_catalog: set[str], rt: ProfileRuntime,
-                     say: Callable[[str], None], progress: bool) -> int:
+                     say: Callable[[str], None], progress: bool,
+                     on_progress: ProgressHook) -> int:
     """The other raters, in full batches. Events carry stable ids and ingest is
     idempotent, so a load resumed after a crash sends them again and stores only what
     was missing."""
@@ -340,12 +370,14 @@ def _load_background(session: Session, tenant_id: int, interactions: Sequence[In
     events = [e for user_id in sorted(per_user) for e in per_user[user_id]]
     limit = rt.settings.max_batch_events
     accepted = 0
+    on_progress("raters", 0, len(events))
     with tqdm(total=len(events), desc="demo raters", unit="rating",
               disable=not progress) as bar:
         for lo in range(0, len(events), limit):
             part = events[lo:lo + limit]
             accepted += ingest_events(session, tenant_id, part, rt.settings).accepted
             bar.update(len(part))
+            on_progress("raters", lo + len(part), len(events))
     # They are there for the models: the worker would otherwise summarize all of them
     # with the LLM (hours of CPU on a laptop). A refresh on request still builds one.
     session.execute(update(User).where(User.tenant_id == tenant_id,
@@ -381,7 +413,7 @@ def _train_models(sessions: sessionmaker[Session], tenant_id: int, result: DemoL
 
 
 def _refresh_profiles(sessions: sessionmaker[Session], tenant_id: int, result: DemoLoad,
-                      rt: ProfileRuntime, progress: bool) -> None:
+                      rt: ProfileRuntime, progress: bool, on_progress: ProgressHook) -> None:
     with sessions() as session:
         rows = session.execute(
             select(User.id, User.user_id, User.stale, Profile.version)
@@ -389,7 +421,108 @@ def _refresh_profiles(sessions: sessionmaker[Session], tenant_id: int, result: D
             .where(User.tenant_id == tenant_id, User.user_id.in_(result.user_ids)))
         todo = [pk for _, pk in sorted((user_id, pk) for pk, user_id, stale, version in rows
                                        if stale or not version)]
-    refreshed, failures = refresh_many(sessions, todo, rt, "demo", desc="demo profiles",
-                                       progress=progress)
-    result.refreshed += refreshed
-    result.failures += failures
+    # One user at a time, so the progress hook hears each (and may stop between them).
+    for n, user_pk in enumerate(tqdm(todo, desc="demo profiles", unit="user",
+                                     disable=not progress)):
+        on_progress("profiles", n, len(todo))
+        refreshed, failures = refresh_many(sessions, [user_pk], rt, "demo",
+                                           desc="demo profiles", progress=False)
+        result.refreshed += refreshed
+        result.failures += failures
+    on_progress("profiles", len(todo), len(todo))
+
+
+@dataclass
+class DemoStatus:
+    """A snapshot of a background load, for /readyz and the inspector."""
+
+    state: str  # "loading", "loaded" or "failed"
+    stage: str  # "starting", one of STAGES, or "done"
+    done: int
+    total: int
+    seconds: float
+    error: str | None = None
+
+
+class BackgroundDemo:
+    """Loads the demo in a thread of the running service, so it answers at once.
+
+    Progress is kept for /readyz and the inspector; a failure is kept (and printed),
+    never raised: the service serves anyway and the next start retries. `stop` asks
+    the load to end at its next batch (the marker stays unwritten, the next start
+    resumes). `then` runs after the load, whatever its outcome (the app starts its
+    refresh worker there, so the worker never races the load for the demo users).
+    """
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], rt: ProfileRuntime,
+                 then: Callable[[], None] | None = None,
+                 say: Callable[[str], None] = _say, progress: bool = True) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._rt = rt
+        self._then = then
+        self._say = say
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = time.perf_counter()
+        self._status = DemoStatus(state="loading", stage="starting", done=0, total=0, seconds=0)
+        self.result: DemoLoad | None = None
+
+    def status(self) -> DemoStatus:
+        with self._lock:
+            status = DemoStatus(**vars(self._status))
+        if status.state == "loading":
+            status.seconds = round(time.perf_counter() - self._started, 1)
+        return status
+
+    def _update(self, stage: str, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise DemoCancelled
+        with self._lock:
+            self._status.stage, self._status.done, self._status.total = stage, done, total
+
+    def _finish(self, state: str, error: str | None = None) -> None:
+        with self._lock:
+            self._status.state, self._status.error = state, error
+            if state == "loaded":
+                self._status.stage = "done"
+            self._status.seconds = round(time.perf_counter() - self._started, 1)
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="demo-load", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._cancel.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        try:
+            with self._sessions() as session:
+                _, key = ensure_tenant_key(session, DEMO_TENANT, self._settings.data_dir / KEY_FILE)
+            self._say(f"demo API key (tenant '{DEMO_TENANT}'): {key}")
+            self._say(f"  also in {self._settings.data_dir / KEY_FILE}")
+            users = ", ".join(f"{demo_user_id(u)} ({TASTES[u]})" if u in TASTES
+                              else demo_user_id(u) for u in self._settings.demo_users)
+            self._say(f"  demo users: {users}")
+            self.result = load_demo(self._settings, self._sessions, self._rt, say=self._say,
+                                    progress=self._progress, on_progress=self._update)
+        except DemoCancelled:
+            self._finish("failed", "stopped with the service; the next start resumes")
+        except Exception as exc:  # whatever went wrong: serve anyway, retry at the next start
+            problem = f"{type(exc).__name__}: {exc}"
+            print(f"demo: not loaded ({problem}); the next start retries", file=sys.stderr,
+                  flush=True)
+            self._finish("failed", problem)
+        else:
+            # Users whose refresh failed get popular items until the next start retries.
+            failures = self.result.failures
+            self._finish("loaded", "refresh failed for " + "; ".join(failures)
+                         if failures else None)
+        finally:
+            if self._then is not None and not self._cancel.is_set():
+                self._then()

@@ -30,6 +30,7 @@ from service.recommend.routes import router as recommend_router
 from service.summaries.routes import router as summaries_router
 from service.training.ranker import LearnedRanker
 from service.training.store import ModelRegistry
+from service.ui.routes import install_inspector
 from service.users.routes import router as users_router
 from service.vectors.embeddings import Embedder, LocalEmbedder, embedder_for
 from service.vectors.store import VectorStore, client_for
@@ -40,8 +41,13 @@ def create_app(
     llm: LLMRuntime | None = None,
     embedder: Embedder | None = None,
     clock: Callable[[], datetime] = utcnow,
+    demo: bool = False,
 ) -> FastAPI:
-    """The app; tests pass a shared model runtime, and a clock to let days pass."""
+    """The app; tests pass a shared model runtime, and a clock to let days pass.
+
+    With `demo` (what `serve` does when the demo is on) the demo tenant loads in the
+    background while the app serves; /readyz reports its progress.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -70,12 +76,24 @@ def create_app(
         app.state.profiles = ProfileRuntime(settings, app.state.llm, app.state.embedder,
                                             app.state.vectors, clock, models=app.state.models)
         worker = RefreshWorker(app.state.sessions, app.state.profiles)
-        if settings.refresh_worker:
-            worker.start()
+        start_worker = worker.start if settings.refresh_worker else None
+        app.state.demo = None
+        if demo:
+            from service.demo import BackgroundDemo  # the data set loader, only when asked
+
+            # The worker waits for the load: it would otherwise refresh and train the
+            # demo tenant beside it.
+            app.state.demo = BackgroundDemo(settings, app.state.sessions, app.state.profiles,
+                                            then=start_worker)
+            app.state.demo.start()
+        elif start_worker is not None:
+            start_worker()
         app.state.worker = worker
         try:
             yield
         finally:
+            if app.state.demo is not None:
+                app.state.demo.stop()
             worker.stop()
             if owns_llm:
                 app.state.llm.close()
@@ -94,4 +112,5 @@ def create_app(
                    profiles_router, recommend_router, chat_router):
         app.include_router(router)
     install_openapi(app, [EventBatchIn, ItemBatchIn])
+    install_inspector(app)
     return app

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -323,6 +325,83 @@ def test_a_database_that_lost_the_demo_is_loaded_again(tmp_path: Path) -> None:
     again = demo.load()
     assert again.loaded and again.complete and again.refreshed == ["ml-454"]
     assert again.events == 45
+
+
+def test_a_load_reports_its_stages_in_order(tmp_path: Path) -> None:
+    heard: list[tuple[str, int, int]] = []
+    settings = Settings(data_dir=tmp_path / "data", refresh_worker=False, demo_users=["454"],
+                        demo_catalog_limit=60, demo_background_raters=False)
+    settings.data_dir.mkdir(parents=True)
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    model = ChattingSummarizer(replies=[], calls=[], topics=TOPICS, chat_calls=[])
+    rt = ProfileRuntime(settings, LLMRuntime(settings, chat_model=model), embedder_for(settings),
+                        VectorStore(client_for(settings)), utcnow)
+    load_demo(settings, make_sessionmaker(engine), rt, say=lambda _: None, progress=False,
+              on_progress=lambda *where: heard.append(where))
+    stages = [stage for stage, _, _ in heard]
+    assert list(dict.fromkeys(stages)) == ["catalog", "ratings", "profiles"], heard
+    assert ("catalog", 60, 60) in heard and heard[0] == ("catalog", 0, 60)
+    assert heard[-1] == ("profiles", 1, 1)
+    for stage in ("catalog", "ratings", "profiles"):
+        done = [d for s, d, _ in heard if s == stage]
+        assert done == sorted(done), heard
+
+
+def test_serve_answers_while_the_demo_loads_in_the_background(tmp_path: Path) -> None:
+    """What `interest-tracker serve` does: the app serves at once and loads the demo in a
+    thread; /readyz says where the load is, the refresh worker waits for it."""
+    release = threading.Event()
+    settings = Settings(data_dir=tmp_path / "data", demo_users=["454"], demo_catalog_limit=60,
+                        demo_background_raters=False, refresh_poll_seconds=3600)
+    model = ChattingSummarizer(replies=[], calls=[], topics=TOPICS, chat_calls=[],
+                               before_answer=lambda: release.wait(60))
+    with app_client(settings, LLMRuntime(settings, chat_model=model), demo=True) as client:
+        assert client.get("/healthz").status_code == 200
+        deadline = time.monotonic() + 60
+        while True:  # the model holds the load at the profile refresh
+            r = client.get("/readyz")
+            assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready", r.text
+            progress = r.json()["demo"]
+            assert progress["state"] == "loading", progress
+            if progress["stage"] == "profiles":
+                break
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.2)
+        assert progress["done"] == 0 and progress["total"] == 1
+        assert "demo loading: profiles 0/1" in r.json()["error"]["message"]
+        assert client.app.state.worker._thread is None  # type: ignore[attr-defined]
+        key = (settings.data_dir / KEY_FILE).read_text().strip()
+        auth = {"Authorization": f"Bearer {key}"}
+        # Meanwhile the demo user is there with their ratings, without a profile yet.
+        profile = client.get("/v1/users/ml-454/profile", headers=auth).json()
+        assert profile["version"] == 0 and profile["stale"] is True, profile
+
+        release.set()
+        deadline = time.monotonic() + 60
+        while (r := client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.2)
+        body = r.json()
+        assert body["checks"]["demo"] == "loaded"
+        assert body["demo"]["state"] == "loaded" and body["demo"]["stage"] == "done"
+        assert body["demo"]["error"] is None
+        assert client.get("/v1/users/ml-454/profile", headers=auth).json()["version"] == 1
+        assert client.app.state.worker._thread is not None  # type: ignore[attr-defined]
+        assert (settings.data_dir / MARKER_FILE).exists()
+
+
+def test_a_demo_that_cannot_load_leaves_the_service_ready(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", demo_users=["999999"], demo_catalog_limit=60,
+                        demo_background_raters=False, refresh_worker=False, llm_backend="fake")
+    with app_client(settings, demo=True) as client:
+        deadline = time.monotonic() + 60
+        while (r := client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.2)
+        demo = r.json()["demo"]
+        assert demo["state"] == "failed" and "no ratings for demo user(s) 999999" in demo["error"]
+        assert r.json()["checks"]["demo"] == "failed"
 
 
 def test_demo_settings() -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,7 +22,7 @@ from service.vectors.embeddings import Embedder
 from service.vectors.store import VectorStore
 
 log = logging.getLogger(__name__)
-INDEX_BATCH = 256
+INDEX_BATCH = 512
 
 
 def item_content(item: ItemIn) -> dict[str, Any]:
@@ -103,6 +105,43 @@ def _write_items(
     )
 
 
+@dataclass(frozen=True)
+class _PendingBatch:
+    """Up to INDEX_BATCH unindexed items as plain values (not ORM rows, which a commit
+    would expire and reload one by one)."""
+
+    pks: list[int]
+    item_ids: list[str]
+    categories: list[str | None]
+    hashes: list[str]
+    todo: list[int]  # positions whose text differs from what the store holds
+    texts: list[str]
+    legacy: list[int]  # positions without a stored text_hash (rows from before it)
+
+    def metadata(self, position: int) -> dict[str, Any]:
+        category = self.categories[position]
+        return {"item_id": self.item_ids[position], **({"category": category} if category
+                                                       else {})}
+
+
+def _pending_batch(session: Session, unindexed: ColumnElement[bool], after: int
+                   ) -> _PendingBatch | None:
+    rows = session.execute(
+        select(Item.id, Item.item_id, Item.title, Item.description, Item.tags, Item.category,
+               Item.text_hash, Item.indexed_hash)
+        .where(unindexed, Item.id > after).order_by(Item.id).limit(INDEX_BATCH)).all()
+    if not rows:
+        return None
+    texts = [item_text(title, description, tags, category)
+             for _, _, title, description, tags, category, _, _ in rows]
+    hashes = [canonical_hash(t) for t in texts]
+    todo = [n for n, (row, h) in enumerate(zip(rows, hashes, strict=True)) if row[7] != h]
+    return _PendingBatch(
+        pks=[row[0] for row in rows], item_ids=[row[1] for row in rows],
+        categories=[row[5] for row in rows], hashes=hashes, todo=todo,
+        texts=[texts[n] for n in todo], legacy=[n for n, row in enumerate(rows) if row[6] is None])
+
+
 def index_pending_items(
     session: Session, tenant_id: int, embedder: Embedder, vectors: VectorStore
 ) -> tuple[int, int]:
@@ -110,39 +149,57 @@ def index_pending_items(
 
     Returns (indexed, still pending). A vector-store or embedder failure leaves the
     rest pending; the SQL rows are already stored and the next call picks them up.
+
+    Embedding is nearly all the cost, so it never waits: while one batch's vectors are
+    written (one Chroma upsert, one SQL update) the next batch is already being embedded
+    in a helper thread (torch releases the GIL). Identical texts in a batch are embedded
+    once.
     """
     unindexed = (Item.tenant_id == tenant_id) & or_(
         Item.indexed_hash.is_(None), Item.text_hash.is_(None), Item.indexed_hash != Item.text_hash)
     indexed = 0
-    after = 0
-    while True:
-        batch = list(session.scalars(select(Item).where(unindexed, Item.id > after)
-                                     .order_by(Item.id).limit(INDEX_BATCH)))
-        if not batch:
-            return indexed, 0
-        after = batch[-1].id
-        texts = [item_text(i.title, i.description, i.tags, i.category) for i in batch]
-        hashes = [canonical_hash(t) for t in texts]
-        todo = [(i, t, h) for i, t, h in zip(batch, texts, hashes, strict=True)
-                if i.indexed_hash != h]
-        try:
-            vecs = embedder.embed([t for _, t, _ in todo])
-            vectors.upsert(tenant_id, "items", [i.item_id for i, _, _ in todo], vecs,
-                           [{"item_id": i.item_id, **({"category": i.category} if i.category
-                                                      else {})} for i, _, _ in todo])
-        except Exception as exc:  # any embedder or store error: keep the rows pending
-            log.warning("item indexing for tenant %s failed: %s", tenant_id, exc)
-            session.rollback()
-            left = session.scalar(select(func.count()).where(unindexed)) or 0
-            return indexed, int(left)
-        # Only what was embedded is recorded: text changed meanwhile stays pending.
-        done = list(zip(batch, hashes, strict=True))
-        session.execute(update(Item), [{"id": i.id, "indexed_hash": h} for i, h in done])
-        legacy = [{"id": i.id, "text_hash": h} for i, h in done if i.text_hash is None]
-        if legacy:
-            session.execute(update(Item), legacy)
-        session.commit()
-        indexed += len(todo)
+
+    def embed(batch: _PendingBatch) -> list[list[float]]:
+        distinct = list(dict.fromkeys(batch.texts))
+        found = dict(zip(distinct, embedder.embed(distinct), strict=True))
+        return [found[t] for t in batch.texts]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="item-embed") as pool:
+        batch = _pending_batch(session, unindexed, 0)
+        embedding: Future[list[list[float]]] | None = (
+            pool.submit(embed, batch) if batch is not None else None)
+        while batch is not None and embedding is not None:
+            following = _pending_batch(session, unindexed, batch.pks[-1])
+            try:
+                vecs = embedding.result()
+            except Exception as exc:  # any embedder error: keep the rows pending
+                return indexed, _still_pending(session, unindexed, tenant_id, exc)
+            next_embedding = pool.submit(embed, following) if following is not None else None
+            try:
+                vectors.upsert(tenant_id, "items", [batch.item_ids[n] for n in batch.todo], vecs,
+                               [batch.metadata(n) for n in batch.todo])
+            except Exception as exc:  # any store error: keep the rows pending
+                if next_embedding is not None:
+                    next_embedding.cancel()
+                return indexed, _still_pending(session, unindexed, tenant_id, exc)
+            # Only what was embedded is recorded: text changed meanwhile stays pending.
+            session.execute(update(Item), [{"id": pk, "indexed_hash": h}
+                                           for pk, h in zip(batch.pks, batch.hashes,
+                                                            strict=True)])
+            if batch.legacy:
+                session.execute(update(Item), [{"id": batch.pks[n], "text_hash": batch.hashes[n]}
+                                               for n in batch.legacy])
+            session.commit()
+            indexed += len(batch.todo)
+            batch, embedding = following, next_embedding
+    return indexed, 0
+
+
+def _still_pending(session: Session, unindexed: ColumnElement[bool], tenant_id: int,
+                   exc: Exception) -> int:
+    log.warning("item indexing for tenant %s failed: %s", tenant_id, exc)
+    session.rollback()
+    return int(session.scalar(select(func.count()).where(unindexed)) or 0)
 
 
 def get_item(session: Session, tenant_id: int, item_id: str) -> Item:

@@ -1,17 +1,22 @@
-"""Users are created by ingest; this module finds and forgets them."""
+"""Users are created by ingest; this module lists, finds and forgets them."""
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from service.chat.service import forget_chats
-from service.core.errors import not_found
+from service.core.errors import ApiError, ErrorDetail, not_found
 from service.ingest.models import Event
+from service.profiles.models import Profile
 from service.profiles.service import forget_profile
 from service.recommend.service import forget_recommendations
 from service.summaries.models import SummaryRun
 from service.users.models import User
+from service.users.schemas import UserPage, UserSummary
 from service.vectors.store import VectorStore
 
 
@@ -20,6 +25,48 @@ def get_user(session: Session, tenant_id: int, user_id: str) -> User:
     if user is None:
         raise not_found("user_not_found", f"No user {user_id!r} in this tenant.")
     return user
+
+
+def encode_cursor(user_id: str) -> str:
+    return base64.urlsafe_b64encode(f"u|{user_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The last user id of the previous page."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raw = ""
+    kind, _, user_id = raw.partition("|")
+    if kind != "u" or not user_id:
+        raise ApiError(422, "validation_error", "The cursor is not one this API returned.",
+                       [ErrorDetail(code="invalid_cursor", message="unreadable cursor",
+                                    field="cursor")])
+    return user_id
+
+
+def list_users(session: Session, tenant_id: int, limit: int, cursor: str | None,
+               prefix: str | None) -> UserPage:
+    """The tenant's users by id, a page at a time; `prefix` keeps the ids starting with
+    it (case-sensitive, as ids are)."""
+    query = (select(User, Profile.version, Profile.refreshed_at)
+             .outerjoin(Profile, Profile.user_pk == User.id)
+             .where(User.tenant_id == tenant_id))
+    if prefix:
+        # LIKE narrows (and ignores case on SQLite); the comparison keeps exact prefixes.
+        query = query.where(User.user_id.startswith(prefix, autoescape=True),
+                            func.substr(User.user_id, 1, len(prefix)) == prefix)
+    if cursor is not None:
+        query = query.where(User.user_id > decode_cursor(cursor))
+    rows = list(session.execute(query.order_by(User.user_id).limit(limit + 1)))
+    page, more = rows[:limit], len(rows) > limit
+    return UserPage(
+        users=[UserSummary(user_id=user.user_id, created_at=user.created_at, stale=user.stale,
+                           events_since_refresh=user.events_since_refresh,
+                           profile_version=version or 0, refreshed_at=refreshed_at)
+               for user, version, refreshed_at in page],
+        next_cursor=encode_cursor(page[-1][0].user_id) if more and page else None,
+    )
 
 
 def delete_user(session: Session, tenant_id: int, user_id: str, vectors: VectorStore) -> int:

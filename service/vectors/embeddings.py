@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Protocol
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 
 from service.core.config import Settings
 
@@ -25,16 +28,31 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # per thread: the rest of the process keeps its setting
+
+
 class LocalEmbedder:
-    """sentence-transformers on the CPU; unit-length vectors, so dot product is cosine."""
+    """sentence-transformers on the CPU; unit-length vectors, so dot product is cosine.
+
+    Large inputs (catalog indexing) are split across `workers` threads that run one
+    torch thread each. For a model this small, intra-op threads mostly wait on each
+    other: on 2 busy cores, two single-threaded workers embedded 1.7x more items per
+    second than one call on two torch threads, with the same vectors (to 1e-7).
+    """
 
     name = "all-MiniLM-L6-v2"
     dimensions = 384
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int = 64, workers: int | None = None) -> None:
         self.batch_size = batch_size
+        self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
         self._model: object | None = None
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
 
     def _load(self) -> object:
         with self._lock:
@@ -51,15 +69,52 @@ class LocalEmbedder:
         """Load the model now (the app does it in the background at start-up)."""
         self._load()
 
+    def _encode(self, texts: list[str], model: object | None = None) -> npt.NDArray[np.float32]:
+        vectors = (model or self._load()).encode(  # type: ignore[attr-defined]
+            texts, batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _worker_model(self) -> object:
+        """This worker's own copy of the model sharing the weights: a fast tokenizer is
+        not safe to call from two threads at once (its settings are mutable state), the
+        read-only weights are."""
+        model = getattr(self._local, "model", None)
+        if model is None:
+            import copy
+
+            shared = self._load()
+            with self._lock:
+                tensors = [*shared.parameters(), *shared.buffers()]  # type: ignore[attr-defined]
+                model = copy.deepcopy(shared, memo={id(t): t for t in tensors})
+            self._local.model = model
+        return model
+
+    def _encode_in_worker(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        return self._encode(texts, self._worker_model())
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        model = self._load()
-        vectors = model.encode(  # type: ignore[attr-defined]
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
-        return [[float(x) for x in row] for row in vectors]
+        texts = list(texts)
+        if self.workers < 2 or len(texts) < 2 * self.batch_size:
+            return self._encode(texts).tolist()  # type: ignore[no-any-return]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="embedder",
+                                                initializer=_one_torch_thread)
+            pool = self._pool
+        self._load()
+        # Dealt by length, so every worker's batches pad to similar lengths.
+        order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
+        parts = [order[w::self.workers] for w in range(self.workers)]
+        matrix = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for part, vectors in zip(parts, pool.map(self._encode_in_worker,
+                                                 [[texts[n] for n in p] for p in parts]),
+                                 strict=True):
+            matrix[part] = vectors
+        return matrix.tolist()
 
 
 class OpenAIEmbedder:

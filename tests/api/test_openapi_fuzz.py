@@ -41,7 +41,8 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
 
 OPERATIONS = [
     ("GET", "/healthz"), ("GET", "/readyz"), ("PUT", "/v1/items"), ("GET", "/v1/items/{item_id}"),
-    ("POST", "/v1/events"), ("GET", "/v1/users/{user_id}/events"),
+    ("POST", "/v1/events"), ("GET", "/v1/users"), ("GET", "/v1/tenant"),
+    ("GET", "/v1/users/{user_id}/events"),
     ("DELETE", "/v1/users/{user_id}"), ("GET", "/v1/users/{user_id}"),
     ("POST", "/v1/users/{user_id}/summaries"), ("GET", "/v1/users/{user_id}/summaries"),
     ("POST", "/v1/users/{user_id}/profile/refresh"), ("GET", "/v1/users/{user_id}/profile"),
