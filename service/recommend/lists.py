@@ -70,13 +70,13 @@ from service.recommend.trace import StoredCandidate
 from service.training.contract import (
     ALL_SOURCES,
     CandidateSource,
+    FacetSignal,
     SourceHit,
     TenantModels,
 )
 from service.training.features import (
     FEATURE_NAMES,
     build_features,
-    centred,
     facet_scores,
     profile_signals,
 )
@@ -379,6 +379,15 @@ def rank_popular(
 # -- the hybrid list -----------------------------------------------------------------------
 
 
+def _signal(facet: ActiveFacet, centroid: npt.NDArray[np.float32] | None) -> FacetSignal:
+    """A stored facet as the ranker's features see it: its evidence items' unit mean
+    vector (what training's pseudo-facets are), else its own text vector."""
+    return FacetSignal(strength=facet.strength, long_term=facet.horizon == "long",
+                       avoid=facet.polarity == "avoid",
+                       centroid=centroid if centroid is not None
+                       else normalized(facet.vector[None, :])[0])
+
+
 def _centroid(evidence: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32] | None:
     if not evidence:
         return None
@@ -450,25 +459,12 @@ def rank_hybrid(
                 if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
 
     # The features see the profile as training saw pseudo-facets: like strengths as
-    # shares, one avoid signal (`profile_signals`), vectors centred on the catalog's mean
-    # as the ranker learned them (`centred`); a facet without item evidence stands in
-    # with its text vector.
-    mean = models.vector_mean()
-
-    def feature_space(found: list[npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
-        return list(centred(np.stack(found), mean)) if found and mean is not None else found
-
-    def centroid(f: ActiveFacet) -> npt.NDArray[np.float32]:
-        found = _centroid(feature_space(evidence_of(f)))
-        if found is not None:
-            return found
-        text: npt.NDArray[np.float32] = centred(normalized(f.vector[None, :]), mean)[0]
-        return text
-
+    # shares, one avoid signal (`profile_signals`); a facet without item evidence stands
+    # in with its text vector.
     signals = profile_signals(
-        [(f.strength, f.horizon == "long", centroid(f)) for f in likes],
-        _centroid(feature_space([v for f in avoids for v in evidence_of(f)])), history.events)
-    feature_items = centred(items, mean) if dim else items
+        [(f.strength, f.horizon == "long", _signal(f, _centroid(evidence_of(f))).centroid)
+         for f in likes],
+        _centroid([v for f in avoids for v in evidence_of(f)]), history.events)
 
     like_sims = _similarity_matrix(likes, items)
     avoid_sims = _similarity_matrix(avoids, items)
@@ -477,7 +473,7 @@ def rank_hybrid(
     index = {item_id: j for j, item_id in enumerate(kept)}
     # The facet source's score is the one training gave it: best share x cosine to a
     # like-facet's centroid, over what facet retrieval found.
-    facet_best = (facet_scores(signals, feature_items)[0] if dim
+    facet_best = (facet_scores(signals, items)[0] if dim
                   else np.zeros(len(kept), dtype=np.float64))
     facet_hits: dict[str, SourceHit] = {}
     facet_scored = sorted((i for i in facet_found if i in index),
@@ -488,8 +484,8 @@ def rank_hybrid(
         "facet": facet_hits, **{s: h for s, h in model_hits.items() if s != "facet"}}
 
     now = at.timestamp()
-    features = build_features(kept, hits, history.events, feature_items if dim else None,
-                              signals, models.popularity(kept, now), now)
+    features = build_features(kept, hits, history.events, items if dim else None, signals,
+                              models.popularity(kept, now), now)
     learned = models.rank_scores(features)
     if learned is not None:
         raw = np.asarray(learned, dtype=np.float64)

@@ -94,10 +94,6 @@ class TenantModels(Protocol):
         """The learned ranker's score per feature row, or None without a ranker."""
         ...
 
-    def vector_mean(self) -> npt.NDArray[np.float32] | None:
-        """The catalog's mean item vector the ranker's facet features are centred on."""
-        ...
-
 
 @dataclass
 class InteractionLog:

@@ -14,10 +14,7 @@ since a saved ranker refuses rows of another version:
   `MISSING_RANK`.
 - `n_sources`: how many sources proposed the item.
 - `facet_best`, `facet_sum`: the best and the sum over like-facets of
-  strength x cosine(item vector, facet centroid) (negative cosines count as 0). Both
-  vectors are centred on the catalog's mean vector first (`centred`): MiniLM puts every
-  item of a catalog about 0.4-0.6 from any centroid of its items (the texts share their
-  scaffolding), and without the common direction the cosine tells topics apart.
+  strength x cosine(item vector, facet centroid) (negative cosines count as 0).
 - `facet_best_long`: 1 when that best like-facet is long-term, else 0.
 - `avoid_penalty`: the largest avoid-facet strength x cosine (0 without avoid-facets).
 - `pop_recent`, `pop_all`: the item's recent and all-time popularity in [0, 1].
@@ -40,7 +37,7 @@ from service.training.contract import (
     UserEvent,
 )
 
-FEATURE_VERSION = "f2"  # f2: facet features on catalog-centred vectors (`centred`)
+FEATURE_VERSION = "f1"
 MISSING_RANK = 1000.0
 MAX_AGE_DAYS = 365.0
 DAY_SECONDS = 86400.0
@@ -53,20 +50,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 COLUMN = {name: n for n, name in enumerate(FEATURE_NAMES)}
 
 Features = npt.NDArray[np.float32]
-
-
-def centred(vectors: npt.NDArray[np.float32], mean: npt.NDArray[np.float32] | None
-            ) -> npt.NDArray[np.float32]:
-    """Rows minus the catalog's mean vector, back to unit length (zero rows stay zero);
-    the rows unchanged without a mean."""
-    if mean is None or len(vectors) == 0:
-        return vectors
-    shifted = vectors - mean[None, :]
-    shifted[~vectors.any(axis=1)] = 0.0
-    norms = np.linalg.norm(shifted, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    result: npt.NDArray[np.float32] = (shifted / norms).astype(np.float32)
-    return result
 
 
 def facet_scores(facets: Sequence[FacetSignal], item_vectors: npt.NDArray[np.float32]

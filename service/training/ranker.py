@@ -48,7 +48,6 @@ from service.training.features import (
     FEATURE_VERSION,
     MISSING_RANK,
     build_features,
-    centred,
 )
 
 MIN_USERS = 20  # usable users below which no ranker is trained
@@ -62,7 +61,6 @@ LONG_TERM_SPAN_DAYS = 14.0
 K = 10
 MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
-MEAN_FILE = "vector_mean.npy"
 LGBM_PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "n_estimators": 200, "learning_rate": 0.05,
     "num_leaves": 31, "min_child_samples": 20, "colsample_bytree": 0.9,
@@ -89,14 +87,10 @@ class FeatureVersionMismatch(ValueError):
 class LearnedRanker:
     """A LightGBM booster plus the feature-list version its rows must have."""
 
-    def __init__(self, booster: lgb.Booster, feature_version: str = FEATURE_VERSION,
-                 vector_mean: Vector | None = None) -> None:
+    def __init__(self, booster: lgb.Booster, feature_version: str = FEATURE_VERSION) -> None:
         self.booster = booster
         self.feature_version = feature_version
         self.version = f"lgbm-lambdarank/{feature_version}"
-        # The catalog's mean item vector the facet features were centred on (None: the
-        # ranker learned without item vectors, and its facet features were 0).
-        self.vector_mean = vector_mean
 
     def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """One score per row, higher is better. One thread: requests run side by side."""
@@ -109,8 +103,6 @@ class LearnedRanker:
         """Writes the LightGBM text model and a JSON naming the feature list, in `path`."""
         path.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(path / MODEL_FILE))
-        if self.vector_mean is not None:
-            np.save(path / MEAN_FILE, self.vector_mean.astype(np.float32))
         (path / META_FILE).write_text(json.dumps({
             "feature_version": self.feature_version, "features": list(FEATURE_NAMES),
             "model": MODEL_FILE, "kind": "lightgbm-lambdarank"}, indent=2))
@@ -123,9 +115,7 @@ class LearnedRanker:
             raise FeatureVersionMismatch(
                 f"the ranker in {path} was trained on feature list {version!r}, but this "
                 f"code builds {FEATURE_VERSION!r}; retrain the tenant's models")
-        mean = (np.load(path / MEAN_FILE).astype(np.float32) if (path / MEAN_FILE).exists()
-                else None)
-        return cls(lgb.Booster(model_file=str(path / MODEL_FILE)), version, mean)
+        return cls(lgb.Booster(model_file=str(path / MODEL_FILE)), version)
 
 
 # -- pseudo-facets ---------------------------------------------------------------------
@@ -315,13 +305,6 @@ def train_ranker(
     if len(held) < MIN_USERS:
         return None, {}, ["too little data for a ranker"]
     models = fit_fn(subset(log, keep))
-    mean = None
-    if item_vectors:
-        # Facet features compare centred vectors (`features.centred`), as serving does.
-        ids = sorted(item_vectors)
-        raw = np.stack([item_vectors[i] for i in ids]).astype(np.float32)
-        mean = raw.mean(axis=0).astype(np.float32)
-        item_vectors = dict(zip(ids, centred(raw, mean), strict=True))
     samples = build_samples(log, models, held, item_vectors, seed, progress)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(samples))
@@ -335,7 +318,7 @@ def train_ranker(
     model = lgb.LGBMRanker(**LGBM_PARAMS, random_state=seed, n_jobs=2, deterministic=True,
                            force_row_wise=True)
     model.fit(x, y, group=groups, feature_name=list(FEATURE_NAMES))
-    ranker = LearnedRanker(model.booster_, vector_mean=mean)
+    ranker = LearnedRanker(model.booster_)
     metrics = evaluate(valid, ranker.score)
     metrics["ranker.validation_users"] = float(len(valid))
     metrics["ranker.training_users"] = float(len(groups))

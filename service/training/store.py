@@ -88,10 +88,6 @@ class TrainedModels:
             return None
         return np.asarray(self.ranker.score(features), dtype=np.float32)
 
-    def vector_mean(self) -> npt.NDArray[np.float32] | None:
-        mean: npt.NDArray[np.float32] | None = getattr(self.ranker, "vector_mean", None)
-        return mean
-
 
 class ArtifactStore:
     """Reads and writes one tenant's model versions under `root` (`models_root`)."""

@@ -13,7 +13,6 @@ from service.training.features import (
     MAX_AGE_DAYS,
     MISSING_RANK,
     build_features,
-    centred,
 )
 
 DAY = 86400.0
@@ -98,26 +97,3 @@ def test_a_profile_reaches_the_features_as_training_saw_pseudo_facets() -> None:
     [avoid] = [s for s in signals if s.avoid]
     assert avoid.strength == 2 / 8 and np.array_equal(avoid.centroid, unit[2])
     assert not any(s.avoid for s in profile_signals([], unit[2], history[1:]))
-
-
-def test_centring_on_the_catalog_mean_tells_topics_apart() -> None:
-    # Every item shares one strong direction (as MiniLM texts share their scaffolding);
-    # topics differ only in a small part. Raw cosines all sit near 1; centred, an item is
-    # close to its own topic and far from the other.
-    rng = np.random.default_rng(0)
-    common = np.array([1.0, 0, 0, 0], dtype=np.float32)
-    topics = np.eye(4, dtype=np.float32)[1:3]
-    items = np.stack([common * 3 + topics[n % 2] + rng.normal(0, 0.05, 4).astype(np.float32)
-                      for n in range(40)])
-    items /= np.linalg.norm(items, axis=1, keepdims=True)
-    raw = items @ items.T
-    assert raw[0, 1] > 0.85  # different topics, nearly the same raw direction
-    mean = items.mean(axis=0)
-    c = centred(items, mean)
-    assert np.allclose(np.linalg.norm(c, axis=1), 1.0, atol=1e-5)
-    sims = c @ c.T
-    assert sims[0, 2] > 0.8 and sims[0, 1] < 0.0  # same topic close, the other opposite
-    # Zero rows (items without a vector) stay zero; without a mean nothing changes.
-    with_zero = np.vstack([items[:2], np.zeros((1, 4), dtype=np.float32)])
-    assert not centred(with_zero, mean)[2].any()
-    assert centred(items, None) is items
