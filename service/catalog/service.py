@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -217,3 +220,77 @@ def known_item_ids(session: Session, tenant_id: int, item_ids: Iterable[str]) ->
             select(Item.item_id).where(Item.tenant_id == tenant_id, Item.item_id.in_(part))
         ))
     return found
+
+
+# -- tag statistics ------------------------------------------------------------------------
+
+# How many of a tenant's items carry each tag (its document frequency), for grouping's
+# tag weights. Counting reads every item's tags, so counts are kept per tenant and
+# recounted only when the catalog changed (its size or newest update); above
+# TAG_COUNTS_EXACT_UP_TO items, at most every TAG_COUNTS_MAX_AGE seconds (about a second
+# per 100,000 items; a weight a few minutes old changes no grouping much).
+TAG_COUNTS_EXACT_UP_TO = 20_000
+TAG_COUNTS_MAX_AGE = 300.0
+TAG_COUNTS_TENANTS = 256  # tenants whose counts are kept, least recently used dropped
+
+
+@dataclass(frozen=True)
+class TagCounts:
+    document_frequency: dict[str, int]  # normalized tag (or "category:<c>") -> items
+    items: int
+    signature: tuple[int, str]
+    counted_at: float
+
+
+_tag_counts: OrderedDict[int, TagCounts] = OrderedDict()
+_tag_counts_lock = threading.Lock()
+
+
+def normal_tag(tag: str) -> str:
+    """A tag as grouping compares it: whitespace collapsed, case folded."""
+    return " ".join(tag.split()).casefold()
+
+
+def count_tags(rows: Iterable[tuple[Any, Any, Any]]) -> tuple[dict[str, int], int]:
+    """Document frequencies over (tags, category, attributes) rows: each tag, attribute
+    genre and `category:<c>` counted once per item, normalized as grouping compares them."""
+    counts: Counter[str] = Counter()
+    items = 0
+    for tags, category, attributes in rows:
+        items += 1
+        seen = {normal_tag(t) for t in (tags or []) if isinstance(t, str) and t.strip()}
+        genres = (attributes or {}).get("genres") if isinstance(attributes, dict) else None
+        if isinstance(genres, list):
+            seen.update(normal_tag(g) for g in genres if isinstance(g, str) and g.strip())
+        if isinstance(category, str) and category.strip():
+            seen.add(f"category:{category.casefold()}")
+        counts.update(seen)
+    return dict(counts), items
+
+
+def tag_counts(session: Session, tenant_id: int) -> TagCounts:
+    """The tenant's tag document frequencies, counted again only when stale (see above)."""
+    size, newest = session.execute(
+        select(func.count(Item.id), func.max(Item.updated_at))
+        .where(Item.tenant_id == tenant_id)).one()
+    signature = (int(size or 0), str(newest))
+    now = time.monotonic()
+    with _tag_counts_lock:
+        kept = _tag_counts.get(tenant_id)
+        if kept is not None and (
+                kept.signature == signature
+                or (kept.items > TAG_COUNTS_EXACT_UP_TO
+                    and now - kept.counted_at < TAG_COUNTS_MAX_AGE)):
+            _tag_counts.move_to_end(tenant_id)
+            return kept
+    rows = session.execute(
+        select(Item.tags, Item.category, Item.attributes).where(Item.tenant_id == tenant_id))
+    frequency, items = count_tags((tags, category, attributes)
+                                  for tags, category, attributes in rows)
+    counted = TagCounts(frequency, items, signature, now)
+    with _tag_counts_lock:
+        _tag_counts[tenant_id] = counted
+        _tag_counts.move_to_end(tenant_id)
+        while len(_tag_counts) > TAG_COUNTS_TENANTS:
+            _tag_counts.popitem(last=False)
+    return counted

@@ -6,11 +6,13 @@ group's events, exact by construction.
 
 - Each distinct item (and each text event: search, post) is a point. An item's
   features join two unit vectors, weighted: its stored vector and its tags, genres
-  and category as a binary bag. A text's features are its embedding (its content
-  words only when it has none). The cosine of two points is then a blend of vector cosine and tag
-  cosine (Ochiai, the cosine cousin of Jaccard), so two items sharing genres stay
-  together even when their descriptions differ. An item without a vector groups by
-  its tags alone.
+  and category as a bag weighted by each tag's inverse document frequency in the
+  tenant's catalog (`tag_weights`: a tag most items carry, like "drama" among movies,
+  says little about what a user likes; a rarer one, like "horror" or "war", says
+  more). A text's features are its embedding (its content words only when it has
+  none). The cosine of two points is then a blend of vector cosine and tf-idf tag
+  cosine, so two items sharing distinctive genres stay together even when their
+  descriptions differ. An item without a vector groups by its tags alone.
 - Low ratings (at most half the scale), dislikes and skips are grouped apart, into
   avoid-groups; everything else into like-groups. Declarations are not grouped:
   they seed facets in the user's own words (see the profile refresh).
@@ -30,6 +32,7 @@ group's events, exact by construction.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -41,6 +44,7 @@ import numpy.typing as npt
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
 from service.catalog.models import Item
+from service.catalog.service import normal_tag
 from service.ingest.models import Event
 from service.summaries.injection import reads_as_instructions
 from service.summaries.schemas import (
@@ -75,6 +79,18 @@ our out off its his her she him one two new old like likes love loves want wants
 looking look find show shows watch watching read reading buy year years film films movie
 movies book books video videos item items thing things really much many also only
 """.split())
+
+
+def tag_weights(document_frequency: Mapping[str, int], documents: int) -> dict[str, float]:
+    """Smoothed inverse document frequency per tag (scikit-learn's `smooth_idf` form):
+    `ln((1 + n) / (1 + df)) + 1`, so a tag on every item weighs 1 and rarer ones more.
+    Tags missing here (new since the counts were taken) get `unseen_tag_weight(n)`."""
+    return {t: math.log((1 + documents) / (1 + df)) + 1.0
+            for t, df in document_frequency.items()}
+
+
+def unseen_tag_weight(documents: int) -> float:
+    return math.log(1 + documents) + 1.0
 
 
 def polarity_of(event: Event, rating_max: float) -> Polarity:
@@ -112,7 +128,7 @@ class ItemFacts:
         flagged = reads_as_instructions(item.title) or reads_as_instructions(item.description)
         raw = [*(item.tags or []), *_attribute_genres(item)]
         tags = tuple(dict.fromkeys(
-            " ".join(t.split()).casefold() for t in raw
+            normal_tag(t) for t in raw
             if isinstance(t, str) and t.strip() and not reads_as_instructions(t)
             and not YEAR.fullmatch(t.strip())))
         category = item.category if item.category and not reads_as_instructions(
@@ -165,12 +181,14 @@ def group_events(
     rating_max: float,
     max_like: int = MAX_LIKE_GROUPS,
     max_avoid: int = MAX_AVOID_GROUPS,
+    weights: TagWeights | None = None,
 ) -> list[EventGroup]:
     """Group events (declarations aside) into at most max_like + max_avoid groups.
 
     `item_vectors` maps item ids to their stored vectors, `text_vectors` text events'
-    primary keys to their embeddings; either may miss entries. Groups come largest
-    first, likes before avoids.
+    primary keys to their embeddings; either may miss entries. `weights` are the
+    catalog's tag weights (`tag_weights`); without them every tag weighs the same.
+    Groups come largest first, likes before avoids.
     """
     facts = {item_id: ItemFacts.of(item) for item_id, item in items.items()}
     ordered = sorted((e for e in events if e.type != "declared"), key=lambda e: e.id)
@@ -181,7 +199,7 @@ def group_events(
     for polarity, cap in (("like", max_like), ("avoid", max_avoid)):
         mine = [e for e in ordered if polarity_of(e, rating_max) == polarity]
         points = _points(mine, facts, item_vectors, text_vectors)
-        clusters = _cluster(points)
+        clusters = _cluster(points, weights)
         kept = _cap(clusters, cap, keep_single=len(mine) < FEW_EVENTS)
         for members in kept:
             groups.append(_group(polarity, members, facts, total, rating_max))  # type: ignore[arg-type]
@@ -211,8 +229,22 @@ def _points(events: Sequence[Event], facts: Mapping[str, ItemFacts],
     return [by_key[k] for k in sorted(by_key)]
 
 
-def _features(points: Sequence[_Point]) -> npt.NDArray[np.float64]:
-    """Rows of [sqrt(w)·vector, sqrt(1-w)·tag bag], each part unit length when present."""
+@dataclass(frozen=True)
+class TagWeights:
+    """Inverse document frequencies of the catalog's tags (`tag_weights`), and the
+    weight of a tag they do not know."""
+
+    known: Mapping[str, float]
+    unseen: float
+
+    def of(self, tag: str) -> float:
+        return self.known.get(tag, self.unseen)
+
+
+def _features(points: Sequence[_Point], weights: TagWeights | None = None,
+              ) -> npt.NDArray[np.float64]:
+    """Rows of [sqrt(w)·vector, sqrt(1-w)·tag bag], each part unit length when present;
+    the bag holds each tag's weight (1 without `weights`)."""
     vocabulary = {t: n for n, t in enumerate(sorted({t for p in points for t in p.tags}))}
     dims = next((len(p.vector) for p in points if p.vector is not None), 0)
     x = np.zeros((len(points), dims + len(vocabulary)), dtype=np.float64)
@@ -226,7 +258,10 @@ def _features(points: Sequence[_Point]) -> npt.NDArray[np.float64]:
         # words only when it has no vector.
         if p.tags and (p.key[0] == "item" or p.vector is None):
             cols = [dims + vocabulary[t] for t in p.tags]
-            x[row, cols] = np.sqrt(1.0 - VECTOR_WEIGHT) / np.sqrt(len(cols))
+            # Text words are not catalog tags: they weigh 1, like any tag without weights.
+            bag = np.array([weights.of(t) if weights is not None and p.key[0] == "item"
+                            else 1.0 for t in p.tags], dtype=np.float64)
+            x[row, cols] = np.sqrt(1.0 - VECTOR_WEIGHT) * bag / np.linalg.norm(bag)
     return x
 
 
@@ -249,9 +284,10 @@ class _Cluster:
         return min(e.id for p in self.points for e in p.events)
 
 
-def _cluster(points: Sequence[_Point]) -> list[_Cluster]:
+def _cluster(points: Sequence[_Point], tag_weights: TagWeights | None = None
+             ) -> list[_Cluster]:
     """Agglomerative clusters of the points with features; featureless points are dropped."""
-    x = _features(points)
+    x = _features(points, tag_weights)
     present = [n for n in range(len(points)) if np.any(x[n])]
     if not present:
         return []

@@ -37,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
+from service.catalog.service import tag_counts
 from service.core.config import Settings
 from service.core.errors import ApiError
 from service.core.hashing import chunks
@@ -46,7 +47,15 @@ from service.llm.runtime import LLMRuntime
 from service.llm.tokens import count_tokens
 from service.profiles.models import Profile
 from service.summaries.activity import Activity
-from service.summaries.grouping import EventGroup, Vector, group_events, is_text_event
+from service.summaries.grouping import (
+    EventGroup,
+    TagWeights,
+    Vector,
+    group_events,
+    is_text_event,
+    tag_weights,
+    unseen_tag_weight,
+)
 from service.summaries.injection import reads_as_instructions
 from service.summaries.labels import (
     REFERENCE,
@@ -360,8 +369,11 @@ def summarize_user(
         raise ApiError(409, "no_activity", "This user has no new events to summarize.")
     items = catalog_items(session, user.tenant_id, {e.item_id for e in events if e.item_id})
     item_vectors, text_vectors = event_vectors(events, items, user.tenant_id, vectors, embedder)
+    counts = tag_counts(session, user.tenant_id)
+    weights = TagWeights(tag_weights(counts.document_frequency, counts.items),
+                         unseen_tag_weight(counts.items))
     groups = group_events(events, items, item_vectors, text_vectors,
-                          rating_max=settings.rating_max)
+                          rating_max=settings.rating_max, weights=weights)
     seen_pending = user.events_since_refresh
     session.commit()  # hold no transaction open during the slow calls
 

@@ -75,3 +75,33 @@ def test_same_item_twice_in_a_batch(tenant: ApiTenant) -> None:
 def test_unknown_item_is_404_with_code(tenant: ApiTenant) -> None:
     r = tenant.get("/v1/items/missing")
     assert r.status_code == 404 and r.json()["error"]["code"] == "item_not_found"
+
+
+def test_tag_counts_follow_the_catalog_per_tenant(tenant: ApiTenant,
+                                                  other_tenant: ApiTenant) -> None:
+    """Grouping's tag document frequencies: one tenant's catalog only, counted again
+    when the catalog changes."""
+    from sqlalchemy import select
+
+    from service.catalog.service import tag_counts
+    from service.tenants.models import Tenant
+
+    assert tenant.put("/v1/items", json={"items": [
+        item("m1", tags=["Horror", "Drama"], category="Movie"),
+        item("m2", tags=["drama"], attributes={"genres": ["War"]}),
+    ]}).status_code == 200
+    assert other_tenant.put("/v1/items", json={"items": [
+        item("x1", tags=["horror"])]}).status_code == 200
+    sessions = tenant.client.app.state.sessions  # type: ignore[attr-defined]
+    with sessions() as session:
+        tenant_id = session.scalar(select(Tenant.id).where(Tenant.name == tenant.name))
+        first = tag_counts(session, tenant_id)
+        assert first.items == 2
+        assert first.document_frequency == {"horror": 1, "drama": 2, "war": 1,
+                                            "category:movie": 1}
+        assert tag_counts(session, tenant_id) is first  # unchanged catalog: kept
+    assert tenant.put("/v1/items", json={"items": [
+        item("m3", tags=["horror"])]}).status_code == 200
+    with sessions() as session:
+        again = tag_counts(session, tenant_id)
+        assert again.items == 3 and again.document_frequency["horror"] == 2

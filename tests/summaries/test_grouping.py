@@ -12,7 +12,15 @@ import pytest
 
 from service.catalog.models import Item
 from service.ingest.models import Event
-from service.summaries.grouping import EventGroup, group_events, polarity_of
+from service.catalog.service import count_tags
+from service.summaries.grouping import (
+    EventGroup,
+    TagWeights,
+    group_events,
+    polarity_of,
+    tag_weights,
+    unseen_tag_weight,
+)
 from tests.conftest import NOW
 
 TOPICS = {
@@ -205,3 +213,29 @@ def test_grouping_ten_thousand_events_is_fast() -> None:
     assert 1 <= sum(g.polarity == "avoid" for g in groups) <= 2
     cited = [i for g in groups for i in g.event_ids]
     assert len(cited) == len(set(cited))
+
+
+def test_tag_weights_favour_rare_tags() -> None:
+    weights = tag_weights({"drama": 100, "horror": 10, "war": 1}, 100)
+    assert weights["drama"] == pytest.approx(1.0, abs=0.01)  # on every item
+    assert weights["war"] > weights["horror"] > weights["drama"]
+    assert unseen_tag_weight(100) > weights["war"]
+
+
+def test_catalog_tag_weights_split_what_a_common_tag_joins() -> None:
+    """Four items with no vectors: two horror dramas, two war dramas. Counted alike,
+    "drama" joins all four; weighted by a catalog where most items are dramas, the
+    horror and war items become two groups."""
+    items = {f"{kind}{n}": Item(item_id=f"{kind}{n}", title=f"{kind} {n}",
+                               tags=["Drama", kind.title()], category=None, attributes={})
+             for kind in ("horror", "war") for n in range(2)}
+    events = [ev(n + 1, "like", item_id) for n, item_id in enumerate(sorted(items))]
+    flat = group_events(events, items, {}, {}, rating_max=5)
+    assert [len(g.events) for g in flat] == [4]
+    counts, total = count_tags([(["drama"], None, {})] * 90 + [(["Drama", " Horror"], None, {})] * 5
+                               + [([" drama ", "WAR"], "Film", {})] * 5)
+    assert total == 100 and counts == {"drama": 100, "horror": 5, "war": 5, "category:film": 5}
+    weights = TagWeights(tag_weights(counts, total), unseen_tag_weight(total))
+    split = group_events(events, items, {}, {}, rating_max=5, weights=weights)
+    assert sorted(sorted(e.item_id or "" for e in g.events) for g in split) == [
+        ["horror0", "horror1"], ["war0", "war1"]]
