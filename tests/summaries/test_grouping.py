@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from service.catalog.models import Item
-from service.ingest.models import Event
 from service.catalog.service import count_tags
+from service.ingest.models import Event
 from service.summaries.grouping import (
     EventGroup,
     TagWeights,
