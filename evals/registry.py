@@ -72,7 +72,12 @@ def _register_baselines() -> None:
 
 
 def _factory(make: Callable[..., Recommender], seeded: bool) -> ModelFactory:
+    from evals.baselines.sasrec import SASRecRecommender
+
     def build(args: argparse.Namespace) -> Recommender:
+        if make is SASRecRecommender:
+            return SASRecRecommender(seed=getattr(args, "seed", 0),
+                                     epochs=getattr(args, "sequence_epochs", None) or None)
         return make(seed=getattr(args, "seed", 0)) if seeded else make()
 
     return build
@@ -118,6 +123,7 @@ def _register_ours() -> None:
                 replay_last=getattr(args, "replay_last", 40),
                 positive_threshold=getattr(args, "positive_threshold", 3.5),
                 seed=getattr(args, "seed", 0),
+                sequence_epochs=getattr(args, "sequence_epochs", None) or None,
                 llm=None if variant in ("no-llm", "template-names") else shared_llm())
 
         register("ours" if variant == "full" else f"ours-{variant}", build)

@@ -6,6 +6,7 @@ number in the report is the number of the model the service runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,15 +19,16 @@ from service.training.sequence import SequenceModel
 
 class SASRecRecommender:
     """Fits `SequenceModel` on every train interaction (time-ordered per user) within a
-    time budget of `seconds`; recommends the most probable next items."""
+    time budget of `seconds`, or for `epochs` epochs whatever the time; recommends the
+    most probable next items."""
 
     name = "sasrec"
 
     def __init__(self, seconds: float = 60.0, seed: int = 0, max_epochs: int = 200,
-                 rating_max: float = 5.0) -> None:
-        self.seconds = seconds
+                 rating_max: float = 5.0, epochs: int | None = None) -> None:
+        self.seconds = math.inf if epochs else seconds
         self.seed = seed
-        self.max_epochs = max_epochs
+        self.max_epochs = epochs or max_epochs
         self.rating_max = rating_max
         self._catalog: Catalog | None = None
         self._model: SequenceModel | None = None

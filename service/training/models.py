@@ -8,6 +8,7 @@ is skipped with a note, and `candidates` then leaves it out); `BaseModels` answe
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 import weakref
@@ -129,9 +130,14 @@ _ATTRIBUTE: dict[CandidateSource, str] = {
 
 
 def fit_base_models(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int = 0,
-                    sequence_seconds: float = 60.0, progress: bool = False) -> BaseModels:
+                    sequence_seconds: float = 60.0, sequence_epochs: int | None = None,
+                    progress: bool = False) -> BaseModels:
     """Fit every source the log supports over the catalog (logged items, then the items
-    only `item_texts` knows, which only content can suggest)."""
+    only `item_texts` knows, which only content can suggest).
+
+    The sequence model trains for `sequence_seconds`, or, given `sequence_epochs`, for
+    that many epochs whatever the time (the evaluation's choice: a time budget trains
+    less on a busy machine, so results would follow the load)."""
     known = set(log.item_ids)
     item_ids = list(log.item_ids) + sorted(i for i in item_texts if i not in known)
     n = len(item_ids)
@@ -155,7 +161,9 @@ def fit_base_models(log: InteractionLog, item_texts: Mapping[str, str], *, seed:
             models.transition = Transitions().fit(log, n)
             bar.update()
             bar.set_postfix_str("sequence")
-            sequence = SequenceModel(seed=seed, seconds=sequence_seconds).fit(
+            sequence = SequenceModel(
+                seed=seed, seconds=math.inf if sequence_epochs else sequence_seconds,
+                max_epochs=sequence_epochs or SequenceModel.MAX_EPOCHS).fit(
                 log, n, progress=lambda epoch, loss: bar.set_postfix_str(
                     f"sequence epoch {epoch + 1} loss {loss:.3f}"))
             if sequence.net is not None:

@@ -78,10 +78,11 @@ class SequenceModel:
     """
 
     name = "sequence"
+    MAX_EPOCHS = 200
 
     def __init__(self, dim: int = 64, blocks: int = 2, heads: int = 2, max_len: int = 50,
                  dropout: float = 0.2, learning_rate: float = 2e-3, batch_size: int = 32,
-                 windows: int = 2, seconds: float = 60.0, max_epochs: int = 200,
+                 windows: int = 2, seconds: float = 60.0, max_epochs: int = MAX_EPOCHS,
                  full_softmax_items: int = 5_000, negatives: int = 1024, patience: int = 5,
                  seed: int = 0, threads: int = 1) -> None:
         self.dim = dim

@@ -113,13 +113,15 @@ def heldout_metrics(models: BaseModels, log: InteractionLog, split: HeldOut,
 
 
 def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int = 0,
-              sequence_seconds: float = 45.0, heldout_users: int = HELDOUT_USERS,
-              progress: bool = False, ranker_trainer: RankerTrainer | None = None) -> Training:
+              sequence_seconds: float = 45.0, sequence_epochs: int | None = None,
+              heldout_users: int = HELDOUT_USERS, progress: bool = False,
+              ranker_trainer: RankerTrainer | None = None) -> Training:
     """Held-out metrics from models fit without the held-out events, the ranker if a
     trainer is given, then the base models fit on the whole log."""
     started = time.monotonic()
     fit_models: FitFn = partial(fit_base_models, item_texts=item_texts, seed=seed,
-                                sequence_seconds=sequence_seconds, progress=progress)
+                                sequence_seconds=sequence_seconds,
+                                sequence_epochs=sequence_epochs, progress=progress)
     fitted: dict[str, BaseModels] = {}
 
     def fit(part: InteractionLog) -> BaseModels:

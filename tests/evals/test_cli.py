@@ -76,6 +76,7 @@ def test_eval_global_time_protocol(tiny: tuple[Path, Path], tmp_path: Path) -> N
     (["--models", "random,nope"], "unknown model(s) nope"),
     (["--k", "0"], "--k must be at least 1"),
     (["--users", "0"], "--users must be at least 1"),
+    (["--sequence-epochs", "-1"], "--sequence-epochs must be 0 or more"),
 ])
 def test_eval_usage_errors_exit_2(tiny: tuple[Path, Path], tmp_path: Path, argv: list[str],
                                   message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -176,6 +176,22 @@ def test_base_models_give_every_source_and_skip_what_cannot_be_fit(tmp_path: Pat
     assert set(few.candidates([UserEvent("x", START, 1.0)], 5, set(), START)) == {"popular"}
 
 
+def test_a_sequence_trained_by_epochs_ignores_the_clock_and_repeats_itself() -> None:
+    """The evaluation trains the sequence model for a number of epochs, not seconds: a
+    busy machine then trains the same model as an idle one."""
+    log = make_log(cycle_rows(users=12) + cluster_rows(users=12))
+    first = fit_base_models(log, TEXTS, sequence_seconds=1e-9, sequence_epochs=3)
+    again = fit_base_models(log, TEXTS, sequence_seconds=1e-9, sequence_epochs=3)
+    assert first.sequence is not None and again.sequence is not None
+    assert len(first.sequence.losses) == 3  # the tiny time budget did not stop it
+    assert first.sequence.losses == again.sequence.losses
+    hist = [UserEvent("a", START, 1.0, "e1"), UserEvent("b", START + 1, 1.0, "e2")]
+    assert first.candidates(hist, 5, set(), START + DAY) == \
+        again.candidates(hist, 5, set(), START + DAY)
+    timed = fit_base_models(log, TEXTS, sequence_seconds=1e-9)
+    assert timed.sequence is not None and len(timed.sequence.losses) == 1
+
+
 def test_save_and_load_give_identical_scores(tmp_path: Path) -> None:
     log = make_log(cycle_rows(users=12) + cluster_rows(users=12))
     models = fit_base_models(log, TEXTS, sequence_seconds=5)
