@@ -5,7 +5,9 @@ the service trains on (a 5-star scale, as the service's default settings), and r
 same training job as `interest-tracker train` without the database: held-out models and
 metrics (leave-last-positive-out, 500 sampled users), the LightGBM ranker on time-split
 samples (its facet features from MiniLM item vectors, embedded first and not counted, as
-the service reads them from the item collection), then the final fit.
+the service reads them from the item collection, and its pseudo-facets grouped as a
+profile refresh groups, over the movies as the demo's catalog holds them), then the
+final fit.
 
 Last line: {"seconds", "events", "items", "users", "ranker", "sources": {source:
 {"hr@10", "ndcg@10"}}, "heldout_users", "notes"}; `sources` has `ranker` too.
@@ -29,8 +31,12 @@ from functools import partial  # noqa: E402
 import numpy as np  # noqa: E402
 
 from evals.datasets import ML_LATEST_SMALL, load_movielens_latest  # noqa: E402
+from service.catalog.models import Item  # noqa: E402
+from service.catalog.service import count_tags  # noqa: E402
+from service.demo import movie_item  # noqa: E402
+from service.summaries.grouping import TagWeights, tag_weights, unseen_tag_weight  # noqa: E402
 from service.training.data import event_weight, log_from_rows  # noqa: E402
-from service.training.ranker import train_ranker  # noqa: E402
+from service.training.ranker import GroupingInputs, train_ranker  # noqa: E402
 from service.training.service import train_log  # noqa: E402
 
 
@@ -58,6 +64,13 @@ def main() -> None:
         vectors = {i: np.asarray(v, dtype=np.float32) for i, v in zip(ids, embedded,
                                                                      strict=True)}
         embed_seconds = time.monotonic() - began
+    grouping = None
+    if vectors is not None:
+        rows = [movie_item(info) for info in dataset.items.values()]
+        counts, total = count_tags((r["tags"], r["category"], {}) for r in rows)
+        grouping = GroupingInputs(
+            {r["item_id"]: Item(**r) for r in rows},
+            TagWeights(tag_weights(counts, total), unseen_tag_weight(total)))
     started = time.monotonic()
     log = log_from_rows((x.user, x.item, float(x.ts), event_weight("rating", x.rating, 5.0),
                          f"r{x.seq}") for x in dataset.interactions)
@@ -65,7 +78,8 @@ def main() -> None:
     trained = train_log(log, texts, seed=args.seed, sequence_seconds=args.sequence_seconds,
                         progress=True,
                         ranker_trainer=partial(train_ranker, item_vectors=vectors,
-                                               seed=args.seed, progress=True))
+                                               seed=args.seed, progress=True,
+                                               grouping=grouping))
     sources: dict[str, dict[str, float]] = {}
     for key, value in trained.heldout.items():
         if "." in key:

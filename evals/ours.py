@@ -76,7 +76,8 @@ class OursRecommender:
     def __init__(self, variant: Variant = "full", refresh_every: int = 20,
                  replay_last: int | None = 40, positive_threshold: float = 3.5,
                  settings_overrides: Mapping[str, Any] | None = None, seed: int = 0,
-                 llm: Any = None, sequence_seconds: float = 45.0) -> None:
+                 llm: Any = None, sequence_seconds: float = 45.0,
+                 sequence_epochs: int | None = None) -> None:
         self.name = "ours" if variant == "full" else f"ours-{variant}"
         self.variant = variant
         self.refresh_every = refresh_every
@@ -86,6 +87,7 @@ class OursRecommender:
         self.seed = seed
         self.llm = llm  # a shared LLMRuntime (tests); else the app builds one from settings
         self.sequence_seconds = sequence_seconds
+        self.sequence_epochs = sequence_epochs  # set: trained that long whatever the time
         self.models_meta: dict[str, Any] = {}
         self._pre_ingested = False
         self.refreshes = 0
@@ -156,7 +158,7 @@ class OursRecommender:
         from functools import partial
 
         from service.training.data import event_weight, log_from_rows
-        from service.training.jobs import item_vectors
+        from service.training.jobs import grouping_inputs, item_vectors
         from service.training.ranker import train_ranker
         from service.training.service import save_training, train_log
 
@@ -174,13 +176,17 @@ class OursRecommender:
                 for e, n in ordered]
         log = log_from_rows(rows)
         texts = {item_id: info.text for item_id, info in items.items()}
-        vectors = None
-        if self.variant != "no-llm":  # the ablation without facets learns without them too
+        vectors = grouping = None
+        if self.variant != "no-llm" and app.state.settings.ranker_facet_features:
+            # the ablation without facets learns without them too
             with app.state.sessions() as session:
                 vectors = item_vectors(session, self._tenant_id, app.state.vectors)
+                grouping = grouping_inputs(session, self._tenant_id,
+                                           app.state.settings.rating_max)
         trained = train_log(log, texts, seed=self.seed, sequence_seconds=self.sequence_seconds,
+                            sequence_epochs=self.sequence_epochs,
                             ranker_trainer=partial(train_ranker, item_vectors=vectors,
-                                                   seed=self.seed))
+                                                   seed=self.seed, grouping=grouping))
         meta = save_training(app.state.settings, self._tenant_id, log, trained,
                              time.monotonic() - started)
         self.models_meta = {"version": meta.version, "seconds": meta.seconds,

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     embedding_model: str | None = None
     embedding_dimensions: int = 384
 
+    # How strongly a hybrid list's mix of tags is drawn to the profile's (Steck's
+    # calibration, `recommend/ranking.py`); 0 turns it off.
+    recommend_calibration: float = Field(default=0.5, ge=0.0, le=10.0)
+
     # Profile memory (DESIGN.md §4): read-time decay and the merge rules.
     half_life_short_days: float = Field(default=7.0, gt=0)
     half_life_long_days: float = Field(default=90.0, gt=0)
@@ -86,6 +90,9 @@ class Settings(BaseSettings):
     train_after_events: int = Field(default=1000, ge=1)
     train_max_age_hours: float = Field(default=24.0, gt=0)
     train_sequence_seconds: float = Field(default=45.0, gt=0)
+    # Whether the learned ranker learns from the facet features (item vectors and
+    # pseudo-facets at training, the profile's facets at serving).
+    ranker_facet_features: bool = True
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -16,10 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
+from service.catalog.service import tag_counts
 from service.core.config import Settings
 from service.ingest.models import Event
+from service.summaries.grouping import TagWeights, tag_weights, unseen_tag_weight
 from service.training.contract import ModelMeta
-from service.training.ranker import train_ranker
+from service.training.ranker import GroupingInputs, train_ranker
 from service.training.service import train_tenant
 from service.training.store import ArtifactStore, models_root
 from service.vectors.store import VectorStore
@@ -46,13 +48,26 @@ def item_vectors(session: Session, tenant_id: int, vectors: VectorStore | None
     return {item_id: np.asarray(v, dtype=np.float32) for item_id, v in found.items()}
 
 
+def grouping_inputs(session: Session, tenant_id: int, rating_max: float) -> GroupingInputs:
+    """The tenant's catalog as grouping reads it, for the ranker's pseudo-facets."""
+    items = {item.item_id: item for item in session.scalars(
+        select(Item).where(Item.tenant_id == tenant_id))}
+    counts = tag_counts(session, tenant_id)
+    return GroupingInputs(items, TagWeights(tag_weights(counts.document_frequency,
+                                                        counts.items),
+                                            unseen_tag_weight(counts.items)), rating_max)
+
+
 def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
                       vectors: VectorStore | None, *, progress: bool = False) -> ModelMeta:
     """Train and save a new version with the learned ranker (see `train_tenant`)."""
-    found = item_vectors(session, tenant_id, vectors)
+    found = grouping = None
+    if settings.ranker_facet_features:
+        found = item_vectors(session, tenant_id, vectors)
+        grouping = grouping_inputs(session, tenant_id, settings.rating_max)
     return train_tenant(session, tenant_id, settings, progress=progress,
                         ranker_trainer=partial(train_ranker, item_vectors=found,
-                                               progress=progress),
+                                               progress=progress, grouping=grouping),
                         sequence_seconds=settings.train_sequence_seconds)
 
 

@@ -8,12 +8,18 @@ without those tails, each sampled user's candidates are generated
 from their earlier history (the union of every source, `CANDIDATES_PER_SOURCE` each),
 the held-out item is labelled 1 and the rest 0, and LambdaRank learns to order them.
 
-The profile's facets are not known at training time, so pseudo-facets stand in: the
-user's positive history items grouped by their vectors (k-means, fixed seed, at most
-`MAX_PSEUDO_FACETS` groups), each group's strength its decayed share of the history and
-its centroid the unit mean of its vectors; low-rated items form one avoid group. Given
-`item_vectors`, pseudo-facets also retrieve the "facet" source's candidates, as Chroma
-does at serving time; without vectors the facet features are 0.
+The profile's facets are not known at training time, so pseudo-facets stand in. Given
+the catalog (`grouping`), they are what a profile refresh would make of the user's
+history: the same grouping code (`summaries/grouping.py`, the same tag weights) over
+their newest `GROUPED_EVENTS` events, each like-group a facet whose strength is its
+share of the like events (a new facet's strength is proportional to its group's share)
+and whose centroid is the unit mean of its events' item vectors, as serving computes
+it from a facet's evidence; so the ranker learns from the facets it will be shown.
+Without the catalog, the user's positive items grouped by k-means on their vectors
+stand in (at most `MAX_PSEUDO_FACETS` groups, decayed shares). Low-rated items form
+one avoid signal either way. Given `item_vectors`, pseudo-facets also retrieve the
+"facet" source's candidates, as Chroma does at serving time; without vectors the facet
+features are 0.
 
 A share of users (`VALIDATION_SHARE`) is kept out of training; NDCG@10 and HR@10 of the
 ranker (`ranker.ndcg@10`, `ranker.hr@10`) and of each single source ordering the same
@@ -27,6 +33,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +41,9 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from service.catalog.models import Item
+from service.ingest.models import Event
+from service.summaries.grouping import TagWeights, group_events
 from service.training.contract import (
     ALL_SOURCES,
     CandidateSource,
@@ -154,13 +164,50 @@ def pseudo_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector], n
                 long_term=(max(stamps) - min(stamps)) / 86400.0 >= LONG_TERM_SPAN_DAYS
                 and len(stamps) >= 3,
                 avoid=False, centroid=_unit(matrix[members].mean(axis=0))))
+    return facets + _avoid_signal(history, vectors)
+
+
+GROUPED_EVENTS = 1000  # the newest events a refresh groups (Settings.summary_max_events)
+
+
+@dataclass(frozen=True)
+class GroupingInputs:
+    """What grouping needs of the catalog: the items (tags, category, title) and the
+    tenant's tag weights."""
+
+    items: Mapping[str, Item]
+    weights: TagWeights | None
+    rating_max: float = 5.0
+
+
+def _avoid_signal(history: Sequence[UserEvent], vectors: Mapping[str, Vector]
+                  ) -> list[FacetSignal]:
     negatives = [e for e in history if e.weight <= 0.0 and e.item_id in vectors]
-    if len(negatives) >= 2:
-        matrix = np.stack([vectors[e.item_id] for e in negatives[-PSEUDO_FACET_ITEMS:]])
-        facets.append(FacetSignal(strength=min(1.0, len(negatives) / max(len(history), 1)),
-                                  long_term=False, avoid=True,
-                                  centroid=_unit(matrix.mean(axis=0))))
-    return facets
+    if len(negatives) < 2:
+        return []
+    matrix = np.stack([vectors[e.item_id] for e in negatives[-PSEUDO_FACET_ITEMS:]])
+    return [FacetSignal(strength=min(1.0, len(negatives) / max(len(history), 1)),
+                        long_term=False, avoid=True, centroid=_unit(matrix.mean(axis=0)))]
+
+
+def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
+                   grouping: GroupingInputs) -> list[FacetSignal]:
+    """The like-groups a refresh would make of this history, as facet signals (see the
+    module notes), plus the avoid signal."""
+    recent = list(history[-GROUPED_EVENTS:])
+    events = [Event(id=n + 1, event_id=e.event_id or f"e{n}",
+                    type="like" if e.weight > 0 else "dislike", item_id=e.item_id,
+                    value=None, text=None, ts=datetime.fromtimestamp(e.ts, UTC))
+              for n, e in enumerate(recent)]
+    ids = {e.item_id for e in recent}
+    items = {i: grouping.items[i] for i in ids if i in grouping.items}
+    groups = group_events(events, items, {i: vectors[i] for i in ids if i in vectors}, {},
+                          rating_max=grouping.rating_max, weights=grouping.weights)
+    likes = [g for g in groups if g.polarity == "like" and len(g.centroid)]
+    total = sum(g.stats.count for g in likes)
+    facets = [FacetSignal(strength=g.stats.count / total, long_term=False, avoid=False,
+                          centroid=g.centroid.astype(np.float32)) for g in likes]
+    return facets + _avoid_signal(history, vectors)
 
 
 def facet_hits(facets: Sequence[FacetSignal], item_ids: Sequence[str], matrix: Vector | None,
@@ -239,7 +286,8 @@ def evaluate(samples: Sequence[Sample], scorer: Callable[[npt.NDArray[np.float32
 def build_samples(log: InteractionLog, models: CandidateModels,
                   held: Mapping[int, tuple[list[int], int]],
                   item_vectors: Mapping[str, Vector] | None, seed: int,
-                  progress: bool = False) -> list[Sample]:
+                  progress: bool = False, grouping: GroupingInputs | None = None
+                  ) -> list[Sample]:
     """Candidates, features and labels for each held-out user."""
     vector_ids = sorted(item_vectors) if item_vectors else []
     matrix = (np.stack([item_vectors[i] for i in vector_ids]).astype(np.float32)
@@ -257,7 +305,9 @@ def build_samples(log: InteractionLog, models: CandidateModels,
         consumed = {e.item_id for e in history}
         hits: dict[CandidateSource, dict[str, SourceHit]] = dict(
             models.candidates(history, CANDIDATES_PER_SOURCE, consumed, now))
-        facets = pseudo_facets(history, item_vectors, now, seed) if item_vectors else []
+        facets = ([] if not item_vectors
+                  else grouped_facets(history, item_vectors, grouping) if grouping is not None
+                  else pseudo_facets(history, item_vectors, now, seed))
         hits["facet"] = facet_hits(facets, vector_ids, matrix, CANDIDATES_PER_SOURCE, consumed)
         candidates = sorted({i for found in hits.values() for i in found} - consumed)
         if not candidates:
@@ -297,6 +347,7 @@ def train_ranker(
     log: InteractionLog, fit_fn: Callable[[InteractionLog], CandidateModels],
     item_texts: Mapping[str, str] | None = None, *,
     item_vectors: Mapping[str, Vector] | None = None, seed: int = 0, progress: bool = False,
+    grouping: GroupingInputs | None = None,
 ) -> tuple[LearnedRanker | None, dict[str, float], list[str]]:
     """(ranker or None, validation metrics, notes). `item_texts` is accepted for the
     trainer's call shape; the base models see it through `fit_fn`."""
@@ -305,7 +356,7 @@ def train_ranker(
     if len(held) < MIN_USERS:
         return None, {}, ["too little data for a ranker"]
     models = fit_fn(subset(log, keep))
-    samples = build_samples(log, models, held, item_vectors, seed, progress)
+    samples = build_samples(log, models, held, item_vectors, seed, progress, grouping)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(samples))
     n_valid = max(1, int(round(len(samples) * VALIDATION_SHARE)))

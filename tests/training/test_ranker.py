@@ -10,10 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.catalog.models import Item
+from service.catalog.service import count_tags
+from service.summaries.grouping import TagWeights, tag_weights, unseen_tag_weight
 from service.training.contract import CandidateSource, InteractionLog, SourceHit, UserEvent
 from service.training.data import log_from_rows
 from service.training.features import FEATURE_NAMES
-from service.training.ranker import FeatureVersionMismatch, LearnedRanker, train_ranker
+from service.training.ranker import (
+    FeatureVersionMismatch,
+    GroupingInputs,
+    LearnedRanker,
+    grouped_facets,
+    train_ranker,
+)
 
 ITEMS = [f"i{n}" for n in range(300)]
 DAY = 86400.0
@@ -154,6 +163,39 @@ def test_pseudo_facets_let_the_ranker_find_the_users_topic() -> None:
     # Without vectors there is nothing to tell the topic by.
     _, blind, _ = train_ranker(log, OneNoisySource, {})
     assert blind["ranker.ndcg@10"] < metrics["ranker.ndcg@10"]
+    # Pseudo-facets grouped as a profile refresh groups (the items' tags, the catalog's
+    # tag weights) teach it the same.
+    items = {i: Item(item_id=i, title=f"Item {i}", tags=[f"topic-{topic_of[i]}", "common"],
+                     category=None, attributes={}) for i in ITEMS}
+    counts, total = count_tags((item.tags, None, {}) for item in items.values())
+    grouping = GroupingInputs(items, TagWeights(tag_weights(counts, total),
+                                                unseen_tag_weight(total)))
+    grouped_ranker, grouped, _ = train_ranker(log, OneNoisySource, {}, item_vectors=vectors,
+                                              grouping=grouping)
+    assert grouped_ranker is not None
+    assert grouped["ranker.ndcg@10"] > 2 * grouped["ranker.baseline.popular.ndcg@10"]
+    assert grouped["ranker.ndcg@10"] > blind["ranker.ndcg@10"]
+
+
+def test_grouped_pseudo_facets_are_the_groups_a_refresh_would_make() -> None:
+    """Six liked items of two tagged topics (four and two) and three disliked ones: two
+    like signals with shares 2/3 and 1/3, centred on their items, and one avoid signal."""
+    basis = np.eye(4, dtype=np.float32)
+    vectors = {**{f"a{n}": basis[0] for n in range(4)}, **{f"b{n}": basis[1] for n in range(2)},
+               **{f"x{n}": basis[2] for n in range(3)}}
+    tags = {"a": ["jazz"], "b": ["hiking"], "x": ["opera"]}
+    items = {i: Item(item_id=i, title=i, tags=tags[i[0]], category=None, attributes={})
+             for i in vectors}
+    history = [UserEvent(i, float(n) * DAY, 1.0 if i[0] != "x" else 0.0, f"e{n}")
+               for n, i in enumerate(["a0", "b0", "a1", "x0", "a2", "b1", "x1", "a3", "x2"])]
+    signals = grouped_facets(history, vectors, GroupingInputs(items, None))
+    likes = [f for f in signals if not f.avoid]
+    assert [round(f.strength, 4) for f in likes] == [round(4 / 6, 4), round(2 / 6, 4)]
+    assert [int(np.argmax(f.centroid)) for f in likes] == [0, 1]
+    assert not any(f.long_term for f in likes)
+    avoid = [f for f in signals if f.avoid]
+    assert len(avoid) == 1 and int(np.argmax(avoid[0].centroid)) == 2
+    assert avoid[0].strength == pytest.approx(3 / 9)
 
 
 def test_save_and_load_round_trip_and_a_feature_mismatch_is_refused(tmp_path: Path) -> None:
