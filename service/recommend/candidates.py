@@ -26,6 +26,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
+from service.catalog.service import normal_tag
 from service.core.hashing import chunks
 from service.ingest.models import Event
 from service.profiles.merge import DecayRules, decayed_strength
@@ -92,7 +93,7 @@ _CONSUMED_QUERY = (
     select(Event.item_id).where(Event.user_pk == bindparam("user"), Event.item_id.is_not(None))
 )
 _CATALOG_QUERY = (
-    select(Item.item_id, Item.title, Item.indexed_hash, Item.category)
+    select(Item.item_id, Item.title, Item.indexed_hash, Item.category, Item.tags)
     .where(Item.tenant_id == bindparam("tenant"),
            Item.item_id.in_(bindparam("ids", expanding=True)))
 )
@@ -109,14 +110,24 @@ class CatalogRow:
     title: str
     version: str  # the indexed text hash: what the stored vector was made from
     category: str | None
+    tags: tuple[str, ...] = ()  # as grouping compares them (`normal_tag`), category last
+
+
+def _tags(tags: object, category: str | None) -> tuple[str, ...]:
+    clean = dict.fromkeys(normal_tag(t) for t in tags if isinstance(t, str) and t.strip()
+                          ) if isinstance(tags, list) else {}
+    if category and category.strip():
+        clean[f"category:{category.casefold()}"] = None
+    return tuple(clean)
 
 
 def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[str, CatalogRow]:
     found: dict[str, CatalogRow] = {}
     for part in chunks(sorted(set(ids))):
-        for item_id, title, version, category in session.connection().execute(
+        for item_id, title, version, category, tags in session.connection().execute(
                 _CATALOG_QUERY, {"tenant": tenant_id, "ids": part}):
-            found[item_id] = CatalogRow(title, version or "", category)
+            found[item_id] = CatalogRow(title, version or "", category,
+                                        _tags(tags, category))
     return found
 
 

@@ -45,10 +45,12 @@ from service.recommend.ranking import (
     Matrix,
     RankingParams,
     blend,
+    calibrated_mmr,
     facet_quotas,
     fuse,
     mmr,
     normalized,
+    tag_shares,
 )
 from service.recommend.reasons import (
     SEQUENCE_EVIDENCE,
@@ -124,6 +126,7 @@ class Ranked:
     candidates: list[StoredCandidate]
     excluded: dict[str, int]
     quotas: dict[str, int] = field(default_factory=dict)
+    calibration_target: dict[str, float] | None = None  # hybrid lists calibrated to it
 
 
 def _r(x: float) -> float:
@@ -396,6 +399,76 @@ def _centroid(evidence: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32
     return unit
 
 
+# A facet reason needs the item to carry at least this share of the facet's tag mass
+# (its evidence items' most common tags, category aside), when both have tags.
+FACET_TAG_MATCH = 0.25
+
+
+@dataclass
+class ProfileTags:
+    """The like-facets' tags, from their evidence items (`ranking.tag_shares`)."""
+
+    target: dict[str, float]  # all like-facets, each weighing its share of the strength
+    per_facet: list[dict[str, float]]  # each like-facet's own, its items alike
+
+    def match(self, n: int, tags: Sequence[str]) -> float | None:
+        """The share of facet n's tag mass (category aside) that `tags` carry; None when
+        the facet or the item has no tags to compare."""
+        own = {t: v for t, v in self.per_facet[n].items() if not t.startswith("category:")}
+        mass = sum(own.values())
+        if mass <= 0 or not tags:
+            return None
+        return sum(own.get(t, 0.0) for t in set(tags)) / mass
+
+
+def profile_tags(session: Session, tenant_id: int, likes: Sequence[ActiveFacet],
+                 evidence: dict[str, EvidenceEvent]) -> ProfileTags:
+    members = [[ev.item_id for e in f.evidence
+                if (ev := evidence.get(e)) is not None and ev.item_id] for f in likes]
+    rows = catalog_rows(session, tenant_id, {i for m in members for i in m if i})
+    total = sum(max(f.strength, 0.0) for f in likes)
+    tag_sets: list[tuple[str, ...]] = []
+    weights: list[float] = []
+    per_facet: list[dict[str, float]] = []
+    for facet, items in zip(likes, members, strict=True):
+        tagged = [rows[i].tags for i in items if i in rows and rows[i].tags]
+        per_facet.append(tag_shares(tagged, [1.0] * len(tagged)))
+        for tags in tagged:
+            tag_sets.append(tags)
+            weights.append(max(facet.strength, 0.0) / total / len(tagged))
+    return ProfileTags(tag_shares(tag_sets, weights) if total > 0 else {}, per_facet)
+
+
+def _reason_facet(tags: Sequence[str], likes: Sequence[ActiveFacet], fused_best: int,
+                  profile: ProfileTags) -> int:
+    """The like-facet an item's facet reason names: among facets whose tags the item
+    carries enough of (`FACET_TAG_MATCH`), the strongest by strength x match; -1 when
+    tags rule every facet out; the fused best (strength x similarity) when there are no
+    tags to go by."""
+    best, best_score, compared = -1, 0.0, False
+    for n, facet in enumerate(likes):
+        match = profile.match(n, tags)
+        if match is None:
+            continue
+        compared = True
+        score = facet.strength * match
+        if match >= FACET_TAG_MATCH and score > best_score:
+            best, best_score = n, score
+    return best if compared else fused_best
+
+
+def retrieval_vectors(facets: Sequence[ActiveFacet],
+                      centroids: Sequence[npt.NDArray[np.float32] | None]) -> Matrix:
+    """What each like-facet asks the item collection with: the unit sum of its text
+    vector (label, description, top tags: what the user reads and may reword) and its
+    evidence items' unit mean (what the user actually used; training's pseudo-facets
+    retrieve with that alone). A facet without item evidence asks with its text."""
+    text = normalized(np.stack([f.vector for f in facets]))
+    rows = [t if c is None or len(c) != len(t) else t + c
+            for t, c in zip(text, centroids, strict=True)]
+    return normalized(np.stack(rows))
+
+
 @dataclass
 class HybridScoring:
     """How a hybrid list was scored, for the trace."""
@@ -418,11 +491,22 @@ def rank_hybrid(
     quotas: list[int] = []
     facet_found: list[str] = []
     rows: dict[str, CatalogRow] = {}
+
+    # The facets' evidence (for retrieval, the features' centroids and facet reasons).
+    facets = [*likes, *avoids]
+    evidence, evidence_versions = evidence_and_item_versions(
+        session, user, {e for f in facets for e in f.evidence})
+    evidence_vectors = item_vectors(vectors, user.tenant_id, evidence_versions)
+    def evidence_of(f: ActiveFacet) -> list[npt.NDArray[np.float32]]:
+        return [evidence_vectors[ev.item_id] for e in f.evidence
+                if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
+    like_centroids = [_centroid(evidence_of(f)) for f in likes]
+
     if likes:
         quotas = facet_quotas([f.strength for f in likes], params.pool(request.k),
                               params.facet_floor)
         got = retrieve(session, vectors, user.tenant_id,
-                       normalized(np.stack([f.vector for f in likes])), quotas, consumed,
+                       retrieval_vectors(likes, like_centroids), quotas, consumed,
                        request.category, params.facet_floor)
         facet_found, rows = got.candidates, got.rows
         excluded["consumed"] += got.consumed_seen
@@ -449,21 +533,12 @@ def rank_hybrid(
     items: Matrix = (np.stack([found.get(i, zero) for i in kept]) if kept and dim
                      else np.zeros((len(kept), dim), dtype=np.float32))
 
-    # The facets' evidence (for the features' centroids and for facet reasons).
-    facets = [*likes, *avoids]
-    evidence, evidence_versions = evidence_and_item_versions(
-        session, user, {e for f in facets for e in f.evidence})
-    evidence_vectors = item_vectors(vectors, user.tenant_id, evidence_versions)
-    def evidence_of(f: ActiveFacet) -> list[npt.NDArray[np.float32]]:
-        return [evidence_vectors[ev.item_id] for e in f.evidence
-                if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
-
     # The features see the profile as training saw pseudo-facets: like strengths as
     # shares, one avoid signal (`profile_signals`); a facet without item evidence stands
     # in with its text vector.
     signals = profile_signals(
-        [(f.strength, f.horizon == "long", _signal(f, _centroid(evidence_of(f))).centroid)
-         for f in likes],
+        [(f.strength, f.horizon == "long", _signal(f, centroid).centroid)
+         for f, centroid in zip(likes, like_centroids, strict=True)],
         _centroid([v for f in avoids for v in evidence_of(f)]), history.events)
 
     like_sims = _similarity_matrix(likes, items)
@@ -497,11 +572,18 @@ def rank_hybrid(
     raw_score = raw.tolist()
     eligible = sorted((j for j in range(len(kept)) if not dropped[j]),
                       key=lambda j: (-raw_score[j], kept[j]))
+    # The profile's mix of tags, which the list is calibrated to (`calibrated_mmr`),
+    # from the best candidates only.
+    profile = profile_tags(session, user.tenant_id, likes, evidence)
+    target = profile.target
+    if target and params.calibration > 0:
+        eligible = eligible[:params.calibration_pool_per_k * request.k]
     relevance = raw[eligible]
     if len(relevance):
         relevance = relevance - relevance.min() + 1e-6  # MMR wants relevance above 0
-    chosen = [(eligible[i], objective) for i, objective in
-              mmr(relevance, items[eligible], request.k, params.mmr_lambda)]
+    chosen = [(eligible[i], objective) for i, objective in calibrated_mmr(
+        relevance, items[eligible], [rows[kept[j]].tags for j in eligible], target,
+        request.k, params.mmr_lambda, params.calibration)]
 
     # Reasons: titles of the history items a reason may cite, and each source's best.
     best_score = {s: max((h.score for h in found_hits.values()), default=0.0)
@@ -525,7 +607,7 @@ def rank_hybrid(
     reasons: dict[int, ReasonKind] = {}
     for j, _ in chosen:
         item_id = kept[j]
-        facet_n = best_of[j]
+        facet_n = _reason_facet(rows[item_id].tags, likes, best_of[j], profile)
         facet = likes[facet_n] if facet_n >= 0 else None
         item_vector = items[j]
 
@@ -535,7 +617,7 @@ def rank_hybrid(
 
         reason = strongest_reason(
             {s: h[item_id] for s, h in hits.items() if item_id in h}, inputs, facet,
-            float(fusion.base[j]),
+            float(facet.strength * like_sims[facet_n, j]) if facet is not None else 0.0,
             float(like_sims[facet_n, j]) if facet is not None else 0.0,
             backing[facet_n].closest_to(items[j]) if facet is not None else [],
             related if dim else None)
@@ -575,8 +657,11 @@ def rank_hybrid(
                 for s in ALL_SOURCES if (h := hits.get(s)) and item_id in h},
             features=feature_rows[j], reason=reasons.get(j)))
     source: Source = "hybrid"
+    calibrated = ({t: round(v, 4) for t, v in target.items()}
+                  if target and params.calibration > 0 else None)
     return (Ranked(source, picks, candidates, excluded,
-                   {f.facet_id: q for f, q in zip(likes, quotas, strict=True)}), scoring)
+                   {f.facet_id: q for f, q in zip(likes, quotas, strict=True)}, calibrated),
+            scoring)
 
 
 def _ranker_version(models: TenantModels) -> str:

@@ -102,6 +102,10 @@ class TraceParameters(BaseModel):
     feature_names: list[str] | None = Field(
         default=None, description="the order of every candidate's `features`")
     blend_weights: dict[str, float] | None = None
+    calibration: float = Field(default=0.0, description=(
+        "weight of the tag-mix calibration of hybrid lists (0: off)"))
+    calibration_target: dict[str, float] | None = Field(default=None, description=(
+        "the profile's tag shares the list was calibrated to (null: not calibrated)"))
     notes: list[str] = Field(default_factory=list, description="e.g. why models were not used")
 
 

@@ -135,7 +135,7 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
               request: RecommendationRequest,
               params: RankingParams | None = None) -> RecommendationsOut:
     """A list for this user now, its trace stored before it is returned."""
-    params = params or RankingParams()
+    params = params or RankingParams(calibration=rt.settings.recommend_calibration)
     at = rt.clock()
     rules = rt.rules
     facets = active_facets(session, user, at, rules)
@@ -181,7 +181,9 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
         models=_models_info(models, scoring) if models is not None else None,
         candidates_per_source=CANDIDATES_PER_SOURCE if scoring else None, notes=notes,
         feature_names=list(scoring.feature_names) if scoring else None,
-        blend_weights=scoring.blend_weights if scoring else None)
+        blend_weights=scoring.blend_weights if scoring else None,
+        calibration=params.calibration if ranked.calibration_target else 0.0,
+        calibration_target=ranked.calibration_target)
     out = RecommendationsOut(
         recommendation_id=recommendation_id, user_id=user.user_id, source=ranked.source,
         generated_at=at, items=[

@@ -16,9 +16,10 @@ from service.recommend.explain import REASON_TEXT
 from service.recommend.service import NO_MODELS
 from service.training.features import FEATURE_NAMES, FEATURE_VERSION
 from tests.conftest import event
-from tests.profiles.test_profiles import ProfileApp
+from tests.profiles.test_profiles import CATALOG, ProfileApp
 from tests.recommend.helpers import (
     CATEGORIES,
+    MORE,
     ROMANCE,
     SCIFI,
     given_evidence,
@@ -148,11 +149,19 @@ def test_avoid_facets_still_drop_items_and_the_category_filter_holds(app: Profil
     for c in stored["candidates"]:
         if c["item_id"] in dropped:
             assert c["similarities"][romance["facet_id"]] >= 0.5
-    # Facet reasons still come with their evidence, every id u1's own.
+    # Facet reasons still come with their evidence, every id u1's own, and name the
+    # facet only for items that carry its tags (here: sci-fi).
     mine = own_events(app)
+    tags = {i["item_id"]: set(i.get("tags", [])) for i in CATALOG + MORE}
     for entry in body["items"]:
         if entry["because"]:
             assert {e["event_id"] for e in entry["because"]["evidence"]} <= set(mine)
+            if entry["because"]["kind"] == "facet":
+                assert "sci-fi" in tags[entry["item_id"]], entry
+    # The list was calibrated to the like-facet's tags (its evidence: three sci-fi films).
+    p = stored["parameters"]
+    assert p["calibration"] == app.settings.recommend_calibration > 0
+    assert p["calibration_target"] == {"sci-fi": 1.0}
 
     books = recommend(app, k=10, category="book")
     assert books["items"] and all(CATEGORIES[i] == "book" for i in ids(books))

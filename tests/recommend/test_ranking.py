@@ -15,7 +15,15 @@ from service.recommend.explain import (
     title_variants,
     unexplained_titles,
 )
-from service.recommend.ranking import RankingParams, facet_quotas, fuse, mmr, normalized
+from service.recommend.ranking import (
+    RankingParams,
+    calibrated_mmr,
+    facet_quotas,
+    fuse,
+    mmr,
+    normalized,
+    tag_shares,
+)
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -59,6 +67,40 @@ def test_mmr_trades_relevance_for_variety() -> None:
     assert [i for i, _ in mmr(relevance, vectors, 2, lam=1.0)] == [0, 1]
     assert [i for i, _ in mmr(relevance, vectors, 5, lam=0.7)] == [0, 2, 1]
     assert mmr(np.array([]), vectors[:0], 3, lam=0.7) == []
+
+
+def test_tag_shares_are_the_weighted_share_of_items_carrying_each_top_tag() -> None:
+    items = [("animation", "children"), ("animation", "comedy"), ("drama",), ()]
+    shares = tag_shares(items, [0.25, 0.25, 0.5, 1.0])
+    # The untagged item weighs nothing; the others weigh 1 in all.
+    assert shares == pytest.approx({"animation": 0.5, "children": 0.25, "comedy": 0.25,
+                                    "drama": 0.5})
+    assert set(tag_shares(items, [0.25, 0.25, 0.5, 1.0], top=2)) == {"animation", "drama"}
+    assert tag_shares([(), ()], [1.0, 1.0]) == {}
+
+
+def test_calibration_brings_the_lists_mix_towards_the_profiles() -> None:
+    """Six candidates: the four best by relevance are dramas, the two below animated;
+    a profile that is three quarters animation gets animated films into a list of
+    four, in proportion, without reaching below the relevance it is given."""
+    tags = [("drama",)] * 4 + [("animation", "children")] * 2
+    relevance = np.array([1.0, 0.95, 0.9, 0.85, 0.6, 0.55])
+    vectors = normalized(np.eye(6, dtype=np.float32))  # no redundancy between items
+    target = {"animation": 0.75, "children": 0.75, "drama": 0.25}
+    plain = [i for i, _ in mmr(relevance, vectors, 4, lam=0.7)]
+    assert plain == [0, 1, 2, 3]
+    calibrated = [i for i, _ in calibrated_mmr(relevance, vectors, tags, target, 4, 0.7, 0.5)]
+    assert sorted(calibrated) == [0, 1, 4, 5]
+    # Off, or with no target, it is MMR.
+    assert [i for i, _ in calibrated_mmr(relevance, vectors, tags, target, 4, 0.7, 0.0)] == plain
+    assert [i for i, _ in calibrated_mmr(relevance, vectors, tags, {}, 4, 0.7, 0.5)] == plain
+    # A profile of dramas keeps the dramas.
+    dramas = calibrated_mmr(relevance, vectors, tags, {"drama": 1.0}, 4, 0.7, 0.5)
+    assert [i for i, _ in dramas] == plain
+    # Untagged candidates leave the mix as it is: among them relevance decides.
+    untagged: list[tuple[str, ...]] = [()] * 6
+    assert [i for i, _ in calibrated_mmr(relevance, vectors, untagged, target, 4, 0.7, 0.5)
+            ] == plain
 
 
 def evidence(event_id: str, type_: str, title: str | None,

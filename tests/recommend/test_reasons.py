@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from service.recommend.candidates import HistoryEvent, UserHistory
+import numpy as np
+import pytest
+
+from service.recommend.candidates import ActiveFacet, HistoryEvent, UserHistory
+from service.recommend.lists import FACET_TAG_MATCH, ProfileTags, _reason_facet
 from service.recommend.reasons import (
     MIN_SHARE,
     RELATED_MIN,
@@ -79,3 +83,30 @@ def test_a_sequence_reason_cites_its_most_related_recent_event_first() -> None:
     reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [],
                               cosines({"heat": 0.1, "alien": 0.7}))
     assert reason is not None and [e.item_id for e in reason.evidence] == ["alien", "heat"]
+
+
+def _facet(facet_id: str, strength: float) -> ActiveFacet:
+    return ActiveFacet(facet_id=facet_id, label=facet_id, description="", polarity="like",
+                       horizon="short", pinned=False, strength=strength,
+                       stored_strength=strength, strength_at=datetime(2026, 1, 1, tzinfo=UTC),
+                       evidence=(),
+                       vector=np.zeros(3, dtype=np.float32))
+
+
+def test_a_facet_reason_names_a_facet_whose_tags_the_item_carries() -> None:
+    animation = {"animation": 1.0, "children": 0.8, "category:movie": 1.0}
+    action = {"action": 1.0, "adventure": 0.5, "category:movie": 1.0}
+    profile = ProfileTags(target={}, per_facet=[animation, action, {}])
+    likes = [_facet("animated", 0.6), _facet("action", 0.3), _facet("untagged", 0.9)]
+    # Category aside: an item carrying "animation" has 1.0 / 1.8 of the first's mass.
+    assert profile.match(0, ["animation", "category:movie"]) == pytest.approx(1 / 1.8)
+    assert profile.match(0, ["category:movie", "crime"]) == 0.0
+    assert profile.match(2, ["animation"]) is None and profile.match(0, []) is None
+    # The strongest facet by strength x match, among those matched enough.
+    assert _reason_facet(["animation", "action"], likes, 1, profile) == 0
+    assert _reason_facet(["action", "adventure"], likes, 0, profile) == 1
+    # Tags rule every facet out: no facet reason at all (a crime film is not "animated").
+    assert _reason_facet(["crime", "category:movie"], likes, 0, profile) == -1
+    # Nothing to compare (an untagged item): the facet scoring chose stays.
+    assert _reason_facet([], likes, 2, profile) == 2
+    assert FACET_TAG_MATCH > 0
