@@ -97,9 +97,13 @@ def test_ours_with_the_real_embedded_model_end_to_end(embedded_llm: Any) -> None
                 1.0 - faithfulness["popular_fallback_share"] + 1e-9), faithfulness
         if any(f["polarity"] == "like" for f in profile["facets"]):
             assert len(ranked) == 3, (profile, ranked)
-            # Profile-based items cite the replayed events themselves.
-            assert faithfulness["popular_fallback_share"] == 0.0, faithfulness
-            assert faithfulness["evidence_exists"] == 1.0, faithfulness
+            # Profile-based items cite the replayed events themselves; a facet explains
+            # only items carrying its tags, so a cooking item may be the popular fallback.
+            on_topic = sum(1 for i in ranked if i.startswith("s")) / len(ranked)
+            assert faithfulness["popular_fallback_share"] <= 1.0 - on_topic + 1e-9, (
+                faithfulness, ranked)
+            assert faithfulness["evidence_exists"] == pytest.approx(
+                1.0 - faithfulness["popular_fallback_share"]), faithfulness
             assert 0.0 <= faithfulness["faithfulness_explained"] <= 1.0
         else:
             assert faithfulness.get("popular_fallback_share", 1.0) == 1.0, faithfulness
