@@ -34,7 +34,7 @@ from evals.datasets import ML_LATEST_SMALL, load_movielens_latest  # noqa: E402
 from service.catalog.models import Item  # noqa: E402
 from service.catalog.service import count_tags  # noqa: E402
 from service.demo import movie_item  # noqa: E402
-from service.summaries.grouping import TagWeights, tag_weights, unseen_tag_weight  # noqa: E402
+from service.summaries.grouping import TagWeights  # noqa: E402
 from service.training.data import event_weight, log_from_rows  # noqa: E402
 from service.training.ranker import GroupingInputs, train_ranker  # noqa: E402
 from service.training.service import train_log  # noqa: E402
@@ -70,7 +70,7 @@ def main() -> None:
         counts, total = count_tags((r["tags"], r["category"], {}) for r in rows)
         grouping = GroupingInputs(
             {r["item_id"]: Item(**r) for r in rows},
-            TagWeights(tag_weights(counts, total), unseen_tag_weight(total)))
+            TagWeights.from_counts(counts, total))
     started = time.monotonic()
     log = log_from_rows((x.user, x.item, float(x.ts), event_weight("rating", x.rating, 5.0),
                          f"r{x.seq}") for x in dataset.interactions)

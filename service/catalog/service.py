@@ -251,20 +251,26 @@ def normal_tag(tag: str) -> str:
     return " ".join(tag.split()).casefold()
 
 
+def tag_keys(tags: Any, category: Any, attributes: Any = None) -> tuple[str, ...]:
+    """An item's tags as grouping and calibration compare them: its tags and attribute
+    genres normalized (`normal_tag`), each once, in order, then `category:<c>`."""
+    genres = attributes.get("genres") if isinstance(attributes, dict) else None
+    raw = [*(tags if isinstance(tags, list) else []),
+           *(genres if isinstance(genres, list) else [])]
+    keys = dict.fromkeys(normal_tag(t) for t in raw if isinstance(t, str) and t.strip())
+    if isinstance(category, str) and category.strip():
+        keys[f"category:{category.casefold()}"] = None
+    return tuple(keys)
+
+
 def count_tags(rows: Iterable[tuple[Any, Any, Any]]) -> tuple[dict[str, int], int]:
-    """Document frequencies over (tags, category, attributes) rows: each tag, attribute
-    genre and `category:<c>` counted once per item, normalized as grouping compares them."""
+    """Document frequencies over (tags, category, attributes) rows: each of an item's
+    `tag_keys` counted once."""
     counts: Counter[str] = Counter()
     items = 0
     for tags, category, attributes in rows:
         items += 1
-        seen = {normal_tag(t) for t in (tags or []) if isinstance(t, str) and t.strip()}
-        genres = (attributes or {}).get("genres") if isinstance(attributes, dict) else None
-        if isinstance(genres, list):
-            seen.update(normal_tag(g) for g in genres if isinstance(g, str) and g.strip())
-        if isinstance(category, str) and category.strip():
-            seen.add(f"category:{category.casefold()}")
-        counts.update(seen)
+        counts.update(tag_keys(tags, category, attributes))
     return dict(counts), items
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
-from service.catalog.service import normal_tag
+from service.catalog.service import tag_keys
 from service.core.hashing import chunks
 from service.ingest.models import Event
 from service.profiles.merge import DecayRules, decayed_strength
@@ -110,15 +110,7 @@ class CatalogRow:
     title: str
     version: str  # the indexed text hash: what the stored vector was made from
     category: str | None
-    tags: tuple[str, ...] = ()  # as grouping compares them (`normal_tag`), category last
-
-
-def _tags(tags: object, category: str | None) -> tuple[str, ...]:
-    clean = dict.fromkeys(normal_tag(t) for t in tags if isinstance(t, str) and t.strip()
-                          ) if isinstance(tags, list) else {}
-    if category and category.strip():
-        clean[f"category:{category.casefold()}"] = None
-    return tuple(clean)
+    tags: tuple[str, ...] = ()  # `catalog.service.tag_keys` (attribute genres aside)
 
 
 def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[str, CatalogRow]:
@@ -127,7 +119,7 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
         for item_id, title, version, category, tags in session.connection().execute(
                 _CATALOG_QUERY, {"tenant": tenant_id, "ids": part}):
             found[item_id] = CatalogRow(title, version or "", category,
-                                        _tags(tags, category))
+                                        tag_keys(tags, category))
     return found
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -131,8 +132,18 @@ def fuse(
     return Fusion(base=base, best=best, penalty=penalty, dropped=dropped, score=base - penalty)
 
 
-def mmr(relevance: Vector, vectors: Matrix, k: int, lam: float) -> list[tuple[int, float]]:
-    """Indices picked by maximal marginal relevance, in order, with their objective.
+class ListCost(Protocol):
+    """A cost MMR subtracts from each candidate's objective, given what it picked so far."""
+
+    def cost(self) -> Vector: ...  # one per candidate, were it added next
+
+    def picked(self, i: int) -> None: ...
+
+
+def mmr(relevance: Vector, vectors: Matrix, k: int, lam: float,
+        extra: ListCost | None = None) -> list[tuple[int, float]]:
+    """Indices picked by maximal marginal relevance, in order, with their objective
+    (minus `extra`'s cost, when given).
 
     `vectors` must be unit length. Ties go to the lower index, so callers order
     candidates deterministically first.
@@ -148,11 +159,15 @@ def mmr(relevance: Vector, vectors: Matrix, k: int, lam: float) -> list[tuple[in
     picked: list[tuple[int, float]] = []
     for _ in range(min(k, count)):
         objective = lam * rel - (1.0 - lam) * redundancy
+        if extra is not None:
+            objective = objective - extra.cost()
         objective[~available] = -np.inf
         i = int(objective.argmax())
         picked.append((i, float(objective[i])))
         available[i] = False
         redundancy = np.maximum(redundancy, vectors @ vectors[i])
+        if extra is not None:
+            extra.picked(i)
     return picked
 
 
@@ -205,6 +220,40 @@ def tag_shares(tag_sets: Sequence[Sequence[str]], weights: Sequence[float],
     return {t: min(c / mass, 1.0) for t, c in sorted(best)}
 
 
+class _Calibration:
+    """`calibration` x the per-tag Bernoulli KL divergence of the target shares from
+    the list's, were each candidate added (see `calibrated_mmr`)."""
+
+    def __init__(self, tag_sets: Sequence[Sequence[str]], target: dict[str, float],
+                 weight: float) -> None:
+        column = {t: n for n, t in enumerate(target)}
+        self.p = np.array(list(target.values()), dtype=np.float64)[None, :]
+        self.has = np.zeros((len(tag_sets), len(column)), dtype=np.float64)
+        for i, ts in enumerate(tag_sets):
+            for t in ts:
+                if t in column:
+                    self.has[i, column[t]] = 1.0
+        self.tagged = np.array([bool(ts) for ts in tag_sets], dtype=np.float64)
+        self.weight = weight
+        self.list_has = np.zeros(len(column), dtype=np.float64)
+        self.list_tagged = 0.0
+
+    def cost(self) -> Vector:
+        p = self.p
+        n_tagged = np.maximum(self.list_tagged + self.tagged, 1.0)[:, None]
+        q = ((1.0 - CALIBRATION_MIX) * (self.list_has[None, :] + self.has) / n_tagged
+             + CALIBRATION_MIX * p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            yes = np.where(p > 0, p * np.log(p / q), 0.0)
+            no = np.where(p < 1, (1 - p) * np.log((1 - p) / (1 - q)), 0.0)
+        divergence: Vector = (yes + no).sum(axis=1)
+        return self.weight * divergence
+
+    def picked(self, i: int) -> None:
+        self.list_has += self.has[i]
+        self.list_tagged += self.tagged[i]
+
+
 def calibrated_mmr(relevance: Vector, vectors: Matrix, tag_sets: Sequence[Sequence[str]],
                    target: dict[str, float], k: int, lam: float, calibration: float,
                    ) -> list[tuple[int, float]]:
@@ -219,41 +268,9 @@ def calibrated_mmr(relevance: Vector, vectors: Matrix, tag_sets: Sequence[Sequen
     items leave the shares as they are. Ties go to the lower index. The picks come back
     most relevant first (with their objective when picked).
     """
-    count = len(relevance)
-    if not target or calibration <= 0 or count == 0:
+    if not target or calibration <= 0 or len(relevance) == 0:
         return mmr(relevance, vectors, k, lam)
-    tags = list(target)
-    column = {t: n for n, t in enumerate(tags)}
-    p = np.array([target[t] for t in tags], dtype=np.float64)[None, :]
-    has = np.zeros((count, len(tags)), dtype=np.float64)
-    for i, ts in enumerate(tag_sets):
-        for t in ts:
-            if t in column:
-                has[i, column[t]] = 1.0
-    tagged = np.array([bool(ts) for ts in tag_sets], dtype=np.float64)
-    top = float(relevance.max())
-    rel = relevance / top if top > 0 else relevance
-    redundancy = np.zeros(count, dtype=np.float64)
-    available = np.ones(count, dtype=np.bool_)
-    picked_has = np.zeros(len(tags), dtype=np.float64)
-    picked_tagged = 0.0
-    picked: list[tuple[int, float]] = []
-    for _ in range(min(k, count)):
-        n_tagged = np.maximum(picked_tagged + tagged, 1.0)[:, None]
-        q = (1.0 - CALIBRATION_MIX) * (picked_has[None, :] + has) / n_tagged \
-            + CALIBRATION_MIX * p
-        with np.errstate(divide="ignore", invalid="ignore"):
-            yes = np.where(p > 0, p * np.log(p / q), 0.0)
-            no = np.where(p < 1, (1 - p) * np.log((1 - p) / (1 - q)), 0.0)
-        divergence = (yes + no).sum(axis=1)
-        objective = lam * rel - (1.0 - lam) * redundancy - calibration * divergence
-        objective[~available] = -np.inf
-        i = int(objective.argmax())
-        picked.append((i, float(objective[i])))
-        available[i] = False
-        redundancy = np.maximum(redundancy, vectors @ vectors[i])
-        picked_has += has[i]
-        picked_tagged += tagged[i]
+    picked = mmr(relevance, vectors, k, lam, _Calibration(tag_sets, target, calibration))
     # Calibration decides what the list holds, relevance its order: the greedy order
     # would put first whatever covers the most of the target, not the best item.
     return sorted(picked, key=lambda pick: (-float(relevance[pick[0]]), pick[0]))

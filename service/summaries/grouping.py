@@ -237,6 +237,12 @@ class TagWeights:
     known: Mapping[str, float]
     unseen: float
 
+    @classmethod
+    def from_counts(cls, document_frequency: Mapping[str, int], documents: int
+                    ) -> TagWeights:
+        """From a catalog's tag document frequencies (`catalog.service.tag_counts`)."""
+        return cls(tag_weights(document_frequency, documents), unseen_tag_weight(documents))
+
     def of(self, tag: str) -> float:
         return self.known.get(tag, self.unseen)
 
@@ -284,15 +290,14 @@ class _Cluster:
         return min(e.id for p in self.points for e in p.events)
 
 
-def _cluster(points: Sequence[_Point], tag_weights: TagWeights | None = None
-             ) -> list[_Cluster]:
+def _cluster(points: Sequence[_Point], weights: TagWeights | None = None) -> list[_Cluster]:
     """Agglomerative clusters of the points with features; featureless points are dropped."""
-    x = _features(points, tag_weights)
+    x = _features(points, weights)
     present = [n for n in range(len(points)) if np.any(x[n])]
     if not present:
         return []
     x, pts = _unit(x[present]), [points[n] for n in present]
-    weights = np.array([len(p.events) for p in pts], dtype=np.float64)
+    sizes = np.array([len(p.events) for p in pts], dtype=np.float64)
     if len(pts) == 1:
         labels = np.zeros(1, dtype=np.int64)
     elif len(pts) <= DIRECT_POINTS:
@@ -301,9 +306,9 @@ def _cluster(points: Sequence[_Point], tag_weights: TagWeights | None = None
         # Random (seeded) initial centres: k-means++ would cost seconds at this size,
         # and the micro-clusters are only a first pass before the real grouping.
         micro = KMeans(n_clusters=MICRO_CLUSTERS, init="random", random_state=SEED, n_init=1,
-                       max_iter=50).fit_predict(x, sample_weight=weights)
+                       max_iter=50).fit_predict(x, sample_weight=sizes)
         centres = np.zeros((MICRO_CLUSTERS, x.shape[1]))
-        np.add.at(centres, micro, x * weights[:, None])
+        np.add.at(centres, micro, x * sizes[:, None])
         used = np.flatnonzero(np.any(centres, axis=1))
         top = _agglomerate(_unit(centres[used]))
         relabel = np.full(MICRO_CLUSTERS, -1, dtype=np.int64)
@@ -312,7 +317,7 @@ def _cluster(points: Sequence[_Point], tag_weights: TagWeights | None = None
     clusters = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        centroid = _unit((x[members] * weights[members, None]).sum(axis=0))
+        centroid = _unit((x[members] * sizes[members, None]).sum(axis=0))
         clusters.append(_Cluster([pts[n] for n in members], centroid))
     return sorted(clusters, key=lambda c: (-c.size, c.first_id))
 

@@ -53,8 +53,6 @@ from service.summaries.grouping import (
     Vector,
     group_events,
     is_text_event,
-    tag_weights,
-    unseen_tag_weight,
 )
 from service.summaries.injection import reads_as_instructions
 from service.summaries.labels import (
@@ -370,10 +368,10 @@ def summarize_user(
     items = catalog_items(session, user.tenant_id, {e.item_id for e in events if e.item_id})
     item_vectors, text_vectors = event_vectors(events, items, user.tenant_id, vectors, embedder)
     counts = tag_counts(session, user.tenant_id)
-    weights = TagWeights(tag_weights(counts.document_frequency, counts.items),
-                         unseen_tag_weight(counts.items))
     groups = group_events(events, items, item_vectors, text_vectors,
-                          rating_max=settings.rating_max, weights=weights)
+                          rating_max=settings.rating_max,
+                          weights=TagWeights.from_counts(counts.document_frequency,
+                                                         counts.items))
     seen_pending = user.events_since_refresh
     session.commit()  # hold no transaction open during the slow calls
 

@@ -19,7 +19,7 @@ from service.catalog.models import Item
 from service.catalog.service import tag_counts
 from service.core.config import Settings
 from service.ingest.models import Event
-from service.summaries.grouping import TagWeights, tag_weights, unseen_tag_weight
+from service.summaries.grouping import TagWeights
 from service.training.contract import ModelMeta
 from service.training.ranker import GroupingInputs, train_ranker
 from service.training.service import train_tenant
@@ -53,9 +53,8 @@ def grouping_inputs(session: Session, tenant_id: int, rating_max: float) -> Grou
     items = {item.item_id: item for item in session.scalars(
         select(Item).where(Item.tenant_id == tenant_id))}
     counts = tag_counts(session, tenant_id)
-    return GroupingInputs(items, TagWeights(tag_weights(counts.document_frequency,
-                                                        counts.items),
-                                            unseen_tag_weight(counts.items)), rating_max)
+    return GroupingInputs(items, TagWeights.from_counts(counts.document_frequency,
+                                                        counts.items), rating_max)
 
 
 def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
