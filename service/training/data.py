@@ -153,17 +153,26 @@ def subset(log: InteractionLog, keep: npt.NDArray[np.bool_]) -> InteractionLog:
 
 
 # The time split every training step shares (held-out metrics, the ranker): sampled users'
-# last positive event is held out with everything they did after it.
+# last positive events are held out with everything they did after the first of them.
 SPLIT_MIN_POSITIVES = 5  # positive events a user needs to be sampled (4 to learn from, 1 held out)
 SPLIT_MAX_USERS = 2000
+SPLIT_HOLDOUTS = 3  # held-out positive events per sampled user, at most (the ranker's queries)
 
 
-def split_last_positive(log: InteractionLog, seed: int, max_users: int = SPLIT_MAX_USERS,
-                        min_positives: int = SPLIT_MIN_POSITIVES
-                        ) -> tuple[npt.NDArray[np.bool_], dict[int, tuple[list[int], int]]]:
-    """(rows kept for fitting, {user: (history rows, held-out row)}) for up to `max_users`
-    seeded users with at least `min_positives` positive events. The same log and seed
-    always give the same split, so the steps of one training can share one fit."""
+def split_last_positives(log: InteractionLog, seed: int, holdouts: int,
+                         max_users: int = SPLIT_MAX_USERS,
+                         min_positives: int = SPLIT_MIN_POSITIVES
+                         ) -> tuple[npt.NDArray[np.bool_],
+                                    dict[int, list[tuple[list[int], int]]]]:
+    """For up to `max_users` seeded users with at least `min_positives` positive events,
+    up to `holdouts` of their last positive events held out, as many as leave them
+    `min_positives - 1` to learn from: (rows kept for fitting, {user: [(history rows,
+    held-out row)] oldest first}), each history everything the user did before that
+    held-out event. The fit never sees a held-out event or anything after the first one;
+    the same users are sampled whatever `holdouts` is, and the same log and seed always
+    give the same split, so the steps of one training can share one fit."""
+    if holdouts < 1:
+        raise ValueError("holdouts must be at least 1")
     order, starts = user_runs(log)
     weights = log.weight
     usable = []
@@ -175,12 +184,13 @@ def split_last_positive(log: InteractionLog, seed: int, max_users: int = SPLIT_M
     if len(usable) > max_users:
         usable = sorted(rng.choice(usable, size=max_users, replace=False).tolist())
     keep = np.ones(len(log), dtype=np.bool_)
-    held: dict[int, tuple[list[int], int]] = {}
+    held: dict[int, list[tuple[list[int], int]]] = {}
     for u in usable:
         rows = order[starts[u]:starts[u + 1]]
-        last = int(np.flatnonzero(weights[rows] >= POSITIVE)[-1])
-        keep[rows[last:]] = False
-        held[u] = (rows[:last].tolist(), int(rows[last]))
+        positives = np.flatnonzero(weights[rows] >= POSITIVE)
+        tail = positives[-min(holdouts, len(positives) - min_positives + 1):].tolist()
+        keep[rows[tail[0]:]] = False
+        held[u] = [(rows[:t].tolist(), int(rows[t])) for t in tail]
     return keep, held
 
 

@@ -1,12 +1,15 @@
 """The learned ranker: LightGBM LambdaRank over `features.py`'s rows, trained per tenant.
 
-Training replays the tenant's own history with a time split (`data.split_last_positive`,
+Training replays the tenant's own history with a time split (`data.split_last_positives`,
 shared with the held-out metrics so one fit serves both): for up to 2,000 sampled users
-with five positive events or more, the last positive event is held out together with
-everything the user did from then on; the base models are fitted (`fit_fn`) on the log
-without those tails, each sampled user's candidates are generated
-from their earlier history (the union of every source, `CANDIDATES_PER_SOURCE` each),
-the held-out item is labelled 1 and the rest 0, and LambdaRank learns to order them.
+with five positive events or more, their last positive events (`SPLIT_HOLDOUTS`, three,
+as many as leave four to learn from) are held out together with everything the user did
+from the first of them on; the base models are fitted (`fit_fn`) on the log without those
+tails. Each held-out event is one query: its candidates are generated from everything
+the user did before it (the union of every source, `CANDIDATES_PER_SOURCE` each), the
+held-out item is labelled 1 and the rest 0, and LambdaRank learns to order them. Three
+queries per user rather than one give the ranker three times the examples to learn from
+without any user's held-out event being seen by the base models.
 
 The profile's facets are not known at training time, so pseudo-facets stand in. Given
 the catalog (`grouping`), they are what a profile refresh would make of the user's
@@ -21,10 +24,11 @@ one avoid signal either way. Given `item_vectors`, pseudo-facets also retrieve t
 "facet" source's candidates, as Chroma does at serving time; without vectors the facet
 features are 0.
 
-A share of users (`VALIDATION_SHARE`) is kept out of training; NDCG@10 and HR@10 of the
-ranker (`ranker.ndcg@10`, `ranker.hr@10`) and of each single source ordering the same
-candidates (`ranker.baseline.<source>.ndcg@10`, ...) on them go into the returned
-metrics, and a note says so when the ranker does not beat the best single source.
+A share of users (`VALIDATION_SHARE`, with all their queries) is kept out of training;
+NDCG@10 and HR@10 of the ranker (`ranker.ndcg@10`, `ranker.hr@10`) and of each single
+source ordering the same candidates (`ranker.baseline.<source>.ndcg@10`, ...) on their
+queries go into the returned metrics, and a note says so when the ranker does not beat
+the best single source.
 """
 
 from __future__ import annotations
@@ -52,7 +56,13 @@ from service.training.contract import (
     SourceHit,
     UserEvent,
 )
-from service.training.data import POSITIVE, history_of, split_last_positive, subset
+from service.training.data import (
+    POSITIVE,
+    SPLIT_HOLDOUTS,
+    history_of,
+    split_last_positives,
+    subset,
+)
 from service.training.features import (
     FEATURE_NAMES,
     FEATURE_VERSION,
@@ -284,11 +294,11 @@ def evaluate(samples: Sequence[Sample], scorer: Callable[[npt.NDArray[np.float32
 
 
 def build_samples(log: InteractionLog, models: CandidateModels,
-                  held: Mapping[int, tuple[list[int], int]],
+                  held: Mapping[int, Sequence[tuple[list[int], int]]],
                   item_vectors: Mapping[str, Vector] | None, seed: int,
                   progress: bool = False, grouping: GroupingInputs | None = None
                   ) -> list[Sample]:
-    """Candidates, features and labels for each held-out user."""
+    """Candidates, features and labels for each held-out event of each user."""
     vector_ids = sorted(item_vectors) if item_vectors else []
     matrix = (np.stack([item_vectors[i] for i in vector_ids]).astype(np.float32)
               if item_vectors and vector_ids else None)
@@ -297,8 +307,8 @@ def build_samples(log: InteractionLog, models: CandidateModels,
         from tqdm import tqdm
         users = tqdm(users, desc="ranker samples", unit="user")
     samples = []
-    for u in users:
-        history_rows, target_row = held[u]
+    queries = ((user, query) for user in users for query in held[user])
+    for u, (history_rows, target_row) in queries:
         history = history_of(log, history_rows)
         target = log.item_ids[int(log.items[target_row])]
         now = float(log.ts[target_row])
@@ -347,32 +357,35 @@ def train_ranker(
     log: InteractionLog, fit_fn: Callable[[InteractionLog], CandidateModels],
     item_texts: Mapping[str, str] | None = None, *,
     item_vectors: Mapping[str, Vector] | None = None, seed: int = 0, progress: bool = False,
-    grouping: GroupingInputs | None = None,
+    grouping: GroupingInputs | None = None, holdouts: int = SPLIT_HOLDOUTS,
 ) -> tuple[LearnedRanker | None, dict[str, float], list[str]]:
     """(ranker or None, validation metrics, notes). `item_texts` is accepted for the
     trainer's call shape; the base models see it through `fit_fn`."""
     del item_texts
-    keep, held = split_last_positive(log, seed)
+    keep, held = split_last_positives(log, seed, holdouts)
     if len(held) < MIN_USERS:
         return None, {}, ["too little data for a ranker"]
     models = fit_fn(subset(log, keep))
     samples = build_samples(log, models, held, item_vectors, seed, progress, grouping)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(samples))
-    n_valid = max(1, int(round(len(samples) * VALIDATION_SHARE)))
-    valid = [samples[i] for i in sorted(order[:n_valid].tolist())]
-    train = [samples[i] for i in sorted(order[n_valid:].tolist())]
+    users = sorted({s.user for s in samples})
+    order = rng.permutation(len(users))
+    n_valid = max(1, int(round(len(users) * VALIDATION_SHARE)))
+    held_users = {users[i] for i in order[:n_valid].tolist()}
+    valid = [s for s in samples if s.user in held_users]
+    train = [s for s in samples if s.user not in held_users]
     x, y, groups = _training_arrays(train, rng)
     if len(groups) < MIN_USERS // 2:
         return None, {}, ["too little data for a ranker: the sources found the held-out "
-                          f"item for only {len(groups)} training users"]
+                          f"item for only {len(groups)} training samples"]
     model = lgb.LGBMRanker(**LGBM_PARAMS, random_state=seed, n_jobs=2, deterministic=True,
                            force_row_wise=True)
     model.fit(x, y, group=groups, feature_name=list(FEATURE_NAMES))
     ranker = LearnedRanker(model.booster_)
     metrics = evaluate(valid, ranker.score)
-    metrics["ranker.validation_users"] = float(len(valid))
-    metrics["ranker.training_users"] = float(len(groups))
+    metrics["ranker.validation_users"] = float(len(held_users))
+    metrics["ranker.validation_samples"] = float(len(valid))
+    metrics["ranker.training_samples"] = float(len(groups))
     notes = []
     singles = {s: metrics.get(f"ranker.baseline.{s}.ndcg@10", 0.0) for s in ALL_SOURCES}
     best = max(singles, key=lambda s: singles[s])

@@ -24,10 +24,11 @@ from service.core.config import Settings
 from service.core.errors import ApiError
 from service.training.contract import InteractionLog, ModelMeta
 from service.training.data import (
+    SPLIT_HOLDOUTS,
     history_of,
     item_texts_from_database,
     log_from_database,
-    split_last_positive,
+    split_last_positives,
     subset,
 )
 from service.training.models import BaseModels, fit_base_models
@@ -65,10 +66,11 @@ class HeldOut:
 
 
 def heldout_split(log: InteractionLog, users: int = HELDOUT_USERS, seed: int = 0) -> HeldOut:
-    """The training's time split (`split_last_positive`, the ranker's too), measured on up
-    to `users` of its held-out users (seeded sample) whose held-out item is new to them
-    and who have a history before it."""
-    keep, held = split_last_positive(log, seed)
+    """The training's time split (`split_last_positives`, the ranker's too, so both share
+    one fit), measured on the last held-out event of up to `users` of its held-out users
+    (seeded sample) whose held-out item is new to them and who have a history before it."""
+    keep, tails = split_last_positives(log, seed, SPLIT_HOLDOUTS)
+    held = {u: targets[-1] for u, targets in tails.items()}
     histories: list[list[int]] = []
     targets: list[int] = []
     rng = np.random.default_rng(seed)

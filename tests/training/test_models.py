@@ -229,3 +229,38 @@ def test_log_from_rows_sorts_by_time_then_input_order() -> None:
     assert log.user_ids == ["u1", "u2"] and log.item_ids == ["x", "y", "z"]
     assert log.items.tolist() == [0, 1, 2] and log.users.tolist() == [0, 1, 0]
     assert log.weight.tolist() == [0.5, 1.0, 0.0]
+
+
+def test_split_holds_out_the_last_positives_each_with_everything_before_it() -> None:
+    from service.training.data import split_last_positives
+
+    # u1: 7 positives and a dislike between the last two; u2: 5 positives (one held
+    # out, four left to learn from); u3: too few positives to be sampled.
+    rows = [("u1", f"a{n}", float(n), 1.0, f"u1-{n}") for n in range(6)]
+    rows += [("u1", "bad", 6.0, 0.0, "u1-bad"), ("u1", "a6", 7.0, 1.0, "u1-6")]
+    rows += [("u2", f"b{n}", float(n), 1.0, f"u2-{n}") for n in range(5)]
+    rows += [("u3", f"c{n}", float(n), 1.0, f"u3-{n}") for n in range(4)]
+    log = log_from_rows(rows)
+    keep, held = split_last_positives(log, seed=0, holdouts=3)
+    user = {name: n for n, name in enumerate(log.user_ids)}
+    assert sorted(held) == [user["u1"], user["u2"]]
+
+    def ids(positions: list[int]) -> list[str]:
+        return [log.event_ids[p] for p in positions]
+
+    u1 = held[user["u1"]]
+    assert [log.event_ids[t] for _, t in u1] == ["u1-4", "u1-5", "u1-6"]
+    assert ids(u1[0][0]) == [f"u1-{n}" for n in range(4)]
+    assert ids(u1[2][0]) == [*(f"u1-{n}" for n in range(6)), "u1-bad"]
+    assert [(ids(h), log.event_ids[t]) for h, t in held[user["u2"]]] == [
+        ([f"u2-{n}" for n in range(4)], "u2-4")]
+    # The fit keeps everything before each user's first held-out event, and all of u3.
+    kept = {log.event_ids[p] for p in np.flatnonzero(keep).tolist()}
+    assert kept == {*(f"u1-{n}" for n in range(4)), *(f"u2-{n}" for n in range(4)),
+                    *(f"u3-{n}" for n in range(4))}
+    # One held-out event each is the split with `holdouts=1`; zero is refused.
+    _, single = split_last_positives(log, seed=0, holdouts=1)
+    assert {u: [t for _, t in v] for u, v in single.items()} == {
+        u: [v[-1][1]] for u, v in held.items()}
+    with pytest.raises(ValueError, match="at least 1"):
+        split_last_positives(log, seed=0, holdouts=0)

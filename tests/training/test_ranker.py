@@ -84,9 +84,12 @@ def test_the_ranker_learns_a_planted_signal_and_beats_each_single_source() -> No
     log = world(300)
     ranker, metrics, notes = train_ranker(log, fit, {}, seed=1)
     assert ranker is not None
-    # The base models never saw the held-out tails.
-    assert fitted == [len(log) - 300]
+    # The base models never saw the held-out tails: each user's last three events, each
+    # one query.
+    assert fitted == [len(log) - 3 * 300]
     assert metrics["ranker.validation_users"] == 60
+    assert metrics["ranker.validation_samples"] == 3 * 60
+    assert metrics["ranker.training_samples"] == 3 * 240
     assert metrics["ranker.ndcg@10"] > 0.9 > metrics["ranker.best_source.ndcg@10"] + 0.3
     assert metrics["ranker.hr@10"] > metrics["ranker.baseline.cooccurrence.hr@10"]
     assert notes == []
