@@ -32,7 +32,7 @@ threshold more easily than one random pair would (21%, below, is a floor on chan
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from evals.tracking import TextEmbedder, unit_vector
 
@@ -60,10 +60,12 @@ class Cited:
 
 @dataclass(frozen=True)
 class Shown:
-    """One recommended item; `because` None means the popular fallback (no reason)."""
+    """One recommended item; `because` None means the popular fallback (no reason).
+    `kind` is the reason's kind as the response names it (facet, co_occurrence, ...)."""
 
     item_id: str
     because: tuple[Cited, ...] | None
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,15 +87,22 @@ class Faithfulness:
     evidence_related: int
     faithful: int
     threshold: float
+    # explained items and faithful ones, by the reason's kind (when the lists name it)
+    by_kind: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
-        """The keys `metrics.json` reports; shares over nothing are left out, not zero."""
+        """The keys `metrics.json` reports; shares over nothing are left out, not zero.
+        Per reason kind: `reason_<kind>`, its share of the recommended items, and
+        `faithful_<kind>`, the faithful share of those items."""
         out = {"recommended_items": float(self.recommended)}
         if self.recommended:
             n = self.recommended
             out.update(faithfulness=self.faithful / n, popular_fallback_share=self.popular / n,
                        evidence_exists=self.evidence_exists / n,
                        evidence_related=self.evidence_related / n)
+            for kind, (count, faithful) in sorted(self.by_kind.items()):
+                out[f"reason_{kind}"] = count / n
+                out[f"faithful_{kind}"] = faithful / count
         if self.explained:
             out["faithfulness_explained"] = self.faithful / self.explained
         return out
@@ -126,6 +135,7 @@ def score_explanations(lists: Iterable[ShownList], item_text: Mapping[str, str],
                                          strict=True))
 
     recommended = popular = explained = exists = related = faithful = 0
+    by_kind: dict[str, tuple[int, int]] = {}
     for lst in lists:
         for shown in lst.items:
             recommended += 1
@@ -142,6 +152,9 @@ def score_explanations(lists: Iterable[ShownList], item_text: Mapping[str, str],
             exists += ok_exists
             related += ok_related
             faithful += ok_exists and ok_related
+            if shown.kind is not None:
+                count, good = by_kind.get(shown.kind, (0, 0))
+                by_kind[shown.kind] = (count + 1, good + (ok_exists and ok_related))
     return Faithfulness(recommended=recommended, popular=popular, explained=explained,
                         evidence_exists=exists, evidence_related=related, faithful=faithful,
-                        threshold=threshold)
+                        threshold=threshold, by_kind=by_kind)

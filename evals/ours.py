@@ -279,7 +279,8 @@ class OursRecommender:
         self._shown.append(ShownList(user=user, sent=sent, items=[Shown(
             item_id=i["item_id"],
             because=None if i["because"] is None else tuple(
-                Cited(e["event_id"], e["item_id"]) for e in i["because"]["evidence"]))
+                Cited(e["event_id"], e["item_id"]) for e in i["because"]["evidence"]),
+            kind=None if i["because"] is None else i["because"]["kind"])
             for i in shown]))
         return [i["item_id"] for i in shown]
 

@@ -57,6 +57,14 @@ FAITHFULNESS = Section(
     ("faithfulness", "recommended_items", "popular_fallback_share", "faithfulness_explained",
      "evidence_exists", "evidence_related"),
     {"recommended_items": 0})
+REASON_KINDS = ("facet", "co_occurrence", "transition", "sequence", "content")
+REASONS = Section(
+    "Explanations by reason kind",
+    tuple(f"{prefix}_{kind}" for kind in REASON_KINDS for prefix in ("reason", "faithful")),
+    {},
+    "reason_<kind>: share of the recommended items whose `because` is of that kind (the "
+    "rest are the popular fallback); faithful_<kind>: the faithful share of those items, "
+    "as defined above.")
 TRACKING = Section(
     "Drift tracking (synthetic users)",
     ("changes", "share_reached", "lag_mean", "lag_median", "facet_precision", "facet_recall",
@@ -81,7 +89,7 @@ LABELS = Section(
     "Every distinct facet label a test user's profile versions held; a topic label is "
     "neither a title of one of the user's items (or part of one), nor holds a year or an "
     "event reference (`evals/labels.py`, the service's own checks).")
-SECTIONS = (COST, FAITHFULNESS, LABELS, TRACKING, FORECAST)
+SECTIONS = (COST, FAITHFULNESS, REASONS, LABELS, TRACKING, FORECAST)
 
 FacetTimeline = tuple[Sequence[tuple[int, Mapping[str, float]]], Sequence[tuple[int, int, str]]]
 

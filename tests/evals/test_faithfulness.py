@@ -91,3 +91,17 @@ def test_an_item_the_judge_has_no_text_for_is_not_related() -> None:
     result = score_explanations([unknown], TEXTS, FakeEmbedder())
     assert (result.evidence_exists, result.evidence_related, result.faithful) == (1, 0, 0)
 
+
+
+def test_faithfulness_by_reason_kind() -> None:
+    eve = ShownList(user="eve", sent={"e-0": "s0", "e-1": "k0"}, items=[
+        Shown("s2", because(("e-0", "s0")), kind="co_occurrence"),  # faithful
+        Shown("k1", because(("e-0", "s0")), kind="co_occurrence"),  # unrelated lead
+        Shown("k1", because(("e-1", "k0")), kind="facet"),  # faithful
+        Shown("s1", None),  # popular: no kind
+    ])
+    metrics = score_explanations([eve], TEXTS, FakeEmbedder()).metrics()
+    assert metrics["faithfulness"] == pytest.approx(2 / 4)
+    assert {k: v for k, v in metrics.items() if k.startswith(("reason_", "faithful_"))} == (
+        pytest.approx({"reason_co_occurrence": 2 / 4, "faithful_co_occurrence": 1 / 2,
+                       "reason_facet": 1 / 4, "faithful_facet": 1.0}))

@@ -50,7 +50,8 @@ def test_the_template_names_ablation_recommends_from_the_users_topic() -> None:
         assert ours.faithfulness() == {"recommended_items": 4.0, "faithfulness": 1.0,
                                        "popular_fallback_share": 0.0,
                                        "faithfulness_explained": 1.0, "evidence_exists": 1.0,
-                                       "evidence_related": 1.0}
+                                       "evidence_related": 1.0, "reason_content": 1.0,
+                                       "faithful_content": 1.0}
     finally:
         ours.close()
 
