@@ -182,15 +182,20 @@ def group_events(
     max_like: int = MAX_LIKE_GROUPS,
     max_avoid: int = MAX_AVOID_GROUPS,
     weights: TagWeights | None = None,
+    known_facts: Mapping[str, ItemFacts] | None = None,
 ) -> list[EventGroup]:
     """Group events (declarations aside) into at most max_like + max_avoid groups.
 
     `item_vectors` maps item ids to their stored vectors, `text_vectors` text events'
     primary keys to their embeddings; either may miss entries. `weights` are the
     catalog's tag weights (`tag_weights`); without them every tag weighs the same.
-    Groups come largest first, likes before avoids.
+    `known_facts` are `ItemFacts` already made of some of `items` (training groups
+    thousands of histories over one catalog and makes them once). Groups come largest
+    first, likes before avoids.
     """
-    facts = {item_id: ItemFacts.of(item) for item_id, item in items.items()}
+    known = known_facts or {}
+    facts = {item_id: known.get(item_id) or ItemFacts.of(item)
+             for item_id, item in items.items()}
     ordered = sorted((e for e in events if e.type != "declared"), key=lambda e: e.id)
     groups: list[EventGroup] = []
     # A group's share is of all the events read, both polarities: five low ratings next

@@ -38,6 +38,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,7 +48,7 @@ import numpy.typing as npt
 
 from service.catalog.models import Item
 from service.ingest.models import Event
-from service.summaries.grouping import TagWeights, group_events
+from service.summaries.grouping import ItemFacts, TagWeights, group_events
 from service.training.contract import (
     ALL_SOURCES,
     CandidateSource,
@@ -189,6 +190,11 @@ class GroupingInputs:
     weights: TagWeights | None
     rating_max: float = 5.0
 
+    @cached_property
+    def facts(self) -> dict[str, ItemFacts]:
+        """Each item's `ItemFacts`, made once for every history grouped."""
+        return {item_id: ItemFacts.of(item) for item_id, item in self.items.items()}
+
 
 def _avoid_signal(history: Sequence[UserEvent], vectors: Mapping[str, Vector]
                   ) -> list[FacetSignal]:
@@ -212,7 +218,8 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
     ids = {e.item_id for e in recent}
     items = {i: grouping.items[i] for i in ids if i in grouping.items}
     groups = group_events(events, items, {i: vectors[i] for i in ids if i in vectors}, {},
-                          rating_max=grouping.rating_max, weights=grouping.weights)
+                          rating_max=grouping.rating_max, weights=grouping.weights,
+                          known_facts=grouping.facts)
     likes = [g for g in groups if g.polarity == "like" and len(g.centroid)]
     total = sum(g.stats.count for g in likes)
     facets = [FacetSignal(strength=g.stats.count / total, long_term=False, avoid=False,

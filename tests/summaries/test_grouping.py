@@ -15,6 +15,7 @@ from service.catalog.service import count_tags
 from service.ingest.models import Event
 from service.summaries.grouping import (
     EventGroup,
+    ItemFacts,
     TagWeights,
     group_events,
     polarity_of,
@@ -83,6 +84,20 @@ def test_the_same_events_give_the_same_groups_in_any_order() -> None:
         again = group_events(shuffled, dict(reversed(items.items())), vectors, {}, rating_max=5)
         assert shape(again) == shape(first)
         assert [g.stats for g in again] == [g.stats for g in first]
+
+
+def test_known_item_facts_are_used_as_given() -> None:
+    items, vectors = catalog()
+    first = group_events(history(), items, vectors, {}, rating_max=5)
+    made = {item_id: ItemFacts.of(item) for item_id, item in items.items()}
+    again = group_events(history(), items, vectors, {}, rating_max=5, known_facts=made)
+    assert shape(again) == shape(first)
+    # Facts given for an item win over its catalog row.
+    made["jazz0"] = ItemFacts(title="Jazz title 0", tags=("ragtime",), category=None,
+                              flagged=False)
+    changed = group_events(history(), items, vectors, {}, rating_max=5, known_facts=made)
+    assert any("ragtime" in g.tags for g in changed)
+    assert not any("ragtime" in g.tags for g in first)
 
 
 def test_topics_become_groups_and_dislikes_become_avoid_groups() -> None:
