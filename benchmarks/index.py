@@ -5,10 +5,17 @@ and written to Chroma before the request returns.
 
 The model is loaded before the clock starts (the service loads it at start-up). The
 machine's load average is printed beside the figure: on 2 shared cores it moves the
-result more than any change to the code.
+result more than any change to the code. The process's CPU time per item moves less
+(`cpu_ms_per_item`; contention still raises it a little): 2 cores free would index
+about 2,000 / cpu_ms_per_item items/s.
+
+Run it with PYTHONPATH set to the checkout under test (`PYTHONPATH=. python
+benchmarks/index.py`): otherwise `service` is imported from wherever the virtualenv's
+editable install points.
 
 Prints progress lines, then one JSON object on the last line:
-{"items_per_s": ..., "items": ..., "seconds": ..., "load_avg_1m": [start, end], ...}.
+{"items_per_s": ..., "items": ..., "seconds": ..., "cpu_ms_per_item": ...,
+ "load_avg_1m": [start, end], ...}.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ def main() -> None:
             app.state.embedder.embed(["warm-up"] * 4)  # model load is not indexing
             load_start = os.getloadavg()[0]
             started = time.perf_counter()
+            cpu_started = time.process_time()
             for lo in range(0, len(items), args.batch):
                 r = client.put("/v1/items", headers=auth, json={"items": items[lo:lo + args.batch]})
                 r.raise_for_status()
@@ -65,6 +73,7 @@ def main() -> None:
                 print(f"{done} items, {done / (time.perf_counter() - started):.0f} items/s",
                       flush=True)
             seconds = time.perf_counter() - started
+            cpu_seconds = time.process_time() - cpu_started
             load_end = os.getloadavg()[0]
             with app.state.sessions() as session:
                 tenant_id = session.scalar(select(Tenant.id).where(Tenant.name == "bench"))
@@ -72,9 +81,11 @@ def main() -> None:
             assert len(stored) == len(items), (len(stored), len(items))
     print(json.dumps({
         "items_per_s": round(len(items) / seconds, 1), "items": len(items),
-        "seconds": round(seconds, 2), "batch": args.batch, "cpus": os.cpu_count(),
+        "seconds": round(seconds, 2), "cpu_ms_per_item": round(1000 * cpu_seconds / len(items), 2),
+        "batch": args.batch, "cpus": os.cpu_count(),
         "load_avg_1m": [round(load_start, 2), round(load_end, 2)],
-        "database": "sqlite", "transport": "in-process ASGI",
+        "database": "sqlite", "transport": "in-process ASGI", "service": str(Path(
+            sys.modules["service"].__file__ or "").parent),
     }))
 
 
