@@ -61,7 +61,9 @@ def main() -> None:
             with app.state.sessions() as session:
                 _, key = create_tenant(session, "bench")
             auth = {"Authorization": f"Bearer {key}"}
-            app.state.embedder.embed(["warm-up"] * 4)  # model load is not indexing
+            # Model load (and its export to ONNX Runtime, which the first large call makes) is
+            # not indexing.
+            app.state.embedder.embed([f"warm-up {n}" for n in range(256)])
             load_start = os.getloadavg()[0]
             started = time.perf_counter()
             cpu_started = time.process_time()
