@@ -64,6 +64,7 @@ class LocalEmbedder:
         self._local = threading.local()
         self._counter: Tokenizer | None = None  # its own, only to count tokens
         self._session: Any = False  # False: not tried yet; None: not to be had
+        self._export_lock = threading.Lock()
 
     def _load(self) -> object:
         with self._lock:
@@ -134,7 +135,7 @@ class LocalEmbedder:
         9.7 ms per movie, 4 rounds interleaved) with the same vectors (to 3e-7).
         Exported from the loaded weights in memory, once, in about two seconds."""
         model = self._load()
-        with self._lock:
+        with self._export_lock:  # not self._lock: queries need not wait for the export
             if self._session is False:
                 self._session = _export_to_onnx(model)
             return self._session
@@ -214,8 +215,14 @@ def _export_to_onnx(model: Any) -> Any:
             return out.last_hidden_state  # type: ignore[no-any-return]
 
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    sample = model.tokenizer(["a sentence", "a longer sentence than that"], padding=True,
-                             return_tensors="pt")
+    # Two texts, one padded; built by hand, not by the model's tokenizer, which a query
+    # may be using on another thread.
+    tokenizer = model.tokenizer
+    cls, sep, pad, word = (tokenizer.cls_token_id, tokenizer.sep_token_id,
+                           tokenizer.pad_token_id, 2000)
+    sample = {"input_ids": torch.tensor([[cls, word, sep, pad], [cls, word, word, sep]]),
+              "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]),
+              "token_type_ids": torch.zeros((2, 4), dtype=torch.long)}
     buffer = io.BytesIO()
     # The tracer's warnings are about paths these inputs never take (a causal mask,
     # negative indices); the test compares the exported model's vectors with torch's.
