@@ -22,16 +22,21 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import bindparam, select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
-from service.catalog.service import tag_keys
+from service.catalog.service import stored_tag_keys
 from service.core.hashing import chunks
 from service.ingest.models import Event
 from service.profiles.merge import DecayRules, decayed_strength
 from service.profiles.models import ProfileFacetRow
-from service.profiles.service import ProfileRuntime, to_facet, vector_store_unavailable
+from service.profiles.service import (
+    EvidenceEvent,
+    ProfileRuntime,
+    to_facet,
+    vector_store_unavailable,
+)
 from service.recommend.ranking import Matrix
 from service.training.contract import CandidateSource, SourceHit, TenantModels, UserEvent
 from service.training.data import event_weight
@@ -92,10 +97,21 @@ def active_facets(session: Session, user: User, at: datetime,
 _CONSUMED_QUERY = (
     select(Event.item_id).where(Event.user_pk == bindparam("user"), Event.item_id.is_not(None))
 )
+# Tags as the stored JSON text (`stored_tag_keys` parses each distinct set once).
+_TAGS_TEXT = cast(Item.tags, Text)
 _CATALOG_QUERY = (
-    select(Item.item_id, Item.title, Item.indexed_hash, Item.category, Item.tags)
+    select(Item.item_id, Item.title, Item.indexed_hash, Item.category, _TAGS_TEXT)
     .where(Item.tenant_id == bindparam("tenant"),
            Item.item_id.in_(bindparam("ids", expanding=True)))
+)
+# `profiles.service`'s evidence read plus each item's category and tags, so the facets'
+# evidence and the catalog rows of its items come in one query.
+_EVIDENCE_QUERY = (
+    select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.text, Item.title,
+           Item.indexed_hash, Item.category, _TAGS_TEXT)
+    .outerjoin(Item, (Item.tenant_id == Event.tenant_id) & (Item.item_id == Event.item_id))
+    .where(Event.tenant_id == bindparam("tenant"), Event.user_pk == bindparam("user"),
+           Event.event_id.in_(bindparam("ids", expanding=True)))
 )
 
 
@@ -119,8 +135,26 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
         for item_id, title, version, category, tags in session.connection().execute(
                 _CATALOG_QUERY, {"tenant": tenant_id, "ids": part}):
             found[item_id] = CatalogRow(title, version or "", category,
-                                        tag_keys(tags, category))
+                                        stored_tag_keys(tags, category))
     return found
+
+
+def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]
+                        ) -> tuple[dict[str, EvidenceEvent], dict[str, CatalogRow]]:
+    """The facets' evidence events (as `profiles.service.evidence_events` gives them) and
+    the catalog row of each of their items still in the catalog, in one read: the rows
+    carry the items' vector versions and the tags the profile's mix is made of."""
+    events: dict[str, EvidenceEvent] = {}
+    rows: dict[str, CatalogRow] = {}
+    for part in chunks(sorted(set(event_ids))):
+        for event_id, type_, ts, item_id, text, title, version, category, tags in (
+                session.connection().execute(
+                    _EVIDENCE_QUERY, {"tenant": user.tenant_id, "user": user.id, "ids": part})):
+            events[event_id] = EvidenceEvent(event_id, type_, ts, item_id, title, text)
+            if item_id is not None and title is not None:
+                rows[item_id] = CatalogRow(title, version or "", category,
+                                           stored_tag_keys(tags, category))
+    return events, rows
 
 
 @dataclass

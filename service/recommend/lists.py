@@ -32,6 +32,7 @@ from service.recommend.candidates import (
     CatalogRow,
     UserHistory,
     catalog_rows,
+    evidence_with_items,
     item_vectors,
     retrieve,
 )
@@ -217,7 +218,7 @@ def rank_from_profile(
     for j in sorted(range(len(kept)), key=lambda j: (-raw_score[j], kept[j])):
         status: Status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
                           else "dropped_score" if raw_score[j] <= 0 else "not_selected")
-        candidates.append(StoredCandidate.model_construct(
+        candidates.append(StoredCandidate(
             item_id=kept[j], title=rows[kept[j]].title, sims=sims[j],
             base_score=base[j], avoid_penalty=penalty[j], score=score[j],
             best_facet=likes[best_of[j]].facet_id, status=status,
@@ -366,7 +367,7 @@ def rank_popular(
                         explanation=popular_explanation(tier, count, POPULAR_WINDOW_DAYS),
                         popular_tier=tier))
                 runners_up += status == "not_selected"
-                candidates.append(StoredCandidate.model_construct(
+                candidates.append(StoredCandidate(
                     item_id=item_id, title=title, sims=sims[j], base_score=float(count),
                     avoid_penalty=0.0, score=float(count), best_facet=None,
                     popular_events=count, popular_tier=tier, status=status))
@@ -421,11 +422,11 @@ class ProfileTags:
         return sum(own.get(t, 0.0) for t in set(tags)) / mass
 
 
-def profile_tags(session: Session, tenant_id: int, likes: Sequence[ActiveFacet],
-                 evidence: dict[str, EvidenceEvent]) -> ProfileTags:
+def profile_tags(likes: Sequence[ActiveFacet], evidence: dict[str, EvidenceEvent],
+                 rows: dict[str, CatalogRow]) -> ProfileTags:
+    """`rows` are the catalog rows of the evidence items (`evidence_with_items`)."""
     members = [[ev.item_id for e in f.evidence
                 if (ev := evidence.get(e)) is not None and ev.item_id] for f in likes]
-    rows = catalog_rows(session, tenant_id, {i for m in members for i in m if i})
     total = sum(max(f.strength, 0.0) for f in likes)
     tag_sets: list[tuple[str, ...]] = []
     weights: list[float] = []
@@ -494,9 +495,11 @@ def rank_hybrid(
 
     # The facets' evidence (for retrieval, the features' centroids and facet reasons).
     facets = [*likes, *avoids]
-    evidence, evidence_versions = evidence_and_item_versions(
+    evidence, evidence_rows = evidence_with_items(
         session, user, {e for f in facets for e in f.evidence})
-    evidence_vectors = item_vectors(vectors, user.tenant_id, evidence_versions)
+    evidence_vectors = item_vectors(vectors, user.tenant_id,
+                                    {i: r.version for i, r in evidence_rows.items()})
+
     def evidence_of(f: ActiveFacet) -> list[npt.NDArray[np.float32]]:
         return [evidence_vectors[ev.item_id] for e in f.evidence
                 if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
@@ -574,7 +577,7 @@ def rank_hybrid(
                       key=lambda j: (-raw_score[j], kept[j]))
     # The profile's mix of tags, which the list is calibrated to (`calibrated_mmr`),
     # from the best candidates only.
-    profile = profile_tags(session, user.tenant_id, likes, evidence)
+    profile = profile_tags(likes, evidence, evidence_rows)
     target = profile.target
     if target and params.calibration > 0:
         eligible = eligible[:params.calibration_pool_per_k * request.k]
@@ -643,14 +646,14 @@ def rank_hybrid(
         status: Status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
                           else "not_selected")
         item_id = kept[j]
-        candidates.append(StoredCandidate.model_construct(
+        candidates.append(StoredCandidate(
             item_id=item_id, title=rows[item_id].title, sims=sims[j],
             base_score=_r(fusion.base[j]), avoid_penalty=_r(fusion.penalty[j]),
             score=_r(raw_score[j]),
             best_facet=likes[best_of[j]].facet_id if best_of[j] >= 0 else None,
             status=status, mmr_rank=rank_of[j][0] if j in rank_of else None,
             mmr_objective=_r(rank_of[j][1]) if j in rank_of else None,
-            sources={s: TraceSourceHit.model_construct(
+            sources={s: TraceSourceHit(
                 score=_r(h[item_id].score), rank=h[item_id].rank,
                 via=via_ids[v] if (v := h[item_id].via) is not None
                 and 0 <= v < len(via_ids) else None)
