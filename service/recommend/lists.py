@@ -412,11 +412,17 @@ class ProfileTags:
     target: dict[str, float]  # all like-facets, each weighing its share of the strength
     per_facet: list[dict[str, float]]  # each like-facet's own, its items alike
 
+    def __post_init__(self) -> None:
+        # Each facet's shares without categories, and their mass: `match` runs for every
+        # facet of every pick, so they are worked out once.
+        self._own = [{t: v for t, v in shares.items() if not t.startswith("category:")}
+                     for shares in self.per_facet]
+        self._mass = [sum(own.values()) for own in self._own]
+
     def match(self, n: int, tags: Sequence[str]) -> float | None:
         """The share of facet n's tag mass (category aside) that `tags` carry; None when
         the facet or the item has no tags to compare."""
-        own = {t: v for t, v in self.per_facet[n].items() if not t.startswith("category:")}
-        mass = sum(own.values())
+        own, mass = self._own[n], self._mass[n]
         if mass <= 0 or not tags:
             return None
         return sum(own.get(t, 0.0) for t in set(tags)) / mass
@@ -573,8 +579,9 @@ def rank_hybrid(
         scoring = HybridScoring("blend", None, FEATURE_NAMES, dict(BLEND_WEIGHTS))
     dropped = fusion.dropped.tolist()
     raw_score = raw.tolist()
-    eligible = sorted((j for j in range(len(kept)) if not dropped[j]),
-                      key=lambda j: (-raw_score[j], kept[j]))
+    # Best score first, ties by id (`kept` is sorted, so by position): one numpy sort.
+    by_score = np.lexsort((np.arange(len(kept)), -raw)).tolist()
+    eligible = [j for j in by_score if not dropped[j]]
     # The profile's mix of tags, which the list is calibrated to (`calibrated_mmr`),
     # from the best candidates only.
     profile = profile_tags(likes, evidence, evidence_rows)
@@ -638,7 +645,7 @@ def rank_hybrid(
     sims = _rounded_columns(np.vstack([like_sims, avoid_sims]))
     via_ids = [e.event_id for e in history.cited]
     feature_rows = np.round(features.astype(np.float64), 5).tolist()
-    order = sorted(range(len(kept)), key=lambda j: (j not in rank_of, -raw_score[j], kept[j]))
+    order = [j for j in by_score if j in rank_of] + [j for j in by_score if j not in rank_of]
     excluded["dropped_avoid"] = sum(dropped)
     excluded["not_traced"] = max(0, len(order) - TRACE_CANDIDATES)
     candidates = []
