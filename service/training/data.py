@@ -165,8 +165,8 @@ def split_last_positives(log: InteractionLog, seed: int, holdouts: int,
                          ) -> tuple[npt.NDArray[np.bool_],
                                     dict[int, list[tuple[list[int], int]]]]:
     """For up to `max_users` seeded users with at least `min_positives` positive events,
-    up to `holdouts` of their last positive events held out, as many as leave them
-    `min_positives - 1` to learn from: (rows kept for fitting, {user: [(history rows,
+    up to `holdouts` of their last positive events held out (one only for users with
+    fewer than twice `min_positives`): (rows kept for fitting, {user: [(history rows,
     held-out row)] oldest first}), each history everything the user did before that
     held-out event. The fit never sees a held-out event or anything after the first one;
     the same users are sampled whatever `holdouts` is, and the same log and seed always
@@ -188,7 +188,10 @@ def split_last_positives(log: InteractionLog, seed: int, holdouts: int,
     for u in usable:
         rows = order[starts[u]:starts[u + 1]]
         positives = np.flatnonzero(weights[rows] >= POSITIVE)
-        tail = positives[-min(holdouts, len(positives) - min_positives + 1):].tolist()
+        # A short history cannot spare more than one event: the fit would lose too much.
+        take = (min(holdouts, len(positives) - min_positives + 1)
+                if len(positives) >= 2 * min_positives else 1)
+        tail = positives[-take:].tolist()
         keep[rows[tail[0]:]] = False
         held[u] = [(rows[:t].tolist(), int(rows[t])) for t in tail]
     return keep, held

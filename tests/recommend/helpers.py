@@ -212,7 +212,8 @@ def train_models(t: Any, settings: Settings, *, ranker: bool = True) -> Any:
             select(Item.item_id, Item.indexed_hash).where(Item.tenant_id == tenant.id))}
     vectors = app.state.vectors.vectors(tenant.id, "items", versions)
     trainer = partial(train_ranker, item_vectors=vectors) if ranker else None
-    trained = train_log(log, texts, sequence_seconds=1.0, heldout_users=50,
+    # By epochs, not seconds: the same models however busy the machine is.
+    trained = train_log(log, texts, sequence_epochs=15, heldout_users=50,
                         ranker_trainer=trainer)
     meta = ModelMeta(version=new_version(), tenant_id=tenant.id, trained_at=NOW_ISO,
                      events_used=len(log), users=len(log.user_ids),

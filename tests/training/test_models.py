@@ -234,11 +234,11 @@ def test_log_from_rows_sorts_by_time_then_input_order() -> None:
 def test_split_holds_out_the_last_positives_each_with_everything_before_it() -> None:
     from service.training.data import split_last_positives
 
-    # u1: 7 positives and a dislike between the last two; u2: 5 positives (one held
-    # out, four left to learn from); u3: too few positives to be sampled.
-    rows = [("u1", f"a{n}", float(n), 1.0, f"u1-{n}") for n in range(6)]
-    rows += [("u1", "bad", 6.0, 0.0, "u1-bad"), ("u1", "a6", 7.0, 1.0, "u1-6")]
-    rows += [("u2", f"b{n}", float(n), 1.0, f"u2-{n}") for n in range(5)]
+    # u1: 11 positives and a dislike between the last two; u2: 9 positives (a short
+    # history: one held out); u3: too few positives to be sampled.
+    rows = [("u1", f"a{n}", float(n), 1.0, f"u1-{n}") for n in range(10)]
+    rows += [("u1", "bad", 10.0, 0.0, "u1-bad"), ("u1", "a10", 11.0, 1.0, "u1-10")]
+    rows += [("u2", f"b{n}", float(n), 1.0, f"u2-{n}") for n in range(9)]
     rows += [("u3", f"c{n}", float(n), 1.0, f"u3-{n}") for n in range(4)]
     log = log_from_rows(rows)
     keep, held = split_last_positives(log, seed=0, holdouts=3)
@@ -249,14 +249,14 @@ def test_split_holds_out_the_last_positives_each_with_everything_before_it() -> 
         return [log.event_ids[p] for p in positions]
 
     u1 = held[user["u1"]]
-    assert [log.event_ids[t] for _, t in u1] == ["u1-4", "u1-5", "u1-6"]
-    assert ids(u1[0][0]) == [f"u1-{n}" for n in range(4)]
-    assert ids(u1[2][0]) == [*(f"u1-{n}" for n in range(6)), "u1-bad"]
+    assert [log.event_ids[t] for _, t in u1] == ["u1-8", "u1-9", "u1-10"]
+    assert ids(u1[0][0]) == [f"u1-{n}" for n in range(8)]
+    assert ids(u1[2][0]) == [*(f"u1-{n}" for n in range(10)), "u1-bad"]
     assert [(ids(h), log.event_ids[t]) for h, t in held[user["u2"]]] == [
-        ([f"u2-{n}" for n in range(4)], "u2-4")]
+        ([f"u2-{n}" for n in range(8)], "u2-8")]
     # The fit keeps everything before each user's first held-out event, and all of u3.
     kept = {log.event_ids[p] for p in np.flatnonzero(keep).tolist()}
-    assert kept == {*(f"u1-{n}" for n in range(4)), *(f"u2-{n}" for n in range(4)),
+    assert kept == {*(f"u1-{n}" for n in range(8)), *(f"u2-{n}" for n in range(8)),
                     *(f"u3-{n}" for n in range(4))}
     # One held-out event each is the split with `holdouts=1`; zero is refused.
     _, single = split_last_positives(log, seed=0, holdouts=1)
