@@ -34,6 +34,7 @@ from service.profiles.models import ProfileFacetRow
 from service.profiles.service import (
     EvidenceEvent,
     ProfileRuntime,
+    evidence_and_items,
     to_facet,
     vector_store_unavailable,
 )
@@ -104,15 +105,6 @@ _CATALOG_QUERY = (
     .where(Item.tenant_id == bindparam("tenant"),
            Item.item_id.in_(bindparam("ids", expanding=True)))
 )
-# `profiles.service`'s evidence read plus each item's category and tags, so the facets'
-# evidence and the catalog rows of its items come in one query.
-_EVIDENCE_QUERY = (
-    select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.text, Item.title,
-           Item.indexed_hash, Item.category, _TAGS_TEXT)
-    .outerjoin(Item, (Item.tenant_id == Event.tenant_id) & (Item.item_id == Event.item_id))
-    .where(Event.tenant_id == bindparam("tenant"), Event.user_pk == bindparam("user"),
-           Event.event_id.in_(bindparam("ids", expanding=True)))
-)
 
 
 def consumed_items(session: Session, user: User) -> set[str]:
@@ -141,20 +133,13 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
 
 def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]
                         ) -> tuple[dict[str, EvidenceEvent], dict[str, CatalogRow]]:
-    """The facets' evidence events (as `profiles.service.evidence_events` gives them) and
-    the catalog row of each of their items still in the catalog, in one read: the rows
-    carry the items' vector versions and the tags the profile's mix is made of."""
-    events: dict[str, EvidenceEvent] = {}
-    rows: dict[str, CatalogRow] = {}
-    for part in chunks(sorted(set(event_ids))):
-        for event_id, type_, ts, item_id, text, title, version, category, tags in (
-                session.connection().execute(
-                    _EVIDENCE_QUERY, {"tenant": user.tenant_id, "user": user.id, "ids": part})):
-            events[event_id] = EvidenceEvent(event_id, type_, ts, item_id, title, text)
-            if item_id is not None and title is not None:
-                rows[item_id] = CatalogRow(title, version or "", category,
-                                           stored_tag_keys(tags, category))
-    return events, rows
+    """The facets' evidence events (`profiles.service.evidence_and_items`) and the
+    catalog row of each of their items still in the catalog, in one read: the rows carry
+    the items' vector versions and the tags the profile's mix is made of."""
+    events, items = evidence_and_items(session, user, set(event_ids))
+    return events, {item_id: CatalogRow(item.title, item.version, item.category,
+                                        stored_tag_keys(item.tags_json, item.category))
+                    for item_id, item in items.items()}
 
 
 @dataclass

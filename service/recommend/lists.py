@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from service.catalog.models import Item
 from service.ingest.models import Event
 from service.profiles.schemas import EvidenceOut
-from service.profiles.service import EvidenceEvent, evidence_and_item_versions
+from service.profiles.service import EvidenceEvent, evidence_and_items
 from service.recommend.candidates import (
     ActiveFacet,
     CatalogRow,
@@ -192,9 +192,10 @@ def rank_from_profile(
 
     # Evidence only for the facets the list cites, items closest to each pick first.
     cited = {best_of[j] for j, _ in chosen}
-    evidence, evidence_versions = evidence_and_item_versions(
+    evidence, evidence_items = evidence_and_items(
         session, user, {e for n in cited for e in likes[n].evidence})
-    evidence_vectors = item_vectors(vectors, user.tenant_id, evidence_versions)
+    evidence_vectors = item_vectors(vectors, user.tenant_id,
+                                    {i: item.version for i, item in evidence_items.items()})
     backing = {n: FacetEvidence.of(likes[n], evidence, evidence_vectors) for n in cited}
     picks = []
     for j, _ in chosen:

@@ -140,7 +140,6 @@ class LocalEmbedder:
                 self._session = _export_to_onnx(model)
             return self._session
 
-
     def _token_counter(self) -> Tokenizer:
         """A copy of the model's Rust tokenizer, set up once and never changed afterwards,
         so threads can share it (the model's own changes its padding and truncation
