@@ -39,12 +39,25 @@ class SourceHit:
 
     `via` is the index (into the history given) of the user's event that led to the item,
     when the source can say (co-occurrence: the positive item it neighbours; transition:
-    the item it follows). Event-based reasons cite it.
+    the item it follows; content: the liked item it is most like).
+
+    `vias` are every event that contributed a substantial share of the item's score,
+    largest contribution first, so `via` is `vias[0]` (co-occurrence and transitions sum
+    over several recent events; see `service.training.data.neighbour_scores`). A source
+    that names one event leaves `vias` out and gets `(via,)`. Event-based reasons cite
+    them.
     """
 
     score: float
     rank: int  # 0 = the source's best
     via: int | None = None
+    vias: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.vias and self.via is not None:
+            object.__setattr__(self, "vias", (self.via,))
+        elif self.vias and self.via != self.vias[0]:
+            raise ValueError(f"via {self.via} is not the largest of vias {self.vias}")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ class CoOccurrence:
     A pair d positions apart in a user's liked sequence counts 1 / (1 + (d - 1) / `spread`),
     up to `window` positions apart. A user's score for an item sums, over their last
     `recent` liked items, that item's neighbour score times `recency`^age (age 0 = the
-    newest liked item) times how much they liked it.
+    newest liked item) times how much they liked it; each liked item whose share is
+    substantial is one of the item's `vias` (`neighbour_scores`).
     """
 
     name = "cooccurrence"

@@ -23,6 +23,11 @@ from service.users.models import User
 
 # An event at least this positive is something the user liked (a view is 0.5).
 POSITIVE = 0.5
+# A history event whose contribution to a summed score (`neighbour_scores`) is at least
+# this share of the largest contribution is one of the item's `vias`: a real reason for
+# it, not a rounding error. At most `MAX_VIAS` are kept (a reason cites a few, not all).
+VIA_SHARE = 0.5
+MAX_VIAS = 3
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -277,21 +282,31 @@ class History:
 @dataclass(frozen=True)
 class Ranked:
     """One source's top items: catalog indices, scores (best first) and, per item, the
-    history position that led to it (-1 when the source cannot say)."""
+    history position that led to it (-1 when the source cannot say).
+
+    `vias`, when the source sums several history events, holds per item the positions
+    of the substantial contributors, largest first (`via` is its first column), padded
+    with -1 to `MAX_VIAS` columns; None when `via` is the only one."""
 
     items: Ints
     scores: Floats
     via: Ints
+    vias: Ints | None = None
 
     @classmethod
     def empty(cls) -> Ranked:
         return cls(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64))
 
+    def via_columns(self) -> Ints:
+        """Per item, its vias as a (items, columns) array padded with -1."""
+        return self.vias if self.vias is not None else self.via[:, np.newaxis]
+
 
 def neighbour_scores(matrix: sparse.csr_matrix, rows: Ints, row_weights: Floats,
                      row_via: Ints, n: int, excluded: Ints) -> Ranked:
-    """Sum the weighted sparse rows `rows`; each item's `via` is the row (history
-    position) that gave it the largest share."""
+    """Sum the weighted sparse rows `rows`; each item's `vias` are the rows (history
+    positions) whose contribution is at least `VIA_SHARE` of its largest, largest first
+    (ties to the earlier row in `rows`), at most `MAX_VIAS`; `via` is the largest."""
     indptr = matrix.indptr
     lengths = (indptr[rows + 1] - indptr[rows]).astype(np.int64)
     total = int(lengths.sum())
@@ -304,11 +319,19 @@ def neighbour_scores(matrix: sparse.csr_matrix, rows: Ints, row_weights: Floats,
     source = np.repeat(row_via, lengths)
     items, inverse = np.unique(cols, return_inverse=True)
     scores: Floats = np.bincount(inverse, weights=contrib, minlength=len(items)).astype(np.float64)
-    order = np.lexsort((-contrib, inverse))
-    firsts = order[np.concatenate(([0], np.flatnonzero(np.diff(inverse[order])) + 1))]
-    via = source[firsts]
     best = top_sparse(items, scores, n, excluded)
-    return Ranked(items[best], scores[best], via[best])
+    # Each item's contributions, largest first: item g's run is order[starts[g]:ends[g]].
+    order = np.lexsort((-contrib, inverse))
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(inverse[order])) + 1))
+    ends = np.append(starts[1:], total)
+    # Only the returned items' first MAX_VIAS contributions are read.
+    slots = starts[best][:, np.newaxis] + np.arange(MAX_VIAS)
+    inside = slots < ends[best][:, np.newaxis]
+    ranked_at = order[np.minimum(slots, total - 1)]
+    share = contrib[ranked_at]
+    substantial = inside & (share >= VIA_SHARE * share[:, :1])
+    vias = np.where(substantial, source[ranked_at], -1).astype(np.int64)
+    return Ranked(items[best], scores[best], vias[:, 0].copy(), vias)
 
 
 def dense_ranked(scores: Floats, n: int, excluded: Ints) -> Ranked:

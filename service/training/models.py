@@ -80,15 +80,17 @@ class BaseModels:
 
     def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
                    now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
-        """Up to n items per fitted source, none in `exclude`; `via` indexes `history`."""
+        """Up to n items per fitted source, none in `exclude`; `via` and `vias` index
+        `history`."""
         out: dict[CandidateSource, dict[str, SourceHit]] = {}
         for source, ranked in self.ranked(history, n, exclude, now).items():
             out[source] = {
-                self.item_ids[item]: SourceHit(score=float(score), rank=rank,
-                                               via=None if via < 0 else int(via))
-                for rank, (item, score, via) in enumerate(zip(
+                self.item_ids[item]: SourceHit(
+                    score=float(score), rank=rank, via=None if via < 0 else int(via),
+                    vias=tuple(v for v in vias if v >= 0))
+                for rank, (item, score, via, vias) in enumerate(zip(
                     ranked.items.tolist(), ranked.scores.tolist(), ranked.via.tolist(),
-                    strict=True))}
+                    ranked.via_columns().tolist(), strict=True))}
         return out
 
     def popularity(self, item_ids: list[str], now: float

@@ -23,7 +23,8 @@ class Transitions:
     Every consecutive pair counts, a liked next item (weight 1) twice as much as a
     disliked one (weight 0): the user still went there, but it is a worse suggestion.
     A user's scores come from their last `last` distinct items, the newest weighted 1,
-    older ones by `decay` per step back.
+    older ones by `decay` per step back; each of those whose share is substantial is one
+    of the item's `vias` (`neighbour_scores`).
     """
 
     name = "transition"

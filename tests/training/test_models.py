@@ -6,11 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from service.training.content import ContentSimilarity
 from service.training.contract import UserEvent
 from service.training.cooccurrence import CoOccurrence
-from service.training.data import History, Ranked, log_from_rows
+from service.training.data import (
+    MAX_VIAS,
+    VIA_SHARE,
+    History,
+    Ranked,
+    log_from_rows,
+    neighbour_scores,
+)
 from service.training.models import BaseModels, fit_base_models
 from service.training.popularity import Popularity
 from service.training.sequence import SequenceModel
@@ -65,6 +73,31 @@ def test_co_occurrence_neighbours_stay_in_their_cluster_and_cite_a_liked_item() 
     assert set(ranked.via.tolist()) <= {1, 2}  # a liked space item, never k1
     # Disliked items bring nothing.
     assert len(model.recommend(history(index, "s1", weight=0.0), 4, NOTHING).items) == 0
+
+
+def test_neighbour_scores_name_every_substantial_contributor_largest_first() -> None:
+    """Rows 0-3 are four history events (positions 20-23); items 4, 5, 6 get summed
+    contributions from several of them."""
+    assert (VIA_SHARE, MAX_VIAS) == (0.5, 3)  # the figures this test is built on
+    entries = {  # (row, item): value; row 3 is weighted 0.5
+        (0, 4): 0.4, (1, 4): 1.0, (2, 4): 0.6,  # 0.4 is under half of 1.0: cut
+        (0, 5): 0.8, (3, 5): 0.8,  # 0.8 x 0.5 is exactly half of 0.8: kept
+        (0, 6): 0.25, (1, 6): 0.25, (2, 6): 0.25, (3, 6): 0.5,  # four equal: three kept
+    }
+    (rows, cols), values = zip(*entries, strict=True), list(entries.values())
+    matrix = sparse.csr_matrix((np.array(values, dtype=np.float32), (rows, cols)),
+                               shape=(7, 7))
+    ranked = neighbour_scores(matrix, np.arange(4), np.array([1.0, 1.0, 1.0, 0.5]),
+                              np.arange(20, 24), 3, NOTHING)
+    assert ranked.items.tolist() == [4, 5, 6]
+    assert ranked.scores == pytest.approx([2.0, 1.2, 1.0])
+    assert ranked.vias is not None
+    assert ranked.vias.tolist() == [[21, 22, -1], [20, 23, -1], [20, 21, 22]]
+    assert ranked.via.tolist() == [21, 20, 20]  # the largest: the first of vias
+    # Excluding an item drops its row, and the rest keep theirs.
+    ranked = neighbour_scores(matrix, np.arange(4), np.array([1.0, 1.0, 1.0, 0.5]),
+                              np.arange(20, 24), 3, np.array([4]))
+    assert ranked.vias is not None and ranked.vias.tolist() == [[20, 23, -1], [20, 21, 22]]
 
 
 def test_co_occurrence_keeps_only_the_top_k_neighbours_per_item() -> None:
@@ -168,6 +201,9 @@ def test_base_models_give_every_source_and_skip_what_cannot_be_fit(tmp_path: Pat
         assert [h.rank for h in hits.values()] == list(range(len(hits)))
     assert next(iter(found["transition"])) == "c"
     assert found["transition"]["c"].via == 1
+    assert found["transition"]["c"].vias == (1,)  # only "b" goes on to "c"
+    # "c" neighbours both liked items: both are reasons, the newer (larger) first.
+    assert found["cooccurrence"]["c"].vias == (1, 0)
 
     tiny = log_from_rows([("u1", "x", START, 1.0, "e1"), ("u1", "y", START + 1, 1.0, "e2")])
     few = fit_base_models(tiny, {})
