@@ -7,8 +7,12 @@ facet, strength x similarity divided by the list's best), and the strongest reas
 can cite the user's own events wins:
 
 - facet: the facet's evidence, closest to the item first (as before models existed);
-- co_occurrence, transition: the event the source names as its `via` (the positive item
-  the item neighbours, the item it follows);
+- co_occurrence, transition: the liked events among the source's `vias`. Both sources
+  sum a score over several of the user's recent events (the liked items the item
+  neighbours, the last items it follows), and `vias` are those whose contribution is at
+  least `VIA_SHARE` (half) of the largest one, largest first, at most three
+  (`service.training.data.neighbour_scores`): every event cited really carries a
+  substantial share of the item's score;
 - content: the `via` history item it is most like (else the newest positive event);
 - sequence: the user's most recent positive events.
 
@@ -21,7 +25,12 @@ reason whose lead citation reads as related to the item (cosine >= `RELATED_MIN`
 over a stronger one whose lead does not: "people who loved Toy Story loved this" under a
 war film is true of the data and still no explanation a person can follow. Among
 reasons on the same side of that line the strongest wins, ties going to the order
-above, facets first. A sequence reason cites its recent events most related first.
+above, facets first. A sequence reason cites its recent events most related first. A
+co-occurrence or transition reason leads with its most related contributor, the others
+after it by contribution: since each of them is a substantial part of why the item
+scored, leading with the one a person can follow picks among true reasons. Picking the
+most related among arbitrary events would not be: it would cite an event the score does
+not rest on.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from service.training.data import POSITIVE
 
 MIN_SHARE = 0.25  # of the source's best score in the list, for a reason to be given
 SEQUENCE_EVIDENCE = 2  # recent positive events a sequence reason cites
+CONTRIBUTOR_EVIDENCE = 3  # liked `vias` a co-occurrence or transition reason cites, at most
 # all-MiniLM-L6-v2 cosine of two catalog items' texts from which they read as related:
 # about where pairs sharing a genre set sit (median 0.56) and few random pairs reach
 # (21%); see evals/faithfulness.py for the measurement.
@@ -86,12 +96,19 @@ def recent_positives(history: UserHistory, limit: int) -> list[int]:
 def event_reason(kind: ReasonKind, hit: SourceHit, inputs: ReasonInputs) -> Reason | None:
     """The reason one model source gives for an item, if the user's events ground it."""
     history = inputs.history
-    if kind == "sequence":
-        positions = recent_positives(history, SEQUENCE_EVIDENCE)
-    elif (hit.via is not None and 0 <= hit.via < len(history.cited)
-          and history.events[hit.via].weight >= POSITIVE):
+
+    def liked(n: int | None) -> bool:
         # Only an event the user liked grounds "people who liked it liked this": a
         # transition from an item rated 1/5 is no reason to offer the next one.
+        return (n is not None and 0 <= n < len(history.cited)
+                and history.events[n].weight >= POSITIVE)
+
+    positions: list[int]
+    if kind == "sequence":
+        positions = recent_positives(history, SEQUENCE_EVIDENCE)
+    elif kind in ("co_occurrence", "transition"):
+        positions = [n for n in hit.vias if liked(n)][:CONTRIBUTOR_EVIDENCE]
+    elif kind == "content" and hit.via is not None and liked(hit.via):
         positions = [hit.via]
     elif kind == "content":
         positions = recent_positives(history, 1)
@@ -105,6 +122,17 @@ def event_reason(kind: ReasonKind, hit: SourceHit, inputs: ReasonInputs) -> Reas
 
 
 Related = Callable[[str | None], float | None]  # cited item id -> cosine to the item
+
+
+def _lead_with_most_related(evidence: list[EvidenceEvent], related: Related) -> None:
+    """Move the most related cited event to the front, the rest keeping their order
+    (by contribution); ties and items without a vector leave the largest first."""
+    def closeness(n: int) -> float:
+        found = related(evidence[n].item_id)
+        return float("-inf") if found is None else found
+
+    lead = max(range(len(evidence)), key=closeness)
+    evidence.insert(0, evidence.pop(lead))
 
 
 def strongest_reason(
@@ -135,6 +163,8 @@ def strongest_reason(
         if related is not None:
             if kind == "sequence":  # the recent events it cites, most related first
                 reason.evidence.sort(key=lambda e: -(related(e.item_id) or 0.0))
+            elif kind in ("co_occurrence", "transition"):
+                _lead_with_most_related(reason.evidence, related)
             lead = related(reason.evidence[0].item_id)
             readable = lead is not None and lead >= RELATED_MIN
         if best is None or (readable, strength, -order) > (best[0], best[1], -best[2]):

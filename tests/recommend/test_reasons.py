@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from service.recommend.candidates import ActiveFacet, HistoryEvent, UserHistory
 from service.recommend.lists import FACET_TAG_MATCH, ProfileTags, _reason_facet
@@ -17,6 +18,9 @@ from service.recommend.reasons import (
     strongest_reason,
 )
 from service.training.contract import CandidateSource, SourceHit, UserEvent
+from service.training.cooccurrence import CoOccurrence
+from service.training.models import BaseModels
+from service.training.transitions import Transitions
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -83,6 +87,92 @@ def test_a_sequence_reason_cites_its_most_related_recent_event_first() -> None:
     reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [],
                               cosines({"heat": 0.1, "alien": 0.7}))
     assert reason is not None and [e.item_id for e in reason.evidence] == ["alien", "heat"]
+
+
+def test_a_co_occurrence_reason_leads_with_its_most_related_contributor() -> None:
+    inputs = ReasonInputs(H, BEST, 0.0)
+    hit = SourceHit(0.9, 0, via=2, vias=(2, 0, 1))  # heat gave the most, then toy-story
+    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [])
+    assert reason is not None and [e.item_id for e in reason.evidence] == [
+        "heat", "toy-story", "alien"]  # without vectors: largest contribution first
+    assert set(reason.values) == {"e2", "e0", "e1"}
+    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [],
+                              cosines({"heat": 0.1, "toy-story": 0.3, "alien": 0.7}))
+    assert reason is not None and [e.item_id for e in reason.evidence] == [
+        "alien", "heat", "toy-story"]  # the most related, then by contribution
+    # Nothing known about any of them: the largest still leads.
+    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [], cosines({}))
+    assert reason is not None and reason.evidence[0].item_id == "heat"
+    # A related second contributor makes the reason readable: it now beats a stronger
+    # transition whose only citation is unrelated.
+    hits: Hits = {"cooccurrence": SourceHit(0.5, 3, via=2, vias=(2, 1)),
+                  "transition": SourceHit(0.9, 0, via=0)}
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [],
+                              cosines({"heat": 0.1, "toy-story": 0.2, "alien": 0.7}))
+    assert reason is not None and reason.kind == "co_occurrence"
+    assert [e.item_id for e in reason.evidence] == ["alien", "heat"]
+
+
+def test_an_event_reason_cites_at_most_three_contributors() -> None:
+    long = history(*[(f"i{n}", 1.0) for n in range(5)])
+    hit = SourceHit(1.0, 0, via=4, vias=(4, 3, 2, 1, 0))
+    reason = strongest_reason({"transition": hit}, ReasonInputs(long, BEST, 0.0), None,
+                              0.0, 0.0, [])
+    assert reason is not None and [e.item_id for e in reason.evidence] == ["i4", "i3", "i2"]
+
+
+def test_a_disliked_contributor_is_never_cited_however_related() -> None:
+    inputs = ReasonInputs(H, BEST, 0.0)
+    hit = SourceHit(1.0, 0, via=3, vias=(3, 1))  # "bad" (rated 0) gave the most
+    for related in (None, cosines({"bad": 0.99, "alien": 0.1})):
+        reason = strongest_reason({"transition": hit}, inputs, None, 0.0, 0.0, [], related)
+        assert reason is not None and [e.item_id for e in reason.evidence] == ["alien"]
+
+
+# The catalog of H plus the item recommended, "x"; H's events are its first four.
+CATALOG = ["toy-story", "alien", "heat", "bad", "x"]
+
+
+def _into_x(**into: float) -> sparse.csr_matrix:
+    """A source's item-item matrix with only edges from the named items to "x"."""
+    rows = [CATALOG.index(item.replace("_", "-")) for item in into]
+    return sparse.csr_matrix((np.array(list(into.values()), dtype=np.float32),
+                              (rows, [4] * len(rows))), shape=(5, 5))
+
+
+def _hit(models: BaseModels, source: CandidateSource) -> SourceHit:
+    found = models.candidates(H.events, 5, H.consumed, T0.timestamp())
+    return found[source]["x"]
+
+
+def test_a_reason_cites_only_contributors_with_a_substantial_share() -> None:
+    """Through the trained source: co-occurrence weighs the newest liked item 1, the next
+    0.9, the one before 0.81, so "x" gets 0.9 from alien, 0.6 from heat and 0.405 from
+    toy-story, under half of the largest."""
+    co = CoOccurrence()
+    co.matrix = _into_x(toy_story=0.5, alien=1.0, heat=0.6)
+    hit = _hit(BaseModels(CATALOG, cooccurrence=co), "cooccurrence")
+    assert hit.vias == (1, 2)
+    inputs = ReasonInputs(H, BEST, 0.0)
+    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [])
+    assert reason is not None and [e.item_id for e in reason.evidence] == ["alien", "heat"]
+    # Toy Story contributed, and reads as the most related; it is still not a reason.
+    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [],
+                              cosines({"toy-story": 0.95, "heat": 0.7, "alien": 0.1}))
+    assert reason is not None and [e.item_id for e in reason.evidence] == ["heat", "alien"]
+
+
+def test_a_transition_reason_skips_a_substantial_but_disliked_contributor() -> None:
+    """Transitions weigh the last three items 1, 0.5, 0.25 whatever the rating: "bad"
+    gives "x" the most, heat half of it, alien a quarter (under the share)."""
+    transitions = Transitions()
+    transitions.matrix = _into_x(alien=1.0, heat=1.0, bad=1.0)
+    hit = _hit(BaseModels(CATALOG, transition=transitions), "transition")
+    assert hit.vias == (3, 2)
+    for related in (None, cosines({"bad": 0.99, "alien": 0.9, "heat": 0.1})):
+        reason = strongest_reason({"transition": hit}, ReasonInputs(H, BEST, 0.0), None,
+                                  0.0, 0.0, [], related)
+        assert reason is not None and [e.item_id for e in reason.evidence] == ["heat"]
 
 
 def _facet(facet_id: str, strength: float) -> ActiveFacet:
