@@ -606,8 +606,8 @@ def rank_hybrid(
     # titles for the explanations, their vectors for how related each is to the item.
     positions = set(recent_positives(history, SEQUENCE_EVIDENCE))
     for j, _ in chosen:
-        positions.update(via for h in hits.values()
-                         if kept[j] in h and (via := h[kept[j]].via) is not None)
+        positions.update(via for h in hits.values() if kept[j] in h
+                         for via in h[kept[j]].vias)
     cited_items = {history.cited[n].item_id for n in positions if 0 <= n < len(history.cited)}
     cited_rows = catalog_rows(session, user.tenant_id, cited_items)
     cited_vectors = {**evidence_vectors, **item_vectors(

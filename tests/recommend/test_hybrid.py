@@ -201,6 +201,29 @@ def test_a_ranker_less_artifact_uses_the_fixed_blend(app: ProfileApp) -> None:
     assert p["models"]["version"] == meta.version and p["blend_weights"]["cooccurrence"] == 1.0
 
 
+def test_every_contributor_a_model_reason_cites_is_named_by_its_title(
+        app: ProfileApp) -> None:
+    """Four sci-fi films rated, then two romances: the sci-fi items' co-occurrence scores
+    sum over the four films, and a reason cites those that gave a substantial share,
+    not only the largest or the newest."""
+    now = app.clock()
+    app.send("u1", *[event("u1", "rating", i, value=5.0, event_id=f"u1-{i}",
+                           ts=now - timedelta(hours=6 - n))
+                     for n, i in enumerate(["alien", "dune", "solaris", "interstellar",
+                                            "notebook", "casablanca"])])
+    send_crowd(app.t, app.clock)
+    train_models(app.t, app.settings)
+    body = recommend(app, k=8)
+    cited = [(entry["because"]["kind"], e["item_id"], e["title"]) for entry in body["items"]
+             if entry["because"] and entry["because"]["kind"] != "facet"
+             for e in entry["because"]["evidence"]]
+    # The scenario holds: some model reason cites more than one contributor.
+    assert any(len(entry["because"]["evidence"]) > 1 for entry in body["items"]
+               if entry["because"] and entry["because"]["kind"] in ("co_occurrence",
+                                                                     "transition"))
+    assert all(title for _, _, title in cited), cited
+
+
 def test_llm_explanations_read_the_same_event_based_reasons(app: ProfileApp) -> None:
     send_crowd(app.t, app.clock)
     sci_fi_fan(app)
