@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
+class EncodedJSON(str):
+    """JSON text already encoded (pydantic's `dump_json`, in Rust): a JSON column stores it
+    as it is instead of encoding the Python objects again (`json_serializer` below)."""
+
+
+def json_serializer(value: Any) -> str:
+    """The engine's JSON encoder: `EncodedJSON` passes through, the rest as `json.dumps`."""
+    return str(value) if isinstance(value, EncodedJSON) else json.dumps(value)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -83,7 +94,7 @@ def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    engine = create_engine(url, **kwargs)
+    engine = create_engine(url, json_serializer=json_serializer, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

@@ -13,7 +13,7 @@ No LLM here; `service.py` may replace a few template sentences afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -490,10 +490,12 @@ class HybridScoring:
 def rank_hybrid(
     session: Session, user: User, vectors: VectorStore, models: TenantModels,
     likes: Sequence[ActiveFacet], avoids: Sequence[ActiveFacet], history: UserHistory,
-    model_hits: dict[CandidateSource, dict[str, SourceHit]], at: datetime,
-    request: RecommendationRequest, params: RankingParams, rating_max: float,
+    model_candidates: Callable[[], dict[CandidateSource, dict[str, SourceHit]]],
+    at: datetime, request: RecommendationRequest, params: RankingParams, rating_max: float,
 ) -> tuple[Ranked, HybridScoring]:
-    """Facet retrieval and the trained sources, ranked together (see the module notes)."""
+    """Facet retrieval and the trained sources, ranked together (see the module notes).
+    `model_candidates` gives the trained sources' hits; it is called once facet retrieval
+    is done, so the models may work on them meanwhile (`service.recommend`)."""
     consumed = history.consumed
     excluded = {"consumed": 0, "not_in_catalog": 0, "category": 0, "dropped_avoid": 0}
     quotas: list[int] = []
@@ -521,6 +523,7 @@ def rank_hybrid(
         facet_found, rows = got.candidates, got.rows
         excluded["consumed"] += got.consumed_seen
         excluded["category"] += got.off_category
+    model_hits = model_candidates()
     union = list(dict.fromkeys([*facet_found, *(i for hits in model_hits.values()
                                                 for i in hits)]))
     rows.update(catalog_rows(session, user.tenant_id, [c for c in union if c not in rows]))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -73,6 +74,11 @@ __all__ = ["Explain", "RecommendationRequest", "forget_recommendations", "get_tr
            "recommend"]
 
 LLM_EXPLAIN_TOP = 3  # items explained by the model when asked; the rest use the template
+# The trained sources (the sequence model's forward pass above all) run here while the
+# request's own thread reads the facets' evidence and queries Chroma: torch, SQLite and
+# Chroma's Rust core release the GIL, so the two overlap on a second core. They touch no
+# session; each request waits for its own result.
+_MODEL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="model-candidates")
 # After the first, no explanation call starts once this much time has gone; a call in
 # flight is bounded by the LLM runtime's own timeout.
 LLM_EXPLAIN_BUDGET_SECONDS = 30
@@ -147,10 +153,10 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
     ranked: Ranked | None = None
     if models is not None:
         history = user_history(session, user, rt.settings.rating_max)
-        hits = model_candidates(models, history, request.category, at)
-        if likes or any(h for s, h in hits.items() if s != "popular"):
+        pending = _MODEL_POOL.submit(model_candidates, models, history, request.category, at)
+        if likes or any(h for s, h in pending.result().items() if s != "popular"):
             ranked, scoring = rank_hybrid(session, user, rt.vectors, models, likes, avoids,
-                                          history, hits, at, request, params,
+                                          history, pending.result, at, request, params,
                                           rt.settings.rating_max)
         else:
             notes.append("nothing personal to go on yet (no like-facets, no model "
