@@ -21,7 +21,10 @@ trained models with the learned ranker, and a stored ~10-facet profile.
    a user without a profile or history (the popular fallback) are timed too.
 
 Prints progress lines, then one JSON object on the last line:
-{"p50_ms": ..., "p99_ms": ..., "rss_mb": ...}.
+{"p50_ms": ..., "p99_ms": ..., "rss_mb": ..., "peak_rss_mb": ...}. `rss_mb` is the process's
+resident size once the timed requests are done (the service serving, its models and the
+embedded LLM loaded); `peak_rss_mb` the highest it ever was, which includes building the
+catalog and training when this run did them (reuse a `--data-dir` to time serving alone).
 """
 
 from __future__ import annotations
@@ -357,16 +360,19 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         stored = trace.json()
         assert stored["parameters"]["scoring"] == "ranker", stored["parameters"]
         candidates = len(stored["candidates"]) + stored["excluded"].get("not_traced", 0)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    rss_mb = resident_mb()
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     print(f"GET recommendations x{args.requests}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-          f"max RSS {rss_mb:.0f} MB; {candidates} candidates, reasons {kinds}")
+          f"RSS {rss_mb:.0f} MB (peak {peak_rss_mb:.0f} MB); {candidates} candidates, "
+          f"reasons {kinds}")
     if by_category:
         print(f"with category=book x{len(by_category)}: p50 {percentile(by_category, 0.5):.2f} ms")
     if popular:
         print(f"popular fallback x{len(popular)}: p50 {percentile(popular, 0.5):.2f} ms")
     print(f"example: {body['items'][0]['title']!r}: {body['items'][0]['explanation']}")
     return {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "rss_mb": round(rss_mb, 1),
+            "peak_rss_mb": round(peak_rss_mb, 1), "catalog_reused": built >= len(items),
             "items": args.items, "facets": args.facets, "k": 10, "requests": args.requests,
             "candidates": candidates, "llm_loaded": not args.no_llm, "database": "sqlite",
             "scoring": "ranker", "reasons": kinds, "torch_threads": args.torch_threads,
@@ -374,6 +380,14 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             "category_p50_ms": round(percentile(by_category, 0.5), 2) if by_category else None,
             "popular_p50_ms": round(percentile(popular, 0.5), 2) if popular else None,
             "transport": "in-process ASGI"}
+
+
+def resident_mb() -> float:
+    """The process's resident set size now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
