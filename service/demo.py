@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,10 +62,22 @@ TASTES = {
 }
 
 # Ratings are moved to the present: the newest one an hour before the load, the others
-# before it in their order, with their gaps kept, or scaled down when a history spans
-# more than this (so decay and "rated 3 weeks ago" read sensibly today).
+# before it in their order. Gaps within a session (under SESSION_GAP) are kept; a gap
+# between sessions becomes SESSION_SPACING, so a history of sessions months or years
+# apart reads as sessions a few days apart: its facets are then what the decay rules make
+# of recent sessions (a 7-day short-term half-life would forget a session two months old).
+# A history still longer than MAX_HISTORY_SPAN is scaled down to it.
 NEWEST_BEFORE_LOAD = timedelta(hours=1)
+SESSION_SPACING = timedelta(days=2)
 MAX_HISTORY_SPAN = timedelta(days=90)
+# Each demo user's history is replayed in sessions: ratings separated by at least
+# SESSION_GAP start a new one, at most MAX_SESSIONS (the largest gaps are the cuts), and
+# the profile is refreshed REFRESH_AFTER each session's last rating, as the worker would
+# have; the last session's refresh is at load time. So the inspector's timelines show how
+# each user's interests moved across their own sessions.
+SESSION_GAP = timedelta(days=1)
+MAX_SESSIONS = 3
+REFRESH_AFTER = timedelta(hours=1)
 # The demo users are reloaded at today's dates when the load is older than this.
 RENEW_AFTER = timedelta(days=7)
 CATALOG_BATCH = 1000
@@ -82,8 +94,9 @@ class DemoCancelled(Exception):
 
 
 # Where a load is: (stage, done, total). Stages, in order: catalog (movies indexed),
-# ratings (demo users stored), raters (other raters' ratings stored), profiles (demo users
-# refreshed), training (0 of 1, then 1 of 1). A hook may raise DemoCancelled to stop.
+# ratings (demo users' first sessions stored), raters (other raters' ratings stored),
+# profiles (demo users replayed session by session and refreshed), training (0 of 1, then
+# 1 of 1). A hook may raise DemoCancelled to stop.
 ProgressHook = Callable[[str, int, int], None]
 STAGES = ("catalog", "ratings", "raters", "profiles", "training")
 
@@ -149,21 +162,40 @@ def rating_events(user: str, history: Sequence[Interaction],
                   newest_at: datetime) -> list[dict[str, Any]]:
     """One user's ratings as `rating` events, moved so the newest is at `newest_at`.
 
-    Order and gaps are kept; a history longer than MAX_HISTORY_SPAN is scaled down to
-    it linearly (order kept, gaps shrunk in proportion). Ratings below 3 stay as they
-    are: the summarizer reads them as dislikes.
+    Order is kept, and gaps under SESSION_GAP; a longer gap (between two sessions)
+    becomes SESSION_SPACING. A history still longer than MAX_HISTORY_SPAN is scaled down
+    to it linearly (gaps shrunk in proportion). Ratings below 3 stay as they are: the
+    summarizer reads them as dislikes.
     """
     if not history:
         return []
-    last = history[-1].ts
-    span = last - history[0].ts
+    offsets = [0.0]  # seconds after the first rating, session gaps respaced
+    for before, after in zip(history, history[1:], strict=False):
+        gap = after.ts - before.ts
+        offsets.append(offsets[-1] + (SESSION_SPACING.total_seconds()
+                                      if gap >= SESSION_GAP.total_seconds() else gap))
+    span = offsets[-1]
     scale = min(1.0, MAX_HISTORY_SPAN.total_seconds() / span) if span > 0 else 1.0
     newest_at = newest_at.replace(microsecond=0)
     return [{
         "event_id": f"{demo_user_id(user)}-{e.item}", "user_id": demo_user_id(user),
         "type": "rating", "item_id": e.item, "value": e.rating,
-        "ts": (newest_at - timedelta(seconds=round((last - e.ts) * scale))).isoformat(),
-    } for e in history]
+        "ts": (newest_at - timedelta(seconds=round((span - offset) * scale))).isoformat(),
+    } for e, offset in zip(history, offsets, strict=True)]
+
+
+def demo_sessions(events: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """One user's rating events (oldest first) cut into sessions at the gaps of at least
+    SESSION_GAP, at most MAX_SESSIONS of them: the largest gaps are the cuts (the earlier
+    gap first on a tie), so the same events always give the same sessions."""
+    if not events:
+        return []
+    stamps = [datetime.fromisoformat(e["ts"]) for e in events]
+    gaps = [(stamps[n + 1] - stamps[n], n + 1) for n in range(len(events) - 1)
+            if stamps[n + 1] - stamps[n] >= SESSION_GAP]
+    cuts = sorted(at for _, at in sorted(gaps, key=lambda g: (-g[0], g[1]))[:MAX_SESSIONS - 1])
+    bounds = [0, *cuts, len(events)]
+    return [list(events[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def _marker_path(settings: Settings) -> Path:
@@ -268,16 +300,18 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
         "model, about three minutes to train the tenant's models); later starts skip it.")
 
     result.items = len(catalog)
+    newest_at = rt.clock() - NEWEST_BEFORE_LOAD
     with sessions() as session:
         _load_catalog(session, tenant_id, catalog, rt, progress, on_progress)
-        result.events = _load_ratings(session, tenant_id, users, histories, rt, say,
-                                      on_progress)
+        result.events = _load_ratings(session, tenant_id, users, histories, newest_at,
+                                      rt.settings, say, on_progress)
         if settings.demo_background_raters:
             in_catalog = {row["item_id"] for row in catalog}
             result.events += _load_background(session, tenant_id, dataset.interactions,
                                               users, in_catalog, rt, say, progress,
                                               on_progress)
-    _refresh_profiles(sessions, tenant_id, result, rt, progress, on_progress)
+    _refresh_profiles(sessions, tenant_id, result, rt, users, histories, newest_at, progress,
+                      on_progress)
     if settings.demo_background_raters:
         on_progress("training", 0, 1)
         _train_models(sessions, tenant_id, result, rt, say, progress)
@@ -313,11 +347,13 @@ def _load_catalog(session: Session, tenant_id: int, catalog: list[dict[str, Any]
 
 
 def _load_ratings(session: Session, tenant_id: int, users: Sequence[str],
-                  histories: dict[str, list[Interaction]], rt: ProfileRuntime,
-                  say: Callable[[str], None], on_progress: ProgressHook) -> int:
-    """Each user's ratings in one all-or-nothing batch; skipped if already stored."""
+                  histories: dict[str, list[Interaction]], newest_at: datetime,
+                  settings: Settings, say: Callable[[str], None],
+                  on_progress: ProgressHook) -> int:
+    """Each user's first session of ratings (`demo_sessions`) in one all-or-nothing
+    batch; skipped if the user has any event stored. The later sessions go in when the
+    profiles stage replays them."""
     accepted = 0
-    newest_at = rt.clock() - NEWEST_BEFORE_LOAD
     for n, user in enumerate(users):
         on_progress("ratings", n, len(users))
         stored = session.scalar(
@@ -325,12 +361,12 @@ def _load_ratings(session: Session, tenant_id: int, users: Sequence[str],
             .where(User.tenant_id == tenant_id, User.user_id == demo_user_id(user)).limit(1))
         if stored is not None:
             continue
-        events = rating_events(user, histories[user], newest_at)
-        accepted += ingest_events(session, tenant_id, events, rt.settings).accepted
+        first = demo_sessions(rating_events(user, histories[user], newest_at))[0]
+        accepted += ingest_events(session, tenant_id, first, settings).accepted
     on_progress("ratings", len(users), len(users))
     if accepted:
-        say(f"demo: {accepted} ratings stored, the newest of each user dated "
-            f"{newest_at:%Y-%m-%d %H:%M} UTC")
+        say(f"demo: {accepted} ratings of the demo users' first sessions stored; their "
+            f"histories end {newest_at:%Y-%m-%d %H:%M} UTC")
     return accepted
 
 
@@ -412,23 +448,65 @@ def _train_models(sessions: sessionmaker[Session], tenant_id: int, result: DemoL
         f"{meta.events_used:,} events (ranker: {'yes' if meta.ranker else 'no'})")
 
 
+def _fixed_clock(at: datetime) -> Callable[[], datetime]:
+    return lambda: at
+
+
 def _refresh_profiles(sessions: sessionmaker[Session], tenant_id: int, result: DemoLoad,
-                      rt: ProfileRuntime, progress: bool, on_progress: ProgressHook) -> None:
-    with sessions() as session:
-        rows = session.execute(
-            select(User.id, User.user_id, User.stale, Profile.version)
-            .outerjoin(Profile, Profile.user_pk == User.id)
-            .where(User.tenant_id == tenant_id, User.user_id.in_(result.user_ids)))
-        todo = [pk for _, pk in sorted((user_id, pk) for pk, user_id, stale, version in rows
-                                       if stale or not version)]
-    # One user at a time, so the progress hook hears each (and may stop between them).
-    for n, user_pk in enumerate(tqdm(todo, desc="demo profiles", unit="user",
-                                     disable=not progress)):
+                      rt: ProfileRuntime, users: Sequence[str],
+                      histories: dict[str, list[Interaction]], newest_at: datetime,
+                      progress: bool, on_progress: ProgressHook) -> None:
+    """Each demo user's history replayed session by session (`demo_sessions`): a session's
+    ratings go in, then the profile is refreshed as of REFRESH_AFTER its last rating (the
+    last session's at load time), so each session leaves a profile version.
+
+    Resumable: a session whose next one is already stored is skipped (a later refresh
+    reads its events); a stored rating is not sent again, and the rest keep their gaps to
+    the stored ones; a user is refreshed only with unread events or no profile yet. A
+    failed refresh stops that user's replay (its later sessions stay out, so no refresh
+    reads ratings newer than its own time) and the next load goes on from there.
+    """
+    todo = sorted(users, key=demo_user_id)
+    for n, user in enumerate(tqdm(todo, desc="demo profiles", unit="user",
+                                  disable=not progress)):
         on_progress("profiles", n, len(todo))
-        refreshed, failures = refresh_many(sessions, [user_pk], rt, "demo",
-                                           desc="demo profiles", progress=False)
-        result.refreshed += refreshed
-        result.failures += failures
+        user_id = demo_user_id(user)
+        events = rating_events(user, histories[user], newest_at)
+        with sessions() as session:
+            stored = dict(session.execute(
+                select(Event.event_id, Event.ts).join(User, User.id == Event.user_pk)
+                .where(User.tenant_id == tenant_id, User.user_id == user_id)).tuples().all())
+        # An earlier load dated the stored ratings: the rest keep their gaps to those.
+        anchor = next((e for e in events if e["event_id"] in stored), None)
+        if anchor is not None:
+            shift = stored[anchor["event_id"]] - datetime.fromisoformat(anchor["ts"])
+            events = [{**e, "ts": (datetime.fromisoformat(e["ts"]) + shift).isoformat()}
+                      for e in events]
+        parts = demo_sessions(events)
+        for k, part in enumerate(parts):
+            last = k == len(parts) - 1
+            if not last and any(e["event_id"] in stored for e in parts[k + 1]):
+                continue
+            with sessions() as session:
+                missing = [e for e in part if e["event_id"] not in stored]
+                if missing:
+                    result.events += ingest_events(session, tenant_id, missing,
+                                                   rt.settings).accepted
+                found = session.execute(
+                    select(User.id, User.stale, Profile.version)
+                    .outerjoin(Profile, Profile.user_pk == User.id)
+                    .where(User.tenant_id == tenant_id, User.user_id == user_id)).first()
+            if found is None or not (found.stale or not found.version):
+                continue
+            at = (rt.clock() if last
+                  else datetime.fromisoformat(part[-1]["ts"]) + REFRESH_AFTER)
+            refreshed, failures = refresh_many(
+                sessions, [found.id], replace(rt, clock=_fixed_clock(at)), "demo",
+                desc="demo profiles", progress=False)
+            result.refreshed += [u for u in refreshed if u not in result.refreshed]
+            result.failures += failures
+            if failures:
+                break
     on_progress("profiles", len(todo), len(todo))
 
 

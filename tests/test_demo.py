@@ -32,7 +32,11 @@ from service.demo import (
     MARKER_FILE,
     MAX_HISTORY_SPAN,
     NEWEST_BEFORE_LOAD,
+    REFRESH_AFTER,
+    SESSION_GAP,
+    SESSION_SPACING,
     DemoLoad,
+    demo_sessions,
     load_demo,
     rating_events,
 )
@@ -161,22 +165,33 @@ def test_ratings_keep_their_order_and_end_just_before_the_load(
         assert times == sorted(times)
         newest_gap = datetime.now(UTC) - times[-1]
         assert NEWEST_BEFORE_LOAD <= newest_gap < NEWEST_BEFORE_LOAD + timedelta(minutes=10)
-        original_span = timedelta(seconds=source[-1].ts - source[0].ts)
-        assert times[-1] - times[0] == pytest.approx(min(original_span, MAX_HISTORY_SPAN),
-                                                     abs=timedelta(seconds=len(source)))
+        # Stored with the dates `rating_events` gives them, sessions respaced (the later
+        # sessions went in while the load replayed them, each keeping its gaps).
+        assert times == [datetime.fromisoformat(e["ts"])
+                         for e in rating_events(user, source, times[-1])]
 
 
-def test_rating_events_keep_short_gaps_and_compress_long_histories() -> None:
-    day = 86_400
+def test_rating_events_keep_gaps_within_sessions_respace_sessions_and_compress() -> None:
+    day, hour = 86_400, 3_600
     newest = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    short = [Interaction("7", "a", 1_000_000, 4.0), Interaction("7", "b", 1_000_000 + 3 * day, 1.5)]
-    assert [e["ts"] for e in rating_events("7", short, newest)] == [
-        (newest - timedelta(days=3)).isoformat(), newest.isoformat()]
-    assert [e["value"] for e in rating_events("7", short, newest)] == [4.0, 1.5]
-    long = [Interaction("7", str(n), 1_000_000 + n * 100 * day, 3.0) for n in range(10)]
+    # Two sessions 40 days apart: the gaps inside each are kept, the one between becomes
+    # SESSION_SPACING.
+    two = [Interaction("7", "a", 1_000_000, 4.0),
+           Interaction("7", "b", 1_000_000 + 5 * hour, 1.5),
+           Interaction("7", "c", 1_000_000 + 40 * day, 3.0),
+           Interaction("7", "d", 1_000_000 + 40 * day + 2 * hour, 5.0)]
+    assert [e["ts"] for e in rating_events("7", two, newest)] == [
+        (newest - timedelta(hours=7) - SESSION_SPACING).isoformat(),
+        (newest - timedelta(hours=2) - SESSION_SPACING).isoformat(),
+        (newest - timedelta(hours=2)).isoformat(), newest.isoformat()]
+    assert [e["value"] for e in rating_events("7", two, newest)] == [4.0, 1.5, 3.0, 5.0]
+    assert SESSION_SPACING >= SESSION_GAP + REFRESH_AFTER  # respaced sessions stay sessions
+    assert len(demo_sessions(rating_events("7", two, newest))) == 2
+    # A history of gaps just under a day, longer than MAX_HISTORY_SPAN, is scaled down.
+    long = [Interaction("7", str(n), 1_000_000 + n * (day - 60), 3.0) for n in range(120)]
     times = [datetime.fromisoformat(e["ts"]) for e in rating_events("7", long, newest)]
     assert times[0] == newest - MAX_HISTORY_SPAN and times[-1] == newest
-    assert times[5] - times[4] == MAX_HISTORY_SPAN / 9  # even gaps stay even
+    assert abs((times[5] - times[4]) - MAX_HISTORY_SPAN / 119) <= timedelta(seconds=1)
 
 
 # Words the label or description of each demo user's strongest like-facet must hold: the
@@ -186,12 +201,47 @@ TASTE_WORDS = {"ml-401": re.compile(r"\banimat", re.IGNORECASE),
                "ml-309": re.compile(r"\b(?:war|drama)\b", re.IGNORECASE)}
 
 
-def test_each_demo_user_has_a_profile_built_from_their_own_ratings(
-        demo: Demo, api: Any) -> None:
+def sessions_of(user: str, ratings: dict[str, list[Interaction]]) -> int:
+    return len(demo_sessions(rating_events(user, ratings[user], utcnow())))
+
+
+def test_demo_sessions_cut_at_the_largest_gaps_of_a_day_or_more() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def events(hours: list[float]) -> list[dict[str, Any]]:
+        return [{"event_id": f"e{n}", "ts": (start + timedelta(hours=h)).isoformat()}
+                for n, h in enumerate(hours)]
+
+    def cut(hours: list[float]) -> list[list[str]]:
+        return [[e["event_id"] for e in part] for part in demo_sessions(events(hours))]
+
+    # Gaps under SESSION_GAP never cut; of the longer ones, the two largest do.
+    assert SESSION_GAP == timedelta(days=1)
+    assert cut([0, 1, 23.5, 47]) == [["e0", "e1", "e2", "e3"]]
+    assert cut([0, 1, 30, 31, 200, 500]) == [["e0", "e1", "e2", "e3"], ["e4"], ["e5"]]
+    assert cut([0, 48, 96]) == [["e0"], ["e1"], ["e2"]]
+    assert cut([0, 48, 96, 144]) == [["e0"], ["e1"], ["e2", "e3"]]  # ties: earlier gaps
+    assert cut([5]) == [["e0"]] and demo_sessions([]) == []
+
+
+def test_each_demo_user_has_a_profile_version_per_session_of_their_own_ratings(
+        demo: Demo, api: Any, ratings: dict[str, list[Interaction]]) -> None:
     rating_max = demo.settings.rating_max
-    for user_id in demo.first.user_ids:
+    for user, user_id in zip(USERS, demo.first.user_ids, strict=True):
         profile = api("GET", f"/v1/users/{user_id}/profile").json()
-        assert profile["version"] == 1 and profile["stale"] is False, profile
+        assert profile["version"] == sessions_of(user, ratings) and profile["stale"] is False
+        # Each session's version is dated just after that session's last rating, so the
+        # timeline follows the user's own history; the last one at load time.
+        versions = list(reversed(api("GET", f"/v1/users/{user_id}/profile/history").json()[
+            "versions"]))
+        stamps = sorted(datetime.fromisoformat(e["ts"]) for e in api(
+            "GET", f"/v1/users/{user_id}/events", params={"limit": 200}).json()["events"])
+        for version in versions[:-1]:
+            at = datetime.fromisoformat(version["at"])
+            assert at - REFRESH_AFTER in stamps, (user_id, version)
+            assert not [t for t in stamps if at - REFRESH_AFTER < t <= at], (user_id, version)
+        assert datetime.fromisoformat(versions[-1]["at"]) > stamps[-1]
+        assert [v["at"] for v in versions] == sorted(v["at"] for v in versions)
         assert profile["facets"], profile
         value = {e["event_id"]: e["value"] for e in api(
             "GET", f"/v1/users/{user_id}/events", params={"limit": 200}).json()["events"]}
@@ -266,7 +316,8 @@ def test_a_failed_refresh_is_reported_and_retried_at_the_next_load(tmp_path: Pat
     first = demo.first
     assert first.loaded and not first.complete and first.refreshed == []
     assert re.fullmatch(r"ml-454: llm_unavailable: .*", first.failures[0]), first.failures
-    assert first.items == 60 and first.events == 45
+    # The first session's refresh failed: the replay stopped before the second session.
+    assert first.items == 60 and first.events == 40
     assert not (demo.settings.data_dir / MARKER_FILE).exists()
     with demo.client() as client:
         auth = {"Authorization": f"Bearer {first.key}"}
@@ -277,8 +328,8 @@ def test_a_failed_refresh_is_reported_and_retried_at_the_next_load(tmp_path: Pat
     items, events, versions, _ = demo.counts()
     retried = demo.load()
     assert retried.loaded and retried.complete and retried.refreshed == ["ml-454"]
-    assert retried.events == 0 and retried.key == first.key
-    assert demo.counts()[:3] == (items, events, versions + 1)
+    assert retried.events == 5 and retried.key == first.key  # the second session
+    assert demo.counts()[:3] == (items, events + 5, versions + 2)
     assert (demo.settings.data_dir / MARKER_FILE).exists()
     assert not demo.load().loaded
 
@@ -312,7 +363,7 @@ def test_a_week_old_demo_is_reloaded_at_todays_dates(tmp_path: Path) -> None:
     newest, strongest = newest_and_strongest()
     assert newest == clock() - NEWEST_BEFORE_LOAD and strongest > 0.05
     with demo.sessions() as session:  # the old profile went with the old user
-        assert session.scalar(select(func.count()).select_from(ProfileVersion)) == 1
+        assert session.scalar(select(func.count()).select_from(ProfileVersion)) == 2
     assert not demo.load().loaded
 
 
@@ -386,7 +437,7 @@ def test_serve_answers_while_the_demo_loads_in_the_background(tmp_path: Path) ->
         assert body["checks"]["demo"] == "loaded"
         assert body["demo"]["state"] == "loaded" and body["demo"]["stage"] == "done"
         assert body["demo"]["error"] is None
-        assert client.get("/v1/users/ml-454/profile", headers=auth).json()["version"] == 1
+        assert client.get("/v1/users/ml-454/profile", headers=auth).json()["version"] == 2
         assert client.app.state.worker._thread is not None  # type: ignore[attr-defined]
         assert (settings.data_dir / MARKER_FILE).exists()
 

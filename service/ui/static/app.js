@@ -10,8 +10,8 @@ const DAY_MS = 86400000;
 const PROJECTION_DAYS = 14;
 const STAGES = ["catalog", "ratings", "raters", "profiles", "training"];  // after "starting"
 const STAGE_NAMES = {
-  starting: "starting", catalog: "embedding the catalog", ratings: "storing the demo users' ratings",
-  raters: "storing the other raters' ratings", profiles: "writing the demo users' profiles",
+  starting: "starting", catalog: "embedding the catalog", ratings: "storing the demo users' first sessions",
+  raters: "storing the other raters' ratings", profiles: "replaying the demo users' sessions into profiles",
   training: "training the tenant's recommender models", done: "done",
 };
 const COLORS = ["#2f5fb3", "#2f7d4f", "#b2452f", "#8a4fb3", "#c07a00", "#1f8a8a",
