@@ -475,7 +475,7 @@ def _refresh_profiles(sessions: sessionmaker[Session], tenant_id: int, result: D
         with sessions() as session:
             stored = dict(session.execute(
                 select(Event.event_id, Event.ts).join(User, User.id == Event.user_pk)
-                .where(User.tenant_id == tenant_id, User.user_id == user_id)).tuples().all())
+                .where(User.tenant_id == tenant_id, User.user_id == user_id)).all())
         # An earlier load dated the stored ratings: the rest keep their gaps to those.
         anchor = next((e for e in events if e["event_id"] in stored), None)
         if anchor is not None:

@@ -11,11 +11,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from evals.datasets import load_movielens_latest
+from service.demo import demo_sessions, rating_events
 from tests.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +172,13 @@ def test_readme_demo_flow_works_on_a_first_start_and_a_restart_is_instant(
             headers={"Authorization": f"Bearer {key}"}).json()["events"]}
         assert len(rated) == 72 and not rated & {i["item_id"] for i in recommendations["items"]}
         profile, trace, answer, stream = run.stdout.strip().split("\n", 3)
-        assert json.loads(profile)["user_id"] == "ml-401" and json.loads(profile)["version"] == 1
+        # A profile version per replayed session of ml-401's ratings.
+        sessions = len(demo_sessions(rating_events(
+            "401", [e for e in load_movielens_latest().interactions if e.user == "401"],
+            datetime.now(UTC))))
+        assert sessions == 3
+        assert json.loads(profile)["user_id"] == "ml-401"
+        assert json.loads(profile)["version"] == sessions
         assert json.loads(trace)["recommendation_id"] == recommendations["recommendation_id"]
         assert json.loads(answer)["recommendation_id"] == recommendations["recommendation_id"]
         assert stream.startswith("event: token") and "event: done" in stream, stream
