@@ -82,8 +82,18 @@ class Settings(BaseSettings):
     # Refresh triggers, run by the in-process worker: N new events, or a profile this old.
     refresh_after_events: int = Field(default=20, ge=1)
     refresh_max_age_hours: float = Field(default=24.0, gt=0)
+    # Whether the API process runs the worker in a thread. Off when `interest-tracker
+    # worker` processes do the work (PostgreSQL, several API replicas).
     refresh_worker: bool = True
     refresh_poll_seconds: float = Field(default=30.0, gt=0)
+    # Refresh and training jobs (service/jobs/): a worker's lease on a job runs out after
+    # this long unless renewed (a worker killed mid-job frees its job then); a failed job
+    # is retried after base, 2 x base, ... (at most the max) until its attempts are used,
+    # then ends failed with its error, and its trigger rests for the max wait.
+    job_lease_seconds: float = Field(default=600.0, gt=0)
+    job_max_attempts: int = Field(default=5, ge=1, le=100)
+    job_retry_base_seconds: float = Field(default=60.0, ge=0)
+    job_retry_max_seconds: float = Field(default=3600.0, ge=0)
     # Recommender training (service/training/), also run by that worker: a tenant's
     # models are retrained after this many new item events, or when older than this
     # and anything new arrived. The sequence model trains for at most this long.
