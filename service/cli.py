@@ -155,6 +155,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run refresh and training jobs beside the API until SIGTERM or SIGINT (the job in
+    hand is finished first), or with --once until nothing is runnable."""
+    import json
+    import logging
+    import signal
+
+    from service.core.db import utcnow
+    from service.llm.runtime import LLMRuntime
+    from service.profiles.service import ProfileRuntime
+    from service.profiles.worker import RefreshWorker
+    from service.vectors.embeddings import embedder_for
+    from service.vectors.store import VectorStore, client_for
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    settings = _settings(args.data_dir)
+    sessions = _sessions(settings)
+    llm = LLMRuntime(settings)
+    rt = ProfileRuntime(settings, llm, embedder_for(settings),
+                        VectorStore(client_for(settings), settings.chroma_collection_prefix),
+                        utcnow)
+    worker = RefreshWorker(sessions, rt)
+    try:
+        if args.once:
+            counts = {**worker.run_once(), **worker.train_once()}
+            print(json.dumps(counts))
+            return 0
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: worker.request_stop())
+        print(f"worker {worker.owner}: polling every {settings.refresh_poll_seconds:g} s; "
+              "SIGTERM or Ctrl-C stops it after the job in hand", flush=True)
+        worker.serve(wait_first=False)
+        print(f"worker {worker.owner}: stopped", flush=True)
+        return 0
+    finally:
+        llm.close()
+        sessions.kw["bind"].dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interest-tracker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tenant", required=True, help="tenant name")
     train.add_argument("--data-dir")
     train.set_defaults(func=cmd_train)
+
+    worker = sub.add_parser("worker", help="run refresh and training jobs (beside the API)")
+    worker.add_argument("--once", action="store_true",
+                        help="queue what is due, run every runnable job, then exit")
+    worker.add_argument("--data-dir")
+    worker.set_defaults(func=cmd_worker)
 
     from evals.cli import add_eval_parser
 
