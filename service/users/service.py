@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from service.chat.service import forget_chats
 from service.core.errors import ApiError, ErrorDetail, not_found
 from service.ingest.models import Event
+from service.jobs.models import Job
 from service.profiles.models import Profile
 from service.profiles.service import forget_profile
 from service.recommend.service import forget_recommendations
@@ -71,7 +72,7 @@ def list_users(session: Session, tenant_id: int, limit: int, cursor: str | None,
 
 def delete_user(session: Session, tenant_id: int, user_id: str, vectors: VectorStore) -> int:
     """Forget a user: their vectors, then every row (profile versions and their
-    narratives, recommendation traces and their chat turns, summaries, events). Returns
+    narratives, recommendation traces and their chat turns, summaries, jobs, events). Returns
     the events removed."""
     user = get_user(session, tenant_id, user_id)
     removed = session.scalar(select(func.count()).where(Event.user_pk == user.id)) or 0
@@ -79,6 +80,7 @@ def delete_user(session: Session, tenant_id: int, user_id: str, vectors: VectorS
     forget_chats(session, user)  # before the traces they point at
     forget_recommendations(session, user)
     session.execute(delete(SummaryRun).where(SummaryRun.user_pk == user.id))
+    session.execute(delete(Job).where(Job.user_pk == user.id))  # their errors may quote them
     session.execute(delete(Event).where(Event.user_pk == user.id))
     session.execute(delete(User).where(User.id == user.id))
     session.commit()

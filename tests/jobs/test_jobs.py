@@ -78,6 +78,8 @@ def test_a_trigger_queued_twice_is_one_job_until_it_ends(app: ProfileApp) -> Non
                        app.clock(), policy) == 1
     assert [(j.state, j.key) for j in jobs(app)] == [("done", f"refresh:{pk}"),
                                                       ("queued", f"refresh:{pk}")]
+    assert app.t.delete("/v1/users/u1").status_code == 200
+    assert jobs(app) == []  # forgetting a user forgets their jobs
 
 
 def test_two_workers_racing_run_each_job_once(app: ProfileApp) -> None:
