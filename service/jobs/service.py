@@ -178,12 +178,3 @@ def fail(session: Session, job_id: int, owner: str, now: datetime, error: str,
     session.commit()
     return str(values["state"]) if _rowcount(result) == 1 else None
 
-
-def release(session: Session, job_id: int, owner: str, now: datetime) -> bool:
-    """Give a leased job back unrun (a stopping worker): queued at once, attempt refunded."""
-    result = session.execute(
-        update(Job).where(_held(job_id, owner))
-        .values(state="queued", attempts=Job.attempts - 1, lease_owner=None,
-                lease_expires_at=None, next_attempt_at=now, updated_at=now))
-    session.commit()
-    return _rowcount(result) == 1
