@@ -44,7 +44,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_tenant(
-    session: SessionDep,
+    request: Request, session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Tenant:
     unauthorized = {"WWW-Authenticate": "Bearer"}
@@ -54,6 +54,9 @@ def get_tenant(
     tenant = tenant_for_key(session, credentials.credentials)
     if tenant is None:
         raise ApiError(401, "unauthorized", "Unknown or revoked API key.", headers=unauthorized)
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        limiter.check(tenant.id)  # 429 with Retry-After once over the tenant's rate
     return tenant
 
 

@@ -19,6 +19,7 @@ from service.core.db import make_engine, make_sessionmaker, migrate, utcnow
 from service.core.errors import install_error_handlers
 from service.core.limits import BodySizeLimit
 from service.core.openapi import install_openapi
+from service.core.ratelimit import TenantRateLimiter
 from service.health import router as health_router
 from service.ingest.routes import router as ingest_router
 from service.ingest.schemas import EventBatchIn
@@ -106,6 +107,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = TenantRateLimiter(settings.tenant_rate_limit,
+                                               settings.rate_limit_storage)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for router in (health_router, catalog_router, ingest_router, users_router, summaries_router,

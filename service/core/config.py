@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # Requests per tenant ("600/minute"; unset: none), counted in this store
+    # (`service.core.ratelimit`): memory:// per process, redis://host:6379 shared.
+    tenant_rate_limit: str | None = None
+    rate_limit_storage: str = "memory://"
+
     # Ingest limits: what a client may send in one request.
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_events: int = 1000
@@ -146,6 +151,16 @@ class Settings(BaseSettings):
         if not all(user.isdigit() for user in value):
             raise ValueError("demo users are MovieLens user ids (digits)")
         return list(dict.fromkeys(value))
+
+    @field_validator("tenant_rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            from service.core.ratelimit import parse_rate
+
+            parse_rate(value)
+            return value.strip()
+        return None
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
