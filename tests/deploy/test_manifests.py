@@ -28,6 +28,17 @@ def test_compose_vllm_has_structured_outputs_prefix_caching_and_context() -> Non
     assert env["INTEREST_ENVIRONMENT"] == "production" and env["INTEREST_DEV_TENANT"] == "false"
 
 
+def test_compose_runs_refreshes_in_worker_processes_not_in_the_api() -> None:
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    api, worker = services["api"], services["worker"]
+    assert api["environment"]["INTEREST_REFRESH_WORKER"] == "false"
+    assert worker["command"] == ["interest-tracker", "worker"]
+    assert worker["image"] == api["image"] and worker["deploy"]["replicas"] >= 2
+    # The workers lease jobs from the API's database and reach the same services.
+    shared = {k: v for k, v in api["environment"].items() if k != "INTEREST_REFRESH_WORKER"}
+    assert worker["environment"] == shared
+
+
 def test_helm_values_for_production_stack() -> None:
     values: dict[str, Any] = yaml.safe_load(
         (DEPLOY / "helm" / "vllm-production-stack-values.yaml").read_text())
