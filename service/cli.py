@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.config import Settings
@@ -19,6 +19,7 @@ from service.tenants.service import (
     ensure_dev_key,
     tenant_by_name,
 )
+from service.users.models import User
 
 
 def _settings(data_dir: str | None = None) -> Settings:
@@ -84,15 +85,20 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    """Refresh one user's or every user's profile in this process, with a progress bar."""
+    """Refresh one user's or every user's profile in this process, with a progress bar;
+    with --ray, every user's as Ray tasks on a cluster (see `cmd_refresh_ray`)."""
     from service.core.db import utcnow
     from service.llm.runtime import LLMRuntime
     from service.profiles.service import ProfileRuntime, refresh_many
-    from service.users.models import User
     from service.vectors.embeddings import embedder_for
     from service.vectors.store import VectorStore, client_for
 
+    if args.ray is not None and args.user is not None:
+        print("error: --ray refreshes a whole tenant (--all)", file=sys.stderr)
+        return 2
     settings = _settings(args.data_dir)
+    if args.ray is not None:
+        return cmd_refresh_ray(args, settings)
     sessions = _sessions(settings)
     with sessions() as session:
         tenant = tenant_by_name(session, args.tenant)
@@ -122,37 +128,91 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train the tenant's recommender models now, with a progress bar; prints the
-    new version's metadata as JSON on the last line."""
-    import dataclasses
-    import json
+def cmd_refresh_ray(args: argparse.Namespace, settings: Settings) -> int:
+    """Refresh every user of a tenant as Ray tasks, at most --concurrency at once.
 
-    from service.core.errors import ApiError
-    from service.training.jobs import train_with_ranker
-    from service.vectors.store import VectorStore, client_for
+    Resumable: users refreshed since the open batch began are skipped (the batch marker
+    in the data folder, `service.batch.service`).
+    """
+    from tqdm import tqdm
 
-    settings = _settings(args.data_dir)
+    from service.batch import service as batch
+    from service.core.db import utcnow
+
+    if settings.chroma_url is None:
+        print("error: --ray needs a Chroma server (INTEREST_CHROMA_URL): the embedded "
+              "Chroma folder belongs to one process", file=sys.stderr)
+        return 2
+    concurrency = args.concurrency or settings.llm_max_concurrency
     sessions = _sessions(settings)
     with sessions() as session:
         tenant = tenant_by_name(session, args.tenant)
         if tenant is None:
             print(f"error: no tenant named {args.tenant!r}", file=sys.stderr)
             return 2
+        total = session.scalar(select(func.count(User.id)).where(User.tenant_id == tenant.id))
+        path = batch.batch_path(settings, tenant.id)
+        run, resumed = batch.open_batch(path, tenant.id, utcnow(), restart=args.restart,
+                                        resume=args.resume)
+        due = batch.users_due(session, tenant.id, run.started_at)
+    sessions.kw["bind"].dispose()
+    if not total:
+        print(f"error: no users in tenant {args.tenant!r}", file=sys.stderr)
+        return 2
+    skipped = int(total) - len(due)
+    print(f"batch started {run.started_at.isoformat(timespec='seconds')}"
+          f"{' (resumed)' if resumed else ''}: {len(due)} of {total} users due, "
+          f"{skipped} already refreshed; at most {concurrency} at once", flush=True)
+    failures: list[str] = []
+    peak = 0
+    if due:
+        started_ray = batch.connect(args.ray, num_cpus=args.num_cpus)
         try:
-            vectors: VectorStore | None = VectorStore(client_for(settings),
-                                                      settings.chroma_collection_prefix)
-        except Exception as exc:  # the ranker still trains, without facet features
-            print(f"warning: vector store unavailable ({type(exc).__name__}: {exc}); "
-                  "training the ranker without facet features", file=sys.stderr)
-            vectors = None
+            with tqdm(total=len(due), desc="refreshing profiles (ray)", unit="user") as bar:
+                def done(results: list[batch.RefreshResult]) -> None:
+                    failures.extend(f"{r.user_id}: {r.error}" for r in results if r.error)
+                    bar.update(len(results))
+
+                results = batch.refresh_on_ray(batch.portable_settings(settings), due,
+                                               concurrency=concurrency,
+                                               users_per_task=args.users_per_task,
+                                               on_done=done)
+            peak = batch.max_in_flight(results)
+        finally:
+            if started_ray:
+                batch.shutdown()
+    for line in failures:
+        print(f"failed {line}", file=sys.stderr)
+    if not failures:
+        batch.finish_batch(path, run, utcnow())
+    print(f"refreshed {len(due) - len(failures)} of {len(due)} due profiles "
+          f"({skipped} skipped as already refreshed in this batch); "
+          f"at most {peak} refreshes overlapped")
+    return 1 if failures else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the tenant's recommender models now, with a progress bar; prints the
+    new version's metadata as JSON on the last line. With --ray the training runs as one
+    Ray task on the cluster; the output is the same."""
+    from service.batch import service as batch
+
+    settings = _settings(args.data_dir)
+    fields = batch.portable_settings(settings)
+    if args.ray is None:
+        outcome = batch.train_named_tenant(fields, args.tenant)
+    else:
+        started_ray = batch.connect(args.ray)
         try:
-            meta = train_with_ranker(session, tenant.id, settings, vectors, progress=True)
-        except ApiError as exc:
-            print(f"error: tenant {args.tenant!r}: {exc.message}", file=sys.stderr)
-            return 1
-    print(json.dumps(dataclasses.asdict(meta)))
-    return 0
+            outcome = batch.train_on_ray(fields, args.tenant)
+        finally:
+            if started_ray:
+                batch.shutdown()
+    for line in outcome.messages:
+        print(line, file=sys.stderr)
+    if outcome.meta_json is not None:
+        print(outcome.meta_json)
+    return outcome.code
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -195,6 +255,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         sessions.kw["bind"].dispose()
 
 
+def _ray_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="run on Ray: the cluster at ADDRESS (host:port, or 'auto'), "
+                             "or without it a Ray instance of its own on loopback")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interest-tracker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,11 +284,27 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--all", action="store_true", help="every user of the tenant")
     refresh.add_argument("--tenant", required=True, help="tenant name")
     refresh.add_argument("--data-dir")
+    _ray_argument(refresh)
+    refresh.add_argument("--concurrency", type=int, metavar="N",
+                         help="with --ray: refreshes in flight at most (default: "
+                              "INTEREST_LLM_MAX_CONCURRENCY, what the LLM server takes)")
+    refresh.add_argument("--users-per-task", type=int, default=4, metavar="N",
+                         help="with --ray: users one Ray task refreshes in turn (default 4)")
+    refresh.add_argument("--num-cpus", type=int, metavar="N",
+                         help="with --ray and no address: CPUs of the local Ray instance "
+                              "(default: this machine's)")
+    again = refresh.add_mutually_exclusive_group()
+    again.add_argument("--restart", action="store_true",
+                       help="with --ray: start a new batch even if the last one is unfinished")
+    again.add_argument("--resume", action="store_true",
+                       help="with --ray: continue the last batch even if it finished (only "
+                            "users not refreshed since it began)")
     refresh.set_defaults(func=cmd_refresh)
 
     train = sub.add_parser("train", help="train the tenant's recommender models now")
     train.add_argument("--tenant", required=True, help="tenant name")
     train.add_argument("--data-dir")
+    _ray_argument(train)
     train.set_defaults(func=cmd_train)
 
     worker = sub.add_parser("worker", help="run refresh and training jobs (beside the API)")
