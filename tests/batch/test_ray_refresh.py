@@ -19,22 +19,10 @@ from service.profiles.models import ProfileVersion
 from service.users.models import User
 from tests.profiles.test_profiles import ProfileApp, make_profile_app
 
-ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 USERS = {"u1": ["alien"], "u2": ["bread"], "u3": ["dune"], "u4": ["pasta"],
          "u5": ["solaris"], "u6": ["curry"]}
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One Ray instance on loopback for the module (start-up is slow on 2 cores)."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False,
-             _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture
