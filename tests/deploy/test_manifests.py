@@ -48,3 +48,24 @@ def test_helm_values_for_production_stack() -> None:
         config = model["vllmConfig"]
         assert config["enablePrefixCaching"] is True and config["maxModelLen"] >= 4096
         assert "--structured-outputs-config" in " ".join(config.get("extraArgs", []))
+
+
+def test_ray_job_runs_a_batch_refresh_the_cli_accepts() -> None:
+    import shlex
+
+    from service.cli import build_parser
+
+    job: dict[str, Any] = yaml.safe_load((DEPLOY / "ray" / "rayjob-refresh.yaml").read_text())
+    assert job["kind"] == "RayJob" and job["apiVersion"].startswith("ray.io/")
+    words = shlex.split(job["spec"]["entrypoint"])
+    assert words[0] == "interest-tracker"
+    args = build_parser().parse_args(words[1:])
+    assert args.command == "refresh" and args.all and args.ray == "auto"
+    assert args.concurrency and args.concurrency > 0
+    env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    # --ray refuses the embedded Chroma folder: the tasks share a Chroma server.
+    assert env["INTEREST_CHROMA_URL"].startswith("http") and env["INTEREST_LLM_BACKEND"] == "openai"
+    cluster = job["spec"]["rayClusterSpec"]
+    for pod in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        container = pod["template"]["spec"]["containers"][0]
+        assert {e["name"] for e in container["env"]} >= {"INTEREST_DATABASE_URL"}
