@@ -29,6 +29,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -59,8 +60,8 @@ def movielens_items(limit: int) -> list[dict[str, Any]]:
 
 
 def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+    """The q-quantile (0..1) of the values, as numpy computes it (linear interpolation)."""
+    return float(np.quantile(values, q))
 
 
 def main() -> None:

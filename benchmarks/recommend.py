@@ -48,6 +48,7 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 from functools import partial  # noqa: E402
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
@@ -155,8 +156,8 @@ def synthetic_items(n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+    """The q-quantile (0..1) of the values, as numpy computes it (linear interpolation)."""
+    return float(np.quantile(values, q))
 
 
 def build_catalog(client: TestClient, auth: dict[str, str], items: list[dict[str, Any]]) -> None:
