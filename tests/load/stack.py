@@ -1,0 +1,336 @@
+"""The service as it runs beyond one machine, on loopback: a Chroma server, a fake
+OpenAI-compatible model server, API replicas and worker processes on one PostgreSQL
+database. Shared by tests/load/ and benchmarks/load.py.
+
+The fake model answers the two refresh prompts (routed on the JSON schema asked for,
+never on the prompt's wording) and `/v1/embeddings` (a deterministic vector per text,
+so no process loads the local embedding model); its `mode` plays a healthy, a failing
+(500) or a slow server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from tests.servers import free_port, wait_until_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "service.cli"]
+EMBEDDING_DIMENSIONS = 384
+TAGS = ["sci-fi", "space", "horror", "romance", "drama", "noir", "comedy", "jazz",
+        "cooking", "travel", "chess", "gardening"]
+
+FakeMode = Literal["ok", "fail", "slow"]
+
+
+class FakeModelHandler(BaseHTTPRequestHandler):
+    """One OpenAI-compatible server; the class attributes are its state (one subclass
+    per server, see `FakeModelServer`)."""
+
+    mode: FakeMode = "ok"
+    slow_seconds = 2.0
+    lock = threading.Lock()
+    chat_in_flight = 0
+    answered: dict[str, int] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if self.path.endswith("/models"):  # the service's readiness check
+            self._send(200, {"object": "list", "data": [{"id": "fake-model",
+                                                         "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path.endswith("/embeddings"):
+            self._send(200, _embeddings(body))
+            return
+        cls = type(self)
+        mode = cls.mode
+        with cls.lock:
+            cls.answered[mode] = cls.answered.get(mode, 0) + 1
+            cls.chat_in_flight += 1
+        try:
+            if mode == "fail":
+                self._send(500, {"error": {"message": "the fake model is down",
+                                           "type": "server_error"}})
+                return
+            if mode == "slow":
+                time.sleep(cls.slow_seconds)
+            self._send(200, _completion(body))
+        finally:
+            with cls.lock:
+                cls.chat_in_flight -= 1
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout, or it was killed)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    rows = []
+    for n, text in enumerate(texts):
+        seed = int.from_bytes(hashlib.sha256(str(text).encode()).digest()[:8], "little")
+        vector = np.random.default_rng(seed).standard_normal(EMBEDDING_DIMENSIONS)
+        vector /= np.linalg.norm(vector)
+        rows.append({"object": "embedding", "index": n, "embedding": vector.tolist()})
+    return {"object": "list", "data": rows, "model": body.get("model", "fake"),
+            "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+
+
+def _completion(body: dict[str, Any]) -> dict[str, Any]:
+    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
+    properties = schema.get("properties", {})
+    if "narrative" in properties:
+        answer: dict[str, Any] = {"narrative": "Enjoys the topics listed, most of all the first."}
+    else:
+        answer = {"label": "Films about space travel", "horizon": "long", "noise": False,
+                  "description": "Watches films set in space."}
+    return {"id": "fake", "object": "chat.completion", "created": 0,
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": json.dumps(answer)}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+
+
+@dataclass
+class FakeModelServer:
+    url: str
+    handler: type[FakeModelHandler]
+    server: ThreadingHTTPServer
+
+    def set_mode(self, mode: FakeMode) -> None:
+        self.handler.mode = mode
+
+    @property
+    def chat_in_flight(self) -> int:
+        return self.handler.chat_in_flight
+
+
+@contextmanager
+def fake_model_server() -> Iterator[FakeModelServer]:
+    handler = type("Handler", (FakeModelHandler,), {
+        "lock": threading.Lock(), "answered": {}, "chat_in_flight": 0, "mode": "ok"})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield FakeModelServer(f"http://127.0.0.1:{server.server_address[1]}/v1", handler,
+                              server)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class ChromaServer:
+    """`chroma run` on a fixed port and folder, so it can be killed and started again."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / "chroma-db"
+        self.port = free_port()
+        self.log = workdir / "chroma.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, seconds: float = 60) -> None:
+        chroma = Path(sys.executable).parent / "chroma"
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [str(chroma), "run", "--path", str(self.path), "--host", "127.0.0.1",
+                 "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT)
+        wait_until_ready(f"{self.url}/api/v2/heartbeat", self.proc, self.log, seconds,
+                         "chroma")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+
+
+@dataclass
+class Process:
+    """An `interest-tracker` child process with its log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def tail(self, chars: int = 3000) -> str:
+        return f"--- {self.name} ---\n{self.log.read_text(errors='replace')[-chars:]}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+
+
+@dataclass
+class Stack:
+    """The running service: start it with `running_stack`."""
+
+    workdir: Path
+    database_url: str
+    chroma: ChromaServer
+    model: FakeModelServer
+    env: dict[str, str]
+    key: str = ""
+    apis: list[Process] = field(default_factory=list)
+    workers: list[Process] = field(default_factory=list)
+    retired: list[Process] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def _spawn(self, name: str, args: list[str], port: int | None = None) -> Process:
+        log = self.workdir / f"{name}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen([*CLI, *args], cwd=self.workdir, env=self.env,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        return Process(name, proc, log, port)
+
+    def create_tenant(self, name: str = "load") -> None:
+        """Through the CLI, before any server starts (it also migrates the database)."""
+        run = subprocess.run([*CLI, "tenants", "create", name], cwd=self.workdir,
+                             env=self.env, capture_output=True, text=True, timeout=120,
+                             check=True)
+        self.key = run.stdout.strip().splitlines()[-1]
+
+    def start_apis(self, count: int, seconds: float = 90) -> None:
+        started = [self._spawn(f"api-{n}", ["serve", "--port", str(port)], port)
+                   for n, port in ((n, free_port()) for n in range(count))]
+        self.apis.extend(started)
+        for api in started:
+            wait_until_ready(f"{api.url}/readyz", api.proc, api.log, seconds, api.name)
+
+    def start_worker(self) -> Process:
+        worker = self._spawn(f"worker-{len(self.workers) + len(self.retired)}", ["worker"])
+        self.workers.append(worker)
+        return worker
+
+    def worker_pids(self) -> dict[int, Process]:
+        return {w.proc.pid: w for w in self.workers if w.proc.poll() is None}
+
+    def put_items(self, count: int) -> None:
+        items = [{"item_id": f"m{n}", "title": f"Film number {n}",
+                  "description": f"A film about {TAGS[n % len(TAGS)]}",
+                  "tags": [TAGS[n % len(TAGS)], TAGS[(n * 7 + 3) % len(TAGS)]],
+                  "category": "movie"} for n in range(count)]
+        r = httpx.put(f"{self.apis[0].url}/v1/items", json={"items": items},
+                      headers=self.headers, timeout=60)
+        r.raise_for_status()
+
+    def logs(self) -> str:
+        return "\n".join(p.tail() for p in [*self.apis, *self.workers, *self.retired])
+
+    def stop(self) -> None:
+        for p in [*self.workers, *self.apis]:
+            p.stop()
+
+
+def stack_env(workdir: Path, database_url: str, chroma_url: str, model_url: str,
+              **overrides: str) -> dict[str, str]:
+    """The environment every process of the stack shares: INTEREST_ settings only from here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTEREST_")}
+    settings = {
+        "DATABASE_URL": database_url, "CHROMA_URL": chroma_url,
+        "DATA_DIR": str(workdir / "data"), "DEMO": "false", "DEV_TENANT": "false",
+        "REFRESH_WORKER": "false",
+        "LLM_BACKEND": "openai", "LLM_BASE_URL": model_url, "LLM_MODEL": "fake-model",
+        "LLM_API_KEY": "fake", "LLM_TIMEOUT_SECONDS": "5", "LLM_MAX_RETRIES": "0",
+        "EMBEDDING_BACKEND": "openai", "EMBEDDING_BASE_URL": model_url,
+        "EMBEDDING_MODEL": "fake-embedding",
+        "EMBEDDING_DIMENSIONS": str(EMBEDDING_DIMENSIONS),
+        "REFRESH_AFTER_EVENTS": "1", "REFRESH_POLL_SECONDS": "0.3",
+        "SUMMARY_MODEL_GROUPS": "2",
+        # A killed worker's job is free again within seconds; failed jobs retry quickly.
+        "JOB_LEASE_SECONDS": "6", "JOB_RETRY_BASE_SECONDS": "0.5",
+        "JOB_RETRY_MAX_SECONDS": "2", "JOB_MAX_ATTEMPTS": "100",
+        # Training is not under test here: once at most, quickly.
+        "TRAIN_SEQUENCE_SECONDS": "1", "TRAIN_AFTER_EVENTS": "100000000",
+        "TRAIN_MAX_AGE_HOURS": "100000",
+    }
+    settings.update(overrides)
+    env.update({f"INTEREST_{name}": value for name, value in settings.items()})
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+@contextmanager
+def running_stack(workdir: Path, database_url: str, apis: int = 2, workers: int = 2,
+                  items: int = 40, **overrides: str) -> Iterator[Stack]:
+    """Chroma, the fake model, a tenant with items, `apis` API replicas and `workers`
+    workers; everything stopped afterwards (logs kept in `workdir`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    chroma = ChromaServer(workdir)
+    chroma.start()
+    try:
+        with fake_model_server() as model:
+            env = stack_env(workdir, database_url, chroma.url, model.url, **overrides)
+            stack = Stack(workdir, database_url, chroma, model, env)
+            try:
+                stack.create_tenant()
+                stack.start_apis(apis)
+                stack.put_items(items)
+                for _ in range(workers):
+                    stack.start_worker()
+                yield stack
+            finally:
+                stack.stop()
+    finally:
+        chroma.stop()
+
+
+def event_time(seconds_ago: float = 60) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
