@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,19 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A connection lost mid-request (the server restarted, or it was terminated):
+        # the pool has dropped it, nothing was committed, and a retry gets a new one.
+        if exc.connection_invalidated:
+            log.warning("database connection lost on %s %s: %s", request.method,
+                        request.url.path, exc.orig)
+            return error_response(503, "database_unavailable",
+                                  "The database connection was lost; retry.",
+                                  headers={"Retry-After": "1"})
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "Something went wrong on our side.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
