@@ -334,3 +334,102 @@ def running_stack(workdir: Path, database_url: str, apis: int = 2, workers: int 
 
 def event_time(seconds_ago: float = 60) -> str:
     return (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
+
+
+@dataclass
+class Outcome:
+    kind: str  # events | profile | recommendations
+    status: int  # 0: no answer (connection error or timeout)
+    at: float  # time.monotonic() when the answer came
+    seconds: float
+
+
+@dataclass
+class LoadDriver:
+    """Threads sending a steady mix, round-robin over the API replicas, until `stop`:
+    one event batch (unique event ids), then a profile read and a recommendations call.
+    A batch answered 503 or not at all is sent again (events are idempotent by id) until
+    it is accepted or `give_up_after` seconds pass."""
+
+    stack: Stack
+    users: int = 12
+    batch_size: int = 3
+    give_up_after: float = 60.0
+    timeout: float = 10.0
+    outcomes: list[Outcome] = field(default_factory=list)
+    accepted: set[str] = field(default_factory=set)
+    sent: set[str] = field(default_factory=set)
+    unconfirmed: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, threads: int = 3) -> None:
+        for n in range(threads):
+            thread = threading.Thread(target=self._run, args=(n,), name=f"driver-{n}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.give_up_after + 30)
+
+    def _record(self, kind: str, status: int, started: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.outcomes.append(Outcome(kind, status, now, now - started))
+
+    def _call(self, client: httpx.Client, kind: str, method: str, url: str,
+              **kw: Any) -> int:
+        started = time.monotonic()
+        try:
+            status = client.request(method, url, headers=self.stack.headers,
+                                    timeout=self.timeout, **kw).status_code
+        except httpx.TransportError:
+            status = 0
+        self._record(kind, status, started)
+        return status
+
+    def _run(self, thread: int) -> None:
+        apis = [api.url for api in self.stack.apis]
+        n = 0
+        with httpx.Client() as client:
+            while not self._stop.is_set():
+                user = f"u{(thread * 7 + n) % self.users}"
+                ids = [f"t{thread}-b{n}-e{k}" for k in range(self.batch_size)]
+                events = [{"event_id": event_id, "user_id": user, "type": "view",
+                           "item_id": f"m{(n * 5 + k * 3 + thread) % 40}",
+                           "ts": event_time(60)} for k, event_id in enumerate(ids)]
+                with self._lock:
+                    self.sent.update(ids)
+                give_up = time.monotonic() + self.give_up_after
+                attempt = 0
+                while True:
+                    api = apis[(n + attempt) % len(apis)]
+                    status = self._call(client, "events", "POST", f"{api}/v1/events",
+                                        json={"events": events})
+                    attempt += 1
+                    if 200 <= status < 300:
+                        with self._lock:
+                            self.accepted.update(ids)
+                        break
+                    if status not in (0, 503) or time.monotonic() > give_up:
+                        with self._lock:
+                            self.unconfirmed.update(ids)
+                        break
+                    time.sleep(0.2)
+                api = apis[n % len(apis)]
+                self._call(client, "profile", "GET", f"{api}/v1/users/{user}/profile")
+                self._call(client, "recommendations", "GET",
+                           f"{api}/v1/users/{user}/recommendations")
+                n += 1
+
+    def status_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for outcome in self.outcomes:
+            by_kind = counts.setdefault(outcome.kind, {})
+            key = str(outcome.status) if outcome.status else "no_answer"
+            by_kind[key] = by_kind.get(key, 0) + 1
+        return {kind: dict(sorted(c.items())) for kind, c in sorted(counts.items())}
