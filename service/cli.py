@@ -87,11 +87,7 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 def cmd_refresh(args: argparse.Namespace) -> int:
     """Refresh one user's or every user's profile in this process, with a progress bar;
     with --ray, every user's as Ray tasks on a cluster (see `cmd_refresh_ray`)."""
-    from service.core.db import utcnow
-    from service.llm.runtime import LLMRuntime
     from service.profiles.service import ProfileRuntime, refresh_many
-    from service.vectors.embeddings import embedder_for
-    from service.vectors.store import VectorStore, client_for
 
     if args.ray is not None and args.user is not None:
         print("error: --ray refreshes a whole tenant (--all)", file=sys.stderr)
@@ -114,10 +110,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         print(f"error: no {what} in tenant {args.tenant!r}", file=sys.stderr)
         return 2
 
-    llm = LLMRuntime(settings)
-    rt = ProfileRuntime(settings, llm, embedder_for(settings),
-                        VectorStore(client_for(settings), settings.chroma_collection_prefix),
-                        utcnow)
+    rt = ProfileRuntime.from_settings(settings)
+    llm = rt.llm
     try:
         _, failures = refresh_many(sessions, user_pks, rt, "cli", desc="refreshing profiles")
     finally:
@@ -222,21 +216,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from service.core.db import utcnow
-    from service.llm.runtime import LLMRuntime
     from service.profiles.service import ProfileRuntime
     from service.profiles.worker import RefreshWorker
-    from service.vectors.embeddings import embedder_for
-    from service.vectors.store import VectorStore, client_for
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
     settings = _settings(args.data_dir)
     sessions = _sessions(settings)
-    llm = LLMRuntime(settings)
-    rt = ProfileRuntime(settings, llm, embedder_for(settings),
-                        VectorStore(client_for(settings), settings.chroma_collection_prefix),
-                        utcnow)
+    rt = ProfileRuntime.from_settings(settings)
+    llm = rt.llm
     worker = RefreshWorker(sessions, rt)
     try:
         if args.once:

@@ -30,3 +30,14 @@ def wait_until_ready(url: str, proc: subprocess.Popen[bytes], log: Path, seconds
         if proc.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"{what} did not start:\n{log.read_text()[-4000:]}")
         time.sleep(0.3)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)

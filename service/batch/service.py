@@ -132,22 +132,17 @@ def refresh_users(fields: dict[str, Any], user_pks: list[int],
     and closes the LLM runtime (an embedded server, if that is the backend) at the end. A
     failed refresh changes nothing for that user and does not stop the others.
     """
-    from service.core.db import make_engine, make_sessionmaker, utcnow
+    from service.core.db import make_engine, make_sessionmaker
     from service.core.errors import ApiError
-    from service.llm.runtime import LLMRuntime
     from service.models import load_all_models
     from service.profiles.service import ProfileRuntime, refresh_profile
-    from service.vectors.embeddings import embedder_for
-    from service.vectors.store import VectorStore, client_for
 
     load_all_models()  # a fresh worker process has not seen every table yet
     settings = Settings(**fields)
     engine = make_engine(settings.sqlalchemy_url)
     sessions = make_sessionmaker(engine)
-    llm = LLMRuntime(settings)
-    rt = ProfileRuntime(settings, llm, embedder_for(settings),
-                        VectorStore(client_for(settings), settings.chroma_collection_prefix),
-                        utcnow)
+    rt = ProfileRuntime.from_settings(settings)
+    llm = rt.llm
     results: list[RefreshResult] = []
     try:
         for user_pk in user_pks:

@@ -90,6 +90,19 @@ class ProfileRuntime:
     def rules(self) -> DecayRules:
         return rules_from(self.settings)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProfileRuntime:
+        """What a process outside the API (a CLI command, a worker, a Ray task) refreshes
+        with: its own LLM runtime (close it with `rt.llm.close()`), embedder and vector
+        store, on the wall clock."""
+        from service.core.db import utcnow
+        from service.vectors.embeddings import embedder_for
+        from service.vectors.store import client_for
+
+        return cls(settings, LLMRuntime(settings), embedder_for(settings),
+                   VectorStore(client_for(settings), settings.chroma_collection_prefix),
+                   utcnow)
+
 
 def rules_from(settings: Settings) -> DecayRules:
     return DecayRules(

@@ -75,9 +75,10 @@ __all__ = ["Explain", "RecommendationRequest", "forget_recommendations", "get_tr
 
 LLM_EXPLAIN_TOP = 3  # items explained by the model when asked; the rest use the template
 # The trained sources (the sequence model's forward pass above all) run here while the
-# request's own thread reads the facets' evidence and queries Chroma: torch, SQLite and
-# Chroma's Rust core release the GIL, so the two overlap on a second core. They touch no
-# session; each request waits for its own result.
+# request's own thread reads the facets' evidence and queries Chroma: torch and SQLite
+# release the GIL, so much of the two overlaps on a second core (Chroma's queries did not
+# run faster from two threads, so they may not). They touch no session; each request
+# waits for its own result.
 _MODEL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="model-candidates")
 # After the first, no explanation call starts once this much time has gone; a call in
 # flight is bounded by the LLM runtime's own timeout.

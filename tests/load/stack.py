@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from typing import Any, Literal
 import httpx
 import numpy as np
 
-from tests.servers import free_port, wait_until_ready
+from tests.servers import free_port, stop_process, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "service.cli"]
@@ -179,13 +178,8 @@ class ChromaServer:
             self.proc.wait(timeout=20)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 @dataclass
@@ -205,13 +199,7 @@ class Process:
         return f"--- {self.name} ---\n{self.log.read_text(errors='replace')[-chars:]}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
+        stop_process(self.proc, timeout=30)
 
 
 @dataclass
