@@ -87,7 +87,8 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 def cmd_refresh(args: argparse.Namespace) -> int:
     """Refresh one user's or every user's profile in this process, with a progress bar;
     with --ray, every user's as Ray tasks on a cluster (see `cmd_refresh_ray`)."""
-    from service.profiles.service import ProfileRuntime, refresh_many
+    from service.profiles.service import ProfileRuntime
+    from service.profiles.worker import refresh_users_now
 
     if args.ray is not None and args.user is not None:
         print("error: --ray refreshes a whole tenant (--all)", file=sys.stderr)
@@ -113,7 +114,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     rt = ProfileRuntime.from_settings(settings)
     llm = rt.llm
     try:
-        _, failures = refresh_many(sessions, user_pks, rt, "cli", desc="refreshing profiles")
+        _, failures = refresh_users_now(sessions, user_pks, rt, "cli")
     finally:
         llm.close()
     for line in failures:
@@ -228,7 +229,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = RefreshWorker(sessions, rt)
     try:
         if args.once:
-            counts = {**worker.run_once(), **worker.train_once()}
+            counts = {**worker.run_once(), **worker.train_once(),
+                      "jobs_pruned": worker.prune_jobs()}
             print(json.dumps(counts))
             return 0
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -6,12 +6,14 @@ thread, and a thread hop per trivial getter cost milliseconds on the hot paths.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
@@ -24,14 +26,25 @@ from service.training.store import ModelRegistry
 from service.vectors.embeddings import Embedder
 from service.vectors.store import VectorStore
 
+log = logging.getLogger(__name__)
+
 _bearer = HTTPBearer(auto_error=False, description="API key of a tenant")
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
     # Opening a session does no I/O (it connects on first use, in the handler's thread);
-    # closing it only returns the connection to the pool.
-    with request.app.state.sessions() as session:
+    # closing it returns the connection to the pool, which rolls it back.
+    session = request.app.state.sessions()
+    try:
         yield session
+    finally:
+        try:
+            session.close()
+        except DBAPIError as exc:
+            # The connection died after the handler answered (the database restarted, or
+            # it was terminated): the pool drops it. Raising here would only break the
+            # client's connection, the answer being already decided.
+            log.warning("closing a database session failed: %s", type(exc.orig).__name__)
 
 
 async def get_settings(request: Request) -> Settings:

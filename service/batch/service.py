@@ -135,7 +135,8 @@ def refresh_users(fields: dict[str, Any], user_pks: list[int],
     from service.core.db import make_engine, make_sessionmaker
     from service.core.errors import ApiError
     from service.models import load_all_models
-    from service.profiles.service import ProfileRuntime, refresh_profile
+    from service.profiles.service import ProfileRuntime
+    from service.profiles.worker import refresh_now
 
     load_all_models()  # a fresh worker process has not seen every table yet
     settings = Settings(**fields)
@@ -152,7 +153,7 @@ def refresh_users(fields: dict[str, Any], user_pks: list[int],
                     continue
                 started = time.time()
                 try:
-                    refresh_profile(session, user, rt, trigger=trigger)
+                    refresh_now(session, user, rt, trigger=trigger)
                 except ApiError as exc:
                     session.rollback()
                     results.append(RefreshResult(user.user_id, started, time.time(),

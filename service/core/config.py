@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=5, ge=1, le=100)
     job_retry_base_seconds: float = Field(default=60.0, ge=0)
     job_retry_max_seconds: float = Field(default=3600.0, ge=0)
+    # Ended jobs are kept this long (what ran, what failed and why), then deleted by the
+    # worker; never before the max retry wait, while a failed trigger still rests.
+    job_keep_hours: float = Field(default=168.0, ge=0)
+    # An explicit refresh (POST .../profile/refresh) that finds a worker refreshing the
+    # same user waits this long for it and answers with its result, else 409.
+    refresh_wait_seconds: float = Field(default=120.0, ge=0)
     # Recommender training (service/training/), also run by that worker: a tenant's
     # models are retrained after this many new item events, or when older than this
     # and anything new arrived. The sequence model trains for at most this long.

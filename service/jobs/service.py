@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
@@ -84,15 +84,68 @@ def enqueue(session: Session, jobs: Sequence[NewJob], now: datetime,
     resting = set(session.scalars(select(Job.key).where(
         Job.key.in_(keys), Job.state == "failed",
         Job.finished_at > now - policy.retry_max)))
-    rows = [{"kind": job.kind, "tenant_id": job.tenant_id, "user_pk": job.user_pk,
-             "key": job.key, "open_key": job.key, "state": "queued", "attempts": 0,
-             "next_attempt_at": now, "created_at": now, "updated_at": now}
-            for job in {job.key: job for job in jobs}.values() if job.key not in resting]
+    rows = [_row(job, now) for job in {job.key: job for job in jobs}.values()
+            if job.key not in resting]
     if not rows:
         return 0
     added = insert_new(session, Job, rows)
     session.commit()
     return added
+
+
+def _row(job: NewJob, now: datetime) -> dict[str, Any]:
+    return {"kind": job.kind, "tenant_id": job.tenant_id, "user_pk": job.user_pk,
+            "key": job.key, "open_key": job.key, "state": "queued", "attempts": 0,
+            "next_attempt_at": now, "created_at": now, "updated_at": now}
+
+
+def claim(session: Session, job: NewJob, owner: str, now: datetime,
+          policy: JobPolicy, create: bool = True) -> Job | None:
+    """Lease this job for an explicit request (an API call, a batch): queued first when
+    none is open, then taken at once whatever its back-off, since someone asked for it
+    now. None while another worker holds an unexpired lease on it (or, with `create`
+    false, when no job with its key is open).
+
+    The explicit call and the worker's own trigger share one row, so the work runs
+    once: whoever leases the row runs it, and the other finds it leased.
+    """
+    if create:
+        insert_new(session, Job, [_row(job, now)])
+        session.commit()
+    claimable = or_(Job.state == "queued",
+                    and_(Job.state == "leased", Job.lease_expires_at <= now))
+    claimed = session.execute(
+        update(Job).where(Job.open_key == job.key, claimable)
+        .values(state="leased", lease_owner=owner, lease_expires_at=now + policy.lease,
+                attempts=Job.attempts + 1, updated_at=now))
+    session.commit()
+    if _rowcount(claimed) != 1:
+        return None
+    return session.scalars(select(Job).where(Job.open_key == job.key, Job.lease_owner == owner)
+                           .execution_options(populate_existing=True)).one_or_none()
+
+
+def open_state(session: Session, key: str) -> str | None:
+    """The state of the open job with this key (queued or leased), None when none is open.
+
+    Ends the transaction, so the next read sees what other workers committed meanwhile.
+    """
+    state = session.scalar(select(Job.state).where(Job.open_key == key))
+    session.commit()
+    return state
+
+
+def prune(session: Session, now: datetime, keep: timedelta, policy: JobPolicy) -> int:
+    """Delete jobs that ended (done or failed) longer than `keep` ago; returns how many.
+
+    A failed key's last row is what keeps it resting (see `enqueue`), so rows younger
+    than the longest back-off are kept whatever `keep` says.
+    """
+    cutoff = now - max(keep, policy.retry_max)
+    result = session.execute(delete(Job).where(Job.state.in_(("done", "failed")),
+                                               Job.finished_at < cutoff))
+    session.commit()
+    return _rowcount(result)
 
 
 def _runnable(now: datetime) -> Any:

@@ -32,6 +32,7 @@ from service.profiles.schemas import (
     ProfileVersionOut,
     VersionFacet,
 )
+from service.profiles.worker import refresh_now
 from service.users.models import User
 from service.users.service import get_user
 
@@ -147,7 +148,8 @@ def forecast_out(
     "/{user_id}/profile/refresh",
     response_model=ProfileOut,
     responses={
-        409: {"model": ErrorResponse, "description": "no events to build a profile from"},
+        409: {"model": ErrorResponse, "description": "no events to build a profile from, "
+              "or a worker is refreshing this user (`refresh_in_progress`, with Retry-After)"},
         502: {"model": ErrorResponse, "description": "the model's answers were unusable"},
         **UNAVAILABLE,
     },
@@ -158,12 +160,15 @@ def refresh(
     """Summarize new activity and merge it into the profile now.
 
     Without new events no model is called: the new version records decay only.
-    On failure the last good profile stays and the user stays stale.
+    On failure the last good profile stays and the user stays stale. The call runs as
+    the user's refresh job: when a worker is refreshing the same user, it waits for
+    that refresh (`INTEREST_REFRESH_WAIT_SECONDS`) and answers with its result.
     """
     user = get_user(session, tenant.id, user_id)
-    version = service.refresh_profile(session, user, rt, trigger="refresh")
+    version = refresh_now(session, user, rt, trigger="refresh",
+                          wait=rt.settings.refresh_wait_seconds)
     session.refresh(user)
-    return profile_out(session, user, rt, version.at)
+    return profile_out(session, user, rt, version.at if version else rt.clock())
 
 
 @router.get("/{user_id}/profile", response_model=ProfileOut)

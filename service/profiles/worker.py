@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,24 +36,107 @@ from service.jobs.models import Job
 from service.jobs.service import (
     JobPolicy,
     NewJob,
+    claim,
     complete,
     enqueue,
     fail,
     lease_next,
+    open_state,
+    prune,
     renew,
     worker_id,
 )
-from service.profiles.models import Profile
+from service.profiles.models import Profile, ProfileVersion
 from service.profiles.service import ProfileRuntime, refresh_profile
 from service.users.models import User
 
 log = logging.getLogger(__name__)
+
+WAIT_POLL_SECONDS = 0.2
 
 Refresher = Callable[[Session, User, ProfileRuntime], Any]
 
 
 def _refresh_by_worker(session: Session, user: User, rt: ProfileRuntime) -> Any:
     return refresh_profile(session, user, rt, trigger="worker")
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ApiError):
+        return f"{exc.code}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def refresh_busy() -> ApiError:
+    return ApiError(409, "refresh_in_progress",
+                    "A worker is refreshing this user's profile right now; try again shortly.",
+                    headers={"Retry-After": "5"})
+
+
+def refresh_now(session: Session, user: User, rt: ProfileRuntime, trigger: str = "refresh",
+                wait: float = 0.0) -> ProfileVersion | None:
+    """An explicit refresh (API call, CLI, batch), run through the user's refresh job.
+
+    It leases the user's job row (queued first if none is open), so it never runs beside
+    a worker's refresh of the same user, and the worker then finds nothing left to do.
+    When a worker holds the job, this waits up to `wait` seconds for it to finish and
+    returns None (the worker's version is the answer), or takes the job over if that
+    attempt failed; after that, 409
+    `refresh_in_progress`. A failed refresh records the attempt on the job (retried by
+    the worker after its back-off if the user is still due) and raises as before.
+    """
+    policy = JobPolicy.from_settings(rt.settings)
+    owner = worker_id()
+    job = NewJob("refresh", user.tenant_id, user.id)
+    deadline = time.monotonic() + wait
+    held = claim(session, job, owner, rt.clock(), policy)
+    while held is None:
+        state = open_state(session, job.key)
+        if state is None:
+            return None  # the holder finished: its version is the answer
+        if state == "queued":  # the holder's attempt failed: take the job over
+            held = claim(session, job, owner, rt.clock(), policy, create=False)
+            continue
+        if time.monotonic() >= deadline:
+            raise refresh_busy()
+        time.sleep(WAIT_POLL_SECONDS)
+    try:
+        version = refresh_profile(session, user, rt, trigger=trigger)
+    except BaseException as exc:
+        session.rollback()
+        fail(session, held.id, owner, rt.clock(), _error_text(exc), policy)
+        raise
+    complete(session, held.id, owner, rt.clock())
+    return version
+
+
+def refresh_users_now(sessions: sessionmaker[Session], user_pks: Sequence[int],
+                      rt: ProfileRuntime, trigger: str, *, desc: str = "refreshing profiles",
+                      progress: bool = True) -> tuple[list[str], list[str]]:
+    """`refresh_now` for each user in a session of its own, with a progress bar.
+
+    A failed refresh changes nothing for that user and does not stop the others; a user
+    a worker is refreshing right now is left to it and listed as a failure with code
+    `refresh_in_progress` (a re-run picks it up if it is still due). Returns the user
+    ids refreshed and one "user: code: message" line per failure.
+    """
+    from tqdm import tqdm
+
+    refreshed: list[str] = []
+    failures: list[str] = []
+    for user_pk in tqdm(user_pks, desc=desc, unit="user", disable=not progress):
+        with sessions() as session:
+            user = session.get(User, user_pk)
+            if user is None:  # forgotten since the list was made
+                continue
+            try:
+                refresh_now(session, user, rt, trigger=trigger)
+            except ApiError as exc:
+                session.rollback()
+                failures.append(f"{user.user_id}: {exc.code}: {exc.message}")
+            else:
+                refreshed.append(user.user_id)
+    return refreshed, failures
 
 
 def _due_query(rt: ProfileRuntime, at: datetime, *columns: Any) -> Any:
@@ -141,6 +225,12 @@ class RefreshWorker:
         done = self.work(("train",))
         return {"trained": done["ran"], "train_failed": done["failed"]}
 
+    def prune_jobs(self) -> int:
+        """Delete jobs that ended more than `job_keep_hours` ago; returns how many."""
+        with self.sessions() as session:
+            return prune(session, self.rt.clock(),
+                         timedelta(hours=self.rt.settings.job_keep_hours), self.policy)
+
     def work(self, kinds: Sequence[str]) -> dict[str, int]:
         """Lease and run jobs of these kinds until none is runnable (or the worker stops).
 
@@ -161,11 +251,10 @@ class RefreshWorker:
                 outcome = self._refresh(session, job) if job.kind == "refresh" \
                     else self._train(session, job)
         except Exception as exc:  # the job is retried later; the worker goes on
+            error = _error_text(exc)
             if isinstance(exc, ApiError):
-                error = f"{exc.code}: {exc.message}"
                 log.warning("%s job %s failed: %s", job.kind, job.id, error)
             else:
-                error = f"{type(exc).__name__}: {exc}"
                 log.exception("%s job %s failed", job.kind, job.id)
             with self.sessions() as session:
                 fail(session, job.id, self.owner, self.rt.clock(), error, self.policy)
@@ -228,6 +317,7 @@ class RefreshWorker:
             try:
                 self.run_once()
                 self.train_once()
+                self.prune_jobs()
             except Exception:  # keep the worker alive; the next pass tries again
                 log.exception("worker pass failed")
             if self._stop.wait(self.rt.settings.refresh_poll_seconds):

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from service.cli import main as cli_main
 from service.core.config import Settings
+from service.core.errors import ApiError
 from service.jobs.models import Job
-from service.jobs.service import NewJob, complete, enqueue, lease_next
+from service.jobs.service import NewJob, complete, enqueue, fail, lease_next, prune
 from service.profiles.models import ProfileVersion
 from service.profiles.service import ProfileRuntime, refresh_profile
-from service.profiles.worker import RefreshWorker
+from service.profiles.worker import RefreshWorker, refresh_now
 from service.users.models import User
 from tests.profiles.test_profiles import ProfileApp, make_profile_app
 
@@ -206,5 +208,108 @@ def test_the_worker_command_runs_what_is_due_once(
 
     assert cli_main(args) == 0  # nothing due any more
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert counts == {"refreshed": 0, "failed": 0, "items_indexed": 0, "trained": 0,
-                      "train_failed": 0}
+    assert counts == {"refreshed": 0, "failed": 0, "items_indexed": 0, "jobs_pruned": 0,
+                      "trained": 0, "train_failed": 0}
+
+
+def test_an_explicit_refresh_takes_the_queued_job_and_the_worker_finds_it_done(
+        app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune"], "a")
+    worker = RefreshWorker(state(app).sessions, state(app).profiles)
+    assert worker.schedule_refreshes() == 1
+    assert app.refresh()["version"] == 1
+    [job] = jobs(app)
+    assert (job.state, job.outcome, job.attempts, job.open_key) == ("done", "ran", 1, None)
+    assert worker.run_once()["refreshed"] == 0  # nothing left for the worker
+    assert versions(app) == {"u1": 1}
+    history = app.t.get("/v1/users/u1/profile/history").json()["versions"]
+    assert [v["trigger"] for v in history] == ["refresh"]
+
+
+def test_an_explicit_refresh_waits_for_the_worker_holding_the_user(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune"], "a")
+    entered, release = threading.Event(), threading.Event()
+    calls: Counter[str] = Counter()
+
+    def slow(session: Session, user: User, rt: ProfileRuntime) -> Any:
+        calls[user.user_id] += 1
+        entered.set()
+        assert release.wait(30)
+        return refresh_profile(session, user, rt, trigger="worker")
+
+    worker = RefreshWorker(state(app).sessions, state(app).profiles, refresher=slow)
+    running = threading.Thread(target=worker.run_once)
+    running.start()
+    assert entered.wait(30)
+    answers: list[Any] = []
+    call = threading.Thread(target=lambda: answers.append(
+        app.t.post("/v1/users/u1/profile/refresh")))
+    call.start()
+    time.sleep(0.5)
+    assert not answers  # still waiting for the worker's refresh
+    release.set()
+    running.join(30)
+    call.join(30)
+    [answer] = answers
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["version"] == 1 and {f["label"] for f in body["facets"]} == \
+        {"Science fiction films"}
+    assert calls == Counter({"u1": 1}) and versions(app) == {"u1": 1}
+    history = app.t.get("/v1/users/u1/profile/history").json()["versions"]
+    assert [v["trigger"] for v in history] == ["worker"]  # the model ran once, for the worker
+
+
+def test_an_explicit_refresh_that_cannot_wait_is_a_409_and_a_failed_one_is_recorded(
+        app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "dune"], "a")
+    worker = RefreshWorker(state(app).sessions, state(app).profiles)
+    worker.schedule_refreshes()
+    with state(app).sessions() as session:
+        held = lease_next(session, "elsewhere", app.clock(), worker.policy)
+        assert held is not None
+        user = session.get(User, held.user_pk)
+        assert user is not None
+        with pytest.raises(ApiError) as busy:
+            refresh_now(session, user, state(app).profiles, wait=0.3)
+        assert busy.value.status == 409 and busy.value.code == "refresh_in_progress"
+        assert busy.value.headers == {"Retry-After": "5"}
+        # The holder's attempt fails: the explicit call takes the job over at once,
+        # whatever its back-off.
+        assert fail(session, held.id, "elsewhere", app.clock(), "boom", worker.policy) \
+            == "queued"
+    assert app.refresh()["version"] == 1
+    [job] = jobs(app)
+    assert (job.state, job.attempts) == ("done", 2)
+
+    app.watch("u1", ["bread"], "b")
+    app.model.before_answer = lambda: (_ for _ in ()).throw(ConnectionError("down"))
+    r = app.t.post("/v1/users/u1/profile/refresh")
+    assert r.status_code == 503, r.text
+    failed = jobs(app)[-1]
+    assert (failed.state, failed.attempts) == ("queued", 1)  # the worker retries it later
+    assert failed.last_error is not None and failed.last_error.startswith("llm_unavailable:")
+    assert app.profile()["version"] == 1 and app.profile()["stale"] is True
+
+
+def test_ended_jobs_are_pruned_after_they_are_kept(app: ProfileApp) -> None:
+    for user in ("u1", "u2"):
+        app.watch(user, ["alien"], user)
+    worker = RefreshWorker(state(app).sessions, state(app).profiles)
+    assert worker.run_once()["refreshed"] == 2
+    policy = worker.policy  # retry max 600 s: rows are kept at least that long
+    with state(app).sessions() as session:
+        assert prune(session, app.clock(), timedelta(0), policy) == 0
+        [first, second] = jobs(app)
+        first.state = "failed"
+        session.merge(first)
+        session.commit()
+    app.clock.advance(seconds=601)
+    with state(app).sessions() as session:
+        assert prune(session, app.clock(), timedelta(hours=1), policy) == 0  # kept an hour
+    app.clock.advance(hours=1)
+    assert worker.prune_jobs() == 0  # the app keeps them 168 hours
+    with state(app).sessions() as session:
+        assert prune(session, app.clock(), timedelta(hours=1), policy) == 2
+    assert jobs(app) == []
+    assert versions(app) == {"u1": 1, "u2": 1}  # only the job rows went

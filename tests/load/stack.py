@@ -241,6 +241,17 @@ class Stack:
         for api in started:
             wait_until_ready(f"{api.url}/readyz", api.proc, api.log, seconds, api.name)
 
+    def restart_api(self, index: int, seconds: float = 90) -> None:
+        """SIGKILL API replica `index` and start a new one on the same port."""
+        old = self.apis[index]
+        old.proc.kill()
+        old.proc.wait(timeout=20)
+        self.retired.append(old)
+        new = self._spawn(f"{old.name}-restarted", ["serve", "--port", str(old.port)],
+                          old.port)
+        self.apis[index] = new
+        wait_until_ready(f"{new.url}/readyz", new.proc, new.log, seconds, new.name)
+
     def start_worker(self) -> Process:
         worker = self._spawn(f"worker-{len(self.workers) + len(self.retired)}", ["worker"])
         self.workers.append(worker)
@@ -249,14 +260,16 @@ class Stack:
     def worker_pids(self) -> dict[int, Process]:
         return {w.proc.pid: w for w in self.workers if w.proc.poll() is None}
 
-    def put_items(self, count: int) -> None:
-        items = [{"item_id": f"m{n}", "title": f"Film number {n}",
+    def put_items(self, count: int, start: int = 0, edition: str = "",
+                  api: int = 0) -> httpx.Response:
+        items = [{"item_id": f"m{n}", "title": f"Film number {n}{edition}",
                   "description": f"A film about {TAGS[n % len(TAGS)]}",
                   "tags": [TAGS[n % len(TAGS)], TAGS[(n * 7 + 3) % len(TAGS)]],
-                  "category": "movie"} for n in range(count)]
-        r = httpx.put(f"{self.apis[0].url}/v1/items", json={"items": items},
+                  "category": "movie"} for n in range(start, start + count)]
+        r = httpx.put(f"{self.apis[api].url}/v1/items", json={"items": items},
                       headers=self.headers, timeout=60)
         r.raise_for_status()
+        return r
 
     def logs(self) -> str:
         return "\n".join(p.tail() for p in [*self.apis, *self.workers, *self.retired])
@@ -330,6 +343,7 @@ class Outcome:
     status: int  # 0: no answer (connection error or timeout)
     at: float  # time.monotonic() when the answer came
     seconds: float
+    error: str = ""  # with status 0: the transport error's class (ReadTimeout, ...)
 
 
 @dataclass
@@ -364,20 +378,21 @@ class LoadDriver:
         for thread in self._threads:
             thread.join(timeout=self.give_up_after + 30)
 
-    def _record(self, kind: str, status: int, started: float) -> None:
+    def _record(self, kind: str, status: int, started: float, error: str = "") -> None:
         now = time.monotonic()
         with self._lock:
-            self.outcomes.append(Outcome(kind, status, now, now - started))
+            self.outcomes.append(Outcome(kind, status, now, now - started, error))
 
     def _call(self, client: httpx.Client, kind: str, method: str, url: str,
               **kw: Any) -> int:
         started = time.monotonic()
+        error = ""
         try:
             status = client.request(method, url, headers=self.stack.headers,
                                     timeout=self.timeout, **kw).status_code
-        except httpx.TransportError:
-            status = 0
-        self._record(kind, status, started)
+        except httpx.TransportError as exc:
+            status, error = 0, type(exc).__name__
+        self._record(kind, status, started, error)
         return status
 
     def _run(self, thread: int) -> None:
@@ -418,6 +433,6 @@ class LoadDriver:
         counts: dict[str, dict[str, int]] = {}
         for outcome in self.outcomes:
             by_kind = counts.setdefault(outcome.kind, {})
-            key = str(outcome.status) if outcome.status else "no_answer"
+            key = str(outcome.status) if outcome.status else f"no_answer:{outcome.error}"
             by_kind[key] = by_kind.get(key, 0) + 1
         return {kind: dict(sorted(c.items())) for kind, c in sorted(counts.items())}
