@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import AwareDatetime, BeforeValidator, StringConstraints
+
+# A facet's words and kinds (DESIGN.md §4): the summarizer writes them, the profile keeps
+# them, and a user's edit is held to the same bounds.
+LABEL_MAX = 60
+DESCRIPTION_MAX = 120
+Horizon = Literal["short", "long"]
+Polarity = Literal["like", "avoid"]
 
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=~-]{0,127}$"
 

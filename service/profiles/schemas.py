@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from service.summaries.schemas import DESCRIPTION_MAX, LABEL_MAX
+from service.core.schemas import DESCRIPTION_MAX, LABEL_MAX
 
 
 class EvidenceOut(BaseModel):

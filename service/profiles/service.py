@@ -31,6 +31,7 @@ from service.core.config import Settings
 from service.core.db import insert_ignoring_conflicts
 from service.core.errors import ApiError, not_found
 from service.core.hashing import chunks
+from service.core.schemas import DESCRIPTION_MAX, LABEL_MAX
 from service.ingest.models import Event
 from service.llm.runtime import LLMRuntime
 from service.profiles.merge import (
@@ -46,7 +47,7 @@ from service.summaries.activity import Activity
 from service.summaries.grouping import YEAR
 from service.summaries.injection import reads_as_instructions
 from service.summaries.models import SummaryRun
-from service.summaries.schemas import DESCRIPTION_MAX, LABEL_MAX, InterestSummary
+from service.summaries.schemas import InterestSummary
 from service.summaries.service import summarize_user, summary_failure
 from service.users.models import User
 from service.vectors.embeddings import Embedder

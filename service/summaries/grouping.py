@@ -45,6 +45,7 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 
 from service.catalog.models import Item
 from service.catalog.service import normal_tag
+from service.core.schemas import Polarity
 from service.ingest.models import Event
 from service.summaries.injection import reads_as_instructions
 from service.summaries.schemas import (
@@ -53,7 +54,6 @@ from service.summaries.schemas import (
     MAX_LIKE_GROUPS,
     TOP_TAGS,
     GroupStats,
-    Polarity,
 )
 
 Vector = npt.NDArray[np.float32]

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from service.core.schemas import DESCRIPTION_MAX
 from service.summaries.grouping import YEAR, EventGroup
 from service.summaries.injection import reads_as_instructions
-from service.summaries.schemas import DESCRIPTION_MAX, NAME_LABEL_MAX, clean_text
+from service.summaries.schemas import NAME_LABEL_MAX, clean_text
 from service.vectors.embeddings import Embedder
 
 # Cosine (MiniLM) between a label and its group's centroid or tag text above which an
