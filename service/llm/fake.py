@@ -4,6 +4,11 @@ It replays scripted replies; `with_structured_output(..., include_raw=True)` par
 them as JSON exactly as the OpenAI-compatible path does, so chain logic (validation,
 evidence checks, repair retry) is tested without a model. Entries that are exceptions
 are raised, to play a failing server.
+
+Fakes that answer differently per prompt route on the prompt's name, which every
+call carries in its run metadata (`RenderedPrompt.run_config()`); `prompt_name()`
+reads it. Never on the prompt's wording: rewording a prompt file must not change
+what a fake answers.
 """
 
 from __future__ import annotations
@@ -16,7 +21,17 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+
+
+def prompt_name(source: CallbackManagerForLLMRun | RunnableConfig | None) -> str | None:
+    """The name of the prompt file a call was rendered from: read from the run manager
+    `_generate` gets, or from the config `stream()` gets (LangChain hands `_stream` no
+    run manager)."""
+    metadata = (source.get("metadata") if isinstance(source, dict)
+                else getattr(source, "metadata", None)) or {}
+    name = metadata.get("prompt_name")
+    return str(name) if name else None
 
 
 class ScriptedChatModel(BaseChatModel):

@@ -2,20 +2,50 @@
 
 Templates use `$name` placeholders (string.Template), so JSON braces in a prompt need
 no escaping and a missing variable is an error, never a silent blank.
+
+A rendered prompt remembers which file it came from. The name and version travel with
+the model call as LangChain run metadata (`RenderedPrompt.run_config()`): tracing and
+the test fakes read it, no server receives it, and the text the model reads is the
+template's alone.
 """
 
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 import yaml
+from langchain_core.runnables import RunnableConfig
+
+Message = tuple[str, str]  # (role, content): "system", "human" or "ai"
 
 
 class PromptError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """Chat messages rendered from one prompt file, and which file (and version) that was."""
+
+    name: str
+    version: str
+    messages: tuple[Message, ...]
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    def with_messages(self, messages: Iterable[Message]) -> RenderedPrompt:
+        """Other messages (history added, a repair turn) asked on behalf of the same prompt."""
+        return replace(self, messages=tuple(messages))
+
+    def run_config(self) -> RunnableConfig:
+        """LangChain's per-call config naming the prompt; it changes no request body."""
+        return {"run_name": self.name, "metadata": {
+            "prompt_name": self.name, "prompt_version": self.version}}
 
 
 @dataclass(frozen=True)
@@ -28,7 +58,7 @@ class PromptFile:
     system: str
     user: str
 
-    def render(self, **values: str) -> list[tuple[str, str]]:
+    def render(self, **values: str) -> RenderedPrompt:
         """Chat messages as (role, content) pairs, every declared variable filled."""
         given, declared = set(values), set(self.variables)
         if given != declared:
@@ -37,7 +67,7 @@ class PromptFile:
         messages = [("human", string.Template(self.user).substitute(values))]
         if self.system.strip():
             messages.insert(0, ("system", string.Template(self.system).substitute(values)))
-        return messages
+        return RenderedPrompt(self.name, self.version, tuple(messages))
 
 
 @cache

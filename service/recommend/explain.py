@@ -18,11 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.llm.prompts import PromptFile
+from service.llm.failures import NoAnswer, describe, model_call
+from service.llm.prompts import PromptFile, RenderedPrompt
 from service.llm.runtime import LLMRuntime
+from service.llm.structured import response_schema
+from service.llm.untrusted import untrusted
+from service.llm.usage import NO_USAGE, token_usage
 from service.profiles.service import EvidenceEvent
-from service.recommend.schemas import PopularTier, ReasonKind
-from service.summaries.activity import untrusted
+from service.recommend.schemas import PopularTier, ReasonKind, RecommendationExplanation
 
 EXPLANATION_MAX = 400  # characters; the schema asks for less
 MIN_WORDS = 4
@@ -162,28 +165,20 @@ def unexplained_titles(text: str, given: Iterable[str], others: Iterable[str]) -
 
 
 def explanation_json_schema(evidence_ids: list[str]) -> dict[str, Any]:
-    """The `response_format` schema; evidence may only name the given ids."""
-    ids: dict[str, Any] = {"type": "string"}
+    """The `response_format` schema: `RecommendationExplanation`'s, with evidence narrowed
+    to the given ids (and to no more of them than were given)."""
+    schema = response_schema(RecommendationExplanation, field_titles=False)
+    evidence = schema["properties"]["evidence"]
     if evidence_ids:
-        ids["enum"] = evidence_ids
-    return {
-        "title": "RecommendationExplanation",
-        "description": "Why an item was recommended, citing the activity that shows it.",
-        "type": "object",
-        "properties": {
-            "explanation": {"type": "string", "maxLength": 300},
-            "evidence": {"type": "array", "items": ids, "minItems": 1,
-                         "maxItems": max(len(evidence_ids), 1)},
-        },
-        "required": ["explanation", "evidence"],
-        "additionalProperties": False,
-    }
+        evidence["items"]["enum"] = evidence_ids
+    evidence["maxItems"] = max(len(evidence_ids), 1)
+    return schema
 
 
 def prompt_messages(
     prompt: PromptFile, label: str, description: str, evidence: Sequence[EvidenceEvent],
     item_title: str, item_category: str | None, item_tags: Sequence[str],
-) -> list[tuple[str, str]]:
+) -> RenderedPrompt:
     """Only the facet, its evidence and the item, every user-written part quoted."""
     interest = untrusted(label, TITLE_CHARS)
     if description:
@@ -252,22 +247,22 @@ def check_explanation(
 
 
 def ask_for_explanation(
-    llm: LLMRuntime, messages: list[tuple[str, str]], evidence_ids: list[str],
+    llm: LLMRuntime, messages: RenderedPrompt, evidence_ids: list[str],
     given_titles: Iterable[str], other_titles: Iterable[str],
 ) -> LLMExplanation:
     """One structured call; no repair round (the template is a fine answer)."""
     started = time.perf_counter()
     try:
-        structured = llm.chat_model().with_structured_output(
-            explanation_json_schema(evidence_ids), method="json_schema", include_raw=True)
-        with llm.call_slot():
-            out = structured.invoke(messages)
-    except Exception as exc:  # any failure (server down, timeout, bad reply): use the template
-        return LLMExplanation(None, [], f"{type(exc).__name__}: {exc}"[:300], _ms(started),
+        with model_call():
+            structured = llm.chat_model().with_structured_output(
+                explanation_json_schema(evidence_ids), method="json_schema", include_raw=True)
+            with llm.call_slot():
+                out = structured.invoke(list(messages), config=messages.run_config())
+    except NoAnswer as exc:  # server down, timed out, cut off: the template it is
+        return LLMExplanation(None, [], describe(exc.cause, 300), _ms(started),
                               unavailable=True)
     raw = out.get("raw") if isinstance(out, dict) else None
-    usage = getattr(raw, "usage_metadata", None) or {}
-    tokens = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+    tokens = token_usage(raw) or NO_USAGE
     if not isinstance(out, dict) or out.get("parsing_error") is not None:
         return LLMExplanation(None, [], "the answer was not valid JSON", _ms(started), *tokens)
     checked = check_explanation(out.get("parsed"), evidence_ids, given_titles, other_titles)

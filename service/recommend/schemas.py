@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.profiles.schemas import EvidenceOut
 
@@ -171,6 +171,17 @@ class ExplanationCall(BaseModel):
     prompt_tokens: int
     output_tokens: int
     cited: list[str] = Field(description="evidence ids the accepted answer cited")
+
+
+class RecommendationExplanation(BaseModel):
+    """Why an item was recommended, citing the activity that shows it."""
+
+    # What the model writes (prompts/explain_recommendation.yaml). Each call narrows
+    # `evidence` to the ids it gave (service/recommend/explain.py).
+    model_config = ConfigDict(extra="forbid", title="RecommendationExplanation")
+
+    explanation: str = Field(max_length=300)
+    evidence: list[str] = Field(min_length=1)
 
 
 class TraceItem(RecommendedItem):

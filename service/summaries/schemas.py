@@ -9,14 +9,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.core.schemas import DESCRIPTION_MAX, LABEL_MAX, Horizon, Polarity
+
 # One small call per group: a short label and one sentence keep each answer near 40
 # output tokens (on a CPU every output token costs ~40 ms with the embedded model).
 MAX_LIKE_GROUPS = 6
 MAX_AVOID_GROUPS = 2
 MAX_FACETS = MAX_LIKE_GROUPS + MAX_AVOID_GROUPS
 MAX_EVIDENCE = 2000  # a group's events, all of them (summary_max_events at most)
-LABEL_MAX = 60
-DESCRIPTION_MAX = 120
 NARRATIVE_MAX = 300
 # What the model may write: tighter than what the profile can hold (user edits).
 NAME_LABEL_MAX = 48
@@ -27,8 +27,6 @@ EXAMPLE_TITLES = 3
 
 REFERENCE_ONLY = re.compile(r"^(E\d+[\s,;/&and]*)+$", re.IGNORECASE)
 
-Horizon = Literal["short", "long"]
-Polarity = Literal["like", "avoid"]
 LabelSource = Literal["model", "fallback"]
 
 
@@ -113,7 +111,8 @@ class InterestSummary(BaseModel):
         return clean_text(dedupe_sentences(value), NARRATIVE_MAX)
 
 
-# --- what the model writes (the `response_format` schemas derive from these) ----------
+# --- what the model writes (`service.llm.structured.response_schema` derives the
+# `response_format` schemas from these) ------------------------------------------------
 
 
 class GroupName(BaseModel):
@@ -152,18 +151,6 @@ class ProfileNarrative(BaseModel):
         if not isinstance(value, str):
             return value
         return clean_text(dedupe_sentences(value), NAME_NARRATIVE_MAX)
-
-
-def response_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema sent as `response_format`: the pydantic model's own schema, closed.
-
-    Bounds matter: without maxLength a small model repeats itself until it runs out of
-    tokens; every property is required so the grammar cannot stop early.
-    """
-    schema = model.model_json_schema()
-    schema["required"] = list(schema.get("properties", {}))
-    schema["additionalProperties"] = False
-    return schema
 
 
 class SummaryRunOut(BaseModel):

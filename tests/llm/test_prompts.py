@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
 
 from service.core.config import Settings
+from service.llm.fake import ScriptedChatModel, prompt_name
 from service.llm.prompts import PromptError, load_prompt
 from service.llm.tokens import count_tokens
 
@@ -17,11 +22,36 @@ def test_shipped_prompts_load_with_name_version_and_variables() -> None:
     summarize = load_prompt(PROMPTS, "summarize_interests")
     assert summarize.version and summarize.output_schema
     assert set(summarize.variables) == {"activity", "now", "event_count"}
-    messages = summarize.render(activity="E1 | x", now="today", event_count="1")
+    messages = list(summarize.render(activity="E1 | x", now="today", event_count="1"))
     assert [role for role, _ in messages] == ["system", "human"]
     assert "E1 | x" in messages[1][1] and "$activity" not in messages[1][1]
     repair = load_prompt(PROMPTS, "repair_json")
     assert [role for role, _ in repair.render(problem="bad")] == ["human"]
+
+
+class NameTaker(ScriptedChatModel):
+    names: list[str | None] = []
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> ChatResult:
+        self.names.append(prompt_name(run_manager))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_a_call_carries_its_prompts_name_where_fakes_read_it_and_models_do_not() -> None:
+    repair = load_prompt(PROMPTS, "repair_json")
+    rendered = repair.render(problem="bad")
+    assert (rendered.name, rendered.version) == ("repair_json", repair.version)
+    assert not any("repair_json" in text for _, text in rendered)
+    model = NameTaker(replies=["{}"], calls=[], names=[])
+    model.invoke(list(rendered), config=rendered.run_config())
+    model.with_structured_output({}, include_raw=True).invoke(
+        list(rendered.with_messages([*rendered, ("ai", "{"), *rendered])),
+        config=rendered.with_messages([]).run_config())
+    assert model.names == ["repair_json", "repair_json"]
+    model.invoke(list(rendered))
+    assert model.names[-1] is None
 
 
 def test_render_refuses_missing_or_unknown_variables() -> None:

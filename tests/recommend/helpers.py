@@ -16,12 +16,13 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from service.core.config import Settings
+from service.llm.fake import prompt_name
 from service.llm.runtime import LLMRuntime
+from service.recommend.service import EXPLAIN_PROMPT
 from tests.conftest import app_client, item, make_tenant
 from tests.profiles.helpers import Clock, TopicSummarizer
 from tests.profiles.test_profiles import CATALOG, START, TOPICS, ProfileApp
 
-EXPLAIN_MARK = "why an item was recommended"
 EVIDENCE_LINE = re.compile(r'^(\S+) \| [^|]+\| "(.*)"$')
 
 # The profile tests' catalog (no categories) plus items with categories.
@@ -57,8 +58,9 @@ CATEGORIES = {i["item_id"]: i.get("category") for i in CATALOG + MORE}
 
 
 class ExplainingSummarizer(TopicSummarizer):
-    """The topic summarizer, except for explanation prompts: those go to `explain`,
-    which gets the prompt text and returns the reply (or raises, to play a dead server)."""
+    """The topic summarizer, except for calls of the explanation prompt: those go to
+    `explain`, which gets the prompt text and returns the reply (or raises, to play a
+    dead server)."""
 
     explain: Callable[[str], str] | None = None
     explain_prompts: list[str] = []
@@ -66,9 +68,9 @@ class ExplainingSummarizer(TopicSummarizer):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   **kwargs: Any) -> ChatResult:
-        prompt = "\n".join(str(m.content) for m in messages)
-        if EXPLAIN_MARK not in prompt:
+        if prompt_name(run_manager) != EXPLAIN_PROMPT:
             return super()._generate(messages, stop, run_manager, **kwargs)
+        prompt = "\n".join(str(m.content) for m in messages)
         self.explain_prompts.append(prompt)
         assert self.explain is not None, "no explanation scripted"
         reply = self.explain(prompt)
