@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from service.core.config import Settings
+from service.summaries.calls import OUTPUT_TOKEN_BUDGET, PROMPT_TOKEN_BUDGET
 from service.summaries.schemas import InterestSummary
-from service.summaries.service import OUTPUT_TOKEN_BUDGET, PROMPT_TOKEN_BUDGET
 from tests.conftest import NOW, activity_for, app_client, event, item, make_tenant
 from tests.profiles.helpers import Clock
 

@@ -16,8 +16,8 @@ from service.summaries.labels import (
     fallback_label,
     label_problem,
 )
+from service.summaries.naming import name_group
 from service.summaries.schemas import GroupName, InterestFacet
-from service.summaries.service import name_group
 from service.vectors.embeddings import shared_local_embedder
 from tests.conftest import NOW
 

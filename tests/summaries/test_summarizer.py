@@ -14,8 +14,9 @@ import pytest
 
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
-from service.summaries.schemas import GroupName, InterestSummary, response_schema
-from service.summaries.service import OUTPUT_TOKEN_BUDGET, PROMPT_TOKEN_BUDGET
+from service.llm.structured import response_schema
+from service.summaries.calls import OUTPUT_TOKEN_BUDGET, PROMPT_TOKEN_BUDGET
+from service.summaries.schemas import GroupName, InterestSummary
 from tests.conftest import NOW, ApiTenant, activity_for, app_client, event, item, make_tenant
 from tests.profiles.helpers import RoutedChatModel, group_name, routed
 
