@@ -12,7 +12,6 @@ from service.chat.schemas import ChatAnswer, ChatRequest, ChatTurnsOut
 from service.core.errors import ERROR_RESPONSES, ApiError, ErrorBody, ErrorResponse
 from service.core.schemas import EXTERNAL_ID_PATTERN
 from service.deps import ClockDep, LLMDep, SessionDep, SettingsDep, TenantDep
-from service.llm.prompts import load_prompt
 
 router = APIRouter(prefix="/v1", tags=["chat"], responses=ERROR_RESPONSES)
 
@@ -64,22 +63,19 @@ def chat(
     cannot answer gets "The trace does not say." Streams server-sent events when the
     client sends `Accept: text/event-stream`.
     """
-    ctx = service.load_context(session, tenant.id, recommendation_id, body)
-    prompt = load_prompt(settings.prompts_dir, service.CHAT_PROMPT)
-    messages = service.build_messages(prompt, ctx, body.message)
-    session.commit()  # hold no transaction open while the model writes
     streaming = wants_events(request.headers.get("accept", ""))
-    record = service.TurnRecord(prompt, llm.model_name, streaming, clock)
+    question = service.prepare_question(
+        session, tenant.id, recommendation_id, body, settings.prompts_dir,
+        model=llm.model_name, streamed=streaming, clock=clock)
     if not streaming:
-        reply = service.ask_model(llm, messages)
-        return service.record_turn(session, ctx, body, reply, record)
-    stream = service.AnswerStream(llm, messages)  # a dead server is a 503 before any event
+        return service.answer_question(session, llm, question)
+    stream = service.stream_answer(llm, question)  # a dead server is a 503 before any event
 
     def events() -> Iterator[bytes]:
         try:
             for piece in stream.pieces():
                 yield format_sse_event(event="token", data_str=json.dumps({"text": piece}))
-            answer = service.record_turn(session, ctx, body, stream.reply(), record)
+            answer = service.record_turn(session, question, stream.reply())
         except ApiError as exc:
             error = ErrorResponse(error=ErrorBody(code=exc.code, message=exc.message))
             yield format_sse_event(event="error", data_str=error.model_dump_json())

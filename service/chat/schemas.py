@@ -10,6 +10,9 @@ from service.core.schemas import ExternalId
 MAX_MESSAGE_CHARS = 2000
 MAX_HISTORY_CHARS = 4000  # an earlier answer may be longer than a question
 MAX_HISTORY_TURNS = 20
+# What an answer says when the trace does not hold what was asked (the prompt asks the
+# model for exactly this, and the deterministic answer starts with it).
+DECLINE = "The trace does not say."
 
 AnswerSource = Literal["model", "fallback"]
 

@@ -10,31 +10,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
 
+from service.chat.service import CHAT_PROMPT
 from service.core.config import Settings
+from service.llm.fake import prompt_name
 from tests.profiles.helpers import TopicSummarizer
 from tests.profiles.test_profiles import TOPICS, ProfileApp
 from tests.recommend.helpers import catalog_app
 
-CHAT_MARK = "<trace>"
 CHAT_PATH = "/v1/recommendations/{}/chat"
 
 
 class ChattingSummarizer(TopicSummarizer):
-    """The topic summarizer, except for chat prompts: those go to `answer`, which gets
-    the whole prompt and returns the reply (or raises, to play a dead server).
+    """The topic summarizer, except for calls of the chat prompt: those go to `answer`,
+    which gets the whole prompt text and returns the reply (or raises, to play a dead
+    server).
     Streams split the reply after each space; `fail_after` breaks a stream midway."""
 
     answer: Callable[[str], str] | None = None
     chat_calls: list[list[BaseMessage]] = []
     fail_after: int | None = None
+    streamed_prompt: str | None = None
 
-    def _chat_reply(self, messages: list[BaseMessage]) -> str | None:
-        prompt = "\n".join(str(m.content) for m in messages)
-        if CHAT_MARK not in prompt:
+    def _chat_reply(self, messages: list[BaseMessage], name: str | None) -> str | None:
+        if name != CHAT_PROMPT:
             return None
+        prompt = "\n".join(str(m.content) for m in messages)
         self.chat_calls.append(list(messages))
         assert self.answer is not None, "no chat answer scripted"
         return self.answer(prompt)
@@ -42,17 +46,23 @@ class ChattingSummarizer(TopicSummarizer):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   **kwargs: Any) -> ChatResult:
-        reply = self._chat_reply(messages)
+        reply = self._chat_reply(messages, prompt_name(run_manager))
         if reply is None:
             return super()._generate(messages, stop, run_manager, **kwargs)
         usage = {"input_tokens": 100, "output_tokens": len(reply.split()), "total_tokens": 0}
         return ChatResult(generations=[ChatGeneration(
             message=AIMessage(content=reply, usage_metadata=usage))])  # type: ignore[arg-type]
 
+    def stream(self, input: Any, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[BaseMessageChunk]:
+        # `_stream` gets no run manager to read the prompt's name from; the config has it.
+        self.streamed_prompt = prompt_name(config)
+        return super().stream(input, config, stop=stop, **kwargs)
+
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        reply = self._chat_reply(messages)
+        reply = self._chat_reply(messages, self.streamed_prompt)
         assert reply is not None, "only chat answers are streamed"
         for n, piece in enumerate(re.findall(r"\S+\s*", reply)):
             if self.fail_after is not None and n == self.fail_after:

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from service.chat.checks import check_citations
 from service.chat.models import ChatTurn
-from service.chat.service import DECLINE, check_citations
+from service.chat.schemas import DECLINE
 from service.core.config import Settings
 from tests.chat.helpers import CHAT_PATH, ChatApp, make_chat_app, sse_events
 from tests.conftest import make_tenant

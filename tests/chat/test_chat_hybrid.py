@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from service.chat.service import DECLINE, EVENT_REASONS
+from service.chat.fallback import EVENT_REASONS
+from service.chat.schemas import DECLINE
 from service.core.config import Settings
 from service.recommend.explain import REASON_TEXT
 from tests.chat.helpers import ChatApp, make_chat_app

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service.chat.service import DECLINE
+from service.chat.schemas import DECLINE
 from tests.chat.helpers import CHAT_PATH, sse_events
 from tests.recommend.helpers import liked_profile_app
 
