@@ -80,7 +80,7 @@ def run(concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
             with engine.connect() as conn:
                 refreshed, prompt, output = conn.execute(text(
                     "SELECT count(*), avg(prompt_tokens), avg(output_tokens) "
-                    "FROM profile_versions WHERE trigger = 'cli'")).one()
+                    "FROM profile_versions WHERE trigger = 'batch'")).one()
             engine.dispose()
     finally:
         with admin.connect() as conn:
