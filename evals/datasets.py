@@ -1,5 +1,7 @@
 """Loaders that turn public rating logs and a generic JSONL format into a `Dataset`.
 
+ml-latest(-small) and its bundled copy belong to the service (`service.datasets`: the
+demo loads them too); they are re-exported here beside the harness's other loaders.
 Every loader keeps ids as strings, gives each row its position in the source file as
 `seq` (so equal timestamps always replay in the same order), sorts interactions by
 `(ts, seq)`, and makes sure every item that appears in an event is in the catalog:
@@ -9,22 +11,19 @@ gets a placeholder `ItemInfo` titled with its id rather than being dropped.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from evals.types import Dataset, Interaction, ItemInfo
+from service.datasets.movielens import ML_LATEST_SMALL, load_movielens_latest
+from service.datasets.types import DatasetFormatError
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
-ML_LATEST_SMALL = DATA_DIR / "ml-latest-small"
-
-MAX_TAGS = 10
-ML_LATEST_NO_GENRES = "(no genres listed)"
+__all__ = ["ML_LATEST_SMALL", "DatasetFormatError", "load_jsonl", "load_ml100k",
+           "load_movielens_latest"]
 
 # The 19 genre flags at the end of each `u.item` line, in the order the ml-100k README
 # lists them. "unknown" marks a film without a genre, so it never becomes a genre.
@@ -34,68 +33,6 @@ ML100K_GENRES = (
     "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )
 ML100K_ITEM_FIELDS = 5 + len(ML100K_GENRES)
-
-
-class DatasetFormatError(ValueError):
-    """A source file does not follow its format; the message names the file and line."""
-
-    def __init__(self, path: Path, line: int, problem: str) -> None:
-        super().__init__(f"{path}:{line}: {problem}")
-        self.path = path
-        self.line = line
-
-
-def load_movielens_latest(path: str | Path = ML_LATEST_SMALL) -> Dataset:
-    """ml-latest(-small): `ratings.csv`, `movies.csv` and, if present, `tags.csv`.
-
-    Read with the csv module because titles quote their commas. Each movie's tags are
-    its distinct lowercased tags, most often applied first, at most `MAX_TAGS`.
-    """
-    root = Path(path)
-    tags = _movielens_tags(root / "tags.csv") if (root / "tags.csv").exists() else {}
-    items: dict[str, ItemInfo] = {}
-    for _, (movie, title, genre_field) in _csv_rows(root / "movies.csv",
-                                                    ("movieId", "title", "genres")):
-        genres = tuple(g for g in genre_field.split("|") if g and g != ML_LATEST_NO_GENRES)
-        items[movie] = ItemInfo(item_id=movie, title=title, genres=genres,
-                                tags=tags.get(movie, ()))
-    interactions = []
-    rows = _csv_rows(root / "ratings.csv", ("userId", "movieId", "rating", "timestamp"))
-    for seq, (line, (user, movie, rating, ts)) in enumerate(rows):
-        try:
-            interactions.append(Interaction(user=user, item=movie, ts=int(ts),
-                                            rating=float(rating), seq=seq))
-        except ValueError as exc:
-            raise DatasetFormatError(root / "ratings.csv", line, str(exc)) from None
-    return _dataset(root.resolve().name, interactions, items)
-
-
-def _movielens_tags(path: Path) -> dict[str, tuple[str, ...]]:
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for _, (movie, raw_tag) in _csv_rows(path, ("movieId", "tag")):
-        tag = " ".join(raw_tag.lower().split())
-        if tag:
-            counts[movie][tag] += 1
-    # Counter.most_common keeps first-seen order among equal counts, so ties are stable.
-    return {movie: tuple(tag for tag, _ in c.most_common(MAX_TAGS)) for movie, c in counts.items()}
-
-
-def _csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
-    """The named columns of each data row, in the order asked, with its line number."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, [])
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise DatasetFormatError(path, 1, f"header lacks column(s) {', '.join(missing)}")
-        where = [header.index(c) for c in columns]
-        width = max(where) + 1
-        for row in reader:
-            if not row:
-                continue
-            if len(row) < width:
-                raise DatasetFormatError(path, reader.line_num, "too few fields")
-            yield reader.line_num, [row[i] for i in where]
 
 
 def load_ml100k(path: str | Path) -> Dataset:
@@ -127,7 +64,7 @@ def load_ml100k(path: str | Path) -> Dataset:
                                             rating=float(rating), seq=seq))
         except ValueError as exc:
             raise DatasetFormatError(data_path, line, str(exc)) from None
-    return _dataset("ml-100k", interactions, items)
+    return Dataset.ordered("ml-100k", interactions, items)
 
 
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
@@ -177,7 +114,7 @@ def load_jsonl(events_path: str | Path, items_path: str | Path,
             item=_id_field(obj, "item_id", events_file, line),
             ts=_timestamp(obj.get("ts"), events_file, line),
             rating=None if rating is None else float(rating), seq=seq))
-    return _dataset(name or events_file.stem, interactions, items)
+    return Dataset.ordered(name or events_file.stem, interactions, items)
 
 
 def _json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -229,12 +166,3 @@ def _timestamp(value: Any, path: Path, line: int) -> int:
             moment = moment.replace(tzinfo=UTC)
         return math.floor(moment.timestamp())
     raise DatasetFormatError(path, line, "'ts' is missing or not a number/ISO 8601 string")
-
-
-def _dataset(name: str, interactions: Iterable[Interaction],
-             items: dict[str, ItemInfo]) -> Dataset:
-    ordered = sorted(interactions, key=lambda i: (i.ts, i.seq))
-    for interaction in ordered:
-        if interaction.item not in items:
-            items[interaction.item] = ItemInfo(item_id=interaction.item, title=interaction.item)
-    return Dataset(name=name, interactions=ordered, items=items)

@@ -11,45 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# The data shapes belong to the service (the demo loads the same data sets).
+from service.datasets.types import Dataset, Interaction, ItemInfo
 
-@dataclass(frozen=True)
-class Interaction:
-    """One time-stamped user-item event. `seq` breaks timestamp ties deterministically
-    (the row's position in the source file), so every replay sees the same order."""
-
-    user: str
-    item: str
-    ts: int  # unix seconds
-    rating: float | None = None
-    seq: int = 0
-
-
-@dataclass(frozen=True)
-class ItemInfo:
-    item_id: str
-    title: str
-    genres: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    description: str = ""
-
-    @property
-    def text(self) -> str:
-        """What content models and our embedder read about the item."""
-        parts = [self.title]
-        if self.genres:
-            parts.append("Genres: " + ", ".join(self.genres))
-        if self.tags:
-            parts.append("Tags: " + ", ".join(self.tags))
-        if self.description:
-            parts.append(self.description)
-        return ". ".join(parts)
-
-
-@dataclass
-class Dataset:
-    name: str
-    interactions: list[Interaction]  # sorted by (ts, seq)
-    items: dict[str, ItemInfo]
+__all__ = ["Dataset", "Interaction", "ItemInfo", "Recommender", "Split"]
 
 
 @dataclass

@@ -36,11 +36,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
-from evals.datasets import ML_LATEST_SMALL, load_movielens_latest
-from evals.types import Interaction, ItemInfo
 from service.catalog.service import index_pending_items, upsert_items
 from service.core.config import Settings
 from service.core.errors import ApiError
+from service.datasets.movielens import ML_LATEST_SMALL, load_movielens_latest
+from service.datasets.types import Interaction, ItemInfo
 from service.ingest.models import Event
 from service.ingest.service import ingest_events
 from service.profiles.models import Profile

@@ -21,11 +21,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from evals.datasets import load_movielens_latest
-from evals.types import Interaction
 from service.catalog.models import Item
 from service.core.config import Settings
 from service.core.db import make_engine, make_sessionmaker, migrate, utcnow
+from service.datasets.movielens import load_movielens_latest
+from service.datasets.types import Interaction
 from service.demo import (
     DEMO_TENANT,
     KEY_FILE,

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evals.datasets import load_movielens_latest
+from service.datasets.movielens import load_movielens_latest
 from service.demo import demo_sessions, rating_events
 from tests.servers import free_port, wait_until_ready
 
