@@ -1,6 +1,7 @@
 """`interest-tracker eval`: load a dataset, split it, score every chosen model, report.
 
-The main command line (`service/cli.py`) adds this subcommand with `add_eval_parser`;
+`add_eval_parser` is the `eval` entry point of the group `interest_tracker.commands`
+(pyproject.toml), through which the main command line (`service/cli.py`) finds it;
 `run_eval` is what it calls. With `--dataset synthetic` the users are generated with
 planted interest changes (`evals.synthetic`), and every ours model is also scored on
 how its profiles track them (`evals.drift`).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -20,6 +22,13 @@ from service.tenants.service import (
     tenant_by_name,
 )
 from service.users.models import User
+
+# Other packages add subcommands through this entry-point group: each entry names a
+# function that takes the subparsers action and adds its parser (with a `func` default),
+# as `evals.cli:add_eval_parser` adds `eval`. So the offline eval plugs into the service;
+# the service never imports it.
+COMMANDS_GROUP = "interest_tracker.commands"
+BUILTIN_COMMANDS = ("serve", "tenants", "refresh", "train", "worker")
 
 
 def _settings(data_dir: str | None = None) -> Settings:
@@ -251,7 +260,26 @@ def _ray_argument(parser: argparse.ArgumentParser) -> None:
                              "or without it a Ray instance of its own on loopback")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def plugin_commands() -> list[EntryPoint]:
+    """The installed `interest_tracker.commands` entry points, by name."""
+    return sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name)
+
+
+def _add_plugin(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                plugin: EntryPoint) -> None:
+    try:
+        add_parser = plugin.load()
+    except ModuleNotFoundError as exc:
+        # The distribution declares the entry point but was built without its package
+        # (the API image copies service/ only, not evals/): no such command there.
+        if exc.name != plugin.module.partition(".")[0]:
+            raise
+        return
+    add_parser(sub)
+
+
+def build_parser(plugins: Iterable[EntryPoint] | None = None) -> argparse.ArgumentParser:
+    """The built-in commands and those of `plugins` (default: every installed one)."""
     parser = argparse.ArgumentParser(prog="interest-tracker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -303,14 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data-dir")
     worker.set_defaults(func=cmd_worker)
 
-    from evals.cli import add_eval_parser
-
-    add_eval_parser(sub)
+    for plugin in plugin_commands() if plugins is None else plugins:
+        _add_plugin(sub, plugin)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, plugins: Iterable[EntryPoint] | None = None) -> int:
+    """Run one command. A built-in command loads no plugin, so `serve` and the worker
+    never import the eval harness (nor its plotting and baseline libraries)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    args = build_parser([] if command in BUILTIN_COMMANDS else plugins).parse_args(words)
     return int(args.func(args))
 
 
