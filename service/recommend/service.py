@@ -4,8 +4,9 @@
    Chroma and, when the tenant has a trained artifact, every trained source.
 2. `training/features.py` + `ranking.py`: one feature row per candidate, scored by the
    tenant's learned ranker, or the documented fixed blend without one.
-3. `lists.py`: avoid-facets drop, MMR diversifies; the facets-only and popular lists
-   for tenants without models and users without anything personal.
+3. `lists.py` (`hybrid.py`, `profile_list.py`, `popular.py`): avoid-facets drop, MMR
+   diversifies; the facets-only and popular lists for tenants without models and users
+   without anything personal.
 4. `reasons.py` + `explain.py`: each item's strongest reason grounded in the user's own
    events, in a template sentence (the LLM only with `explain=llm`, first 3 items,
    checked, falling back to the template; bounded by a 30 s budget).
@@ -40,19 +41,13 @@ from service.recommend.candidates import (
     user_history,
 )
 from service.recommend.explain import REASON_TEXT, ask_for_explanation, prompt_messages
-from service.recommend.lists import (
-    POPULAR_WINDOW_DAYS,
-    Explain,
-    HybridScoring,
-    Pick,
-    Ranked,
-    RecommendationRequest,
-    rank_from_profile,
-    rank_hybrid,
-    rank_popular,
-)
+from service.recommend.hybrid import HybridScoring, rank_hybrid
+from service.recommend.lists import Explain, Pick, Ranked, RecommendationRequest
+from service.recommend.popular import POPULAR_WINDOW_DAYS, rank_popular
+from service.recommend.profile_list import rank_from_profile
 from service.recommend.ranking import RankingParams
 from service.recommend.schemas import (
+    ExplanationCall,
     RecommendationsOut,
     RecommendedItem,
     TraceModels,
@@ -118,10 +113,10 @@ def explain_with_llm(session: Session, user: User, rt: ProfileRuntime,
         given_titles = {e.title for e in pick.given if e.title} | {pick.title}
         answer = ask_for_explanation(rt.llm, messages, [e.event_id for e in pick.given],
                                      given_titles, consumed_titles - given_titles)
-        pick.llm = {"prompt_name": prompt.name, "prompt_version": prompt.version,
-                    "model": rt.llm.model_name, "latency_ms": answer.latency_ms,
-                    "prompt_tokens": answer.prompt_tokens,
-                    "output_tokens": answer.output_tokens, "cited": answer.cited}
+        pick.llm = ExplanationCall(
+            prompt_name=prompt.name, prompt_version=prompt.version, model=rt.llm.model_name,
+            latency_ms=answer.latency_ms, prompt_tokens=answer.prompt_tokens,
+            output_tokens=answer.output_tokens, cited=answer.cited)
         if answer.text is not None:
             pick.explanation, pick.explanation_source = answer.text, "llm"
         else:

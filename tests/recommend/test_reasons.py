@@ -9,7 +9,7 @@ import pytest
 from scipy import sparse
 
 from service.recommend.candidates import ActiveFacet, HistoryEvent, UserHistory
-from service.recommend.lists import FACET_TAG_MATCH, ProfileTags, _reason_facet
+from service.recommend.facet_tags import FACET_TAG_MATCH, ProfileTags, reason_facet
 from service.recommend.reasons import (
     MIN_SHARE,
     RELATED_MIN,
@@ -193,10 +193,10 @@ def test_a_facet_reason_names_a_facet_whose_tags_the_item_carries() -> None:
     assert profile.match(0, ["category:movie", "crime"]) == 0.0
     assert profile.match(2, ["animation"]) is None and profile.match(0, []) is None
     # The strongest facet by strength x match, among those matched enough.
-    assert _reason_facet(["animation", "action"], likes, 1, profile) == 0
-    assert _reason_facet(["action", "adventure"], likes, 0, profile) == 1
+    assert reason_facet(["animation", "action"], likes, 1, profile) == 0
+    assert reason_facet(["action", "adventure"], likes, 0, profile) == 1
     # Tags rule every facet out: no facet reason at all (a crime film is not "animated").
-    assert _reason_facet(["crime", "category:movie"], likes, 0, profile) == -1
+    assert reason_facet(["crime", "category:movie"], likes, 0, profile) == -1
     # Nothing to compare (an untagged item): the facet scoring chose stays.
-    assert _reason_facet([], likes, 2, profile) == 2
+    assert reason_facet([], likes, 2, profile) == 2
     assert FACET_TAG_MATCH > 0

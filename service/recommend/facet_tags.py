@@ -1,0 +1,74 @@
+"""Which like-facet a hybrid pick's facet reason names: the facet whose evidence items'
+tags the item carries enough of, rather than merely the nearest vector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.profiles.service import EvidenceEvent
+from service.recommend.candidates import ActiveFacet, CatalogRow
+from service.recommend.ranking import tag_shares
+
+# A facet reason needs the item to carry at least this share of the facet's tag mass
+# (its evidence items' most common tags, category aside), when both have tags.
+FACET_TAG_MATCH = 0.25
+
+
+@dataclass
+class ProfileTags:
+    """The like-facets' tags, from their evidence items (`ranking.tag_shares`)."""
+
+    target: dict[str, float]  # all like-facets, each weighing its share of the strength
+    per_facet: list[dict[str, float]]  # each like-facet's own, its items alike
+
+    def __post_init__(self) -> None:
+        # Each facet's shares without categories, and their mass: `match` runs for every
+        # facet of every pick, so they are worked out once.
+        self._own = [{t: v for t, v in shares.items() if not t.startswith("category:")}
+                     for shares in self.per_facet]
+        self._mass = [sum(own.values()) for own in self._own]
+
+    def match(self, n: int, tags: Sequence[str]) -> float | None:
+        """The share of facet n's tag mass (category aside) that `tags` carry; None when
+        the facet or the item has no tags to compare."""
+        own, mass = self._own[n], self._mass[n]
+        if mass <= 0 or not tags:
+            return None
+        return sum(own.get(t, 0.0) for t in set(tags)) / mass
+
+
+def profile_tags(likes: Sequence[ActiveFacet], evidence: dict[str, EvidenceEvent],
+                 rows: dict[str, CatalogRow]) -> ProfileTags:
+    """`rows` are the catalog rows of the evidence items (`evidence_with_items`)."""
+    members = [[ev.item_id for e in f.evidence
+                if (ev := evidence.get(e)) is not None and ev.item_id] for f in likes]
+    total = sum(max(f.strength, 0.0) for f in likes)
+    tag_sets: list[tuple[str, ...]] = []
+    weights: list[float] = []
+    per_facet: list[dict[str, float]] = []
+    for facet, items in zip(likes, members, strict=True):
+        tagged = [rows[i].tags for i in items if i in rows and rows[i].tags]
+        per_facet.append(tag_shares(tagged, [1.0] * len(tagged)))
+        for tags in tagged:
+            tag_sets.append(tags)
+            weights.append(max(facet.strength, 0.0) / total / len(tagged))
+    return ProfileTags(tag_shares(tag_sets, weights) if total > 0 else {}, per_facet)
+
+
+def reason_facet(tags: Sequence[str], likes: Sequence[ActiveFacet], fused_best: int,
+                  profile: ProfileTags) -> int:
+    """The like-facet an item's facet reason names: among facets whose tags the item
+    carries enough of (`FACET_TAG_MATCH`), the strongest by strength x match; -1 when
+    tags rule every facet out; the fused best (strength x similarity) when there are no
+    tags to go by."""
+    best, best_score, compared = -1, 0.0, False
+    for n, facet in enumerate(likes):
+        match = profile.match(n, tags)
+        if match is None:
+            continue
+        compared = True
+        score = facet.strength * match
+        if match >= FACET_TAG_MATCH and score > best_score:
+            best, best_score = n, score
+    return best if compared else fused_best

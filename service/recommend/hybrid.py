@@ -1,0 +1,324 @@
+"""The hybrid list, for a tenant with a trained artifact: facet retrieval and every
+trained source ranked together by the learned ranker (the fixed blend without one),
+avoid-facets applied, calibrated MMR, and each pick's strongest reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.orm import Session
+
+from service.profiles.schemas import EvidenceOut
+from service.recommend.candidates import (
+    ActiveFacet,
+    CatalogRow,
+    UserHistory,
+    catalog_rows,
+    evidence_with_items,
+    item_vectors,
+    retrieve,
+)
+from service.recommend.explain import event_explanation, template_explanation
+from service.recommend.facet_tags import profile_tags, reason_facet
+from service.recommend.lists import (
+    FacetEvidence,
+    Pick,
+    Ranked,
+    RecommendationRequest,
+    Status,
+    rounded_columns,
+    similarity_matrix,
+)
+from service.recommend.ranking import (
+    BLEND_WEIGHTS,
+    Matrix,
+    RankingParams,
+    blend,
+    calibrated_mmr,
+    facet_quotas,
+    fuse,
+    normalized,
+)
+from service.recommend.reasons import (
+    SEQUENCE_EVIDENCE,
+    Reason,
+    ReasonInputs,
+    recent_positives,
+    strongest_reason,
+)
+from service.recommend.schemas import Because, ReasonKind, Scoring, Source, TraceSourceHit
+from service.recommend.trace import StoredCandidate, r6
+from service.training.contract import (
+    ALL_SOURCES,
+    CandidateSource,
+    FacetSignal,
+    SourceHit,
+    TenantModels,
+)
+from service.training.features import FEATURE_NAMES, build_features, facet_scores, profile_signals
+from service.users.models import User
+from service.vectors.store import VectorStore
+
+TRACE_CANDIDATES = 100  # hybrid lists keep this many candidates (best first) in the trace
+
+
+def _signal(facet: ActiveFacet, centroid: npt.NDArray[np.float32] | None) -> FacetSignal:
+    """A stored facet as the ranker's features see it: its evidence items' unit mean
+    vector (what training's pseudo-facets are), else its own text vector."""
+    return FacetSignal(strength=facet.strength, long_term=facet.horizon == "long",
+                       avoid=facet.polarity == "avoid",
+                       centroid=centroid if centroid is not None
+                       else normalized(facet.vector[None, :])[0])
+
+
+def _centroid(evidence: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32] | None:
+    if not evidence:
+        return None
+    unit: npt.NDArray[np.float32] = normalized(
+        np.mean(np.stack(evidence), axis=0, keepdims=True))[0]
+    return unit
+
+
+def retrieval_vectors(facets: Sequence[ActiveFacet],
+                      centroids: Sequence[npt.NDArray[np.float32] | None]) -> Matrix:
+    """What each like-facet asks the item collection with: the unit sum of its text
+    vector (label, description, top tags: what the user reads and may reword) and its
+    evidence items' unit mean (what the user actually used; training's pseudo-facets
+    retrieve with that alone). A facet without item evidence asks with its text."""
+    text = normalized(np.stack([f.vector for f in facets]))
+    rows = [t if c is None or len(c) != len(t) else t + c
+            for t, c in zip(text, centroids, strict=True)]
+    return normalized(np.stack(rows))
+
+
+@dataclass
+class HybridScoring:
+    """How a hybrid list was scored, for the trace."""
+
+    scoring: Scoring
+    ranker: str | None
+    feature_names: tuple[str, ...]
+    blend_weights: dict[str, float] | None
+
+
+def rank_hybrid(
+    session: Session, user: User, vectors: VectorStore, models: TenantModels,
+    likes: Sequence[ActiveFacet], avoids: Sequence[ActiveFacet], history: UserHistory,
+    model_candidates: Callable[[], dict[CandidateSource, dict[str, SourceHit]]],
+    at: datetime, request: RecommendationRequest, params: RankingParams, rating_max: float,
+) -> tuple[Ranked, HybridScoring]:
+    """Facet retrieval and the trained sources, ranked together (see the module notes).
+    `model_candidates` gives the trained sources' hits; it is called once facet retrieval
+    is done, so the models may work on them meanwhile (`service.recommend`)."""
+    consumed = history.consumed
+    excluded = {"consumed": 0, "not_in_catalog": 0, "category": 0, "dropped_avoid": 0}
+    quotas: list[int] = []
+    facet_found: list[str] = []
+    rows: dict[str, CatalogRow] = {}
+
+    # The facets' evidence (for retrieval, the features' centroids and facet reasons).
+    facets = [*likes, *avoids]
+    evidence, evidence_rows = evidence_with_items(
+        session, user, {e for f in facets for e in f.evidence})
+    evidence_vectors = item_vectors(vectors, user.tenant_id,
+                                    {i: r.version for i, r in evidence_rows.items()})
+
+    def evidence_of(f: ActiveFacet) -> list[npt.NDArray[np.float32]]:
+        return [evidence_vectors[ev.item_id] for e in f.evidence
+                if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
+    like_centroids = [_centroid(evidence_of(f)) for f in likes]
+
+    if likes:
+        quotas = facet_quotas([f.strength for f in likes], params.pool(request.k),
+                              params.facet_floor)
+        got = retrieve(session, vectors, user.tenant_id,
+                       retrieval_vectors(likes, like_centroids), quotas, consumed,
+                       request.category, params.facet_floor)
+        facet_found, rows = got.candidates, got.rows
+        excluded["consumed"] += got.consumed_seen
+        excluded["category"] += got.off_category
+    model_hits = model_candidates()
+    union = list(dict.fromkeys([*facet_found, *(i for hits in model_hits.values()
+                                                for i in hits)]))
+    rows.update(catalog_rows(session, user.tenant_id, [c for c in union if c not in rows]))
+    kept = []
+    for item_id in union:
+        row = rows.get(item_id)
+        if item_id in consumed:
+            excluded["consumed"] += 1
+        elif row is None:
+            excluded["not_in_catalog"] += 1
+        elif request.category is not None and row.category != request.category:
+            excluded["category"] += 1
+        else:
+            kept.append(item_id)
+    kept.sort()  # ties broken by id: the same inputs always give the same list
+    found = item_vectors(vectors, user.tenant_id, {i: rows[i].version for i in kept})
+    dim = len(likes[0].vector) if likes else len(avoids[0].vector) if avoids else (
+        len(next(iter(found.values()))) if found else 0)
+    zero = np.zeros(dim, dtype=np.float32)
+    items: Matrix = (np.stack([found.get(i, zero) for i in kept]) if kept and dim
+                     else np.zeros((len(kept), dim), dtype=np.float32))
+
+    # The features see the profile as training saw pseudo-facets: like strengths as
+    # shares, one avoid signal (`profile_signals`); a facet without item evidence stands
+    # in with its text vector.
+    signals = profile_signals(
+        [(f.strength, f.horizon == "long", _signal(f, centroid).centroid)
+         for f, centroid in zip(likes, like_centroids, strict=True)],
+        _centroid([v for f in avoids for v in evidence_of(f)]), history.events)
+
+    like_sims = similarity_matrix(likes, items)
+    avoid_sims = similarity_matrix(avoids, items)
+    fusion = fuse([f.strength for f in likes], like_sims, [f.strength for f in avoids],
+                  avoid_sims, params)
+    index = {item_id: j for j, item_id in enumerate(kept)}
+    # The facet source's score is the one training gave it: best share x cosine to a
+    # like-facet's centroid, over what facet retrieval found.
+    facet_best = (facet_scores(signals, items)[0] if dim
+                  else np.zeros(len(kept), dtype=np.float64))
+    facet_hits: dict[str, SourceHit] = {}
+    facet_scored = sorted((i for i in facet_found if i in index),
+                          key=lambda i: (-float(facet_best[index[i]]), i))
+    for rank, item_id in enumerate(facet_scored):
+        facet_hits[item_id] = SourceHit(score=float(facet_best[index[item_id]]), rank=rank)
+    hits: dict[CandidateSource, dict[str, SourceHit]] = {
+        "facet": facet_hits, **{s: h for s, h in model_hits.items() if s != "facet"}}
+
+    now = at.timestamp()
+    features = build_features(kept, hits, history.events, items if dim else None, signals,
+                              models.popularity(kept, now), now)
+    learned = models.rank_scores(features)
+    if learned is not None:
+        raw = np.asarray(learned, dtype=np.float64)
+        scoring = HybridScoring("ranker", _ranker_version(models), FEATURE_NAMES, None)
+    else:
+        raw = blend(features)
+        scoring = HybridScoring("blend", None, FEATURE_NAMES, dict(BLEND_WEIGHTS))
+    dropped = fusion.dropped.tolist()
+    raw_score = raw.tolist()
+    # Best score first, ties by id (`kept` is sorted, so by position): one numpy sort.
+    by_score = np.lexsort((np.arange(len(kept)), -raw)).tolist()
+    eligible = [j for j in by_score if not dropped[j]]
+    # The profile's mix of tags, which the list is calibrated to (`calibrated_mmr`),
+    # from the best candidates only.
+    profile = profile_tags(likes, evidence, evidence_rows)
+    target = profile.target
+    if target and params.calibration > 0:
+        eligible = eligible[:params.calibration_pool_per_k * request.k]
+    relevance = raw[eligible]
+    if len(relevance):
+        relevance = relevance - relevance.min() + 1e-6  # MMR wants relevance above 0
+    chosen = [(eligible[i], objective) for i, objective in calibrated_mmr(
+        relevance, items[eligible], [rows[kept[j]].tags for j in eligible], target,
+        request.k, params.mmr_lambda, params.calibration)]
+
+    # Reasons: titles of the history items a reason may cite, and each source's best.
+    best_score = {s: max((h.score for h in found_hits.values()), default=0.0)
+                  for s, found_hits in hits.items()}
+    inputs = ReasonInputs(history, best_score, float(fusion.base.max(initial=0.0)))
+    backing = {n: FacetEvidence.of(f, evidence, evidence_vectors) for n, f in enumerate(likes)}
+    best_of = fusion.best.tolist()
+    # The history items event reasons may cite for the chosen items, read once: their
+    # titles for the explanations, their vectors for how related each is to the item.
+    positions = set(recent_positives(history, SEQUENCE_EVIDENCE))
+    for j, _ in chosen:
+        positions.update(via for h in hits.values() if kept[j] in h
+                         for via in h[kept[j]].vias)
+    cited_items = {history.cited[n].item_id for n in positions if 0 <= n < len(history.cited)}
+    cited_rows = catalog_rows(session, user.tenant_id, cited_items)
+    cited_vectors = {**evidence_vectors, **item_vectors(
+        vectors, user.tenant_id, {i: r.version for i, r in cited_rows.items()
+                                  if i not in evidence_vectors})}
+    picks: list[Pick] = []
+    chosen_reasons: list[Reason | None] = []
+    reasons: dict[int, ReasonKind] = {}
+    for j, _ in chosen:
+        item_id = kept[j]
+        facet_n = reason_facet(rows[item_id].tags, likes, best_of[j], profile)
+        facet = likes[facet_n] if facet_n >= 0 else None
+        item_vector = items[j]
+
+        def related(cited: str | None, item_vector: Matrix = item_vector) -> float | None:
+            found = cited_vectors.get(cited or "")
+            return None if found is None else float(found @ item_vector)
+
+        reason = strongest_reason(
+            {s: h[item_id] for s, h in hits.items() if item_id in h}, inputs, facet,
+            float(facet.strength * like_sims[facet_n, j]) if facet is not None else 0.0,
+            float(like_sims[facet_n, j]) if facet is not None else 0.0,
+            backing[facet_n].closest_to(items[j]) if facet is not None else [],
+            related if dim else None)
+        chosen_reasons.append(reason)
+        if reason is not None:
+            reasons[j] = reason.kind
+    for (j, _), reason in zip(chosen, chosen_reasons, strict=True):
+        if reason is not None and reason.kind != "facet":
+            reason.evidence = [replace(e, title=cited_rows[e.item_id].title)
+                               if e.item_id in cited_rows else e for e in reason.evidence]
+        picks.append(_hybrid_pick(kept[j], rows[kept[j]].title, raw_score[j], reason,
+                                  rating_max))
+
+    rank_of = {j: (rank, objective) for rank, (j, objective) in enumerate(chosen)}
+    sims = rounded_columns(np.vstack([like_sims, avoid_sims]))
+    via_ids = [e.event_id for e in history.cited]
+    feature_rows = np.round(features.astype(np.float64), 5).tolist()
+    order = [j for j in by_score if j in rank_of] + [j for j in by_score if j not in rank_of]
+    excluded["dropped_avoid"] = sum(dropped)
+    excluded["not_traced"] = max(0, len(order) - TRACE_CANDIDATES)
+    candidates = []
+    for j in order[:TRACE_CANDIDATES]:
+        status: Status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
+                          else "not_selected")
+        item_id = kept[j]
+        candidates.append(StoredCandidate(
+            item_id=item_id, title=rows[item_id].title, sims=sims[j],
+            base_score=r6(fusion.base[j]), avoid_penalty=r6(fusion.penalty[j]),
+            score=r6(raw_score[j]),
+            best_facet=likes[best_of[j]].facet_id if best_of[j] >= 0 else None,
+            status=status, mmr_rank=rank_of[j][0] if j in rank_of else None,
+            mmr_objective=r6(rank_of[j][1]) if j in rank_of else None,
+            sources={s: TraceSourceHit(
+                score=r6(h[item_id].score), rank=h[item_id].rank,
+                via=via_ids[v] if (v := h[item_id].via) is not None
+                and 0 <= v < len(via_ids) else None)
+                for s in ALL_SOURCES if (h := hits.get(s)) and item_id in h},
+            features=feature_rows[j], reason=reasons.get(j)))
+    source: Source = "hybrid"
+    calibrated = ({t: round(v, 4) for t, v in target.items()}
+                  if target and params.calibration > 0 else None)
+    return (Ranked(source, picks, candidates, excluded,
+                   {f.facet_id: q for f, q in zip(likes, quotas, strict=True)}, calibrated),
+            scoring)
+
+
+def _ranker_version(models: TenantModels) -> str:
+    ranker = getattr(models, "ranker", None)
+    version = getattr(ranker, "version", None)
+    return str(version) if version else f"{models.meta.version}/ranker"
+
+
+def _hybrid_pick(item_id: str, title: str, score: float, reason: Reason | None,
+                 rating_max: float) -> Pick:
+    if reason is None:
+        return Pick(item_id=item_id, title=title, score=r6(score), because=None,
+                    explanation="Popular with other users; nothing you did points to it.")
+    evidence = [EvidenceOut(**vars(e)) for e in reason.evidence]
+    if reason.kind == "facet" and reason.facet is not None:
+        facet = reason.facet
+        return Pick(
+            item_id=item_id, title=title, score=r6(score),
+            because=Because(kind="facet", facet_id=facet.facet_id, label=facet.label,
+                            strength=r6(facet.strength),
+                            similarity=r6(reason.similarity or 0), evidence=evidence),
+            explanation=template_explanation(facet.label, reason.evidence),
+            given=reason.evidence, facet_description=facet.description)
+    return Pick(item_id=item_id, title=title, score=r6(score),
+                because=Because(kind=reason.kind, evidence=evidence),
+                explanation=event_explanation(reason.kind, reason.evidence, reason.values,
+                                              rating_max),
+                given=reason.evidence)
