@@ -21,7 +21,8 @@ from service.core.config import Settings
 from service.ingest.models import Event
 from service.summaries.grouping import TagWeights
 from service.training.contract import ModelMeta
-from service.training.ranker import GroupingInputs, train_ranker
+from service.training.pseudo_facets import GroupingInputs
+from service.training.ranker import train_ranker
 from service.training.service import train_tenant
 from service.training.store import ArtifactStore, models_root
 from service.vectors.store import VectorStore

@@ -16,13 +16,8 @@ from service.summaries.grouping import TagWeights, tag_weights, unseen_tag_weigh
 from service.training.contract import CandidateSource, InteractionLog, SourceHit, UserEvent
 from service.training.data import log_from_rows
 from service.training.features import FEATURE_NAMES
-from service.training.ranker import (
-    FeatureVersionMismatch,
-    GroupingInputs,
-    LearnedRanker,
-    grouped_facets,
-    train_ranker,
-)
+from service.training.pseudo_facets import GroupingInputs, grouped_facets
+from service.training.ranker import FeatureVersionMismatch, LearnedRanker, train_ranker
 
 ITEMS = [f"i{n}" for n in range(300)]
 DAY = 86400.0
