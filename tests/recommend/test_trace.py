@@ -1,0 +1,126 @@
+"""Traces stored by older versions still read: the first traces were dict literals with
+every key written out (no sources, features, reasons, scoring or calibration), and the
+typed ones written now leave defaults out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.catalog.service import upsert_items
+from service.core.config import Settings
+from service.core.db import make_engine, make_sessionmaker, migrate
+from service.ingest.service import ingest_events
+from service.recommend.models import RecommendationTrace
+from service.recommend.trace import StoredCandidate, StoredFacet, StoredItem, get_trace
+from service.tenants.service import create_tenant
+from service.users.models import User
+
+AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+# As e348f14 wrote them, key for key.
+OLD_PARAMETERS = {
+    "k": 2, "explain": "llm", "category": None, "pool": 40, "facet_floor": 5,
+    "fusion": "max", "mmr_lambda": 0.7, "avoid_penalty_from": 0.35, "avoid_drop_from": 0.5,
+    "llm_explain_top": 3, "half_life_short_days": 7.0, "half_life_long_days": 90.0,
+    "popular_window_days": 30,
+}
+OLD_FACETS = [
+    {"facet_id": "f_space", "label": "Space films", "description": "Films set in space.",
+     "polarity": "like", "horizon": "short", "pinned": False, "strength": 0.812345,
+     "stored_strength": 0.9, "strength_at": "2025-02-27T12:00:00+00:00",
+     "evidence": ["e1", "e2"], "quota": 40},
+    {"facet_id": "f_horror", "label": "Horror", "description": "Horror films.",
+     "polarity": "avoid", "horizon": "long", "pinned": True, "strength": 0.5,
+     "stored_strength": 0.5, "strength_at": "2025-01-01T00:00:00+00:00",
+     "evidence": ["e3"], "quota": None},
+]
+OLD_CANDIDATES = [
+    {"item_id": "gravity", "title": "Gravity", "sims": [0.8123, 0.1], "base_score": 0.659881,
+     "avoid_penalty": 0.0, "score": 0.659881, "best_facet": "f_space", "status": "returned",
+     "mmr_rank": 0, "mmr_objective": 0.461917},
+    {"item_id": "alien", "title": "Alien", "sims": [0.7, 0.6], "base_score": 0.568642,
+     "avoid_penalty": 0.568642, "score": 0.0, "best_facet": "f_space",
+     "status": "dropped_avoid", "mmr_rank": None, "mmr_objective": None},
+]
+OLD_ITEMS = [
+    {"item_id": "gravity", "title": "Gravity", "score": 0.659881,
+     "because": {"facet_id": "f_space", "label": "Space films", "strength": 0.812345,
+                 "similarity": 0.8123, "evidence": [
+                     {"event_id": "e1", "type": "view", "ts": "2025-02-27T12:00:00Z",
+                      "item_id": "interstellar", "title": "Interstellar", "text": None}]},
+     "explanation": "Because you watched Interstellar [e1].", "explanation_source": "llm",
+     "rank": 0, "explanation_problem": None,
+     "llm": {"prompt_name": "explain_recommendation", "prompt_version": "1",
+             "model": "smollm2", "latency_ms": 120, "prompt_tokens": 300,
+             "output_tokens": 20, "cited": ["e1"]}},
+]
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    settings = Settings(data_dir=tmp_path)
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        yield session
+    engine.dispose()
+
+
+def _user_with_feedback(session: Session) -> User:
+    """User u1, with a click on a returned item that carries `rec_old`."""
+    tenant, _ = create_tenant(session, "shop")
+    upsert_items(session, tenant.id, [{"item_id": "gravity", "title": "Gravity"}])
+    ingest_events(session, tenant.id, [
+        {"event_id": "click-1", "user_id": "u1", "type": "click", "item_id": "gravity",
+         "ts": AT.isoformat(), "recommendation_id": "rec_old"}], Settings())
+    return session.scalars(select(User).where(User.tenant_id == tenant.id)).one()
+
+
+def test_an_old_dict_literal_trace_still_reads(session: Session) -> None:
+    user = _user_with_feedback(session)
+    session.add(RecommendationTrace(
+        tenant_id=user.tenant_id, user_pk=user.id, recommendation_id="rec_old",
+        created_at=AT, source="profile", parameters=OLD_PARAMETERS, facets=OLD_FACETS,
+        candidates=OLD_CANDIDATES, items=OLD_ITEMS,
+        excluded={"consumed": 3, "not_in_catalog": 0, "category": 0, "dropped_avoid": 1,
+                  "dropped_score": 0, "retrieval_widened": 0}))
+    session.commit()
+
+    trace = get_trace(session, user.tenant_id, "rec_old")
+    assert (trace.user_id, trace.source, trace.created_at) == ("u1", "profile", AT)
+    parameters = trace.parameters
+    assert (parameters.k, parameters.explain, parameters.pool) == (2, "llm", 40)
+    # What old traces did not record reads as what they meant: facets scoring, no models.
+    assert (parameters.scoring, parameters.models, parameters.calibration) == ("facets", None, 0)
+    assert parameters.notes == [] and parameters.feature_names is None
+    assert [f.facet_id for f in trace.facets] == ["f_space", "f_horror"]
+    assert trace.facets[0].strength_at == datetime(2025, 2, 27, 12, tzinfo=UTC)
+    gravity, alien = trace.candidates
+    assert gravity.similarities == {"f_space": 0.8123, "f_horror": 0.1}
+    assert (gravity.sources, gravity.features, gravity.reason) == ({}, None, None)
+    assert (alien.status, alien.mmr_rank, alien.score) == ("dropped_avoid", None, 0.0)
+    item = trace.items[0]
+    assert item.because is not None and item.because.kind == "facet"
+    assert item.llm is not None and item.llm.cited == ["e1"] and item.popular_tier is None
+    assert [f.event_id for f in item.feedback] == ["click-1"] and trace.other_feedback == []
+    assert trace.excluded["dropped_avoid"] == 1
+
+
+def test_old_stored_rows_parse_as_todays_stored_models() -> None:
+    """The write-side models accept the old rows, and write them back with the same keys
+    and values (the candidates as the fast path writes them: defaults left out)."""
+    for row in OLD_FACETS:
+        assert StoredFacet.model_validate(row).model_dump(mode="json") == row
+    for row in OLD_CANDIDATES:
+        encoded = StoredCandidate.model_validate(row).model_dump(mode="json",
+                                                                  exclude_defaults=True)
+        assert encoded == {k: v for k, v in row.items() if v is not None}
+    stored = StoredItem.model_validate(OLD_ITEMS[0]).model_dump(mode="json")
+    assert stored == {**OLD_ITEMS[0], "popular_tier": None,
+                      "because": {**OLD_ITEMS[0]["because"], "kind": "facet"}}
