@@ -36,7 +36,8 @@ from service.catalog.service import count_tags  # noqa: E402
 from service.demo import movie_item  # noqa: E402
 from service.summaries.grouping import TagWeights  # noqa: E402
 from service.training.data import event_weight, log_from_rows  # noqa: E402
-from service.training.ranker import GroupingInputs, train_ranker  # noqa: E402
+from service.training.pseudo_facets import GroupingInputs  # noqa: E402
+from service.training.ranker import train_ranker  # noqa: E402
 from service.training.service import train_log  # noqa: E402
 
 

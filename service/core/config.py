@@ -130,7 +130,7 @@ class Settings(BaseSettings):
 
     # Development conveniences; refused in production.
     dev_tenant: bool = True
-    # The demo tenant `serve` loads on first start (service/demo.py): the bundled
+    # The demo tenant `serve` loads on first start (service/demo/): the bundled
     # ml-latest-small movies and a few of its raters with refreshed profiles. Unset:
     # on in development, off in production.
     demo: bool | None = None

@@ -84,7 +84,7 @@ def facet_scores(facets: Sequence[FacetSignal], item_vectors: npt.NDArray[np.flo
 def profile_signals(likes: Sequence[tuple[float, bool, npt.NDArray[np.float32]]],
                     avoid_centroid: npt.NDArray[np.float32] | None,
                     history: Sequence[UserEvent]) -> list[FacetSignal]:
-    """A stored profile's facets as the ranker saw facets in training (`ranker.pseudo_facets`):
+    """A stored profile's facets as the ranker saw facets in training (`pseudo_facets.py`):
     like-facets (decayed strength, long-term, centroid) with their strengths as shares of
     the like total, and one avoid signal whose strength is the share of the user's events
     that are negative (two at least), centred on the avoid-facets' evidence."""
