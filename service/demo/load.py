@@ -50,6 +50,7 @@ CATALOG_BATCH = 1000
 MAX_TAGS = 20
 YEAR = re.compile(r"\((\d{4})\)\s*$")
 
+
 def movie_item(info: ItemInfo) -> dict[str, Any]:
     """A movie as a catalog item: genres first, then its most used MovieLens tags."""
     tags: dict[str, str] = {}

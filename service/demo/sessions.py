@@ -72,6 +72,7 @@ def demo_sessions(events: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]
     bounds = [0, *cuts, len(events)]
     return [list(events[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
+
 def background_events(interactions: Sequence[Interaction], skip: Sequence[str],
                       in_catalog: set[str], newest_at: datetime) -> dict[str, list[dict[str, Any]]]:
     """The data set's other raters' ratings of catalog movies, per demo user id.
