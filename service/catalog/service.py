@@ -21,7 +21,7 @@ from service.catalog.models import Item
 from service.catalog.schemas import ItemIn, ItemUpsertResult
 from service.core.batch import raise_if_problems, validate_records
 from service.core.db import utcnow
-from service.core.errors import ErrorDetail, not_found
+from service.core.errors import ErrorDetail, NotFound
 from service.core.hashing import canonical_hash, chunks
 from service.vectors.embeddings import Embedder
 from service.vectors.store import VectorStore
@@ -210,7 +210,7 @@ def _still_pending(session: Session, unindexed: ColumnElement[bool], tenant_id: 
 def get_item(session: Session, tenant_id: int, item_id: str) -> Item:
     item = session.scalar(select(Item).where(Item.tenant_id == tenant_id, Item.item_id == item_id))
     if item is None:
-        raise not_found("item_not_found", f"No item {item_id!r} in this tenant.")
+        raise NotFound("item_not_found", f"No item {item_id!r} in this tenant.")
     return item
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
-from service.core.errors import ApiError, ErrorDetail, detail_from_pydantic
+from service.core.errors import ApiError, ErrorDetail, InvalidRequest, detail_from_pydantic
 
 T = TypeVar("T")
 
@@ -23,17 +23,18 @@ async def read_batch(request: Request, key: str, max_records: int) -> list[Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get(key), list):
-        raise ApiError(422, "validation_error", f'The body must be an object {{"{key}": [...]}}.',
-                       [ErrorDetail(code="missing", message="a list is required", field=key)])
+        raise InvalidRequest(f'The body must be an object {{"{key}": [...]}}.',
+                             [ErrorDetail(code="missing", message="a list is required", field=key)])
     extra = sorted(set(body) - {key})
     if extra:
-        raise ApiError(422, "validation_error", "Unknown top-level fields.",
-                       [ErrorDetail(code="extra_forbidden", message="not allowed", field=name)
-                        for name in extra])
+        raise InvalidRequest("Unknown top-level fields.",
+                             [ErrorDetail(code="extra_forbidden", message="not allowed", field=name)
+                              for name in extra])
     records: list[Any] = body[key]
     if not records:
-        raise ApiError(422, "validation_error", f"'{key}' is empty.",
-                       [ErrorDetail(code="too_short", message="at least one record", field=key)])
+        raise InvalidRequest(f"'{key}' is empty.",
+                             [ErrorDetail(code="too_short", message="at least one record",
+                                          field=key)])
     if len(records) > max_records:
         raise ApiError(413, "batch_too_large",
                        f"At most {max_records} {key} per request; got {len(records)}.")
@@ -75,5 +76,4 @@ def _list_adapter(model: Any) -> TypeAdapter[list[Any]]:
 def raise_if_problems(problems: list[ErrorDetail]) -> None:
     if problems:
         bad = len({p.index for p in problems})
-        raise ApiError(422, "validation_error",
-                       f"{bad} record(s) are invalid; nothing was written.", problems)
+        raise InvalidRequest(f"{bad} record(s) are invalid; nothing was written.", problems)

@@ -38,6 +38,12 @@ class ErrorResponse(BaseModel):
 
 
 class ApiError(Exception):
+    """An error answered as the error shape: HTTP `status`, stable `code`, a message.
+
+    Raise the typed subclasses below for the recurring kinds; each fixes its status
+    once, so a call site names what went wrong and never a number.
+    """
+
     def __init__(
         self,
         status: int,
@@ -54,8 +60,50 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def not_found(code: str, message: str) -> ApiError:
-    return ApiError(404, code, message)
+class NotFound(ApiError):
+    """404: nothing with this id in this tenant (`user_not_found`, `item_not_found` ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(404, code, message)
+
+
+class Conflict(ApiError):
+    """409: the request contradicts what is stored (`event_conflict`, `no_activity` ...)."""
+
+    def __init__(self, code: str, message: str,
+                 details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(409, code, message, details)
+
+
+class Unavailable(ApiError):
+    """503: a dependency (database, vector store, embedder, model server) did not answer,
+    or is busy; nothing was changed and a retry may succeed."""
+
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(503, code, message, headers=headers)
+
+
+class InvalidRequest(ApiError):
+    """422 `validation_error`, the code FastAPI's own validation answers with, for what
+    only the service can check (a batch's records, a cursor); `details` name each part."""
+
+    def __init__(self, message: str, details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(422, "validation_error", message, details)
+
+
+def not_found(code: str, message: str) -> NotFound:
+    """The older spelling of `NotFound(code, message)`, kept for its callers."""
+    return NotFound(code, message)
+
+
+def vector_store_unavailable(exc: BaseException) -> Unavailable:
+    return Unavailable("vector_store_unavailable",
+                       f"The vector store did not answer ({type(exc).__name__}); nothing changed.")
+
+
+def embedder_unavailable(what: str, exc: BaseException) -> Unavailable:
+    """`what` is what could not be embedded ("the edited facet")."""
+    return Unavailable("embedder_unavailable", f"Could not embed {what} ({type(exc).__name__}).")
 
 
 def error_response(
@@ -102,10 +150,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _answer(exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return _answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,9 +182,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.connection_invalidated:
             log.warning("database connection lost on %s %s: %s", request.method,
                         request.url.path, exc.orig)
-            return error_response(503, "database_unavailable",
-                                  "The database connection was lost; retry.",
-                                  headers={"Retry-After": "1"})
+            return _answer(Unavailable("database_unavailable",
+                                       "The database connection was lost; retry.",
+                                       headers={"Retry-After": "1"}))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "Something went wrong on our side.")
 

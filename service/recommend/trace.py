@@ -17,7 +17,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from service.core.db import EncodedJSON
-from service.core.errors import not_found
+from service.core.errors import NotFound
 from service.ingest.models import Event
 from service.recommend.models import RecommendationTrace
 from service.recommend.schemas import (
@@ -112,7 +112,7 @@ def get_trace(session: Session, tenant_id: int, recommendation_id: str) -> Trace
         .where(RecommendationTrace.tenant_id == tenant_id,
                RecommendationTrace.recommendation_id == recommendation_id)).one_or_none()
     if found is None:
-        raise not_found("recommendation_not_found",
+        raise NotFound("recommendation_not_found",
                         f"No recommendation {recommendation_id!r} in this tenant.")
     trace, user_id = found
     # The trace's user (found within the tenant) scopes the events. A `tenant_id` term

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from service.core.config import Settings
-from service.core.errors import ApiError
+from service.core.errors import Conflict
 from service.training.contract import InteractionLog, ModelMeta
 from service.training.data import (
     SPLIT_HOLDOUTS,
@@ -175,7 +175,7 @@ def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
                  sequence_seconds: float = 45.0) -> ModelMeta:
     """Train and save a new model version for the tenant; returns its metadata.
 
-    Raises `ApiError(409, "no_activity")` when the tenant has no item events. The last
+    Raises `Conflict("no_activity")` (409) when the tenant has no item events. The last
     good version keeps serving until the new one is completely on disk.
     `item_vectors_source` is accepted for the ranker's facet features and not read by
     the base models; a ranker trainer that needs item vectors closes over them.
@@ -184,7 +184,7 @@ def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
     started = time.monotonic()
     log = log_from_database(session, tenant_id, settings.rating_max)
     if len(log) == 0:
-        raise ApiError(409, "no_activity",
+        raise Conflict("no_activity",
                        "This tenant has no events about items yet: send some events "
                        "(views, ratings, likes ...) before training.")
     item_texts = item_texts_from_database(session, tenant_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse, Response
 
-from service.core.errors import ERROR_RESPONSES, not_found
+from service.core.errors import ERROR_RESPONSES, NotFound
 from service.deps import (
     ClockDep,
     EmbedderDep,
@@ -73,6 +73,6 @@ def install_inspector(app: FastAPI) -> None:
     @app.api_route("/ui/{name}", methods=["GET", "HEAD"], include_in_schema=False)
     def inspector_asset(name: str) -> Response:
         if name not in assets:
-            raise not_found("not_found", f"No inspector file {name!r}.")
+            raise NotFound("not_found", f"No inspector file {name!r}.")
         body, media = assets[name]
         return Response(body, media_type=media, headers=SECURITY_HEADERS)
