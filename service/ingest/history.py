@@ -2,45 +2,46 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from service.core.errors import ApiError, ErrorDetail
+from service.core.pagination import decode_cursor, paginate, parse_key
 from service.ingest.models import Event
 from service.ingest.schemas import EventOut, EventPage
 from service.users.models import User
 
-
-def encode_cursor(event: Event) -> str:
-    raw = f"{event.ts.isoformat()}|{event.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+CURSOR_KIND = "e"
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts_text, _, id_text = raw.partition("|")
-        ts = datetime.fromisoformat(ts_text)
-        if ts.tzinfo is None:
-            raise ValueError("naive")
-        return ts, int(id_text)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(422, "validation_error", "The cursor is not one this API returned.",
-                       [ErrorDetail(code="invalid_cursor", message="unreadable cursor",
-                                    field="cursor")]) from None
+def _legacy_cursor(raw: str) -> list[str]:
+    """Cursors issued before the kind prefix: `<ts>|<event pk>`."""
+    ts_text, sep, id_text = raw.partition("|")
+    if not sep:
+        raise ValueError("not a cursor")
+    return [ts_text, id_text]
+
+
+def _aware(text: str) -> datetime:
+    ts = datetime.fromisoformat(text)
+    if ts.tzinfo is None:
+        raise ValueError("naive")
+    return ts
+
+
+def decode_event_cursor(cursor: str) -> tuple[datetime, int]:
+    ts_text, id_text = decode_cursor(cursor, CURSOR_KIND, 2, legacy=_legacy_cursor)
+    return parse_key(ts_text, _aware), parse_key(id_text, int)
 
 
 def list_events(session: Session, user: User, limit: int, cursor: str | None) -> EventPage:
     query = select(Event).where(Event.user_pk == user.id)
     if cursor is not None:
-        ts, event_pk = decode_cursor(cursor)
+        ts, event_pk = decode_event_cursor(cursor)
         query = query.where(or_(Event.ts < ts, and_(Event.ts == ts, Event.id < event_pk)))
     rows = list(session.scalars(query.order_by(Event.ts.desc(), Event.id.desc()).limit(limit + 1)))
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = paginate(rows, limit, CURSOR_KIND, lambda e: (e.ts.isoformat(), e.id))
     return EventPage(
         events=[
             EventOut(
@@ -50,5 +51,5 @@ def list_events(session: Session, user: User, limit: int, cursor: str | None) ->
             )
             for e in page
         ],
-        next_cursor=encode_cursor(page[-1]) if more and page else None,
+        next_cursor=next_cursor,
     )

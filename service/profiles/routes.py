@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.orm import Session
 
 from service.core.errors import ERROR_RESPONSES, ErrorResponse
+from service.core.pagination import CURSOR_DOC, decode_cursor, paginate, parse_key
 from service.core.schemas import UserIdPath
 from service.deps import ProfilesDep, SessionDep, TenantDep
 from service.profiles import service
@@ -30,7 +31,6 @@ from service.profiles.schemas import (
     ProfileHistory,
     ProfileOut,
     ProfileVersionOut,
-    VersionFacet,
 )
 from service.profiles.worker import refresh_now
 from service.users.models import User
@@ -84,18 +84,7 @@ def profile_out(
     )
 
 
-def version_out(v: ProfileVersion) -> ProfileVersionOut:
-    return ProfileVersionOut(
-        version=v.version, trigger=v.trigger, at=v.at, narrative=v.narrative, model=v.model,
-        prompt_name=v.prompt_name, prompt_version=v.prompt_version,
-        summary_run_id=v.summary_run_id, prompt_tokens=v.prompt_tokens,
-        output_tokens=v.output_tokens, first_event_id=v.first_event_id,
-        last_event_id=v.last_event_id, first_event_ts=v.first_event_ts,
-        last_event_ts=v.last_event_ts,
-        facets=[VersionFacet.model_validate(f) for f in v.facets],
-    )
-
-
+HISTORY_CURSOR = "v"  # `v|<version>`: the last version a page showed
 HISTORY_PAGE = 100
 HISTORY_MAX = 400  # versions a forecast reads at most (a window of frequent refreshes)
 
@@ -186,15 +175,24 @@ def get_profile(
 def history(
     user_id: UserIdPath, tenant: TenantDep, session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=100, description=CURSOR_DOC)] = None,
     before: Annotated[int | None, Query(ge=1, description="versions older than this")] = None,
 ) -> ProfileHistory:
-    """Every version, newest first: enough to plot each facet's strength over time."""
+    """Every version, newest first: enough to plot each facet's strength over time.
+
+    Pages by `cursor`; `before` (a version number, what `next_before` gives) still works.
+    """
     user = get_user(session, tenant.id, user_id)
-    found = service.versions(session, user, limit + 1, before)
-    more = len(found) > limit
-    found = found[:limit]
-    return ProfileHistory(user_id=user.user_id, versions=[version_out(v) for v in found],
-                          next_before=found[-1].version if more else None)
+    if cursor is not None:
+        (version,) = decode_cursor(cursor, HISTORY_CURSOR, 1)
+        after = parse_key(version, int)
+        before = after if before is None else min(before, after)
+    found, next_cursor = paginate(service.versions(session, user, limit + 1, before), limit,
+                                  HISTORY_CURSOR, lambda v: (v.version,))
+    return ProfileHistory(user_id=user.user_id,
+                          versions=[ProfileVersionOut.model_validate(v) for v in found],
+                          next_before=found[-1].version if next_cursor else None,
+                          next_cursor=next_cursor)
 
 
 @router.get("/{user_id}/profile/forecast", response_model=ProfileForecast)

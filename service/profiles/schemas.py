@@ -62,6 +62,10 @@ class VersionFacet(BaseModel):
 
 
 class ProfileVersionOut(BaseModel):
+    """A stored `ProfileVersion` row as it is, field for field."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     version: int
     trigger: str = Field(description="refresh (API), worker, cli or edit")
     at: datetime
@@ -83,6 +87,7 @@ class ProfileHistory(BaseModel):
     user_id: str
     versions: list[ProfileVersionOut] = Field(description="newest first")
     next_before: int | None = Field(description="pass as `before` for older versions")
+    next_cursor: str | None = Field(description="pass as `cursor` for older versions")
 
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from service.core.errors import ERROR_RESPONSES, ErrorResponse
+from service.core.pagination import CURSOR_DOC, decode_cursor, paginate, parse_key
 from service.core.schemas import UserIdPath
 from service.deps import EmbedderDep, LLMDep, SessionDep, SettingsDep, TenantDep, VectorsDep
 from service.ingest.models import Event
@@ -15,6 +16,8 @@ from service.summaries.schemas import InterestSummary, SummaryRunList, SummaryRu
 from service.users.service import get_user
 
 router = APIRouter(prefix="/v1/users", tags=["summaries"], responses=ERROR_RESPONSES)
+
+RUNS_CURSOR = "s"  # `s|<run id>`: the last run a page showed
 
 
 def run_out(run: SummaryRun) -> SummaryRunOut:
@@ -62,10 +65,17 @@ def summarize(
 def list_summaries(
     user_id: UserIdPath, tenant: TenantDep, session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query(max_length=100, description=CURSOR_DOC)] = None,
 ) -> SummaryRunList:
-    """The user's summary runs, newest first, failures included."""
+    """The user's summary runs, newest first, failures included, a page at a time."""
     user = get_user(session, tenant.id, user_id)
-    return SummaryRunList(runs=[run_out(r) for r in service.runs_for_user(session, user, limit)])
+    before = None
+    if cursor is not None:
+        (run_id,) = decode_cursor(cursor, RUNS_CURSOR, 1)
+        before = parse_key(run_id, int)
+    runs, next_cursor = paginate(service.runs_for_user(session, user, limit + 1, before), limit,
+                                 RUNS_CURSOR, lambda run: (run.id,))
+    return SummaryRunList(runs=[run_out(r) for r in runs], next_cursor=next_cursor)
 
 
 @router.get("/{user_id}", response_model=UserStatus)

@@ -178,6 +178,7 @@ class SummaryRunOut(BaseModel):
 
 class SummaryRunList(BaseModel):
     runs: list[SummaryRunOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for older runs")
 
 
 class UserStatus(BaseModel):

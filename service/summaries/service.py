@@ -234,8 +234,11 @@ def summary_failure(run: SummaryRun) -> ApiError:
                     f"The summary failed (recorded as run {run.id}): {run.error}")
 
 
-def runs_for_user(session: Session, user: User, limit: int = 50) -> list[SummaryRun]:
-    return list(session.scalars(
-        select(SummaryRun).where(SummaryRun.user_pk == user.id)
-        .order_by(SummaryRun.id.desc()).limit(limit)
-    ))
+def runs_for_user(session: Session, user: User, limit: int = 50,
+                  before: int | None = None) -> list[SummaryRun]:
+    """The user's runs, newest first; `before`: only runs older than that run id."""
+    query = select(SummaryRun).where(SummaryRun.user_pk == user.id)
+    if before is not None:
+        query = query.where(SummaryRun.id < before)
+    return list(session.scalars(query.order_by(SummaryRun.id.desc()).limit(limit)))
+

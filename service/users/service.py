@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from service.chat.service import forget_chats
-from service.core.errors import ApiError, ErrorDetail, not_found
+from service.core.errors import NotFound
+from service.core.pagination import decode_cursor, paginate
 from service.ingest.models import Event
 from service.jobs.models import Job
 from service.profiles.models import Profile
@@ -24,26 +22,11 @@ from service.vectors.store import VectorStore
 def get_user(session: Session, tenant_id: int, user_id: str) -> User:
     user = session.scalar(select(User).where(User.tenant_id == tenant_id, User.user_id == user_id))
     if user is None:
-        raise not_found("user_not_found", f"No user {user_id!r} in this tenant.")
+        raise NotFound("user_not_found", f"No user {user_id!r} in this tenant.")
     return user
 
 
-def encode_cursor(user_id: str) -> str:
-    return base64.urlsafe_b64encode(f"u|{user_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The last user id of the previous page."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raw = ""
-    kind, _, user_id = raw.partition("|")
-    if kind != "u" or not user_id:
-        raise ApiError(422, "validation_error", "The cursor is not one this API returned.",
-                       [ErrorDetail(code="invalid_cursor", message="unreadable cursor",
-                                    field="cursor")])
-    return user_id
+CURSOR_KIND = "u"  # `u|<user id>`, the same text as the cursors issued before core.pagination
 
 
 def list_users(session: Session, tenant_id: int, limit: int, cursor: str | None,
@@ -58,15 +41,16 @@ def list_users(session: Session, tenant_id: int, limit: int, cursor: str | None,
         query = query.where(User.user_id.startswith(prefix, autoescape=True),
                             func.substr(User.user_id, 1, len(prefix)) == prefix)
     if cursor is not None:
-        query = query.where(User.user_id > decode_cursor(cursor))
+        (after,) = decode_cursor(cursor, CURSOR_KIND, 1)
+        query = query.where(User.user_id > after)
     rows = list(session.execute(query.order_by(User.user_id).limit(limit + 1)))
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = paginate(rows, limit, CURSOR_KIND, lambda row: (row[0].user_id,))
     return UserPage(
         users=[UserSummary(user_id=user.user_id, created_at=user.created_at, stale=user.stale,
                            events_since_refresh=user.events_since_refresh,
                            profile_version=version or 0, refreshed_at=refreshed_at)
                for user, version, refreshed_at in page],
-        next_cursor=encode_cursor(page[-1][0].user_id) if more and page else None,
+        next_cursor=next_cursor,
     )
 
 
