@@ -34,4 +34,4 @@ async def upsert_items(
 @router.get("/{item_id}", response_model=ItemOut)
 def get_item(item_id: ItemIdPath, tenant: TenantDep, session: SessionDep) -> ItemOut:
     item = service.get_item(session, tenant.id, item_id)
-    return ItemOut.model_validate(item, from_attributes=True)
+    return ItemOut.model_validate(item)

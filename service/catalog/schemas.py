@@ -48,6 +48,10 @@ class ItemBatchIn(BaseModel):
 
 
 class ItemOut(BaseModel):
+    """A stored `Item` row without its bookkeeping columns."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     item_id: str
     title: str
     description: str | None
