@@ -11,7 +11,11 @@ import sqlalchemy as sa
 from alembic import op
 
 from service.core.db import JSONType, UTCDateTime
-from service.ingest.models import BigId
+
+# Frozen here rather than imported from service.ingest.models, so that a later change to
+# the model cannot change what this migration creates. SQLite only auto-increments
+# INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision = "0001"
 down_revision = None
