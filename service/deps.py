@@ -1,14 +1,14 @@
-"""FastAPI dependencies as typed aliases; heavy objects live on `app.state`.
+"""FastAPI dependencies as typed aliases, read from the app's container.
 
-Getters of `app.state` are `async`: FastAPI runs sync dependencies in a worker
-thread, and a thread hop per trivial getter cost milliseconds on the hot paths.
+The container (`service/container.py`) is built in the lifespan and kept on
+`app.state.container`. Getters of it are `async`: FastAPI runs sync dependencies in a
+worker thread, and a thread hop per trivial getter cost milliseconds on the hot paths.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from service.container import AppContainer, Clock
 from service.core.config import Settings
 from service.core.errors import ApiError
 from service.llm.runtime import LLMRuntime
@@ -31,10 +32,15 @@ log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="API key of a tenant")
 
 
+def container_of(request: Request) -> AppContainer:
+    container: AppContainer = request.app.state.container
+    return container
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     # Opening a session does no I/O (it connects on first use, in the handler's thread);
     # closing it returns the connection to the pool, which rolls it back.
-    session = request.app.state.sessions()
+    session = container_of(request).sessions()
     try:
         yield session
     finally:
@@ -48,8 +54,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return container_of(request).settings
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -67,9 +72,7 @@ def get_tenant(
     tenant = tenant_for_key(session, credentials.credentials)
     if tenant is None:
         raise ApiError(401, "unauthorized", "Unknown or revoked API key.", headers=unauthorized)
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
-        limiter.check(tenant.id)  # 429 with Retry-After once over the tenant's rate
+    container_of(request).rate_limiter.check(tenant.id)  # 429 with Retry-After over the rate
     return tenant
 
 
@@ -77,29 +80,22 @@ TenantDep = Annotated[Tenant, Depends(get_tenant)]
 
 
 async def get_llm(request: Request) -> LLMRuntime:
-    llm: LLMRuntime = request.app.state.llm
-    return llm
+    return container_of(request).llm
 
 
 LLMDep = Annotated[LLMRuntime, Depends(get_llm)]
 
 
 async def get_vectors(request: Request) -> VectorStore:
-    vectors: VectorStore = request.app.state.vectors
-    return vectors
+    return container_of(request).vectors
 
 
 async def get_embedder(request: Request) -> Embedder:
-    embedder: Embedder = request.app.state.embedder
-    return embedder
-
-
-Clock = Callable[[], datetime]
+    return container_of(request).embedder
 
 
 async def get_clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
+    return container_of(request).clock
 
 
 VectorsDep = Annotated[VectorStore, Depends(get_vectors)]
@@ -108,8 +104,7 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
 async def get_profiles(request: Request) -> ProfileRuntime:
-    profiles: ProfileRuntime = request.app.state.profiles
-    return profiles
+    return container_of(request).profiles
 
 
 ProfilesDep = Annotated[ProfileRuntime, Depends(get_profiles)]
@@ -117,8 +112,7 @@ ProfilesDep = Annotated[ProfileRuntime, Depends(get_profiles)]
 
 async def get_models(request: Request) -> ModelRegistry:
     """The app's per-tenant trained models (also on `ProfileRuntime.models`)."""
-    models: ModelRegistry = request.app.state.models
-    return models
+    return container_of(request).models
 
 
 ModelsDep = Annotated[ModelRegistry, Depends(get_models)]

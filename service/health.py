@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -12,6 +10,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from service.core.errors import ErrorBody, ErrorResponse
+from service.deps import container_of
 
 router = APIRouter(tags=["health"])
 
@@ -56,7 +55,7 @@ def _database(engine: Engine) -> str:
 
 
 def demo_progress(request: Request) -> DemoProgress | None:
-    loader: Any = getattr(request.app.state, "demo", None)
+    loader = container_of(request).demo
     if loader is None:
         return None
     return DemoProgress.model_validate(vars(loader.status()))
@@ -69,10 +68,11 @@ async def readyz(request: Request) -> Health | JSONResponse:
     service loads one, is loaded. While it loads, the answer is a 503 whose `demo` says
     where the load is."""
     checks: dict[str, str] = {}
+    container = container_of(request)
     # Each check blocks (a dead server waits for its timeout): none on the event loop.
-    checks["database"] = await run_in_threadpool(_database, request.app.state.engine)
-    checks["vector_store"] = await run_in_threadpool(request.app.state.vectors.health)
-    checks["llm"] = await run_in_threadpool(request.app.state.llm.health)
+    checks["database"] = await run_in_threadpool(_database, container.engine)
+    checks["vector_store"] = await run_in_threadpool(container.vectors.health)
+    checks["llm"] = await run_in_threadpool(container.llm.health)
     demo = demo_progress(request)
     if demo is not None:
         checks["demo"] = (f"loading: {demo.stage} {demo.done}/{demo.total}"

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -18,10 +23,9 @@ def test_unknown_routes_and_methods_use_the_error_shape(client: TestClient) -> N
 
 
 def test_readiness_reports_a_dead_database(client: TestClient) -> None:
-    client.app.state.engine.dispose()  # type: ignore[attr-defined]
-    from sqlalchemy import create_engine
-
-    client.app.state.engine = create_engine(  # type: ignore[attr-defined]
+    container = client.app.state.container  # type: ignore[attr-defined]
+    container.engine.dispose()
+    container.engine = create_engine(
         "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
@@ -34,6 +38,23 @@ def test_readiness_reports_an_unreachable_vector_store(client: TestClient) -> No
         def heartbeat(self) -> int:
             raise ConnectionError("connection refused")
 
-    client.app.state.vectors = VectorStore(DeadServer())  # type: ignore[arg-type, attr-defined]
+    client.app.state.container.vectors = VectorStore(  # type: ignore[attr-defined]
+        DeadServer())  # type: ignore[arg-type]
     r = client.get("/readyz")
     assert r.status_code == 503 and "vector_store unreachable" in r.json()["error"]["message"]
+
+
+def test_a_slow_database_check_does_not_hold_up_other_requests(client: TestClient) -> None:
+    def slow_connect() -> sqlite3.Connection:
+        time.sleep(3)
+        return sqlite3.connect(":memory:")
+
+    container = client.app.state.container  # type: ignore[attr-defined]
+    container.engine = create_engine("sqlite://", creator=slow_connect)
+    readiness = threading.Thread(target=client.get, args=("/readyz",))
+    readiness.start()
+    time.sleep(0.5)  # /readyz is now waiting for its connection
+    started = time.monotonic()
+    assert client.get("/healthz").status_code == 200
+    assert time.monotonic() - started < 2, "/readyz blocked the event loop"
+    readiness.join()
