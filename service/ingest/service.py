@@ -15,7 +15,7 @@ from service.catalog.service import known_item_ids
 from service.core.batch import validate_records
 from service.core.config import Settings
 from service.core.db import insert_new, utcnow
-from service.core.errors import ApiError, ErrorDetail
+from service.core.errors import Conflict, ErrorDetail, InvalidRequest, Unavailable
 from service.core.hashing import canonical_hash, chunks
 from service.ingest.models import Event
 from service.ingest.schemas import (
@@ -110,17 +110,16 @@ def ingest_events(
         # A concurrent request stored some of these ids between our read and our insert:
         # read again, and they show up as duplicates (or conflicts).
         session.rollback()
-    raise ApiError(503, "busy", "Too many concurrent writes of the same events; retry.",
-                   headers={"Retry-After": "1"})
+    raise Unavailable("busy", "Too many concurrent writes of the same events; retry.",
+                      headers={"Retry-After": "1"})
 
 
 def _reject(problems: list[ErrorDetail], conflicts: list[ErrorDetail]) -> None:
     details = sorted(problems + conflicts, key=lambda d: (d.index or 0, d.field or ""))
     bad = len({d.index for d in details})
     if problems:
-        raise ApiError(422, "validation_error",
-                       f"{bad} event(s) are invalid; nothing was written.", details)
-    raise ApiError(409, "event_conflict",
+        raise InvalidRequest(f"{bad} event(s) are invalid; nothing was written.", details)
+    raise Conflict("event_conflict",
                    f"{bad} event(s) reuse an event_id with different content; nothing was "
                    "written.", details)
 

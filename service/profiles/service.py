@@ -29,7 +29,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.catalog.models import Item
 from service.core.config import Settings
 from service.core.db import insert_ignoring_conflicts
-from service.core.errors import ApiError, not_found
+from service.core.errors import (
+    ApiError,
+    NotFound,
+    embedder_unavailable,
+    vector_store_unavailable,
+)
 from service.core.hashing import chunks
 from service.core.schemas import DESCRIPTION_MAX, LABEL_MAX
 from service.ingest.models import Event
@@ -432,11 +437,6 @@ def sync_facet_vectors(vectors: VectorStore, user: User, facets: Sequence[Profil
         raise vector_store_unavailable(exc) from exc
 
 
-def vector_store_unavailable(exc: Exception) -> ApiError:
-    return ApiError(503, "vector_store_unavailable",
-                    f"The vector store did not answer ({type(exc).__name__}); nothing changed.")
-
-
 @dataclass
 class FacetEdit:
     pinned: bool | None = None
@@ -454,7 +454,7 @@ def _locked_facet(
     row = next((r for r in rows if r.facet_id == facet_id), None)
     if row is None:
         session.rollback()
-        raise not_found("facet_not_found", f"No facet {facet_id!r} in this user's profile.")
+        raise NotFound("facet_not_found", f"No facet {facet_id!r} in this user's profile.")
     return profile, rows, row
 
 
@@ -483,8 +483,7 @@ def edit_facet(
                 row.embedding = pack(rt.embedder.embed([facet_text(label, description)])[0])
             except Exception as exc:  # the embedder is a remote service in production
                 session.rollback()
-                raise ApiError(503, "embedder_unavailable",
-                               f"Could not embed the edited facet ({type(exc).__name__}).") from exc
+                raise embedder_unavailable("the edited facet", exc) from exc
         row.edited_at = at
         facets = [to_facet(r) for r in rows]
         _write_version(session, user, profile, facets, at, "edit", RefreshInput(), rules)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
 from service.catalog.service import stored_tag_keys
+from service.core.errors import vector_store_unavailable
 from service.core.hashing import chunks
 from service.ingest.models import Event
 from service.profiles.merge import DecayRules, decayed_strength
@@ -36,7 +37,6 @@ from service.profiles.service import (
     ProfileRuntime,
     evidence_and_items,
     to_facet,
-    vector_store_unavailable,
 )
 from service.recommend.ranking import Matrix
 from service.training.contract import CandidateSource, SourceHit, TenantModels, UserEvent

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
-from service.core.errors import ApiError
+from service.core.errors import embedder_unavailable, vector_store_unavailable
 from service.core.hashing import chunks
 from service.ingest.models import Event
 from service.profiles.models import Profile
@@ -67,15 +67,12 @@ def event_vectors(
     try:
         item_vectors = vectors.vectors(tenant_id, "items", versions) if versions else {}
     except Exception as exc:  # any client error
-        raise ApiError(503, "vector_store_unavailable",
-                       f"The vector store did not answer ({type(exc).__name__}); "
-                       "nothing changed.") from exc
+        raise vector_store_unavailable(exc) from exc
     texts = [e for e in events if is_text_event(e)]
     try:
         embedded = embedder.embed([e.text or "" for e in texts])
     except Exception as exc:  # the embedder is a remote service in production
-        raise ApiError(503, "embedder_unavailable",
-                       f"Could not embed the user's texts ({type(exc).__name__}).") from exc
+        raise embedder_unavailable("the user's texts", exc) from exc
     text_vectors = {e.id: np.asarray(v, dtype=np.float32)
                     for e, v in zip(texts, embedded, strict=True)}
     return item_vectors, text_vectors

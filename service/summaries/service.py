@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from service.catalog.service import tag_counts
 from service.core.config import Settings
-from service.core.errors import ApiError
+from service.core.errors import ApiError, Conflict
 from service.ingest.models import Event
 from service.llm.failures import LLMUnavailable, describe, model_call
 from service.llm.prompts import PromptFile, load_prompt
@@ -124,7 +124,7 @@ def summarize_user(
         read_through = profile_read_through(session, user)
     events = recent_events(session, user, read_through, settings.summary_max_events)
     if not events:
-        raise ApiError(409, "no_activity", "This user has no new events to summarize.")
+        raise Conflict("no_activity", "This user has no new events to summarize.")
     groups = group_user_events(session, user, events, settings, embedder, vectors)
     seen_pending = user.events_since_refresh
     session.commit()  # hold no transaction open during the slow calls
