@@ -15,7 +15,7 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage, BaseMessageChunk
 from langchain_core.runnables import Runnable
 
-from service.core.errors import ApiError
+from service.core.errors import Unavailable
 from service.llm.failures import NoAnswer, model_call
 from service.llm.prompts import RenderedPrompt
 from service.llm.runtime import LLMRuntime
@@ -24,10 +24,10 @@ from service.llm.usage import TokenUsage, token_usage
 CHAT_MAX_OUTPUT_TOKENS = 400  # one to three sentences; a looping small model stops here
 
 
-def llm_unavailable(exc: NoAnswer) -> ApiError:
-    return ApiError(503, "llm_unavailable",
-                    f"The language model could not answer ({type(exc.cause).__name__}); "
-                    "nothing was stored. Try again later.")
+def llm_unavailable(exc: NoAnswer) -> Unavailable:
+    return Unavailable("llm_unavailable",
+                       f"The language model could not answer ({type(exc.cause).__name__}); "
+                       "nothing was stored. Try again later.")
 
 
 def _answering_model(llm: LLMRuntime) -> Runnable[LanguageModelInput, BaseMessage]:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.chat.models import ChatTurn
 from service.chat.schemas import MAX_HISTORY_TURNS, ChatRequest
-from service.core.errors import not_found
+from service.core.errors import NotFound
 from service.profiles.schemas import EvidenceOut
 from service.profiles.service import EvidenceEvent as Evidence
 from service.profiles.service import evidence_events
@@ -40,8 +40,8 @@ def find_trace(session: Session, tenant_id: int, recommendation_id: str) -> Reco
         RecommendationTrace.tenant_id == tenant_id,
         RecommendationTrace.recommendation_id == recommendation_id))
     if trace is None:
-        raise not_found("recommendation_not_found",
-                        f"No recommendation {recommendation_id!r} in this tenant.")
+        raise NotFound("recommendation_not_found",
+                       f"No recommendation {recommendation_id!r} in this tenant.")
     return trace
 
 
@@ -54,9 +54,9 @@ def load_context(session: Session, tenant_id: int, recommendation_id: str,
     if request.item_id is not None:
         asked = next((i for i in items if i.item_id == request.item_id), None)
         if asked is None:
-            raise not_found("item_not_in_recommendation",
-                            f"Item {request.item_id!r} is not in recommendation "
-                            f"{recommendation_id!r}.")
+            raise NotFound("item_not_in_recommendation",
+                           f"Item {request.item_id!r} is not in recommendation "
+                           f"{recommendation_id!r}.")
     facets = [TraceFacet.model_validate(f) for f in trace.facets]
     evidence = {e.event_id: as_evidence(e)
                 for i in items if i.because for e in i.because.evidence}
@@ -73,9 +73,9 @@ def load_context(session: Session, tenant_id: int, recommendation_id: str,
         ctx.conversation_id = request.conversation_id
         stored = _conversation(session, trace, request.conversation_id)
         if not stored:
-            raise not_found("conversation_not_found",
-                            f"No conversation {request.conversation_id!r} about this "
-                            "recommendation.")
+            raise NotFound("conversation_not_found",
+                           f"No conversation {request.conversation_id!r} about this "
+                           "recommendation.")
         if request.history is None:
             ctx.history = [m for t in stored[-MAX_HISTORY_TURNS // 2:]
                            for m in (("user", t.question), ("assistant", t.answer))]

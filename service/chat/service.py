@@ -29,7 +29,7 @@ from service.chat.context import TraceContext, find_trace, load_context
 from service.chat.models import ChatTurn
 from service.chat.prompting import build_messages
 from service.chat.schemas import ChatAnswer, ChatRequest, ChatTurnOut
-from service.core.errors import not_found
+from service.core.errors import NotFound
 from service.llm.prompts import PromptFile, RenderedPrompt, load_prompt
 from service.llm.runtime import LLMRuntime
 from service.users.models import User
@@ -104,8 +104,8 @@ def record_turn(session: Session, question: Question, reply: ModelReply) -> Chat
         session.commit()
     except IntegrityError:  # the user (and so the trace) was deleted while the model wrote
         session.rollback()
-        raise not_found("recommendation_not_found",
-                        f"Recommendation {trace.recommendation_id!r} is gone.") from None
+        raise NotFound("recommendation_not_found",
+                       f"Recommendation {trace.recommendation_id!r} is gone.") from None
     return _answer(turn, trace.recommendation_id)
 
 

@@ -70,9 +70,9 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     """409: the request contradicts what is stored (`event_conflict`, `no_activity` ...)."""
 
-    def __init__(self, code: str, message: str,
-                 details: list[ErrorDetail] | None = None) -> None:
-        super().__init__(409, code, message, details)
+    def __init__(self, code: str, message: str, details: list[ErrorDetail] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(409, code, message, details, headers)
 
 
 class Unavailable(ApiError):
@@ -89,11 +89,6 @@ class InvalidRequest(ApiError):
 
     def __init__(self, message: str, details: list[ErrorDetail] | None = None) -> None:
         super().__init__(422, "validation_error", message, details)
-
-
-def not_found(code: str, message: str) -> NotFound:
-    """The older spelling of `NotFound(code, message)`, kept for its callers."""
-    return NotFound(code, message)
 
 
 def vector_store_unavailable(exc: BaseException) -> Unavailable:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.catalog.models import Item
 from service.catalog.service import index_pending_items
-from service.core.errors import ApiError
+from service.core.errors import ApiError, Conflict
 from service.jobs.models import Job
 from service.jobs.service import (
     JobPolicy,
@@ -67,8 +67,8 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def refresh_busy() -> ApiError:
-    return ApiError(409, "refresh_in_progress",
+def refresh_busy() -> Conflict:
+    return Conflict("refresh_in_progress",
                     "A worker is refreshing this user's profile right now; try again shortly.",
                     headers={"Retry-After": "5"})
 
