@@ -1,5 +1,5 @@
 """The demo tenant `serve` loads on first start: real MiniLM embeddings and a real Chroma
-folder, a scripted model instead of the embedded LLM (tests/chat/helpers.py), and a few
+folder, a scripted model instead of the embedded LLM (tests/utils/chat.py), and a few
 hundred movies instead of the whole catalog. SQLite only: the load is what `make run`
 does on the embedded default."""
 
@@ -46,9 +46,9 @@ from service.profiles.models import ProfileVersion
 from service.profiles.service import ProfileRuntime
 from service.vectors.embeddings import embedder_for
 from service.vectors.store import VectorStore, client_for
-from tests.chat.helpers import CHAT_PATH, ChattingSummarizer, sse_events
-from tests.conftest import app_client
-from tests.profiles.helpers import Clock
+from tests.utils.api import app_client
+from tests.utils.chat import CHAT_PATH, ChattingSummarizer, sse_events
+from tests.utils.fakes import Clock
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error
 from service.core.config import Settings
 from service.main import create_app
 from service.tenants.service import create_tenant
-from tests.conftest import event, item
+from tests.utils.api import event, item
 
 _KEY: dict[str, str] = {}
 

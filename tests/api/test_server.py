@@ -19,7 +19,7 @@ import pytest
 
 from service.datasets.movielens import load_movielens_latest
 from service.demo import demo_sessions, rating_events
-from tests.servers import free_port, wait_until_ready
+from tests.utils.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "service.cli"]

@@ -17,7 +17,7 @@ from service.core.config import Settings
 from service.core.db import utcnow
 from service.profiles.models import ProfileVersion
 from service.users.models import User
-from tests.profiles.test_profiles import ProfileApp, make_profile_app
+from tests.utils.profiles import ProfileApp, make_profile_app
 
 pytestmark = pytest.mark.slow
 

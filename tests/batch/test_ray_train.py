@@ -13,7 +13,7 @@ from service.cli import main
 from service.core.config import Settings
 from service.main import create_app
 from service.training.store import ArtifactStore, models_root
-from tests.training.helpers import fill_tenant
+from tests.utils.training import fill_tenant
 
 pytestmark = pytest.mark.slow
 

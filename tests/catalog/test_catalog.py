@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ApiTenant, item
+from tests.utils.api import ApiTenant, item
 
 
 def test_upsert_creates_updates_and_skips_unchanged(tenant: ApiTenant) -> None:

@@ -14,9 +14,9 @@ from service.chat.checks import check_citations
 from service.chat.models import ChatTurn
 from service.chat.schemas import DECLINE
 from service.core.config import Settings
-from tests.chat.helpers import CHAT_PATH, ChatApp, make_chat_app, sse_events
-from tests.conftest import make_tenant
-from tests.recommend.helpers import TITLES
+from tests.utils.api import make_tenant
+from tests.utils.chat import CHAT_PATH, ChatApp, make_chat_app, sse_events
+from tests.utils.recommend import TITLES
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from service.chat.fallback import EVENT_REASONS
 from service.chat.schemas import DECLINE
 from service.core.config import Settings
 from service.recommend.explain import REASON_TEXT
-from tests.chat.helpers import ChatApp, make_chat_app
-from tests.conftest import event
-from tests.recommend.helpers import send_crowd, train_models
+from tests.utils.api import event
+from tests.utils.chat import ChatApp, make_chat_app
+from tests.utils.recommend import send_crowd, train_models
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from service.chat.schemas import DECLINE
-from tests.chat.helpers import CHAT_PATH, sse_events
-from tests.recommend.helpers import liked_profile_app
+from tests.utils.chat import CHAT_PATH, sse_events
+from tests.utils.recommend import liked_profile_app
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evals.cli import add_eval_parser, run_eval
-from tests.evals.conftest import cell_tolerance, markdown_tables, write_jsonl
+from tests.utils.evals import cell_tolerance, markdown_tables, write_jsonl
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from evals.datasets import (
     load_movielens_latest,
 )
 from evals.types import Dataset
-from tests.evals.conftest import write_jsonl
+from tests.utils.evals import write_jsonl
 
 
 def _assert_time_ordered(dataset: Dataset) -> None:

@@ -152,7 +152,7 @@ def test_the_decay_ablation_reuses_the_full_variants_answers() -> None:
 
     from service.core.config import Settings
     from service.llm.runtime import LLMRuntime
-    from tests.profiles.helpers import TopicSummarizer
+    from tests.utils.fakes import TopicSummarizer
 
     model = TopicSummarizer(replies=[], calls=[], cache=InMemoryCache(), topics={
         "Space films": ("space", "Watches space films.", "like"),

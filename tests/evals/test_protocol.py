@@ -6,7 +6,7 @@ import pytest
 
 from evals.protocol import global_time_split, leave_last_out, sample_users
 from evals.types import Dataset, Interaction, Split
-from tests.evals.conftest import make_dataset
+from tests.utils.evals import make_dataset
 
 
 def _events(split: Split) -> list[tuple[str, str, int]]:

@@ -10,8 +10,8 @@ import pytest
 from matplotlib.image import imread
 
 from evals.report import RunInfo, plot_facet_timeline, write_report
-from tests.evals.conftest import cell_tolerance
-from tests.evals.conftest import markdown_tables as _tables
+from tests.utils.evals import cell_tolerance
+from tests.utils.evals import markdown_tables as _tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,7 +12,7 @@ from evals.protocol import leave_last_out
 from evals.registry import MODELS, RandomRecommender
 from evals.runner import ContractViolation, evaluate, genre_vectors
 from evals.types import Interaction, ItemInfo, Split
-from tests.evals.conftest import make_dataset
+from tests.utils.evals import make_dataset
 
 
 class FixedList:

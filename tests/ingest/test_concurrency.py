@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.conftest import ApiTenant, event, item
+from tests.utils.api import ApiTenant, event, item
 
 
 def test_overlapping_concurrent_batches(tenant: ApiTenant) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NOW, ApiTenant, event, iso, item
+from tests.utils.api import NOW, ApiTenant, event, iso, item
 
 
 @pytest.fixture

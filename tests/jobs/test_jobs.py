@@ -24,7 +24,7 @@ from service.profiles.models import ProfileVersion
 from service.profiles.service import ProfileRuntime, refresh_profile
 from service.profiles.worker import RefreshWorker, refresh_now
 from service.users.models import User
-from tests.profiles.test_profiles import ProfileApp, make_profile_app
+from tests.utils.profiles import ProfileApp, make_profile_app
 
 pytestmark = pytest.mark.slow
 

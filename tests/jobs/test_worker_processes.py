@@ -19,7 +19,7 @@ from service.core.config import Settings
 from service.jobs.models import Job
 from service.profiles.models import ProfileVersion
 from service.users.models import User
-from tests.profiles.test_profiles import ProfileApp, make_profile_app
+from tests.utils.profiles import ProfileApp, make_profile_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 ROOT = Path(__file__).resolve().parents[2]

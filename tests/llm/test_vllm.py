@@ -19,8 +19,8 @@ import pytest
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
 from service.summaries.schemas import InterestSummary
-from tests.conftest import activity_for, app_client, make_tenant
-from tests.servers import free_port, wait_until_ready
+from tests.utils.api import activity_for, app_client, make_tenant
+from tests.utils.servers import free_port, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

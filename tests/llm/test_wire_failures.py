@@ -18,8 +18,8 @@ import pytest
 
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
-from tests.conftest import activity_for, app_client, make_tenant
-from tests.servers import free_port
+from tests.utils.api import activity_for, app_client, make_tenant
+from tests.utils.servers import free_port
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):

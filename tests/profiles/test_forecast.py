@@ -21,8 +21,8 @@ from service.profiles.forecast import (
     version_point,
 )
 from service.profiles.merge import DecayRules, Horizon, Polarity
-from tests.conftest import NOW, ApiTenant, app_client, event, item, make_tenant
-from tests.profiles.helpers import Clock, topic_summarizer
+from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
+from tests.utils.fakes import Clock, topic_summarizer
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 RULES = DecayRules()  # short half-life 7 days, long 90, eta 0.5

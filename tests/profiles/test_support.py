@@ -11,7 +11,7 @@ from service.ingest.models import Event
 from service.profiles.service import SUPPORT_FULL, evidence_support, facet_text, new_facets
 from service.summaries.activity import Activity
 from service.summaries.schemas import InterestSummary
-from tests.conftest import NOW
+from tests.utils.api import NOW
 
 
 def ev(pk: int, type_: str, value: float | None = None) -> Event:

@@ -17,8 +17,8 @@ from service.llm.runtime import LLMRuntime
 from service.profiles.models import ProfileFacetRow, ProfileVersion
 from service.profiles.service import ProfileRuntime, refresh_profile
 from service.users.models import User
-from tests.profiles.helpers import topic_summarizer
-from tests.profiles.test_profiles import TOPICS, ProfileApp, make_profile_app
+from tests.utils.fakes import topic_summarizer
+from tests.utils.profiles import TOPICS, ProfileApp, make_profile_app
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from service.recommend.explain import unexplained_titles
-from tests.recommend.helpers import TITLES, liked_profile_app
+from tests.utils.recommend import TITLES, liked_profile_app
 
 pytestmark = pytest.mark.slow
 

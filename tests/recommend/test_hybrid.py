@@ -15,9 +15,9 @@ from service.core.config import Settings
 from service.recommend.explain import REASON_TEXT
 from service.recommend.service import NO_MODELS
 from service.training.features import FEATURE_NAMES, FEATURE_VERSION
-from tests.conftest import event
-from tests.profiles.test_profiles import CATALOG, ProfileApp
-from tests.recommend.helpers import (
+from tests.utils.api import event
+from tests.utils.profiles import CATALOG, ProfileApp
+from tests.utils.recommend import (
     CATEGORIES,
     MORE,
     ROMANCE,

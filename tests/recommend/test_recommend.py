@@ -16,9 +16,9 @@ from service.core.config import Settings
 from service.recommend import service as recommend_service
 from service.recommend.candidates import retrieve
 from service.recommend.models import RecommendationTrace
-from tests.conftest import event, make_tenant
-from tests.profiles.test_profiles import ProfileApp, born
-from tests.recommend.helpers import (
+from tests.utils.api import event, make_tenant
+from tests.utils.profiles import ProfileApp, born
+from tests.utils.recommend import (
     CATEGORIES,
     ROMANCE,
     SCIFI,

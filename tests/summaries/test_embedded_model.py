@@ -12,8 +12,8 @@ import pytest
 from service.core.config import Settings
 from service.summaries.calls import OUTPUT_TOKEN_BUDGET, PROMPT_TOKEN_BUDGET
 from service.summaries.schemas import InterestSummary
-from tests.conftest import NOW, activity_for, app_client, event, item, make_tenant
-from tests.profiles.helpers import Clock
+from tests.utils.api import NOW, activity_for, app_client, event, item, make_tenant
+from tests.utils.fakes import Clock
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from service.summaries.grouping import (
     tag_weights,
     unseen_tag_weight,
 )
-from tests.conftest import NOW
+from tests.utils.api import NOW
 
 TOPICS = {
     "jazz": ["jazz", "saxophone", "bebop"],

@@ -26,8 +26,8 @@ from service.llm.prompts import load_prompt
 from service.llm.runtime import LLMRuntime
 from service.summaries.injection import reads_as_instructions
 from service.summaries.schemas import InterestSummary
-from tests.conftest import NOW, ApiTenant, app_client, event, item, make_tenant
-from tests.profiles.helpers import between, prompt_name
+from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
+from tests.utils.fakes import between, prompt_name
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = [json.loads(line) for line in

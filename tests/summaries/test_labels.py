@@ -19,7 +19,7 @@ from service.summaries.labels import (
 from service.summaries.naming import name_group
 from service.summaries.schemas import GroupName, InterestFacet
 from service.vectors.embeddings import shared_local_embedder
-from tests.conftest import NOW
+from tests.utils.api import NOW
 
 MOVIES = [
     ("m1", "Toy Story (1995)", ["Animation", "Children", "Comedy"]),

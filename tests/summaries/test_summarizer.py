@@ -17,8 +17,8 @@ from service.llm.runtime import LLMRuntime
 from service.llm.structured import response_schema
 from service.summaries.calls import OUTPUT_TOKEN_BUDGET, PROMPT_TOKEN_BUDGET
 from service.summaries.schemas import GroupName, InterestSummary
-from tests.conftest import NOW, ApiTenant, activity_for, app_client, event, item, make_tenant
-from tests.profiles.helpers import RoutedChatModel, group_name, routed
+from tests.utils.api import NOW, ApiTenant, activity_for, app_client, event, item, make_tenant
+from tests.utils.fakes import RoutedChatModel, group_name, routed
 
 NAME = "name_interest_group"
 NARRATE = "narrate_profile"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ApiTenant, event, item
+from tests.utils.api import ApiTenant, event, item
 
 ROUTES = [
     ("get", "/v1/items/i1"),

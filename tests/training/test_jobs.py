@@ -13,8 +13,8 @@ from service.profiles.worker import RefreshWorker
 from service.tenants.service import tenant_by_name
 from service.training.jobs import tenants_due
 from service.training.store import ArtifactStore, models_root
-from tests.conftest import NOW, event
-from tests.training.helpers import fill_tenant
+from tests.utils.api import NOW, event
+from tests.utils.training import fill_tenant
 
 
 def test_the_worker_trains_a_tenant_when_due_and_not_again_until_enough_is_new(

@@ -23,7 +23,7 @@ from service.training.models import BaseModels, fit_base_models
 from service.training.popularity import Popularity
 from service.training.sequence import SequenceModel
 from service.training.transitions import Transitions
-from tests.training.conftest import (
+from tests.utils.training import (
     CYCLE,
     DAY,
     SPACE,

@@ -15,8 +15,8 @@ from service.training.contract import UserEvent
 from service.training.data import log_from_database
 from service.training.service import train_tenant
 from service.training.store import ArtifactStore, ModelRegistry, models_root
-from tests.conftest import NOW, event, make_tenant
-from tests.training.helpers import SHOWS, fill_tenant
+from tests.utils.api import NOW, event, make_tenant
+from tests.utils.training import SHOWS, fill_tenant
 
 
 def test_train_tenant_saves_a_version_the_registry_serves(

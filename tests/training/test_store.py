@@ -13,7 +13,7 @@ import pytest
 from service.training.contract import ModelMeta, UserEvent
 from service.training.models import BaseModels, fit_base_models
 from service.training.store import ArtifactStore, ModelRegistry, new_version
-from tests.training.conftest import START, TEXTS, cluster_rows, cycle_rows, make_log
+from tests.utils.training import START, TEXTS, cluster_rows, cycle_rows, make_log
 
 
 class ScaledRanker:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ui.conftest import Inspector
+from tests.utils.inspector import Inspector
 
 pytestmark = pytest.mark.slow
 

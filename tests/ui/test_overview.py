@@ -10,7 +10,7 @@ from sqlalchemy import select
 from service.core.db import utcnow
 from service.summaries.models import SummaryRun
 from service.users.models import User
-from tests.conftest import NOW, ApiTenant, event, item
+from tests.utils.api import NOW, ApiTenant, event, item
 
 
 def add_run(t: ApiTenant, user_id: str, status: str, hours_ago: float) -> None:

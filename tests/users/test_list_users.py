@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ApiTenant, event, item
+from tests.utils.api import ApiTenant, event, item
 
 IDS = ["ann", "ann_2", "annA", "anna", "ANN-9", "bob", "carl.x"]
 

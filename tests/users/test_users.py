@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from service.ingest.models import Event
 from service.users.models import User
-from tests.conftest import ApiTenant, event, item
+from tests.utils.api import ApiTenant, event, item
 
 
 def test_delete_user_removes_their_rows_only(tenant: ApiTenant) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import httpx
 import numpy as np
 
-from tests.servers import free_port, stop_process, wait_until_ready
+from tests.utils.servers import free_port, stop_process, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "service.cli"]

@@ -1,4 +1,4 @@
-"""A fake model that names groups by keyword, a movable clock, and an app built on both."""
+"""Fake chat models that route on the prompt's name, and a clock a test moves forward."""
 
 from __future__ import annotations
 

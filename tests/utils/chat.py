@@ -17,9 +17,9 @@ from langchain_core.runnables import RunnableConfig
 from service.chat.service import CHAT_PROMPT
 from service.core.config import Settings
 from service.llm.fake import prompt_name
-from tests.profiles.helpers import TopicSummarizer
-from tests.profiles.test_profiles import TOPICS, ProfileApp
-from tests.recommend.helpers import catalog_app
+from tests.utils.fakes import TopicSummarizer
+from tests.utils.profiles import TOPICS, ProfileApp
+from tests.utils.recommend import catalog_app
 
 CHAT_PATH = "/v1/recommendations/{}/chat"
 

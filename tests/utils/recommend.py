@@ -19,9 +19,9 @@ from service.core.config import Settings
 from service.llm.fake import prompt_name
 from service.llm.runtime import LLMRuntime
 from service.recommend.service import EXPLAIN_PROMPT
-from tests.conftest import app_client, item, make_tenant
-from tests.profiles.helpers import Clock, TopicSummarizer
-from tests.profiles.test_profiles import CATALOG, START, TOPICS, ProfileApp
+from tests.utils.api import NOW, app_client, event, item, make_tenant
+from tests.utils.fakes import Clock, TopicSummarizer
+from tests.utils.profiles import CATALOG, START, TOPICS, ProfileApp
 
 EVIDENCE_LINE = re.compile(r'^(\S+) \| [^|]+\| "(.*)"$')
 
@@ -129,7 +129,6 @@ def seed_liked_profile(client: Any, t: Any) -> list[str]:
     from service.profiles.merge import NewFacet
     from service.profiles.service import RefreshInput, commit_merge
     from service.users.models import User
-    from tests.conftest import NOW, event
 
     assert t.put("/v1/items", json={"items": CATALOG + MORE}).status_code == 200
     consumed = [i for _, items in LIKED_FACETS.values() for i in items]
@@ -167,8 +166,6 @@ def send_crowd(t: Any, clock: Clock, per_topic: int = 16, seed: int = 0) -> None
     one a day, all before the clock's now; romance fans also like two cooking items."""
     import random
     from datetime import timedelta
-
-    from tests.conftest import event
 
     rng = random.Random(seed)
     now = clock()
