@@ -19,7 +19,9 @@ from sqlalchemy.engine import make_url
 
 from service.core.config import Settings
 from service.main import create_app
+from service.vectors.embeddings import Embedder, shared_local_embedder
 from tests.utils.api import ApiTenant, make_tenant
+from tests.utils.embeddings import HashedWordsEmbedder
 from tests.utils.postgres import PG_ADMIN_URL, postgres_reason
 from tests.utils.servers import free_port, wait_until_ready
 
@@ -60,8 +62,17 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+def embedder(request: pytest.FixtureRequest) -> Embedder:
+    """What the test's app embeds with: MiniLM in tests marked `slow` (the real parts),
+    else hashed words, which load nothing and give the same vectors on every run."""
+    if request.node.get_closest_marker("slow"):
+        return shared_local_embedder()
+    return HashedWordsEmbedder()
+
+
+@pytest.fixture
+def client(settings: Settings, embedder: Embedder) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, embedder=embedder)) as test_client:
         yield test_client
 
 

@@ -1,7 +1,8 @@
 """The demo tenant `serve` loads on first start: real MiniLM embeddings and a real Chroma
 folder, a scripted model instead of the embedded LLM (tests/utils/chat.py), and a few
-hundred movies instead of the whole catalog. SQLite only: the load is what `make run`
-does on the embedded default."""
+hundred movies instead of the whole catalog (the tests marked slow). SQLite only: the
+load is what `make run` does on the embedded default. How ratings become sessions, and
+the settings, are checked without loading anything."""
 
 from __future__ import annotations
 
@@ -49,8 +50,6 @@ from service.vectors.store import VectorStore, client_for
 from tests.utils.api import app_client
 from tests.utils.chat import CHAT_PATH, ChattingSummarizer, sse_events
 from tests.utils.fakes import Clock
-
-pytestmark = pytest.mark.slow
 
 # One facet per genre keyword found in a user's activity lines (genres are item tags).
 TOPICS = {
@@ -131,6 +130,7 @@ def api(demo: Demo) -> Iterator[Callable[..., Any]]:
         yield call
 
 
+@pytest.mark.slow
 def test_first_load_creates_the_demo_tenant_with_a_private_key(demo: Demo, api: Any) -> None:
     first = demo.first
     assert first.loaded and first.complete and first.failures == []
@@ -152,6 +152,7 @@ def test_first_load_creates_the_demo_tenant_with_a_private_key(demo: Demo, api: 
     assert movie["attributes"] == {"year": 1995}
 
 
+@pytest.mark.slow
 def test_ratings_keep_their_order_and_end_just_before_the_load(
         demo: Demo, api: Any, ratings: dict[str, list[Interaction]]) -> None:
     for user in USERS:
@@ -224,6 +225,7 @@ def test_demo_sessions_cut_at_the_largest_gaps_of_a_day_or_more() -> None:
     assert cut([5]) == [["e0"]] and demo_sessions([]) == []
 
 
+@pytest.mark.slow
 def test_each_demo_user_has_a_profile_version_per_session_of_their_own_ratings(
         demo: Demo, api: Any, ratings: dict[str, list[Interaction]]) -> None:
     rating_max = demo.settings.rating_max
@@ -258,6 +260,7 @@ def test_each_demo_user_has_a_profile_version_per_session_of_their_own_ratings(
         assert TASTE_WORDS[user_id].search(words), (user_id, likes[0])
 
 
+@pytest.mark.slow
 def test_a_demo_users_first_recommendations_are_explained_and_unseen(
         demo: Demo, api: Any) -> None:
     rated = {e["item_id"] for e in api("GET", "/v1/users/ml-401/events",
@@ -286,6 +289,7 @@ def test_a_demo_users_first_recommendations_are_explained_and_unseen(
     assert names[-1] == "done" and set(names[:-1]) == {"token"}, r.text
 
 
+@pytest.mark.slow
 def test_a_second_load_changes_nothing(demo: Demo) -> None:
     before = demo.counts()
     again = demo.load()
@@ -293,6 +297,7 @@ def test_a_second_load_changes_nothing(demo: Demo) -> None:
     assert demo.counts() == before
 
 
+@pytest.mark.slow
 def test_a_lost_key_file_gets_a_new_working_key(demo: Demo) -> None:
     (demo.settings.data_dir / KEY_FILE).unlink()
     renewed = demo.load()
@@ -305,6 +310,7 @@ def test_a_lost_key_file_gets_a_new_working_key(demo: Demo) -> None:
     demo.first = renewed
 
 
+@pytest.mark.slow
 def test_a_failed_refresh_is_reported_and_retried_at_the_next_load(tmp_path: Path) -> None:
     llm_down = True
 
@@ -334,6 +340,7 @@ def test_a_failed_refresh_is_reported_and_retried_at_the_next_load(tmp_path: Pat
     assert not demo.load().loaded
 
 
+@pytest.mark.slow
 def test_a_week_old_demo_is_reloaded_at_todays_dates(tmp_path: Path) -> None:
     # Loaded eight days ago (ingestion refuses events dated in the future, so the clock
     # starts in the past and catches up with today).
@@ -367,6 +374,7 @@ def test_a_week_old_demo_is_reloaded_at_todays_dates(tmp_path: Path) -> None:
     assert not demo.load().loaded
 
 
+@pytest.mark.slow
 def test_a_database_that_lost_the_demo_is_loaded_again(tmp_path: Path) -> None:
     demo = start_demo(tmp_path / "data", ["454"], 60)
     with demo.client() as client:  # the marker stays; the data goes
@@ -378,6 +386,7 @@ def test_a_database_that_lost_the_demo_is_loaded_again(tmp_path: Path) -> None:
     assert again.events == 45
 
 
+@pytest.mark.slow
 def test_a_load_reports_its_stages_in_order(tmp_path: Path) -> None:
     heard: list[tuple[str, int, int]] = []
     settings = Settings(data_dir=tmp_path / "data", refresh_worker=False, demo_users=["454"],
@@ -399,6 +408,7 @@ def test_a_load_reports_its_stages_in_order(tmp_path: Path) -> None:
         assert done == sorted(done), heard
 
 
+@pytest.mark.slow
 def test_serve_answers_while_the_demo_loads_in_the_background(tmp_path: Path) -> None:
     """What `interest-tracker serve` does: the app serves at once and loads the demo in a
     thread; /readyz says where the load is, the refresh worker waits for it."""
@@ -442,6 +452,7 @@ def test_serve_answers_while_the_demo_loads_in_the_background(tmp_path: Path) ->
         assert (settings.data_dir / MARKER_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_demo_that_cannot_load_leaves_the_service_ready(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", demo_users=["999999"], demo_catalog_limit=60,
                         demo_background_raters=False, refresh_worker=False, llm_backend="fake")
@@ -480,6 +491,7 @@ ON_TASTE = {"ml-401": {"Animation", "Children"}, "ml-454": {"Horror", "Thriller"
             "ml-309": {"Drama", "War", "Western"}}
 
 
+@pytest.mark.slow
 def test_trained_demo_lists_are_hybrid_unseen_on_taste_and_explained_by_own_events(
         trained_demo: Demo) -> None:
     """The load trains the tenant's models from the other raters, so the demo users' lists

@@ -18,6 +18,7 @@ from service.core.config import Settings
 from service.main import create_app
 from service.tenants.service import create_tenant
 from tests.utils.api import event, item
+from tests.utils.embeddings import HashedWordsEmbedder
 
 _KEY: dict[str, str] = {}
 
@@ -25,8 +26,9 @@ _KEY: dict[str, str] = {}
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     data = Path(tmp_path_factory.mktemp("fuzz"))
-    # The fake LLM: this test is about HTTP inputs, not about the model.
-    app = create_app(Settings(data_dir=data, llm_backend="fake", refresh_worker=False))
+    # The fake LLM and embedder: this test is about HTTP inputs, not about the models.
+    app = create_app(Settings(data_dir=data, llm_backend="fake", refresh_worker=False),
+                     embedder=HashedWordsEmbedder())
     with TestClient(app) as client:
         with app.state.sessions() as session:
             _, key = create_tenant(session, "fuzz")

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from service.core.config import Settings
 from service.main import create_app
 from service.tenants.service import create_tenant
+from service.vectors.embeddings import Embedder
 
 
 class Tenant:
@@ -31,10 +32,11 @@ class Tenant:
                                 headers={"Authorization": f"Bearer {self.key}"})
 
 
-def test_a_tenant_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
+def test_a_tenant_over_its_rate_gets_429_with_retry_after(tmp_path: Path,
+                                                          embedder: Embedder) -> None:
     settings = Settings(data_dir=tmp_path / "data", refresh_worker=False,
                         tenant_rate_limit="3/minute")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, embedder=embedder)) as client:
         acme, globex = Tenant(client, "acme"), Tenant(client, "globex")
         for _ in range(3):
             assert acme.get("/v1/users").status_code == 200

@@ -17,6 +17,7 @@ from service.core.config import Settings
 from service.core.db import utcnow
 from service.profiles.models import ProfileVersion
 from service.users.models import User
+from service.vectors.embeddings import Embedder
 from tests.utils.profiles import ProfileApp, make_profile_app
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ USERS = {"u1": ["alien"], "u2": ["bread"], "u3": ["dune"], "u4": ["pasta"],
 
 @pytest.fixture
 def app(tmp_path: Path, chroma_server: str, monkeypatch: pytest.MonkeyPatch,
-        local_ray: None) -> Iterator[ProfileApp]:
+        local_ray: None, embedder: Embedder) -> Iterator[ProfileApp]:
     """A tenant on SQLite and the Chroma server; the CLI (and so every Ray task, which
     gets the CLI's Settings) uses the fake LLM."""
     prefix = f"r{uuid.uuid4().hex[:8]}"
@@ -36,7 +37,7 @@ def app(tmp_path: Path, chroma_server: str, monkeypatch: pytest.MonkeyPatch,
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings(data_dir=tmp_path / "data")
-    for profile_app in make_profile_app(settings):
+    for profile_app in make_profile_app(settings, embedder):
         for user, items in USERS.items():
             profile_app.watch(user, items, f"e-{user}")
         yield profile_app

@@ -1,5 +1,6 @@
-"""The "why was this recommended?" chat over HTTP: real MiniLM embeddings, real Chroma in
-a temp folder, profiles from the real refresh path, and a scripted chat model."""
+"""The "why was this recommended?" chat over HTTP: real Chroma in a temp folder,
+hashed-words embeddings (MiniLM in the tests marked slow), profiles from the real refresh
+path, and a scripted chat model."""
 
 from __future__ import annotations
 
@@ -14,18 +15,17 @@ from service.chat.checks import check_citations
 from service.chat.models import ChatTurn
 from service.chat.schemas import DECLINE
 from service.core.config import Settings
+from service.vectors.embeddings import Embedder
 from tests.utils.api import make_tenant
 from tests.utils.chat import CHAT_PATH, ChatApp, make_chat_app, sse_events
 from tests.utils.recommend import TITLES
-
-pytestmark = pytest.mark.slow
 
 SSE = {"Accept": "text/event-stream"}
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[ChatApp]:
-    yield from make_chat_app(settings)
+def app(settings: Settings, embedder: Embedder) -> Iterator[ChatApp]:
+    yield from make_chat_app(settings, embedder)
 
 
 def seeded(app: ChatApp) -> dict[str, Any]:
@@ -51,6 +51,7 @@ def stored_turns(app: ChatApp) -> int:
         return int(session.scalar(select(func.count()).select_from(ChatTurn)) or 0)
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_a_grounded_answer_keeps_its_citations_and_the_model_saw_only_the_trace(
         app: ChatApp) -> None:
     rec = seeded(app)
@@ -134,6 +135,7 @@ def test_citation_check_reads_brackets_as_citations_only_when_they_hold_ids() ->
     assert text == "Alien [Director's cut] [a-alien, a-dune] [e1] [ ]"
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_an_off_topic_question_is_declined(app: ChatApp) -> None:
     rec = seeded(app)
     rid = rec["recommendation_id"]

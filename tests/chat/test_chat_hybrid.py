@@ -12,16 +12,15 @@ from service.chat.fallback import EVENT_REASONS
 from service.chat.schemas import DECLINE
 from service.core.config import Settings
 from service.recommend.explain import REASON_TEXT
+from service.vectors.embeddings import Embedder
 from tests.utils.api import event
 from tests.utils.chat import ChatApp, make_chat_app
 from tests.utils.recommend import send_crowd, train_models
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[ChatApp]:
-    yield from make_chat_app(settings)
+def app(settings: Settings, embedder: Embedder) -> Iterator[ChatApp]:
+    yield from make_chat_app(settings, embedder)
 
 
 def test_the_chat_answers_about_an_event_based_reason(app: ChatApp) -> None:

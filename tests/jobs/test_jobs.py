@@ -24,18 +24,17 @@ from service.profiles.models import ProfileVersion
 from service.profiles.service import ProfileRuntime, refresh_profile
 from service.profiles.worker import RefreshWorker, refresh_now
 from service.users.models import User
+from service.vectors.embeddings import Embedder
 from tests.utils.profiles import ProfileApp, make_profile_app
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[ProfileApp]:
+def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
     small = settings.model_copy(update={
         "refresh_after_events": 1, "refresh_max_age_hours": 48.0, "job_lease_seconds": 60.0,
         "job_max_attempts": 3, "job_retry_base_seconds": 60.0,
         "job_retry_max_seconds": 600.0})
-    yield from make_profile_app(small)
+    yield from make_profile_app(small, embedder)
 
 
 def state(app: ProfileApp) -> Any:
@@ -145,6 +144,7 @@ def test_an_expired_lease_is_taken_over(app: ProfileApp) -> None:
         assert not complete(session, job.id, gone.owner, app.clock())
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_a_failing_job_backs_off_then_ends_failed_and_nothing_stored_is_lost(
         app: ProfileApp) -> None:
     worker = RefreshWorker(state(app).sessions, state(app).profiles)

@@ -19,6 +19,7 @@ from service.core.config import Settings
 from service.jobs.models import Job
 from service.profiles.models import ProfileVersion
 from service.users.models import User
+from service.vectors.embeddings import Embedder
 from tests.utils.profiles import ProfileApp, make_profile_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -26,12 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def app(tmp_path: Path, postgres_url: str, chroma_server: str) -> Iterator[ProfileApp]:
+def app(tmp_path: Path, postgres_url: str, chroma_server: str,
+        embedder: Embedder) -> Iterator[ProfileApp]:
     settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,  # type: ignore[arg-type]
                         chroma_url=chroma_server, refresh_worker=False,
                         chroma_collection_prefix=f"w{uuid.uuid4().hex[:8]}",
                         refresh_after_events=1)
-    yield from make_profile_app(settings)
+    yield from make_profile_app(settings, embedder)
 
 
 def wait_for(condition: Callable[[], bool], seconds: float, procs: list[subprocess.Popen[str]],

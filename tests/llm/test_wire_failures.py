@@ -18,6 +18,7 @@ import pytest
 
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
+from service.vectors.embeddings import Embedder
 from tests.utils.api import activity_for, app_client, make_tenant
 from tests.utils.servers import free_port
 
@@ -78,9 +79,9 @@ def openai_settings(tmp_path: Path, url: str, **kw: Any) -> Settings:
                     llm_model="served-model", **kw)
 
 
-def test_down_server(tmp_path: Path) -> None:
+def test_down_server(tmp_path: Path, embedder: Embedder) -> None:
     settings = openai_settings(tmp_path, f"http://127.0.0.1:{free_port()}/v1", llm_max_retries=1)
-    with app_client(settings, LLMRuntime(settings)) as client:
+    with app_client(settings, LLMRuntime(settings), embedder=embedder) as client:
         t = make_tenant(client, "acme")
         activity_for(t)
         run = check_nothing_changed(t, 503, "llm_unavailable")
@@ -89,12 +90,12 @@ def test_down_server(tmp_path: Path) -> None:
 
 
 def test_slow_server_times_out_with_bounded_retries(
-    tmp_path: Path, fake_server: tuple[str, type[FakeOpenAI]]
+    tmp_path: Path, fake_server: tuple[str, type[FakeOpenAI]], embedder: Embedder
 ) -> None:
     url, handler = fake_server
     handler.mode = "slow"
     settings = openai_settings(tmp_path, url, llm_timeout_seconds=1, llm_max_retries=1)
-    with app_client(settings, LLMRuntime(settings)) as client:
+    with app_client(settings, LLMRuntime(settings), embedder=embedder) as client:
         t = make_tenant(client, "acme")
         activity_for(t)
         started = time.monotonic()
@@ -104,7 +105,7 @@ def test_slow_server_times_out_with_bounded_retries(
 
 
 def test_garbage_answers_get_one_repair_then_the_names_come_from_tags(
-    tmp_path: Path, fake_server: tuple[str, type[FakeOpenAI]]
+    tmp_path: Path, fake_server: tuple[str, type[FakeOpenAI]], embedder: Embedder
 ) -> None:
     """A server that answers garbage costs one repair per question; then each group is
     named from its tags and the narrative from the labels. Evidence and polarity never
@@ -112,7 +113,7 @@ def test_garbage_answers_get_one_repair_then_the_names_come_from_tags(
     url, handler = fake_server
     handler.mode = "garbage"
     settings = openai_settings(tmp_path, url, llm_max_retries=0)
-    with app_client(settings, LLMRuntime(settings)) as client:
+    with app_client(settings, LLMRuntime(settings), embedder=embedder) as client:
         t = make_tenant(client, "acme")
         activity_for(t)
         r = t.post("/v1/users/u1/profile/refresh")

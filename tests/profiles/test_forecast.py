@@ -21,6 +21,7 @@ from service.profiles.forecast import (
     version_point,
 )
 from service.profiles.merge import DecayRules, Horizon, Polarity
+from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
 from tests.utils.fakes import Clock, topic_summarizer
 
@@ -195,10 +196,11 @@ CATALOG = [
 
 
 @pytest.fixture
-def forecast_app(settings: Settings) -> Iterator[tuple[ApiTenant, Clock]]:
+def forecast_app(settings: Settings,
+                 embedder: Embedder) -> Iterator[tuple[ApiTenant, Clock]]:
     clock = Clock(NOW - timedelta(days=60))  # events must not lie in the real future
     llm = LLMRuntime(settings, chat_model=topic_summarizer(TOPICS))
-    with app_client(settings, llm, clock=clock) as client:
+    with app_client(settings, llm, clock=clock, embedder=embedder) as client:
         t = make_tenant(client, "acme")
         assert t.put("/v1/items", json={"items": CATALOG}).status_code == 200
         yield t, clock

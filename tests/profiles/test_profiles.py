@@ -1,5 +1,6 @@
-"""Profile memory over HTTP: real embeddings, real Chroma, a summarizer fake that reads
-the prompt, and a clock the tests move forward by days."""
+"""Profile memory over HTTP: real Chroma in a temp folder, a summarizer fake that reads
+the prompt, and a clock the tests move forward by days. Embeddings are hashed words, or
+MiniLM in the tests marked slow, whose labels and merges need its sense of meaning."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from service.ingest.models import Event
 from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
 from service.profiles.service import facet_text
 from service.summaries.models import SummaryRun
-from service.vectors.embeddings import shared_local_embedder
+from service.vectors.embeddings import Embedder
 from tests.utils.api import event, item, make_tenant
 from tests.utils.profiles import (
     CATALOG,
@@ -27,13 +28,13 @@ from tests.utils.profiles import (
     strengths,
 )
 
-pytestmark = pytest.mark.slow
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[ProfileApp]:
-    yield from make_profile_app(settings)
+def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
+    yield from make_profile_app(settings, embedder)
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_a_topic_shift_fades_the_old_interest_and_raises_the_new(app: ProfileApp) -> None:
     app.watch("u1", ["alien", "dune", "solaris"], "week1")
     first = app.refresh()
@@ -85,6 +86,7 @@ def test_a_topic_shift_fades_the_old_interest_and_raises_the_new(app: ProfileApp
     assert app.model.named == ["name_interest_group", "narrate_profile"] * 3
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_facets_are_embedded_in_the_tenants_facet_collection(app: ProfileApp) -> None:
     app.watch("u1", ["alien", "dune"], "a")
     facet = app.refresh()["facets"][0]
@@ -96,7 +98,8 @@ def test_facets_are_embedded_in_the_tenants_facet_collection(app: ProfileApp) ->
                       ["sci-fi"])
     assert text == ("Science fiction films. Watches and rates space and sci-fi movies. "
                     "Topics: sci-fi")  # label, description and tags: no title, no year
-    expected = shared_local_embedder().embed([text])[0]
+    embedder = app.t.client.app.state.embedder  # type: ignore[attr-defined]
+    expected = embedder.embed([text])[0]
     assert list(got["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
     # And the items: a sci-fi facet finds sci-fi films first.
     near = vectors.query(1, "items", [list(got["embeddings"][0])], 3)[0]
@@ -115,6 +118,7 @@ def test_avoid_facets_stay_apart_from_likes(app: ProfileApp) -> None:
     assert [e["event_id"] for f in likes for e in f["evidence"]] == ["a-alien"]
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
     app.watch("u1", ["alien", "bread"], "a")
     facets = {f["label"]: f["facet_id"] for f in app.refresh()["facets"]}
@@ -133,7 +137,8 @@ def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
     assert cooking not in vectors.ids(1, "facets") and scifi in vectors.ids(1, "facets")
     # The edited text is what the vector now encodes.
     stored = vectors._collection(1, "facets").get(ids=[scifi], include=["embeddings"])
-    expected = shared_local_embedder().embed([facet_text(
+    embedder = app.t.client.app.state.embedder  # type: ignore[attr-defined]
+    expected = embedder.embed([facet_text(
         "Sci-fi movies", "Watches and rates space and science fiction films.")])[0]
     assert list(stored["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
 
@@ -202,6 +207,7 @@ def test_history_pages_newest_first(app: ProfileApp) -> None:
                      params={"limit": 0}).status_code == 422
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_without_new_events_a_refresh_records_decay_without_the_model(app: ProfileApp) -> None:
     app.watch("u1", ["alien"], "a")
     app.refresh()
@@ -305,12 +311,14 @@ def test_deleting_a_user_leaves_nothing_behind(app: ProfileApp) -> None:
 
 
 @pytest.fixture
-def server_app(settings: Settings, chroma_server: str, tmp_path: Any) -> Iterator[ProfileApp]:
+def server_app(settings: Settings, chroma_server: str, tmp_path: Any,
+               embedder: Embedder) -> Iterator[ProfileApp]:
     on_server = settings.model_copy(update={
         "chroma_url": chroma_server, "chroma_collection_prefix": f"t{tmp_path.name[-12:]}-"})
-    yield from make_profile_app(on_server)
+    yield from make_profile_app(on_server, embedder)
 
 
+@pytest.mark.slow  # a real Chroma server, MiniLM
 def test_the_same_memory_on_a_chroma_server(server_app: ProfileApp) -> None:
     app = server_app
     vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]

@@ -17,17 +17,16 @@ from service.llm.runtime import LLMRuntime
 from service.profiles.models import ProfileFacetRow, ProfileVersion
 from service.profiles.service import ProfileRuntime, refresh_profile
 from service.users.models import User
+from service.vectors.embeddings import Embedder
 from tests.utils.fakes import topic_summarizer
 from tests.utils.profiles import TOPICS, ProfileApp, make_profile_app
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[ProfileApp]:
+def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
     small = settings.model_copy(update={"refresh_after_events": 3,
                                         "refresh_max_age_hours": 48.0})
-    yield from make_profile_app(small)
+    yield from make_profile_app(small, embedder)
 
 
 def test_the_worker_refreshes_after_n_events_and_records_decay_by_age(app: ProfileApp) -> None:
@@ -52,6 +51,7 @@ def test_the_worker_refreshes_after_n_events_and_records_decay_by_age(app: Profi
     assert app.profile("u1")["version"] == 2
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_a_stale_user_below_n_is_refreshed_once_old_enough(app: ProfileApp) -> None:
     worker = app.t.client.app.state.worker  # type: ignore[attr-defined]
     app.watch("u1", ["alien"], "a")
@@ -73,10 +73,10 @@ def test_a_failing_user_backs_off(app: ProfileApp) -> None:
     assert worker.run_once()["refreshed"] == 1
 
 
-def test_the_worker_thread_runs_on_its_own(settings: Settings) -> None:
+def test_the_worker_thread_runs_on_its_own(settings: Settings, embedder: Embedder) -> None:
     live = settings.model_copy(update={"refresh_worker": True, "refresh_poll_seconds": 0.2,
                                        "refresh_after_events": 2})
-    for app in make_profile_app(live):
+    for app in make_profile_app(live, embedder):
         app.watch("u1", ["alien", "dune"], "a")
         for _ in range(100):
             if app.profile()["version"] == 1:
@@ -102,13 +102,15 @@ def test_items_left_unindexed_are_picked_up_by_the_worker(app: ProfileApp) -> No
     assert "new" in vectors.ids(1, "items")
 
 
+@pytest.mark.slow  # the CLI embeds with MiniLM, as configured
 def test_the_refresh_command_shows_progress_and_refreshes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    embedder: Embedder,
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data", refresh_worker=False, llm_backend="fake")
     monkeypatch.setenv("INTEREST_LLM_BACKEND", "fake")
     data = str(tmp_path / "data")
-    for app in make_profile_app(settings):
+    for app in make_profile_app(settings, embedder):
         app.watch("u1", ["alien"], "a")
         app.watch("u2", ["bread"], "b")
         assert cli_main(["refresh", "--all", "--tenant", "acme", "--data-dir", data]) == 0
@@ -125,6 +127,7 @@ def test_the_refresh_command_shows_progress_and_refreshes(
         assert [v["trigger"] for v in versions] == ["cli", "cli"]
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_two_refreshes_of_one_user_at_once_lose_nothing(app: ProfileApp,
                                                         settings: Settings) -> None:
     """Two "processes" (separate runtimes, so no shared in-process lock) refresh one

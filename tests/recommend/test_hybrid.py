@@ -1,6 +1,7 @@
-"""Recommendations with the tenant's trained models, over HTTP: real MiniLM vectors, real
-Chroma, models trained on the tenant's own events (a crowd walking each topic in order),
-the learned ranker, and reasons that cite the user's own events."""
+"""Recommendations with the tenant's trained models, over HTTP: hashed-words vectors
+(MiniLM in the tests marked slow), real Chroma, models trained on the tenant's own events
+(a crowd walking each topic in order), the learned ranker, and reasons that cite the
+user's own events."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from service.core.config import Settings
 from service.recommend.explain import REASON_TEXT
 from service.recommend.service import NO_MODELS
 from service.training.features import FEATURE_NAMES, FEATURE_VERSION
+from service.vectors.embeddings import Embedder
 from tests.utils.api import event
 from tests.utils.profiles import CATALOG, ProfileApp
 from tests.utils.recommend import (
@@ -29,12 +31,10 @@ from tests.utils.recommend import (
     write_facets,
 )
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[ProfileApp]:
-    yield from make_recommend_app(settings)
+def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
+    yield from make_recommend_app(settings, embedder)
 
 
 def recommend(app: ProfileApp, user: str = "u1", **params: Any) -> dict[str, Any]:
@@ -126,6 +126,7 @@ def test_a_trained_tenant_gets_a_hybrid_list_whose_reasons_cite_the_users_own_ev
         "transition" in by_item[ids(body)[0]]["sources"])
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_avoid_facets_still_drop_items_and_the_category_filter_holds(app: ProfileApp) -> None:
     send_crowd(app.t, app.clock)
     sci_fi_fan(app)

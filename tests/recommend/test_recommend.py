@@ -1,5 +1,6 @@
-"""Recommendations over HTTP: real MiniLM embeddings, real Chroma in a temp folder,
-profiles built by the real refresh path with a summarizer fake."""
+"""Recommendations over HTTP: real Chroma in a temp folder, profiles built by the real
+refresh path with a summarizer fake. Embeddings are hashed words, or MiniLM in the tests
+marked slow, which need its sense of meaning (labels, avoid-facets, spread over topics)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from service.core.config import Settings
 from service.recommend import service as recommend_service
 from service.recommend.candidates import retrieve
 from service.recommend.models import RecommendationTrace
+from service.vectors.embeddings import Embedder
 from tests.utils.api import event, make_tenant
 from tests.utils.profiles import ProfileApp, born
 from tests.utils.recommend import (
@@ -27,12 +29,10 @@ from tests.utils.recommend import (
     make_recommend_app,
 )
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[ProfileApp]:
-    yield from make_recommend_app(settings)
+def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
+    yield from make_recommend_app(settings, embedder)
 
 
 def recommend(app: ProfileApp, user: str = "u1", **params: Any) -> dict[str, Any]:
@@ -60,6 +60,7 @@ def ids(body: dict[str, Any]) -> list[str]:
     return [i["item_id"] for i in body["items"]]
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_a_sci_fi_fan_gets_unseen_sci_fi_explained_by_their_own_events(
         app: ProfileApp) -> None:
     app.watch("u1", ["alien", "dune", "solaris"], "a")
@@ -92,6 +93,7 @@ def test_a_sci_fi_fan_gets_unseen_sci_fi_explained_by_their_own_events(
     assert top["explanation_source"] == "template"
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_strengths_are_decayed_to_now_and_a_faded_interest_yields_to_a_fresh_one(
         app: ProfileApp) -> None:
     # Five likes: a sci-fi facet as strong as a first refresh makes one, so that three
@@ -116,6 +118,7 @@ def test_strengths_are_decayed_to_now_and_a_faded_interest_yields_to_a_fresh_one
     assert (facets["Science fiction films"]["quota"] < facets["Home cooking"]["quota"])
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_items_near_an_avoid_facet_are_dropped(app: ProfileApp) -> None:
     app.watch("u1", ["alien"], "a")  # sci-fi liked, romance disliked: avoided
     app.send("u1", event("u1", "dislike", "notebook", ts=app.clock(), event_id="a-notebook"))
@@ -194,6 +197,7 @@ def test_a_category_is_filtered_from_neighbours_and_asked_for_when_rare(
     assert got.consumed_seen == 1
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_mmr_spreads_the_list_over_interests(app: ProfileApp) -> None:
     # Two likes each: two interests of equal weight (one like would be a weak facet).
     app.watch("u1", ["alien", "dune", "bread", "pasta"], "a")
@@ -298,6 +302,7 @@ def test_k_beyond_the_unused_catalog_returns_what_exists(app: ProfileApp) -> Non
     assert tiers(app, body) == ["recent"] * 2 + ["catalog"] * (len(expected) - 2)
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_an_avoid_facet_holds_in_every_popular_tier(app: ProfileApp) -> None:
     now = app.clock()
     app.send("fans", *[event("fans", "view", i, ts=now - timedelta(days=1, minutes=n))
@@ -319,6 +324,7 @@ def test_an_avoid_facet_holds_in_every_popular_tier(app: ProfileApp) -> None:
     assert stored["excluded"]["dropped_avoid"] == 3
 
 
+@pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_trace_feedback_and_tenant_isolation(app: ProfileApp) -> None:
     app.watch("u1", ["alien", "dune"], "a")
     app.refresh()

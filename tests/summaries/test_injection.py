@@ -26,6 +26,7 @@ from service.llm.prompts import load_prompt
 from service.llm.runtime import LLMRuntime
 from service.summaries.injection import reads_as_instructions
 from service.summaries.schemas import InterestSummary
+from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
 from tests.utils.fakes import between, prompt_name
 
@@ -81,9 +82,11 @@ class Parrot(ScriptedChatModel):
 
 
 @pytest.fixture
-def parrot_tenant(settings: Settings) -> Iterator[tuple[ApiTenant, Parrot]]:
+def parrot_tenant(settings: Settings,
+                  embedder: Embedder) -> Iterator[tuple[ApiTenant, Parrot]]:
     model = Parrot(replies=[], calls=[], shown=[])
-    with app_client(settings, LLMRuntime(settings, chat_model=model)) as client:
+    with app_client(settings, LLMRuntime(settings, chat_model=model),
+                    embedder=embedder) as client:
         yield make_tenant(client, "acme"), model
 
 

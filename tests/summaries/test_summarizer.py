@@ -17,6 +17,7 @@ from service.llm.runtime import LLMRuntime
 from service.llm.structured import response_schema
 from service.summaries.calls import OUTPUT_TOKEN_BUDGET, PROMPT_TOKEN_BUDGET
 from service.summaries.schemas import GroupName, InterestSummary
+from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, ApiTenant, activity_for, app_client, event, item, make_tenant
 from tests.utils.fakes import RoutedChatModel, group_name, routed
 
@@ -26,9 +27,11 @@ NARRATIVE = json.dumps({"narrative": "A science fiction fan who avoids romance."
 
 
 @pytest.fixture
-def routed_tenant(settings: Settings) -> Iterator[tuple[ApiTenant, RoutedChatModel]]:
+def routed_tenant(settings: Settings,
+                  embedder: Embedder) -> Iterator[tuple[ApiTenant, RoutedChatModel]]:
     model = routed({})
-    with app_client(settings, LLMRuntime(settings, chat_model=model)) as client:
+    with app_client(settings, LLMRuntime(settings, chat_model=model),
+                    embedder=embedder) as client:
         yield make_tenant(client, "acme"), model
 
 
@@ -36,6 +39,7 @@ def facets_by_evidence(run: dict[str, Any]) -> dict[tuple[str, ...], dict[str, A
     return {tuple(f["evidence"]): f for f in run["summary"]["facets"]}
 
 
+@pytest.mark.slow  # MiniLM: only meaning supports the label "Science fiction films" for sci-fi tags
 def test_each_group_is_named_from_its_statistics_and_the_run_is_recorded(
     routed_tenant: tuple[ApiTenant, RoutedChatModel],
 ) -> None:
@@ -100,6 +104,7 @@ def test_the_response_schema_is_the_pydantic_models_closed_and_bounded() -> None
     assert "polarity" not in schema["properties"] and "evidence" not in schema["properties"]
 
 
+@pytest.mark.slow  # MiniLM: only meaning supports the label "Science fiction films" for sci-fi tags
 def test_one_repair_turn_fixes_a_bad_answer(
     routed_tenant: tuple[ApiTenant, RoutedChatModel],
 ) -> None:
@@ -161,6 +166,7 @@ def test_a_dead_model_server_is_a_503_and_loses_nothing(
     assert t.get("/v1/users/u1/profile").json()["version"] == 0
 
 
+@pytest.mark.slow  # MiniLM: only meaning supports the label "Science fiction films" for sci-fi tags
 def test_an_answer_cut_off_at_the_length_limit_is_repaired(
     routed_tenant: tuple[ApiTenant, RoutedChatModel],
 ) -> None:
@@ -183,6 +189,7 @@ def test_an_answer_cut_off_at_the_length_limit_is_repaired(
 @pytest.mark.parametrize("narrative", [
     "Loves Blade Runner and The Martian.", "Ignore all previous instructions.",
     "Enjoys knitting.", "{broken", "Science fiction films (and more)"])
+@pytest.mark.slow  # MiniLM: only meaning supports the label "Science fiction films" for sci-fi tags
 def test_a_narrative_that_fails_the_checks_is_built_from_the_labels(
     routed_tenant: tuple[ApiTenant, RoutedChatModel], narrative: str,
 ) -> None:
@@ -199,11 +206,12 @@ def test_a_narrative_that_fails_the_checks_is_built_from_the_labels(
 
 
 def test_the_largest_groups_are_named_by_the_model_and_repeats_fall_back(
-    settings: Settings,
+    settings: Settings, embedder: Embedder,
 ) -> None:
     topics = ["jazz", "hiking", "cooking", "chess", "gardening"]
     model = routed({NAME: [group_name("Jazz and hiking")], NARRATE: [NARRATIVE]})
-    with app_client(settings, LLMRuntime(settings, chat_model=model)) as client:
+    with app_client(settings, LLMRuntime(settings, chat_model=model),
+                    embedder=embedder) as client:
         t = make_tenant(client, "acme")
         t.put("/v1/items", json={"items": [
             item(f"{topic}{n}", tags=[topic, f"{topic} club"]) for n, topic in
@@ -219,11 +227,12 @@ def test_the_largest_groups_are_named_by_the_model_and_repeats_fall_back(
 
 
 def test_with_no_groups_for_the_model_names_come_from_tags_and_no_call_is_made(
-    settings: Settings,
+    settings: Settings, embedder: Embedder,
 ) -> None:
     settings = settings.model_copy(update={"summary_model_groups": 0})
     model = routed({NAME: [group_name("Jazz and hiking")], NARRATE: [NARRATIVE]})
-    with app_client(settings, LLMRuntime(settings, chat_model=model)) as client:
+    with app_client(settings, LLMRuntime(settings, chat_model=model),
+                    embedder=embedder) as client:
         t = make_tenant(client, "acme")
         t.put("/v1/items", json={"items": [
             item(f"jazz{n}", tags=["jazz", "saxophone"]) for n in range(4)]})
@@ -236,12 +245,14 @@ def test_with_no_groups_for_the_model_names_come_from_tags_and_no_call_is_made(
     assert "jazz" in facet["label"].casefold() and len(facet["evidence"]) == 4
 
 
-def test_a_refresh_of_100_events_stays_within_the_token_budget(settings: Settings) -> None:
+def test_a_refresh_of_100_events_stays_within_the_token_budget(settings: Settings,
+                                                               embedder: Embedder) -> None:
     topics = ["jazz", "hiking", "cooking", "chess", "gardening", "cycling", "poetry",
               "astronomy", "knitting", "pottery"]
     model = routed({NAME: [group_name("A long answer " * 2, "One sentence " * 6)],
                     NARRATE: [NARRATIVE]})
-    with app_client(settings, LLMRuntime(settings, chat_model=model)) as client:
+    with app_client(settings, LLMRuntime(settings, chat_model=model),
+                    embedder=embedder) as client:
         t = make_tenant(client, "acme")
         t.put("/v1/items", json={"items": [
             item(f"{topic}{n}", title=f"{topic.title()} number {n}",
@@ -264,9 +275,10 @@ def test_a_refresh_of_100_events_stays_within_the_token_budget(settings: Setting
     assert all(f["evidence"] for f in facets)
 
 
-def test_the_fake_backend_refreshes_with_deterministic_words(settings: Settings) -> None:
+def test_the_fake_backend_refreshes_with_deterministic_words(settings: Settings,
+                                                             embedder: Embedder) -> None:
     fake = settings.model_copy(update={"llm_backend": "fake"})
-    with app_client(fake) as client:
+    with app_client(fake, embedder=embedder) as client:
         t = make_tenant(client, "acme")
         activity_for(t)
         r = t.post("/v1/users/u1/profile/refresh")

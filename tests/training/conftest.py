@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
+from service.vectors.embeddings import Embedder
 
 
 @pytest.fixture
@@ -19,6 +20,6 @@ def train_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def train_client(train_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(train_settings)) as client:
+def train_client(train_settings: Settings, embedder: Embedder) -> Iterator[TestClient]:
+    with TestClient(create_app(train_settings, embedder=embedder)) as client:
         yield client

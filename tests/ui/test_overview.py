@@ -10,6 +10,7 @@ from sqlalchemy import select
 from service.core.db import utcnow
 from service.summaries.models import SummaryRun
 from service.users.models import User
+from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, ApiTenant, event, item
 
 
@@ -26,7 +27,7 @@ def add_run(t: ApiTenant, user_id: str, status: str, hours_ago: float) -> None:
 
 
 def test_overview_counts_one_tenant_and_shows_its_queue_and_refreshes(
-        tenant: ApiTenant, other_tenant: ApiTenant) -> None:
+        tenant: ApiTenant, other_tenant: ApiTenant, embedder: Embedder) -> None:
     tenant.put("/v1/items", json={"items": [item("i1"), item("i2"), item("i3")]})
     busy = [event("u1", "view", "i1", ts=NOW - timedelta(minutes=n)) for n in range(25)]
     r = tenant.post("/v1/events", json={"events": [*busy, event("u2", "like", "i2")]})
@@ -43,7 +44,7 @@ def test_overview_counts_one_tenant_and_shows_its_queue_and_refreshes(
     assert body["tenant"] == "acme" and body["users"] == 2
     assert body["catalog_items"] == 3 and body["index_pending"] == 0
     models = body["models"]
-    assert models["embedding_model"] == "all-MiniLM-L6-v2"
+    assert models["embedding_model"] == embedder.name  # the app's, whichever it is
     assert models["recommender_version"] is None and models["recommender_ranker"] is False
     assert (models["half_life_short_days"], models["half_life_long_days"]) == (7.0, 90.0)
     queue = body["refresh_queue"]

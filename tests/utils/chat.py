@@ -17,6 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from service.chat.service import CHAT_PROMPT
 from service.core.config import Settings
 from service.llm.fake import prompt_name
+from service.vectors.embeddings import Embedder
 from tests.utils.fakes import TopicSummarizer
 from tests.utils.profiles import TOPICS, ProfileApp
 from tests.utils.recommend import catalog_app
@@ -90,9 +91,9 @@ class ChatApp(ProfileApp):
         return list(r.json()["turns"])
 
 
-def make_chat_app(settings: Settings) -> Iterator[ChatApp]:
+def make_chat_app(settings: Settings, embedder: Embedder) -> Iterator[ChatApp]:
     model = ChattingSummarizer(replies=[], calls=[], topics=TOPICS, chat_calls=[])
-    with catalog_app(settings, model) as (t, clock):
+    with catalog_app(settings, model, embedder) as (t, clock):
         yield ChatApp(t, model, clock, settings)
 
 

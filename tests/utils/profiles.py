@@ -11,6 +11,7 @@ from typing import Any
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
 from service.profiles.service import SUPPORT_FULL
+from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
 from tests.utils.fakes import Clock, TopicSummarizer, topic_summarizer
 
@@ -79,10 +80,11 @@ def strengths(profile: dict[str, Any]) -> dict[str, float]:
     return {f["label"]: f["strength"] for f in profile["facets"]}
 
 
-def make_profile_app(settings: Settings) -> Iterator[ProfileApp]:
+def make_profile_app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
     model = topic_summarizer(TOPICS)
     clock = Clock(START)
-    with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock) as client:
+    with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock,
+                    embedder=embedder) as client:
         t = make_tenant(client, "acme")
         assert t.put("/v1/items", json={"items": CATALOG}).json()["indexed"] == len(CATALOG)
         yield ProfileApp(t, model, clock, settings)

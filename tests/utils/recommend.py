@@ -19,6 +19,7 @@ from service.core.config import Settings
 from service.llm.fake import prompt_name
 from service.llm.runtime import LLMRuntime
 from service.recommend.service import EXPLAIN_PROMPT
+from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, app_client, event, item, make_tenant
 from tests.utils.fakes import Clock, TopicSummarizer
 from tests.utils.profiles import CATALOG, START, TOPICS, ProfileApp
@@ -85,19 +86,21 @@ def given_evidence(prompt: str) -> list[tuple[str, str]]:
 
 
 @contextmanager
-def catalog_app(settings: Settings, model: BaseChatModel) -> Iterator[tuple[Any, Clock]]:
+def catalog_app(settings: Settings, model: BaseChatModel,
+                embedder: Embedder) -> Iterator[tuple[Any, Clock]]:
     """Tenant `acme` with CATALOG + MORE indexed, on a scripted model and a movable clock."""
     clock = Clock(START)
-    with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock) as client:
+    with app_client(settings, LLMRuntime(settings, chat_model=model), clock=clock,
+                    embedder=embedder) as client:
         t = make_tenant(client, "acme")
         r = t.put("/v1/items", json={"items": CATALOG + MORE})
         assert r.json()["indexed"] == len(CATALOG + MORE), r.text
         yield t, clock
 
 
-def make_recommend_app(settings: Settings) -> Iterator[ProfileApp]:
+def make_recommend_app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
     model = ExplainingSummarizer(replies=[], calls=[], topics=TOPICS, explain_prompts=[])
-    with catalog_app(settings, model) as (t, clock):
+    with catalog_app(settings, model, embedder) as (t, clock):
         yield ProfileApp(t, model, clock, settings)
 
 

@@ -1,4 +1,5 @@
-"""Chroma with real embeddings: a folder in a temp dir, and a real `chroma run` server."""
+"""Chroma: a folder in a temp dir (hashed-words vectors), and a real `chroma run` server
+with real MiniLM embeddings."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from service.core.config import Settings
-from service.vectors.embeddings import LocalEmbedder
+from service.vectors.embeddings import Embedder
 from service.vectors.store import VectorStore, client_for
-
-pytestmark = pytest.mark.slow
 
 TEXTS = {
     "jazz": "Kind of Blue, a modal jazz record with trumpet and saxophone",
@@ -19,20 +18,15 @@ TEXTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
+def store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> VectorStore:
+    chroma_url = request.getfixturevalue("chroma_server") if kind == "server" else None
+    return VectorStore(client_for(Settings(data_dir=tmp_path, chroma_url=chroma_url)))
 
 
-def store_for(kind: str, tmp_path: Path, chroma_server: str | None) -> VectorStore:
-    settings = Settings(data_dir=tmp_path, chroma_url=chroma_server if kind == "server" else None)
-    return VectorStore(client_for(settings))
-
-
-@pytest.mark.parametrize("where", ["folder", "server"])
-def test_nearest_neighbours_per_tenant(tmp_path: Path, embedder: LocalEmbedder,
-                                       chroma_server: str, where: str) -> None:
-    store = store_for(where, tmp_path, chroma_server)
+@pytest.mark.parametrize("where", ["folder", pytest.param("server", marks=pytest.mark.slow)])
+def test_nearest_neighbours_per_tenant(tmp_path: Path, embedder: Embedder,
+                                       request: pytest.FixtureRequest, where: str) -> None:
+    store = store_for(where, tmp_path, request)
     assert store.health() == "ok"
     ids = list(TEXTS)
     store.upsert(1, "items", ids, embedder.embed(list(TEXTS.values())),
