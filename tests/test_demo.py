@@ -144,6 +144,9 @@ def test_first_load_creates_the_demo_tenant_with_a_private_key(demo: Demo, api: 
     marker = json.loads((demo.settings.data_dir / MARKER_FILE).read_text())
     assert marker["users"] == USERS and marker["catalog_limit"] == CATALOG_LIMIT
 
+    # The key opens the tenant the README and the inspector name.
+    assert api("GET", "/v1/tenant").json()["tenant"] == DEMO_TENANT == "demo"
+
     r = api("GET", "/v1/items/1")  # Toy Story, one of the most rated movies
     assert r.status_code == 200, r.text
     movie = r.json()
@@ -474,7 +477,6 @@ def test_demo_settings() -> None:
     production = Settings(environment="production", dev_tenant=False,
                           database_url="postgresql+psycopg://x@db/interest")  # type: ignore[arg-type]
     assert not production.demo_enabled
-    assert DEMO_TENANT == "demo"
 
 
 TRAINED_CATALOG_LIMIT = 3000  # most of the data set's ratings fall on these movies
