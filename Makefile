@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck unit bench clean browser
+.PHONY: setup run test test-fast lint typecheck unit bench clean browser
 
 setup: $(STAMP) browser
 
@@ -44,6 +44,11 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: browser lint typecheck unit
+
+# The logic tests alone, in a couple of minutes: what is marked slow (MiniLM, the embedded
+# LLM, real servers, Ray, the browser) or postgres is left to `make test`, which runs it all.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow and not postgres"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
