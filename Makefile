@@ -46,7 +46,8 @@ unit: $(STAMP)
 test: browser lint typecheck unit
 
 # The logic tests alone, in a couple of minutes: what is marked slow (MiniLM, the embedded
-# LLM, real servers, Ray, the browser) or postgres is left to `make test`, which runs it all.
+# LLM, ranker training, real servers, Ray, the browser) or postgres is left to `make test`,
+# which runs it all.
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow and not postgres"
 

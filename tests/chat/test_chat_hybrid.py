@@ -23,6 +23,7 @@ def app(settings: Settings, embedder: Embedder) -> Iterator[ChatApp]:
     yield from make_chat_app(settings, embedder)
 
 
+@pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_the_chat_answers_about_an_event_based_reason(app: ChatApp) -> None:
     send_crowd(app.t, app.clock)
     now = app.clock()

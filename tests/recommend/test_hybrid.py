@@ -68,6 +68,7 @@ def sci_fi_fan(app: ProfileApp) -> None:
                                                  ("solaris", 5.0)])])
 
 
+@pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_a_trained_tenant_gets_a_hybrid_list_whose_reasons_cite_the_users_own_events(
         app: ProfileApp) -> None:
     send_crowd(app.t, app.clock)
@@ -202,6 +203,7 @@ def test_a_ranker_less_artifact_uses_the_fixed_blend(app: ProfileApp) -> None:
     assert p["models"]["version"] == meta.version and p["blend_weights"]["cooccurrence"] == 1.0
 
 
+@pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_every_contributor_a_model_reason_cites_is_named_by_its_title(
         app: ProfileApp) -> None:
     """Four sci-fi films rated, then two romances: the sci-fi items' co-occurrence scores
@@ -225,6 +227,7 @@ def test_every_contributor_a_model_reason_cites_is_named_by_its_title(
     assert all(title for _, _, title in cited), cited
 
 
+@pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_llm_explanations_read_the_same_event_based_reasons(app: ProfileApp) -> None:
     send_crowd(app.t, app.clock)
     sci_fi_fan(app)

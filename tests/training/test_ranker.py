@@ -69,6 +69,7 @@ class NoisySources:
         return zeros, zeros
 
 
+@pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_the_ranker_learns_a_planted_signal_and_beats_each_single_source() -> None:
     fitted: list[int] = []
 
@@ -132,6 +133,7 @@ class OneNoisySource(NoisySources):
 next_in_topic: dict[str, str] = {}
 
 
+@pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_pseudo_facets_let_the_ranker_find_the_users_topic() -> None:
     """Users stay within one of 3 topics, which only the item vectors reveal; the one
     source proposes the next item among random others. Only the facet features (from
