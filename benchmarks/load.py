@@ -2,7 +2,7 @@
 
 For each `--workers` count: a fresh PostgreSQL database, a Chroma server, two API
 replicas (`INTEREST_REFRESH_WORKER=false`) and that many `interest-tracker worker`
-processes (the stack of `tests/utils/load_stack.py`, without its faults). Three client threads
+processes (the stack of `tests/load/stack.py`, without its faults). Three client threads
 send a steady mix for `--seconds`: an event batch (3 views, unique ids; a user is due for
 a refresh after every new event), a profile read and a recommendations call, round-robin
 over the replicas. The profile refreshes call the model at `--base-url` (an
@@ -38,7 +38,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from tests.utils.load_stack import LoadDriver, running_stack  # noqa: E402
+from tests.load.stack import LoadDriver, running_stack  # noqa: E402
 
 
 def latency(values: list[float]) -> dict[str, float | None]:

@@ -37,7 +37,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from service.profiles.schemas import VersionFacet
-from tests.utils.load_stack import LoadDriver, Stack, running_stack
+from tests.load.stack import LoadDriver, Stack, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
