@@ -15,7 +15,7 @@ from service.core.pagination import decode_cursor, encode_cursor
 from service.profiles.models import ProfileVersion
 from service.summaries.models import SummaryRun
 from service.users.models import User
-from tests.conftest import NOW, ApiTenant, event, item
+from tests.utils.api import NOW, ApiTenant, event, item
 
 ROWS = 11  # pages of 3: 3 + 3 + 3 + 2
 
