@@ -36,7 +36,7 @@ from sqlalchemy import select
 from service.core.config import Settings
 from service.main import create_app
 from service.profiles.merge import NewFacet
-from service.profiles.service import RefreshInput, commit_merge
+from service.profiles.store import RefreshInput, commit_merge
 from service.tenants.service import create_tenant
 from service.users.models import User
 

@@ -56,7 +56,7 @@ from service.catalog.models import Item  # noqa: E402
 from service.core.config import Settings  # noqa: E402
 from service.main import create_app  # noqa: E402
 from service.profiles.merge import NewFacet  # noqa: E402
-from service.profiles.service import RefreshInput, commit_merge  # noqa: E402
+from service.profiles.store import RefreshInput, commit_merge  # noqa: E402
 from service.tenants.service import add_api_key, create_tenant, tenant_by_name  # noqa: E402
 from service.users.models import User  # noqa: E402
 

@@ -296,7 +296,7 @@ class OursRecommender:
         """The decay rules the replay's profiles were written with (the forecast reads
         strengths back through them)."""
         from service.core.config import Settings
-        from service.profiles.service import rules_from
+        from service.profiles.runtime import rules_from
 
         overrides = dict(self.overrides)
         if self.variant == "no-decay":

@@ -96,7 +96,7 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 def cmd_refresh(args: argparse.Namespace) -> int:
     """Refresh one user's or every user's profile in this process, with a progress bar;
     with --ray, every user's as Ray tasks on a cluster (see `cmd_refresh_ray`)."""
-    from service.profiles.service import ProfileRuntime
+    from service.profiles.runtime import ProfileRuntime
     from service.profiles.worker import refresh_users_now
 
     if args.ray is not None and args.user is not None:
@@ -226,7 +226,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from service.profiles.service import ProfileRuntime
+    from service.profiles.runtime import ProfileRuntime
     from service.profiles.worker import RefreshWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "

@@ -21,7 +21,7 @@ from service.core.config import Settings
 from service.core.db import make_engine, make_sessionmaker, migrate, utcnow
 from service.core.ratelimit import TenantRateLimiter
 from service.llm.runtime import LLMRuntime
-from service.profiles.service import ProfileRuntime
+from service.profiles.runtime import ProfileRuntime
 from service.profiles.worker import RefreshWorker
 from service.training.ranker import LearnedRanker
 from service.training.store import ModelRegistry

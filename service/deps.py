@@ -20,7 +20,7 @@ from service.container import AppContainer, Clock
 from service.core.config import Settings
 from service.core.errors import ApiError
 from service.llm.runtime import LLMRuntime
-from service.profiles.service import ProfileRuntime
+from service.profiles.runtime import ProfileRuntime
 from service.tenants.models import Tenant
 from service.tenants.service import tenant_for_key
 from service.training.store import ModelRegistry

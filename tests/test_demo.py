@@ -44,7 +44,7 @@ from service.demo import (
 from service.ingest.models import Event
 from service.llm.runtime import LLMRuntime
 from service.profiles.models import ProfileVersion
-from service.profiles.service import ProfileRuntime
+from service.profiles.runtime import ProfileRuntime
 from service.vectors.embeddings import embedder_for
 from service.vectors.store import VectorStore, client_for
 from tests.utils.api import app_client

@@ -135,7 +135,7 @@ def refresh_users(fields: dict[str, Any], user_pks: list[int],
     from service.core.db import make_engine, make_sessionmaker
     from service.core.errors import ApiError
     from service.models import load_all_models
-    from service.profiles.service import ProfileRuntime
+    from service.profiles.runtime import ProfileRuntime
     from service.profiles.worker import refresh_now
 
     load_all_models()  # a fresh worker process has not seen every table yet

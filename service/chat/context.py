@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from service.chat.models import ChatTurn
 from service.chat.schemas import MAX_HISTORY_TURNS, ChatRequest
 from service.core.errors import NotFound
+from service.ingest.evidence import EvidenceEvent as Evidence
+from service.ingest.evidence import evidence_events
 from service.profiles.schemas import EvidenceOut
-from service.profiles.service import EvidenceEvent as Evidence
-from service.profiles.service import evidence_events
 from service.recommend.models import RecommendationTrace
 from service.recommend.schemas import RecommendedItem, TraceFacet, TraceParameters
 from service.users.models import User

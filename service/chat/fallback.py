@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from service.chat.context import TraceContext, as_evidence, facet_evidence
 from service.chat.schemas import DECLINE
-from service.profiles.service import EvidenceEvent as Evidence
+from service.ingest.evidence import EvidenceEvent as Evidence
 from service.recommend.explain import VERBS, title_variants
 from service.recommend.schemas import ReasonKind, RecommendedItem
 

@@ -7,10 +7,10 @@ from datetime import datetime
 
 from service.chat.context import TraceContext, as_evidence, facet_evidence
 from service.chat.schemas import DECLINE
+from service.ingest.evidence import EvidenceEvent as Evidence
 from service.llm.prompts import Message, PromptFile, RenderedPrompt
 from service.llm.tokens import count_tokens
 from service.llm.untrusted import untrusted
-from service.profiles.service import EvidenceEvent as Evidence
 from service.recommend.explain import REASON_TEXT, VERBS
 from service.recommend.schemas import Because, RecommendedItem
 

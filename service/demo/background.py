@@ -15,7 +15,7 @@ from service.core.config import Settings
 from service.demo.load import load_demo, print_line
 from service.demo.sessions import demo_user_id
 from service.demo.state import DEMO_TENANT, KEY_FILE, DemoCancelled, DemoLoad
-from service.profiles.service import ProfileRuntime
+from service.profiles.runtime import ProfileRuntime
 from service.tenants.service import ensure_tenant_key
 
 # The default demo users (Settings.demo_users), picked for clearly different tastes and

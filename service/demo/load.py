@@ -42,7 +42,7 @@ from service.demo.state import (
 )
 from service.ingest.models import Event
 from service.ingest.service import ingest_events
-from service.profiles.service import ProfileRuntime
+from service.profiles.runtime import ProfileRuntime
 from service.tenants.service import ensure_tenant_key
 from service.users.models import User
 

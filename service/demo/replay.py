@@ -18,7 +18,8 @@ from service.demo.state import DemoLoad, ProgressHook
 from service.ingest.models import Event
 from service.ingest.service import ingest_events
 from service.profiles.models import Profile
-from service.profiles.service import ProfileRuntime, refresh_many
+from service.profiles.runtime import ProfileRuntime
+from service.profiles.service import refresh_many
 from service.users.models import User
 
 

@@ -18,7 +18,7 @@ from service.core.config import Settings
 from service.core.errors import ApiError
 from service.demo.sessions import demo_user_id
 from service.profiles.models import Profile
-from service.profiles.service import ProfileRuntime
+from service.profiles.runtime import ProfileRuntime
 from service.users.models import User
 from service.users.service import delete_user
 

@@ -10,7 +10,8 @@ from service.core.errors import ERROR_RESPONSES, ErrorResponse
 from service.core.pagination import CURSOR_DOC, decode_cursor, paginate, parse_key
 from service.core.schemas import UserIdPath
 from service.deps import ProfilesDep, SessionDep, TenantDep
-from service.profiles import service
+from service.ingest.evidence import EvidenceEvent, evidence_events
+from service.profiles import edits
 from service.profiles.forecast import (
     FacetState,
     ForecastRules,
@@ -20,6 +21,8 @@ from service.profiles.forecast import (
 )
 from service.profiles.merge import DecayRules, decayed_strength
 from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
+from service.profiles.reads import facet_rows, to_facet, versions
+from service.profiles.runtime import ProfileRuntime
 from service.profiles.schemas import (
     EvidenceOut,
     FacetDeleted,
@@ -47,10 +50,10 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 
 
 def facet_out(
-    row: ProfileFacetRow, evidence: dict[str, service.EvidenceEvent], at: datetime,
+    row: ProfileFacetRow, evidence: dict[str, EvidenceEvent], at: datetime,
     rules: DecayRules,
 ) -> FacetOut:
-    f = service.to_facet(row, with_embedding=False)
+    f = to_facet(row, with_embedding=False)
     return FacetOut(
         facet_id=f.facet_id, label=f.label, description=f.description,
         strength=round(decayed_strength(f, at, rules), 6), horizon=f.horizon,
@@ -65,12 +68,12 @@ def facet_out(
 
 
 def profile_out(
-    session: Session, user: User, rt: service.ProfileRuntime, at: datetime
+    session: Session, user: User, rt: ProfileRuntime, at: datetime
 ) -> ProfileOut:
     """The profile with every strength decayed to `at`, strongest first."""
     profile = session.get(Profile, user.id)
-    rows = [r for r in service.facet_rows(session, user.id) if not r.archived]
-    evidence = service.evidence_events(session, user, {e for r in rows for e in r.evidence})
+    rows = [r for r in facet_rows(session, user.id) if not r.archived]
+    evidence = evidence_events(session, user, {e for r in rows for e in r.evidence})
     rules = rt.rules
     shown = sorted((facet_out(r, evidence, at, rules) for r in rows),
                    key=lambda f: (-f.strength, f.facet_id))
@@ -94,7 +97,7 @@ def recent_versions(session: Session, user: User, since: datetime) -> list[Profi
     found: list[ProfileVersion] = []
     before: int | None = None
     while len(found) < HISTORY_MAX:
-        page = service.versions(session, user, HISTORY_PAGE, before)
+        page = versions(session, user, HISTORY_PAGE, before)
         found.extend(page)
         if len(page) < HISTORY_PAGE or page[-1].at <= since:
             break
@@ -103,14 +106,14 @@ def recent_versions(session: Session, user: User, since: datetime) -> list[Profi
 
 
 def forecast_out(
-    session: Session, user: User, rt: service.ProfileRuntime, at: datetime, days: int
+    session: Session, user: User, rt: ProfileRuntime, at: datetime, days: int
 ) -> ProfileForecast:
     """Each active facet over the next `days` from `at`, and the like-facets' mix."""
     rules = rt.rules
     forecast_rules = ForecastRules(period=timedelta(days=days))
     profile = session.get(Profile, user.id)
-    facets = {r.facet_id: service.to_facet(r, with_embedding=False)
-              for r in service.facet_rows(session, user.id)}
+    facets = {r.facet_id: to_facet(r, with_embedding=False)
+              for r in facet_rows(session, user.id)}
     current = [FacetState(f.facet_id, decayed_strength(f, at, rules), f.horizon, f.polarity,
                           f.reinforcements, f.pinned, active=not f.archived and not f.suppressed)
                for f in facets.values()]
@@ -187,7 +190,7 @@ def history(
         (version,) = decode_cursor(cursor, HISTORY_CURSOR, 1)
         after = parse_key(version, int)
         before = after if before is None else min(before, after)
-    found, next_cursor = paginate(service.versions(session, user, limit + 1, before), limit,
+    found, next_cursor = paginate(versions(session, user, limit + 1, before), limit,
                                   HISTORY_CURSOR, lambda v: (v.version,))
     return ProfileHistory(user_id=user.user_id,
                           versions=[ProfileVersionOut.model_validate(v) for v in found],
@@ -218,10 +221,10 @@ def edit_facet(
 ) -> FacetOut:
     """Pin, suppress or reword a facet; a new label or description is re-embedded."""
     user = get_user(session, tenant.id, user_id)
-    row = service.edit_facet(session, user, facet_id, service.FacetEdit(
+    row = edits.edit_facet(session, user, facet_id, edits.FacetEdit(
         pinned=patch.pinned, suppressed=patch.suppressed, label=patch.label,
         description=patch.description), rt)
-    evidence = service.evidence_events(session, user, set(row.evidence))
+    evidence = evidence_events(session, user, set(row.evidence))
     return facet_out(row, evidence, rt.clock(), rt.rules)
 
 
@@ -233,6 +236,6 @@ def delete_facet(
 ) -> FacetDeleted:
     """Remove a facet now; new activity may bring it back (suppress it to prevent that)."""
     user = get_user(session, tenant.id, user_id)
-    service.delete_facet(session, user, facet_id, rt)
+    edits.delete_facet(session, user, facet_id, rt)
     profile = session.get(Profile, user.id)
     return FacetDeleted(facet_id=facet_id, version=profile.version if profile else 0)

@@ -47,7 +47,8 @@ from service.jobs.service import (
     worker_id,
 )
 from service.profiles.models import Profile, ProfileVersion
-from service.profiles.service import ProfileRuntime, refresh_profile
+from service.profiles.runtime import ProfileRuntime
+from service.profiles.service import refresh_profile
 from service.users.models import User
 
 log = logging.getLogger(__name__)

@@ -29,15 +29,12 @@ from service.catalog.models import Item
 from service.catalog.service import stored_tag_keys
 from service.core.errors import vector_store_unavailable
 from service.core.hashing import chunks
+from service.ingest.evidence import EvidenceEvent, evidence_and_items
 from service.ingest.models import Event
 from service.profiles.merge import DecayRules, decayed_strength
 from service.profiles.models import ProfileFacetRow
-from service.profiles.service import (
-    EvidenceEvent,
-    ProfileRuntime,
-    evidence_and_items,
-    to_facet,
-)
+from service.profiles.reads import to_facet
+from service.profiles.runtime import ProfileRuntime
 from service.recommend.ranking import Matrix
 from service.training.contract import CandidateSource, SourceHit, TenantModels, UserEvent
 from service.training.data import event_weight
@@ -133,7 +130,7 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
 
 def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]
                         ) -> tuple[dict[str, EvidenceEvent], dict[str, CatalogRow]]:
-    """The facets' evidence events (`profiles.service.evidence_and_items`) and the
+    """The facets' evidence events (`ingest.evidence.evidence_and_items`) and the
     catalog row of each of their items still in the catalog, in one read: the rows carry
     the items' vector versions and the tags the profile's mix is made of."""
     events, items = evidence_and_items(session, user, set(event_ids))

@@ -18,13 +18,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service.ingest.evidence import EvidenceEvent
 from service.llm.failures import NoAnswer, describe, model_call
 from service.llm.prompts import PromptFile, RenderedPrompt
 from service.llm.runtime import LLMRuntime
 from service.llm.structured import response_schema
 from service.llm.untrusted import untrusted
 from service.llm.usage import NO_USAGE, token_usage
-from service.profiles.service import EvidenceEvent
 from service.recommend.schemas import PopularTier, ReasonKind, RecommendationExplanation
 
 EXPLANATION_MAX = 400  # characters; the schema asks for less

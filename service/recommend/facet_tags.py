@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.profiles.service import EvidenceEvent
+from service.ingest.evidence import EvidenceEvent
 from service.recommend.candidates import ActiveFacet, CatalogRow
 from service.recommend.ranking import tag_shares
 

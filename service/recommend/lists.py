@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from service.profiles.service import EvidenceEvent
+from service.ingest.evidence import EvidenceEvent
 from service.recommend.candidates import ActiveFacet
 from service.recommend.ranking import Matrix, normalized
 from service.recommend.schemas import (

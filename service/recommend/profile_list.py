@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from sqlalchemy.orm import Session
 
+from service.ingest.evidence import evidence_and_items
 from service.profiles.schemas import EvidenceOut
-from service.profiles.service import evidence_and_items
 from service.recommend.candidates import ActiveFacet, catalog_rows, item_vectors, retrieve
 from service.recommend.explain import template_explanation
 from service.recommend.lists import (

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from service.profiles.service import EvidenceEvent
+from service.ingest.evidence import EvidenceEvent
 from service.recommend.candidates import ActiveFacet, UserHistory
 from service.recommend.schemas import ReasonKind
 from service.training.contract import CandidateSource, SourceHit

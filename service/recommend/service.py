@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from service.catalog.models import Item
 from service.core.hashing import chunks
 from service.llm.prompts import load_prompt
-from service.profiles.service import ProfileRuntime
+from service.profiles.runtime import ProfileRuntime
 from service.recommend.candidates import (
     CANDIDATES_PER_SOURCE,
     active_facets,

@@ -11,7 +11,7 @@ from service.core.pagination import decode_cursor, paginate
 from service.ingest.models import Event
 from service.jobs.models import Job
 from service.profiles.models import Profile
-from service.profiles.service import forget_profile
+from service.profiles.store import forget_profile
 from service.recommend.service import forget_recommendations
 from service.summaries.models import SummaryRun
 from service.users.models import User

@@ -21,7 +21,8 @@ from service.core.errors import ApiError
 from service.jobs.models import Job
 from service.jobs.service import NewJob, complete, enqueue, fail, lease_next, prune
 from service.profiles.models import ProfileVersion
-from service.profiles.service import ProfileRuntime, refresh_profile
+from service.profiles.runtime import ProfileRuntime
+from service.profiles.service import refresh_profile
 from service.profiles.worker import RefreshWorker, refresh_now
 from service.users.models import User
 from service.vectors.embeddings import Embedder

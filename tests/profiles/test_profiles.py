@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from service.core.config import Settings
 from service.ingest.models import Event
+from service.profiles.drafting import facet_text
 from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
-from service.profiles.service import facet_text
 from service.summaries.models import SummaryRun
 from service.vectors.embeddings import Embedder
 from tests.utils.api import event, item, make_tenant

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from service.ingest.models import Event
-from service.profiles.service import SUPPORT_FULL, evidence_support, facet_text, new_facets
+from service.profiles.drafting import SUPPORT_FULL, evidence_support, facet_text, new_facets
 from service.summaries.activity import Activity
 from service.summaries.schemas import InterestSummary
 from tests.utils.api import NOW

@@ -15,7 +15,8 @@ from service.cli import main as cli_main
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
 from service.profiles.models import ProfileFacetRow, ProfileVersion
-from service.profiles.service import ProfileRuntime, refresh_profile
+from service.profiles.runtime import ProfileRuntime
+from service.profiles.service import refresh_profile
 from service.users.models import User
 from service.vectors.embeddings import Embedder
 from tests.utils.fakes import topic_summarizer

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from service.profiles.service import EvidenceEvent
+from service.ingest.evidence import EvidenceEvent
 from service.recommend.explain import (
     check_explanation,
     template_explanation,

@@ -10,7 +10,7 @@ from typing import Any
 
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
-from service.profiles.service import SUPPORT_FULL
+from service.profiles.drafting import SUPPORT_FULL
 from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
 from tests.utils.fakes import Clock, TopicSummarizer, topic_summarizer

@@ -130,7 +130,7 @@ def seed_liked_profile(client: Any, t: Any) -> list[str]:
     from sqlalchemy import select
 
     from service.profiles.merge import NewFacet
-    from service.profiles.service import RefreshInput, commit_merge
+    from service.profiles.store import RefreshInput, commit_merge
     from service.users.models import User
 
     assert t.put("/v1/items", json={"items": CATALOG + MORE}).status_code == 200
@@ -237,7 +237,7 @@ def write_facets(t: Any, user: str, facets: dict[str, tuple[str, str, list[str]]
     from sqlalchemy import select
 
     from service.profiles.merge import NewFacet
-    from service.profiles.service import RefreshInput, commit_merge
+    from service.profiles.store import RefreshInput, commit_merge
     from service.users.models import User
 
     app = t.client.app

@@ -1,0 +1,189 @@
+"""Writing the profile: the merge, its version and the stale flag in one short transaction.
+
+The merge, the new version, the stale flag and the facet vectors are written in one
+short transaction that holds the profile row lock (`SELECT ... FOR UPDATE`), so two
+refreshes of one user serialize and neither loses the other's facets. The slow LLM
+calls happen before, outside any transaction (`service.py`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.core.db import insert_ignoring_conflicts
+from service.core.errors import vector_store_unavailable
+from service.profiles.merge import (
+    DecayRules,
+    NewFacet,
+    ProfileFacet,
+    decayed_strength,
+    merge_profile,
+)
+from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
+from service.profiles.reads import facet_rows, pack, to_facet
+from service.profiles.runtime import ProfileRuntime
+from service.summaries.activity import Activity
+from service.summaries.models import SummaryRun
+from service.summaries.schemas import InterestSummary
+from service.users.models import User
+from service.vectors.store import VectorStore
+
+
+@dataclass
+class RefreshInput:
+    """What one refresh brings to the merge (empty for a decay-only refresh)."""
+
+    new: list[NewFacet] = field(default_factory=list)
+    run: SummaryRun | None = None
+    activity: Activity | None = None
+    seen_pending: int = 0
+
+
+
+def _columns(f: ProfileFacet) -> dict[str, Any]:
+    return {
+        "label": f.label, "description": f.description, "strength": f.strength,
+        "strength_at": f.strength_at, "horizon": f.horizon, "polarity": f.polarity,
+        "evidence": list(f.evidence), "embedding": pack(f.embedding), "first_seen": f.first_seen,
+        "last_reinforced": f.last_reinforced, "reinforcements": f.reinforcements,
+        "pinned": f.pinned, "suppressed": f.suppressed, "archived": f.archived,
+    }
+
+
+def snapshot(f: ProfileFacet, at: datetime, rules: DecayRules) -> dict[str, Any]:
+    """A facet as a version records it: its strength decayed to the version's time."""
+    return {
+        "facet_id": f.facet_id, "label": f.label, "description": f.description,
+        "strength": round(decayed_strength(f, at, rules), 6), "horizon": f.horizon,
+        "polarity": f.polarity, "evidence": list(f.evidence),
+        "reinforcements": f.reinforcements, "pinned": f.pinned, "suppressed": f.suppressed,
+        "archived": f.archived, "first_seen": f.first_seen.isoformat(),
+        "last_reinforced": f.last_reinforced.isoformat(),
+    }
+
+
+def _new_facet_id(_: NewFacet) -> str:
+    return "f" + uuid.uuid4().hex[:20]
+
+
+def lock_profile(session: Session, user: User, at: datetime) -> Profile:
+    """The user's profile row, created if missing, locked until the transaction ends."""
+    session.execute(insert_ignoring_conflicts(session, Profile).values(
+        user_pk=user.id, tenant_id=user.tenant_id, version=0, narrative="",
+        read_through_event=0, updated_at=at))
+    return session.scalars(
+        select(Profile).where(Profile.user_pk == user.id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+
+def commit_merge(
+    session: Session, user: User, rt: ProfileRuntime, at: datetime, trigger: str,
+    given: RefreshInput,
+) -> ProfileVersion:
+    rules = rt.rules
+    for attempt in range(3):
+        try:
+            profile = lock_profile(session, user, at)
+            rows = facet_rows(session, user.id)
+            merged = merge_profile([to_facet(r) for r in rows], given.new, at, rules,
+                                   _new_facet_id)
+            by_id = {r.facet_id: r for r in rows}
+            for f in merged:
+                row = by_id.get(f.facet_id)
+                if row is None:
+                    session.add(ProfileFacetRow(tenant_id=user.tenant_id, user_pk=user.id,
+                                                facet_id=f.facet_id, **_columns(f)))
+                else:
+                    for name, value in _columns(f).items():
+                        setattr(row, name, value)
+            version = write_version(session, user, profile, merged, at, trigger, given, rules)
+            if given.seen_pending:
+                # Events that arrived during the call keep the user stale.
+                # One statement: both right-hand sides read the counter before the update.
+                remaining = User.events_since_refresh - given.seen_pending
+                session.execute(update(User).where(User.id == user.id).values(
+                    events_since_refresh=remaining, stale=remaining > 0))
+            session.flush()
+            sync_facet_vectors(rt.vectors, user, merged)
+            session.commit()
+            return version
+        except IntegrityError:
+            # A concurrent first refresh created the same version number (SQLite has
+            # no row lock); start again from what it wrote.
+            session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def write_version(
+    session: Session, user: User, profile: Profile, facets: Sequence[ProfileFacet],
+    at: datetime, trigger: str, given: RefreshInput, rules: DecayRules,
+) -> ProfileVersion:
+    run, activity = given.run, given.activity
+    summary = InterestSummary.model_validate(run.summary) if run and run.summary else None
+    if summary is not None and summary.narrative:
+        profile.narrative = summary.narrative
+    if activity is not None and activity.events:
+        profile.read_through_event = max(profile.read_through_event,
+                                         max(e.id for e in activity.events))
+    profile.version += 1
+    profile.updated_at = at
+    if trigger != "edit":
+        profile.refreshed_at = at
+    first = activity.first if activity else None
+    last = activity.last if activity else None
+    version = ProfileVersion(
+        tenant_id=user.tenant_id, user_pk=user.id, version=profile.version, trigger=trigger,
+        at=at, facets=[snapshot(f, at, rules) for f in facets], narrative=profile.narrative,
+        summary_run_id=run.id if run else None, model=run.model if run else None,
+        prompt_name=run.prompt_name if run else None,
+        prompt_version=run.prompt_version if run else None,
+        prompt_tokens=run.prompt_tokens if run else 0,
+        output_tokens=run.output_tokens if run else 0,
+        first_event_id=first.event_id if first else None,
+        last_event_id=last.event_id if last else None,
+        first_event_ts=first.ts if first else None, last_event_ts=last.ts if last else None,
+    )
+    session.add(version)
+    return version
+
+
+def sync_facet_vectors(vectors: VectorStore, user: User, facets: Sequence[ProfileFacet]) -> None:
+    """Active facets in the store, archived and suppressed ones out of it."""
+    active = [f for f in facets if not f.archived and not f.suppressed]
+    gone = [f.facet_id for f in facets if f.archived or f.suppressed]
+    try:
+        vectors.upsert(user.tenant_id, "facets", [f.facet_id for f in active],
+                       [f.embedding for f in active],
+                       [{"user_id": user.user_id, "polarity": f.polarity} for f in active])
+        vectors.delete(user.tenant_id, "facets", gone)
+    except Exception as exc:  # any client error: the SQL transaction rolls back
+        raise vector_store_unavailable(exc) from exc
+
+
+def forget_profile(session: Session, user: User, vectors: VectorStore) -> None:
+    """Remove the user's facet vectors, then their profile rows (the caller commits).
+
+    Vectors go first: if the store is down the request fails and nothing is deleted,
+    so a retry can still find every vector to remove.
+    """
+    facet_ids = list(session.scalars(
+        select(ProfileFacetRow.facet_id).where(ProfileFacetRow.user_pk == user.id)))
+    try:
+        vectors.delete(user.tenant_id, "facets", facet_ids)
+    except Exception as exc:  # any client error
+        raise vector_store_unavailable(exc) from exc
+    session.execute(delete(ProfileVersion).where(ProfileVersion.user_pk == user.id))
+    session.execute(delete(ProfileFacetRow).where(ProfileFacetRow.user_pk == user.id))
+    session.execute(delete(Profile).where(Profile.user_pk == user.id))
