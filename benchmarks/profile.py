@@ -109,7 +109,7 @@ def main() -> None:
                    for f, (label, vec) in enumerate(zip(labels, vectors, strict=True))]
             with app.state.sessions() as session:
                 user = session.scalars(select(User).where(User.user_id == "u1")).one()
-                commit_merge(session, user, app.state.profiles, now, "refresh",
+                commit_merge(session, user, app.state.profiles.rules, now, "refresh",
                              RefreshInput(new=new))
 
             for _ in range(20):  # warm-up

@@ -205,7 +205,7 @@ def build_profile(app: Any, client: TestClient, auth: dict[str, str],
            for f, (lab, d, vec) in enumerate(zip(labels, descriptions, vectors, strict=True))]
     with app.state.sessions() as session:
         user = session.scalars(select(User).where(User.user_id == USER)).one()
-        commit_merge(session, user, app.state.profiles, now, "refresh", RefreshInput(new=new))
+        commit_merge(session, user, app.state.profiles.rules, now, "refresh", RefreshInput(new=new))
     print(f"profile: {len(new)} facets ({sum(f.polarity == 'avoid' for f in new)} avoid), "
           f"{len(events)} events")
 

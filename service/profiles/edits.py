@@ -11,18 +11,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.core.errors import NotFound, embedder_unavailable, vector_store_unavailable
+from service.core.errors import NotFound, embedder_unavailable
 from service.profiles.drafting import facet_text
 from service.profiles.merge import decayed_strength
 from service.profiles.models import Profile, ProfileFacetRow
 from service.profiles.reads import facet_rows, pack, to_facet
 from service.profiles.runtime import ProfileRuntime
-from service.profiles.store import (
-    RefreshInput,
-    lock_profile,
-    sync_facet_vectors,
-    write_version,
-)
+from service.profiles.store import RefreshInput, lock_profile, write_version
 from service.users.models import User
 
 
@@ -76,8 +71,6 @@ def edit_facet(
         row.edited_at = at
         facets = [to_facet(r) for r in rows]
         write_version(session, user, profile, facets, at, "edit", RefreshInput(), rules)
-        session.flush()
-        sync_facet_vectors(rt.vectors, user, [to_facet(row)])
         session.commit()
         return row
 
@@ -90,10 +83,4 @@ def delete_facet(session: Session, user: User, facet_id: str, rt: ProfileRuntime
         session.delete(row)
         remaining = [to_facet(r) for r in rows if r is not row]
         write_version(session, user, profile, remaining, at, "edit", RefreshInput(), rt.rules)
-        session.flush()
-        try:
-            rt.vectors.delete(user.tenant_id, "facets", [facet_id])
-        except Exception as exc:  # any client error: the SQL transaction rolls back
-            session.rollback()
-            raise vector_store_unavailable(exc) from exc
         session.commit()

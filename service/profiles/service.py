@@ -44,7 +44,7 @@ def refresh_profile(
         unread = session.scalar(select(Event.id).where(
             Event.user_pk == user.id, Event.id > read_through).limit(1))
         if profile is not None and profile.version > 0 and unread is None:
-            return commit_merge(session, user, rt, at, trigger,
+            return commit_merge(session, user, rt.rules, at, trigger,
                                 RefreshInput(seen_pending=user.events_since_refresh))
         result = summarize_user(session, user, rt.llm, rt.settings, rt.embedder, rt.vectors,
                                 read_through=read_through, at=at)
@@ -53,7 +53,7 @@ def refresh_profile(
         summary = InterestSummary.model_validate(result.run.summary)
         new = new_facets(summary, result.activity, read_through, rt.embedder,
                          rt.settings.rating_max)
-        return commit_merge(session, user, rt, at, trigger, RefreshInput(
+        return commit_merge(session, user, rt.rules, at, trigger, RefreshInput(
             new=new, run=result.run, activity=result.activity,
             seen_pending=result.seen_pending))
 

@@ -1,9 +1,9 @@
 """Writing the profile: the merge, its version and the stale flag in one short transaction.
 
-The merge, the new version, the stale flag and the facet vectors are written in one
-short transaction that holds the profile row lock (`SELECT ... FOR UPDATE`), so two
-refreshes of one user serialize and neither loses the other's facets. The slow LLM
-calls happen before, outside any transaction (`service.py`).
+The transaction holds the profile row lock (`SELECT ... FOR UPDATE`), so two refreshes
+of one user serialize and neither loses the other's facets; facet vectors are columns of
+the facet rows, written with them. The slow LLM calls happen before, outside any
+transaction (`service.py`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from service.profiles.merge import (
 )
 from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
 from service.profiles.reads import facet_rows, pack, to_facet
-from service.profiles.runtime import ProfileRuntime
 from service.summaries.activity import Activity
 from service.summaries.models import SummaryRun
 from service.summaries.schemas import InterestSummary
@@ -45,7 +44,6 @@ class RefreshInput:
     run: SummaryRun | None = None
     activity: Activity | None = None
     seen_pending: int = 0
-
 
 
 def _columns(f: ProfileFacet) -> dict[str, Any]:
@@ -85,12 +83,10 @@ def lock_profile(session: Session, user: User, at: datetime) -> Profile:
     ).one()
 
 
-
 def commit_merge(
-    session: Session, user: User, rt: ProfileRuntime, at: datetime, trigger: str,
+    session: Session, user: User, rules: DecayRules, at: datetime, trigger: str,
     given: RefreshInput,
 ) -> ProfileVersion:
-    rules = rt.rules
     for attempt in range(3):
         try:
             profile = lock_profile(session, user, at)
@@ -113,8 +109,6 @@ def commit_merge(
                 remaining = User.events_since_refresh - given.seen_pending
                 session.execute(update(User).where(User.id == user.id).values(
                     events_since_refresh=remaining, stale=remaining > 0))
-            session.flush()
-            sync_facet_vectors(rt.vectors, user, merged)
             session.commit()
             return version
         except IntegrityError:
@@ -159,29 +153,15 @@ def write_version(
     return version
 
 
-def sync_facet_vectors(vectors: VectorStore, user: User, facets: Sequence[ProfileFacet]) -> None:
-    """Active facets in the store, archived and suppressed ones out of it."""
-    active = [f for f in facets if not f.archived and not f.suppressed]
-    gone = [f.facet_id for f in facets if f.archived or f.suppressed]
-    try:
-        vectors.upsert(user.tenant_id, "facets", [f.facet_id for f in active],
-                       [f.embedding for f in active],
-                       [{"user_id": user.user_id, "polarity": f.polarity} for f in active])
-        vectors.delete(user.tenant_id, "facets", gone)
-    except Exception as exc:  # any client error: the SQL transaction rolls back
-        raise vector_store_unavailable(exc) from exc
-
-
 def forget_profile(session: Session, user: User, vectors: VectorStore) -> None:
-    """Remove the user's facet vectors, then their profile rows (the caller commits).
+    """Remove the user's profile rows (the caller commits), after their entries in the
+    facet collection older versions of the service kept in the vector store.
 
-    Vectors go first: if the store is down the request fails and nothing is deleted,
-    so a retry can still find every vector to remove.
+    The vector store goes first: if it is down the request fails and nothing is deleted,
+    so a retry can still find every entry to remove.
     """
-    facet_ids = list(session.scalars(
-        select(ProfileFacetRow.facet_id).where(ProfileFacetRow.user_pk == user.id)))
     try:
-        vectors.delete(user.tenant_id, "facets", facet_ids)
+        vectors.forget_legacy_facets(user.tenant_id, user.user_id)
     except Exception as exc:  # any client error
         raise vector_store_unavailable(exc) from exc
     session.execute(delete(ProfileVersion).where(ProfileVersion.user_pk == user.id))

@@ -24,9 +24,12 @@ import chromadb
 import numpy as np
 import numpy.typing as npt
 from chromadb.api import ClientAPI
+from chromadb.errors import NotFoundError
 
 from service.core.config import Settings
 
+# "facets": a collection older versions wrote (facet vectors now live in SQL with each
+# profile version); it is only ever deleted from (`forget_legacy_facets`).
 Kind = Literal["items", "facets"]
 
 
@@ -177,6 +180,20 @@ class VectorStore:
         if ids:
             self._forget_vectors(tenant_id, kind, ids)
             self._collection(tenant_id, kind).delete(ids=list(ids))
+
+    def forget_legacy_facets(self, tenant_id: int, user_id: str) -> None:
+        """Delete a user's entries from the tenant's facet collection, if there is one.
+
+        Older versions kept each active facet's vector there, with the user's id in its
+        metadata; nothing reads or writes it now, but forgetting a user must leave nothing
+        of theirs behind. Never creates the collection.
+        """
+        try:
+            collection = self.client.get_collection(self.collection_name(tenant_id, "facets"),
+                                                    embedding_function=None)
+        except NotFoundError:
+            return
+        collection.delete(where={"user_id": user_id})
 
     def ids(self, tenant_id: int, kind: Kind) -> set[str]:
         return set(self._collection(tenant_id, kind).get(include=[])["ids"])

@@ -4,12 +4,13 @@ MiniLM in the tests marked slow, whose labels and merges need its sense of meani
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
 import chromadb
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -17,6 +18,7 @@ from service.core.config import Settings
 from service.ingest.models import Event
 from service.profiles.drafting import facet_text
 from service.profiles.models import Profile, ProfileFacetRow, ProfileVersion
+from service.profiles.reads import unpack
 from service.summaries.models import SummaryRun
 from service.vectors.embeddings import Embedder
 from tests.utils.api import event, item, make_tenant
@@ -27,6 +29,45 @@ from tests.utils.profiles import (
     make_profile_app,
     strengths,
 )
+
+
+def stored_vector(app: ProfileApp, facet_id: str) -> tuple[float, ...]:
+    """A facet's vector as its row keeps it (written in the version's transaction)."""
+    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        row = session.scalars(select(ProfileFacetRow)
+                              .where(ProfileFacetRow.facet_id == facet_id)).one()
+        return unpack(row.embedding)
+
+
+def facet_collections(app: ProfileApp) -> set[str]:
+    """Chroma collections of facets: older versions wrote one per tenant, this one none."""
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    return {c.name for c in vectors.client.list_collections()
+            if c.name.startswith(vectors.prefix) and c.name.endswith("-facets")}
+
+
+def write_legacy_facets(app: ProfileApp, tenant_id: int, entries: dict[str, str]) -> None:
+    """Facet vectors as older versions kept them in Chroma: facet id -> user id."""
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    embedder = app.t.client.app.state.embedder  # type: ignore[attr-defined]
+    ids = list(entries)
+    vectors.upsert(tenant_id, "facets", ids, embedder.embed(ids),
+                   [{"user_id": entries[i], "polarity": "like"} for i in ids])
+
+
+def nearest_items(app: ProfileApp, tenant_id: int, vector: Sequence[float], n: int) -> list[str]:
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    (found,) = vectors.nearest(tenant_id, "items", np.asarray([vector], dtype=np.float32), n)
+    return [item_id for item_id, _ in found]
+
+
+class VectorStoreDown:
+    """A Chroma client whose every call fails as an unreachable server's does."""
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("vector store unreachable")
+        return fail
 
 
 @pytest.fixture
@@ -87,23 +128,21 @@ def test_a_topic_shift_fades_the_old_interest_and_raises_the_new(app: ProfileApp
 
 
 @pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
-def test_facets_are_embedded_in_the_tenants_facet_collection(app: ProfileApp) -> None:
+def test_a_facets_vector_is_stored_with_its_profile_version(app: ProfileApp) -> None:
     app.watch("u1", ["alien", "dune"], "a")
     facet = app.refresh()["facets"][0]
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
-    collection = vectors._collection(1, "facets")
-    got = collection.get(ids=[facet["facet_id"]], include=["embeddings", "metadatas"])
-    assert got["metadatas"][0] == {"user_id": "u1", "polarity": "like"}
     text = facet_text("Science fiction films", "Watches and rates space and sci-fi movies.",
                       ["sci-fi"])
     assert text == ("Science fiction films. Watches and rates space and sci-fi movies. "
                     "Topics: sci-fi")  # label, description and tags: no title, no year
+    stored = stored_vector(app, facet["facet_id"])
     embedder = app.t.client.app.state.embedder  # type: ignore[attr-defined]
     expected = embedder.embed([text])[0]
-    assert list(got["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
+    assert list(stored) == pytest.approx(expected, abs=1e-5)
     # And the items: a sci-fi facet finds sci-fi films first.
-    near = vectors.query(1, "items", [list(got["embeddings"][0])], 3)[0]
-    assert {n.id for n in near[:2]} <= {"alien", "dune", "solaris"}
+    assert set(nearest_items(app, 1, stored, 3)[:2]) <= {"alien", "dune", "solaris"}
+    # Recommendations read facet vectors from SQL: no facet collection in Chroma.
+    assert facet_collections(app) == set()
 
 
 def test_avoid_facets_stay_apart_from_likes(app: ProfileApp) -> None:
@@ -133,14 +172,11 @@ def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
     r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{cooking}",
                       json={"suppressed": True})
     assert r.status_code == 200 and r.json()["suppressed"] is True
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
-    assert cooking not in vectors.ids(1, "facets") and scifi in vectors.ids(1, "facets")
     # The edited text is what the vector now encodes.
-    stored = vectors._collection(1, "facets").get(ids=[scifi], include=["embeddings"])
     embedder = app.t.client.app.state.embedder  # type: ignore[attr-defined]
     expected = embedder.embed([facet_text(
         "Sci-fi movies", "Watches and rates space and science fiction films.")])[0]
-    assert list(stored["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
+    assert list(stored_vector(app, scifi)) == pytest.approx(expected, abs=1e-5)
 
     # A month on, with more of both topics: the pin holds its strength, the label
     # stays the user's, and the suppressed interest does not come back.
@@ -152,7 +188,6 @@ def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
     assert labels["Sci-fi movies"]["pinned"] and labels["Sci-fi movies"]["reinforcements"] == 1
     assert labels["Sci-fi movies"]["strength"] > held  # pinned, then reinforced
     assert [f["facet_id"] for f in after["suppressed"]] == [cooking]
-    assert cooking not in vectors.ids(1, "facets")
 
     # Unpinning lets it decay from today.
     r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{scifi}", json={"pinned": False})
@@ -183,8 +218,6 @@ def test_deleting_a_facet_and_bad_edits(app: ProfileApp) -> None:
     r = app.t.delete(f"/v1/users/u1/profile/facets/{facet_id}")
     assert r.status_code == 200 and r.json() == {"facet_id": facet_id, "version": 2}
     assert app.profile()["facets"] == []
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
-    assert facet_id not in vectors.ids(1, "facets")
     assert app.t.delete(f"/v1/users/u1/profile/facets/{facet_id}").status_code == 404
     # History keeps it.
     oldest = app.t.get("/v1/users/u1/profile/history").json()["versions"][-1]
@@ -220,12 +253,10 @@ def test_without_new_events_a_refresh_records_decay_without_the_model(app: Profi
     newest = app.t.get("/v1/users/u1/profile/history").json()["versions"][0]
     assert newest["model"] is None and newest["summary_run_id"] is None
 
-    # Faded below the floor: archived, out of the vector store, kept in history.
+    # Faded below the floor: archived, out of the profile, kept in history.
     app.clock.advance(days=7 * 4)
     faded = app.refresh()
     assert faded["facets"] == []
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
-    assert vectors.ids(1, "facets") == set()
     newest = app.t.get("/v1/users/u1/profile/history").json()["versions"][0]
     assert newest["facets"][0]["archived"] is True
 
@@ -281,11 +312,10 @@ def test_tenants_never_see_each_others_profiles(app: ProfileApp) -> None:
                          json={"pinned": True}).status_code == 404
     assert other.delete(f"/v1/users/u1/profile/facets/{facet_id}").status_code == 404
     vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
-    assert facet_id in vectors.ids(1, "facets") and vectors.ids(2, "facets") == set()
     assert vectors.ids(2, "items") == {"alien"} and len(vectors.ids(1, "items")) == len(CATALOG)
     alien = vectors._collection(1, "items").get(ids=["alien"], include=["embeddings"])
-    near = vectors.query(2, "items", [list(alien["embeddings"][0])], 10)[0]
-    assert [n.id for n in near] == ["alien"]  # tenant 2's own, single item
+    near = nearest_items(app, 2, alien["embeddings"][0], 10)
+    assert near == ["alien"]  # tenant 2's own, single item
 
 
 def test_deleting_a_user_leaves_nothing_behind(app: ProfileApp) -> None:
@@ -293,12 +323,13 @@ def test_deleting_a_user_leaves_nothing_behind(app: ProfileApp) -> None:
     facet_ids = {f["facet_id"] for f in app.refresh()["facets"]}
     app.watch("u2", ["dune"], "b")
     kept = app.refresh("u2")["facets"][0]["facet_id"]
+    # What an older version left in Chroma for both users.
+    write_legacy_facets(app, 1, {**dict.fromkeys(facet_ids, "u1"), kept: "u2"})
 
     r = app.t.delete("/v1/users/u1")
     assert r.status_code == 200 and r.json()["events_deleted"] == 2
     vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
     assert vectors.ids(1, "facets") == {kept}
-    assert not facet_ids & vectors.ids(1, "facets")
     with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
         for table in (Profile, ProfileFacetRow, ProfileVersion, SummaryRun, Event):
             user_pks = set(session.scalars(select(table.user_pk)))
@@ -308,6 +339,27 @@ def test_deleting_a_user_leaves_nothing_behind(app: ProfileApp) -> None:
         assert session.scalar(select(func.count()).select_from(ProfileFacetRow)) == 1
     assert app.t.get("/v1/users/u1/profile").status_code == 404
     assert len(vectors.ids(1, "items")) == len(CATALOG)  # the catalog is the tenant's
+
+
+def test_with_the_vector_store_down_edits_work_and_forgetting_waits(app: ProfileApp) -> None:
+    app.watch("u1", ["alien", "bread"], "a")
+    first, *others = [f["facet_id"] for f in app.refresh()["facets"]]
+    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    vectors.client = VectorStoreDown()
+
+    r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{first}",
+                      json={"pinned": True, "label": "Baking"})
+    assert r.status_code == 200 and r.json()["label"] == "Baking"
+    for facet_id in others:
+        assert app.t.delete(f"/v1/users/u1/profile/facets/{facet_id}").status_code == 200
+    app.clock.advance(days=1)
+    refreshed = app.refresh()  # no new events: decay only, no vector read
+    assert refreshed["version"] == 3 + len(others)
+
+    # Forgetting a user must reach a facet collection older versions may have left.
+    r = app.t.delete("/v1/users/u1")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "vector_store_unavailable"
+    assert [f["label"] for f in app.profile()["facets"]] == ["Baking"]  # nothing deleted
 
 
 @pytest.fixture
@@ -330,11 +382,14 @@ def test_the_same_memory_on_a_chroma_server(server_app: ProfileApp) -> None:
     second = strengths(app.refresh())
     assert second["Home cooking"] > second["Science fiction films"]
     ids = {f["facet_id"] for f in app.profile()["facets"]}
-    assert ids == vectors.ids(1, "facets") and first["facets"][0]["facet_id"] in ids
-    # The vectors really live on the server: a separate client sees them there.
+    assert first["facets"][0]["facet_id"] in ids and facet_collections(app) == set()
+    # The item vectors really live on the server: a separate client sees them there.
     url = urlparse(app.settings.chroma_url or "")
     server = chromadb.HttpClient(host=url.hostname or "", port=url.port or 0)
-    on_server = server.get_collection(vectors.collection_name(1, "facets"))
-    assert set(on_server.get(include=[])["ids"]) == ids
+    items = server.get_collection(vectors.collection_name(1, "items"))
+    assert set(items.get(include=[])["ids"]) == {i["item_id"] for i in CATALOG}
+    # And forgetting the user clears what an older version left in its facet collection.
+    write_legacy_facets(app, 1, dict.fromkeys(ids, "u1"))
     assert app.t.delete("/v1/users/u1").status_code == 200
-    assert vectors.ids(1, "facets") == set()
+    legacy = server.get_collection(vectors.collection_name(1, "facets"))
+    assert legacy.get(include=[])["ids"] == []

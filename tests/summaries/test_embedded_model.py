@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from service.core.config import Settings
+from service.profiles.models import ProfileFacetRow
+from service.profiles.reads import unpack
 from service.summaries.calls import OUTPUT_TOKEN_BUDGET, PROMPT_TOKEN_BUDGET
 from service.summaries.schemas import InterestSummary
 from tests.utils.api import NOW, activity_for, app_client, event, item, make_tenant
@@ -44,12 +47,15 @@ def test_real_model_names_groups_with_real_evidence(tmp_path: Path, embedded_llm
         assert run["latency_ms"] > 0
         assert client.get("/readyz").json()["checks"]["llm"] == "ok"
 
-        # The profile built from it: facets with real evidence, embedded in Chroma.
+        # The profile built from it: facets with real evidence, each with its vector.
         assert profile["version"] == 1 and profile["facets"] and profile["stale"] is False
         for facet in profile["facets"]:
             assert {e["event_id"] for e in facet["evidence"]} <= real_ids
-        vectors = client.app.state.vectors  # type: ignore[attr-defined]
-        assert {f["facet_id"] for f in profile["facets"]} <= vectors.ids(1, "facets")
+        with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+            stored = {r.facet_id: unpack(r.embedding)
+                      for r in session.scalars(select(ProfileFacetRow))}
+        assert {f["facet_id"] for f in profile["facets"]} <= set(stored)
+        assert all(len(v) == 384 and any(v) for v in stored.values())  # MiniLM vectors
         version = t.get("/v1/users/u1/profile/history").json()["versions"][0]
         assert version["model"] == "smollm2-135m-instruct"
         assert version["summary_run_id"] == run["run_id"]

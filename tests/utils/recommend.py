@@ -144,7 +144,7 @@ def seed_liked_profile(client: Any, t: Any) -> list[str]:
     vectors = app.state.embedder.embed([f"{label}. {LIKED_FACETS[label][0]}" for label in labels])
     with app.state.sessions() as session:
         user = session.scalars(select(User).where(User.user_id == "u1")).one()
-        commit_merge(session, user, app.state.profiles, NOW, "refresh", RefreshInput(new=[
+        commit_merge(session, user, app.state.profiles.rules, NOW, "refresh", RefreshInput(new=[
             NewFacet(label=label, description=LIKED_FACETS[label][0], strength=0.9,
                      polarity="like", evidence=tuple(f"e-{i}" for i in LIKED_FACETS[label][1]),
                      embedding=tuple(vec))
@@ -245,7 +245,7 @@ def write_facets(t: Any, user: str, facets: dict[str, tuple[str, str, list[str]]
     vectors = app.state.embedder.embed([f"{label}. {facets[label][0]}" for label in labels])
     with app.state.sessions() as session:
         row = session.scalars(select(User).where(User.user_id == user)).one()
-        commit_merge(session, row, app.state.profiles, at, "refresh", RefreshInput(new=[
+        commit_merge(session, row, app.state.profiles.rules, at, "refresh", RefreshInput(new=[
             NewFacet(label=label, description=facets[label][0], strength=0.9,
                      polarity=facets[label][1],  # type: ignore[arg-type]
                      evidence=tuple(facets[label][2]), embedding=tuple(vec))

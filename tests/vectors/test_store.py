@@ -18,9 +18,10 @@ TEXTS = {
 }
 
 
-def store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> VectorStore:
+def store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest,
+              prefix: str = "") -> VectorStore:
     chroma_url = request.getfixturevalue("chroma_server") if kind == "server" else None
-    return VectorStore(client_for(Settings(data_dir=tmp_path, chroma_url=chroma_url)))
+    return VectorStore(client_for(Settings(data_dir=tmp_path, chroma_url=chroma_url)), prefix)
 
 
 @pytest.mark.parametrize("where", ["folder", pytest.param("server", marks=pytest.mark.slow)])
@@ -44,3 +45,20 @@ def test_nearest_neighbours_per_tenant(tmp_path: Path, embedder: Embedder,
     store.delete(1, "items", ["jazz"])
     assert store.ids(1, "items") == {"hike", "scifi"}
     assert store.query(3, "facets", embedder.embed(["x"]), 5) == [[]]
+
+
+@pytest.mark.parametrize("where", ["folder", pytest.param("server", marks=pytest.mark.slow)])
+def test_forgetting_a_user_clears_a_legacy_facet_collection(
+        tmp_path: Path, embedder: Embedder, request: pytest.FixtureRequest, where: str) -> None:
+    """Older versions kept facet vectors in Chroma, with the user's id in the metadata."""
+    store = store_for(where, tmp_path, request, prefix=f"t{tmp_path.name[-12:]}-")
+    vectors = embedder.embed(["jazz", "hiking", "space opera"])
+    store.upsert(1, "facets", ["f1", "f2", "f3"], vectors,
+                 [{"user_id": u, "polarity": "like"} for u in ("u1", "u1", "u2")])
+    store.forget_legacy_facets(1, "u1")
+    assert store.ids(1, "facets") == {"f3"}
+
+    # Where no older version wrote one, none is created.
+    store.forget_legacy_facets(2, "u1")
+    names = {c.name for c in store.client.list_collections()}
+    assert store.collection_name(2, "facets") not in names
