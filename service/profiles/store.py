@@ -19,7 +19,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.core.db import insert_ignoring_conflicts
-from service.core.errors import vector_store_unavailable
 from service.profiles.merge import (
     DecayRules,
     NewFacet,
@@ -33,6 +32,7 @@ from service.summaries.activity import Activity
 from service.summaries.models import SummaryRun
 from service.summaries.schemas import InterestSummary
 from service.users.models import User
+from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
 
 
@@ -160,10 +160,8 @@ def forget_profile(session: Session, user: User, vectors: VectorStore) -> None:
     The vector store goes first: if it is down the request fails and nothing is deleted,
     so a retry can still find every entry to remove.
     """
-    try:
+    with vector_store_call():
         vectors.forget_legacy_facets(user.tenant_id, user.user_id)
-    except Exception as exc:  # any client error
-        raise vector_store_unavailable(exc) from exc
     session.execute(delete(ProfileVersion).where(ProfileVersion.user_pk == user.id))
     session.execute(delete(ProfileFacetRow).where(ProfileFacetRow.user_pk == user.id))
     session.execute(delete(Profile).where(Profile.user_pk == user.id))

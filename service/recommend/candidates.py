@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
 from service.catalog.service import stored_tag_keys
-from service.core.errors import vector_store_unavailable
 from service.core.hashing import chunks
 from service.ingest.evidence import EvidenceEvent, evidence_and_items
 from service.ingest.models import Event
@@ -39,6 +38,7 @@ from service.recommend.ranking import Matrix
 from service.training.contract import CandidateSource, SourceHit, TenantModels, UserEvent
 from service.training.data import event_weight
 from service.users.models import User
+from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
 
 MAX_ASK = 1000  # neighbours per facet, at most, in one query
@@ -151,10 +151,8 @@ class Retrieved:
 
 def _nearest(vectors: VectorStore, tenant_id: int, matrix: Matrix, n: int,
              where: dict[str, str] | None) -> list[list[tuple[str, float]]]:
-    try:
+    with vector_store_call():
         return vectors.nearest(tenant_id, "items", matrix, n, where)
-    except Exception as exc:  # any client error
-        raise vector_store_unavailable(exc) from exc
 
 
 def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Matrix,
@@ -220,10 +218,8 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
 
 def item_vectors(vectors: VectorStore, tenant_id: int,
              versions: dict[str, str]) -> dict[str, npt.NDArray[np.float32]]:
-    try:
+    with vector_store_call():
         return vectors.vectors(tenant_id, "items", versions)
-    except Exception as exc:  # any client error
-        raise vector_store_unavailable(exc) from exc
 
 
 # -- the user's own events and the tenant's models ---------------------------------------

@@ -10,13 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
-from service.core.errors import embedder_unavailable, vector_store_unavailable
+from service.core.errors import embedder_unavailable
 from service.core.hashing import chunks
 from service.ingest.models import Event
 from service.profiles.models import Profile
 from service.summaries.grouping import Vector, is_text_event
 from service.users.models import User
 from service.vectors.embeddings import Embedder
+from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
 
 
@@ -64,10 +65,8 @@ def event_vectors(
 ) -> tuple[dict[str, Vector], dict[int, Vector]]:
     """Stored item vectors and fresh text embeddings, for grouping."""
     versions = {i.item_id: i.indexed_hash for i in items.values() if i.indexed_hash}
-    try:
+    with vector_store_call():
         item_vectors = vectors.vectors(tenant_id, "items", versions) if versions else {}
-    except Exception as exc:  # any client error
-        raise vector_store_unavailable(exc) from exc
     texts = [e for e in events if is_text_event(e)]
     try:
         embedded = embedder.embed([e.text or "" for e in texts])
