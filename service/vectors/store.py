@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -31,13 +30,6 @@ from service.core.config import Settings
 # "facets": a collection older versions wrote (facet vectors now live in SQL with each
 # profile version); it is only ever deleted from (`forget_legacy_facets`).
 Kind = Literal["items", "facets"]
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    id: str
-    similarity: float  # cosine similarity, 1 = same direction
-    metadata: Mapping[str, Any]
 
 
 def client_for(settings: Settings) -> ClientAPI:
@@ -159,22 +151,6 @@ class VectorStore:
             ids=list(ids), embeddings=[list(v) for v in vectors],
             metadatas=[dict(m) for m in metadatas] if metadatas else None,
         )
-
-    def query(self, tenant_id: int, kind: Kind, vectors: Sequence[Sequence[float]],
-              n: int) -> list[list[Neighbour]]:
-        """For each query vector, the n nearest entries (one batched call)."""
-        collection = self._collection(tenant_id, kind)
-        if not vectors or collection.count() == 0:
-            return [[] for _ in vectors]
-        found = collection.query(query_embeddings=[list(v) for v in vectors],
-                                 n_results=min(n, collection.count()),
-                                 include=["distances", "metadatas"])
-        return [
-            [Neighbour(id=i, similarity=1.0 - float(d), metadata=m or {})
-             for i, d, m in zip(ids, dists, metas, strict=True)]
-            for ids, dists, metas in zip(found["ids"], found["distances"] or [],
-                                         found["metadatas"] or [], strict=True)
-        ]
 
     def delete(self, tenant_id: int, kind: Kind, ids: Sequence[str]) -> None:
         if ids:

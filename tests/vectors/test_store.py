@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.core.config import Settings
@@ -34,17 +35,25 @@ def test_nearest_neighbours_per_tenant(tmp_path: Path, embedder: Embedder,
                  [{"title": k} for k in ids])
     store.upsert(2, "items", ["other"], embedder.embed(["jazz saxophone quartet"]))
 
-    (hits,), (space,) = (store.query(1, "items", embedder.embed([q]), 2)
-                         for q in ["saxophone jazz album", "galaxy starship adventure"])
-    assert hits[0].id == "jazz" and hits[0].metadata == {"title": "jazz"}
-    assert space[0].id == "scifi" and space[0].similarity > space[1].similarity
+    def nearest(tenant_id: int, text: str, n: int,
+                where: dict[str, str] | None = None) -> list[tuple[str, float]]:
+        query = np.asarray(embedder.embed([text]), dtype=np.float32)
+        (found,) = store.nearest(tenant_id, "items", query, n, where)
+        return found
+
+    hits, space = nearest(1, "saxophone jazz album", 2), nearest(1, "galaxy starship adventure", 2)
+    assert hits[0][0] == "jazz"
+    assert space[0][0] == "scifi" and space[0][1] > space[1][1]
+    # The metadata is stored with each vector: a list's category filter asks for it.
+    assert [i for i, _ in nearest(1, "galaxy starship adventure", 3, {"title": "jazz"})] == [
+        "jazz"]
     # Tenant 2's collection holds only its own item; tenant 1 never sees it.
     assert store.ids(2, "items") == {"other"}
-    assert "other" not in {n.id for n in hits}
+    assert "other" not in {i for i, _ in hits}
 
     store.delete(1, "items", ["jazz"])
     assert store.ids(1, "items") == {"hike", "scifi"}
-    assert store.query(3, "facets", embedder.embed(["x"]), 5) == [[]]
+    assert nearest(3, "x", 5) == []  # a tenant with nothing indexed
 
 
 @pytest.mark.parametrize("where", ["folder", pytest.param("server", marks=pytest.mark.slow)])
