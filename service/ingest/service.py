@@ -6,10 +6,11 @@ Ingest never calls the LLM (DESIGN.md §2): it stores events and marks users sta
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from service.catalog.service import known_item_ids
 from service.core.batch import validate_records
@@ -103,13 +104,18 @@ def ingest_events(
 
     if problems or conflicts:
         _reject(problems, conflicts)
-    for _ in range(WRITE_ATTEMPTS):
-        written = _write_events(session, tenant_id, batch, results, now)
-        if written is not None:
-            return written
-        # A concurrent request stored some of these ids between our read and our insert:
-        # read again, and they show up as duplicates (or conflicts).
-        session.rollback()
+    writing = Retrying(stop=stop_after_attempt(WRITE_ATTEMPTS),
+                       retry=retry_if_exception_type(Raced),
+                       after=lambda _: session.rollback(), retry_error_callback=_busy)
+    return writing(_write_events, session, tenant_id, batch, results, now)
+
+
+class Raced(Exception):
+    """A concurrent request stored some of these event ids between our read and our
+    insert. Rolled back and read again, they show up as duplicates (or conflicts)."""
+
+
+def _busy(_: RetryCallState) -> NoReturn:
     raise Unavailable("busy", "Too many concurrent writes of the same events; retry.",
                       headers={"Retry-After": "1"})
 
@@ -130,8 +136,8 @@ def _write_events(
     batch: dict[str, tuple[int, EventIn, str]],
     in_batch_duplicates: dict[int, EventResult],
     now: datetime,
-) -> IngestResult | None:
-    """Write the new events; None when a concurrent writer got to one of them first."""
+) -> IngestResult:
+    """Write the new events; `Raced` when a concurrent writer got to one of them first."""
     results = dict(in_batch_duplicates)
     stored: dict[str, str] = {}
     for part in chunks(list(batch)):
@@ -172,7 +178,7 @@ def _write_events(
             ],
         )
         if inserted != len(fresh):
-            return None
+            raise Raced
         _mark_stale(session, user_pks, fresh)
     session.commit()
     ordered = [results[i] for i in sorted(results)]

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from service.core.db import insert_ignoring_conflicts
 from service.profiles.merge import (
@@ -34,6 +35,8 @@ from service.summaries.schemas import InterestSummary
 from service.users.models import User
 from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
+
+MERGE_ATTEMPTS = 3
 
 
 @dataclass
@@ -87,37 +90,43 @@ def commit_merge(
     session: Session, user: User, rules: DecayRules, at: datetime, trigger: str,
     given: RefreshInput,
 ) -> ProfileVersion:
-    for attempt in range(3):
-        try:
-            profile = lock_profile(session, user, at)
-            rows = facet_rows(session, user.id)
-            merged = merge_profile([to_facet(r) for r in rows], given.new, at, rules,
-                                   _new_facet_id)
-            by_id = {r.facet_id: r for r in rows}
-            for f in merged:
-                row = by_id.get(f.facet_id)
-                if row is None:
-                    session.add(ProfileFacetRow(tenant_id=user.tenant_id, user_pk=user.id,
-                                                facet_id=f.facet_id, **_columns(f)))
-                else:
-                    for name, value in _columns(f).items():
-                        setattr(row, name, value)
-            version = write_version(session, user, profile, merged, at, trigger, given, rules)
-            if given.seen_pending:
-                # Events that arrived during the call keep the user stale.
-                # One statement: both right-hand sides read the counter before the update.
-                remaining = User.events_since_refresh - given.seen_pending
-                session.execute(update(User).where(User.id == user.id).values(
-                    events_since_refresh=remaining, stale=remaining > 0))
-            session.commit()
-            return version
-        except IntegrityError:
-            # A concurrent first refresh created the same version number (SQLite has
-            # no row lock); start again from what it wrote.
-            session.rollback()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    """Merge `given` into the stored profile and commit the new version.
+
+    A concurrent first refresh can create the same version number (SQLite has no row
+    lock): the IntegrityError rolls back and the merge starts again from what that
+    refresh wrote, `MERGE_ATTEMPTS` times in all before it is raised.
+    """
+    retrying = Retrying(stop=stop_after_attempt(MERGE_ATTEMPTS),
+                        retry=retry_if_exception_type(IntegrityError),
+                        after=lambda _: session.rollback(), reraise=True)
+    return retrying(_merge, session, user, rules, at, trigger, given)
+
+
+def _merge(
+    session: Session, user: User, rules: DecayRules, at: datetime, trigger: str,
+    given: RefreshInput,
+) -> ProfileVersion:
+    profile = lock_profile(session, user, at)
+    rows = facet_rows(session, user.id)
+    merged = merge_profile([to_facet(r) for r in rows], given.new, at, rules, _new_facet_id)
+    by_id = {r.facet_id: r for r in rows}
+    for f in merged:
+        row = by_id.get(f.facet_id)
+        if row is None:
+            session.add(ProfileFacetRow(tenant_id=user.tenant_id, user_pk=user.id,
+                                        facet_id=f.facet_id, **_columns(f)))
+        else:
+            for name, value in _columns(f).items():
+                setattr(row, name, value)
+    version = write_version(session, user, profile, merged, at, trigger, given, rules)
+    if given.seen_pending:
+        # Events that arrived during the call keep the user stale.
+        # One statement: both right-hand sides read the counter before the update.
+        remaining = User.events_since_refresh - given.seen_pending
+        session.execute(update(User).where(User.id == user.id).values(
+            events_since_refresh=remaining, stale=remaining > 0))
+    session.commit()
+    return version
 
 
 def write_version(

@@ -14,7 +14,6 @@ reads vectors through an in-process cache keyed by a version the caller supplies
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -22,8 +21,10 @@ from urllib.parse import urlparse
 import chromadb
 import numpy as np
 import numpy.typing as npt
+from cachetools import LRUCache
 from chromadb.api import ClientAPI
 from chromadb.errors import NotFoundError
+from tenacity import RetryCallState, retry, stop_after_attempt
 
 from service.core.config import Settings
 
@@ -42,17 +43,22 @@ def client_for(settings: Settings) -> ClientAPI:
     return chromadb.PersistentClient(path=str(settings.chroma_path))
 
 
+def _on_fresh_handle(state: RetryCallState) -> None:
+    """Before `VectorStore._read` tries again: forget the handle that failed."""
+    store, tenant_id, kind = state.args[:3]
+    store._forget_handle(tenant_id, kind)
+
+
 class VectorStore:
     def __init__(self, client: ClientAPI, prefix: str = "",
                  cached_vectors: int = 100_000) -> None:
         self.client = client
         self.prefix = prefix
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards both: cachetools caches are not thread-safe
         self._handles: dict[str, Any] = {}
-        # (collection, id) -> (version, unit vector); least recently used first.
-        self._vectors: OrderedDict[tuple[str, str], tuple[str, npt.NDArray[np.float32]]] = (
-            OrderedDict())
-        self._cached_vectors = cached_vectors
+        # (collection, id) -> (version, unit vector)
+        self._vectors: LRUCache[tuple[str, str], tuple[str, npt.NDArray[np.float32]]] = (
+            LRUCache(maxsize=cached_vectors))
 
     def collection_name(self, tenant_id: int, kind: Kind) -> str:
         return f"{self.prefix}tenant{tenant_id}-{kind}"
@@ -74,15 +80,16 @@ class VectorStore:
                 self._handles[name] = handle
         return handle
 
+    def _forget_handle(self, tenant_id: int, kind: Kind) -> None:
+        with self._lock:
+            self._handles.pop(self.collection_name(tenant_id, kind), None)
+
+    @retry(stop=stop_after_attempt(2), before_sleep=_on_fresh_handle, reraise=True)
     def _read(self, tenant_id: int, kind: Kind, call: str, **kw: Any) -> Any:
         """`query` or `get` on the kept handle; once more on a fresh one if that fails
-        (the collection may have been dropped and re-created behind our back)."""
-        try:
-            return getattr(self._read_handle(tenant_id, kind), call)(**kw)
-        except Exception:  # any client error: forget the handle, then try exactly once more
-            with self._lock:
-                self._handles.pop(self.collection_name(tenant_id, kind), None)
-            return getattr(self._read_handle(tenant_id, kind), call)(**kw)
+        with any client error (the collection may have been dropped and re-created
+        behind our back)."""
+        return getattr(self._read_handle(tenant_id, kind), call)(**kw)
 
     def nearest(self, tenant_id: int, kind: Kind, vectors: npt.NDArray[np.float32], n: int,
                 where: Mapping[str, Any] | None = None) -> list[list[tuple[str, float]]]:
@@ -112,9 +119,8 @@ class VectorStore:
         found: dict[str, npt.NDArray[np.float32]] = {}
         with self._lock:
             for item_id, version in versions.items():
-                cached = self._vectors.get((name, item_id))
+                cached = self._vectors.get((name, item_id))  # a hit is now most recent
                 if cached is not None and cached[0] == version:
-                    self._vectors.move_to_end((name, item_id))
                     found[item_id] = cached[1]
         missing = [i for i in versions if i not in found]
         if not missing:
@@ -130,9 +136,6 @@ class VectorStore:
             for item_id, vector in zip(got["ids"], matrix, strict=True):
                 found[item_id] = vector
                 self._vectors[(name, item_id)] = (versions[item_id], vector)
-                self._vectors.move_to_end((name, item_id))
-            while len(self._vectors) > self._cached_vectors:
-                self._vectors.popitem(last=False)
         return found
 
     def _forget_vectors(self, tenant_id: int, kind: Kind, ids: Sequence[str]) -> None:

@@ -4,6 +4,7 @@ with real MiniLM embeddings."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,3 +72,63 @@ def test_forgetting_a_user_clears_a_legacy_facet_collection(
     store.forget_legacy_facets(2, "u1")
     names = {c.name for c in store.client.list_collections()}
     assert store.collection_name(2, "facets") not in names
+
+
+class CountingClient:
+    """A real Chroma client whose collections count the reads that reach them, and
+    fail the next `failures` of them as a dropped collection's stale handle would."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.gets: list[list[str]] = []
+        self.failures = 0
+
+    def get_or_create_collection(self, name: str, **kw: Any) -> Any:
+        return CountingCollection(self, self.client.get_or_create_collection(name, **kw))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+class CountingCollection:
+    def __init__(self, owner: CountingClient, collection: Any) -> None:
+        self.owner, self.collection = owner, collection
+
+    def get(self, **kw: Any) -> Any:
+        if self.owner.failures:
+            self.owner.failures -= 1
+            raise RuntimeError("collection gone")
+        self.owner.gets.append(sorted(kw.get("ids") or []))
+        return self.collection.get(**kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+
+def test_vectors_are_cached_by_version_least_recently_used_out(tmp_path: Path) -> None:
+    counting = CountingClient(client_for(Settings(data_dir=tmp_path)))
+    store = VectorStore(counting, cached_vectors=2)  # type: ignore[arg-type]
+    store.upsert(1, "items", ["a", "b", "c"], [[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+
+    got = store.vectors(1, "items", {"a": "v1", "b": "v1"})
+    assert np.allclose(got["a"], [1.0, 0.0]) and np.allclose(got["b"], [0.0, 1.0])  # unit length
+    assert counting.gets == [["a", "b"]]
+    store.vectors(1, "items", {"a": "v1"})  # a hit: "a" is now the most recent
+    store.vectors(1, "items", {"c": "v1"})  # the cache holds two: "b" goes
+    assert counting.gets == [["a", "b"], ["c"]]
+    store.vectors(1, "items", {"a": "v1", "b": "v1", "c": "v1"})
+    assert counting.gets[-1] == ["b"]
+    store.vectors(1, "items", {"c": "v2"})  # a changed item is read again
+    assert counting.gets[-1] == ["c"]
+    assert store.vectors(1, "items", {"gone": "v1"}) == {}  # ids the store lacks are left out
+
+
+def test_a_failed_read_is_tried_once_more_on_a_fresh_handle(tmp_path: Path) -> None:
+    counting = CountingClient(client_for(Settings(data_dir=tmp_path)))
+    store = VectorStore(counting)  # type: ignore[arg-type]
+    store.upsert(1, "items", ["a"], [[1.0, 0.0]])
+    counting.failures = 1
+    assert list(store.vectors(1, "items", {"a": "v1"})) == ["a"]
+    counting.failures = 2  # twice in a row: the error reaches the caller
+    with pytest.raises(RuntimeError, match="collection gone"):
+        store.vectors(1, "items", {"a": "v2"})
