@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,6 @@ from service.chat.schemas import ChatAnswer, ChatRequest, ChatTurnOut
 from service.core.errors import NotFound
 from service.llm.prompts import PromptFile, RenderedPrompt, load_prompt
 from service.llm.runtime import LLMRuntime
-from service.users.models import User
 
 CHAT_PROMPT = "explain_chat"
 
@@ -126,9 +125,3 @@ def list_turns(session: Session, tenant_id: int, recommendation_id: str) -> list
                             .order_by(ChatTurn.id))
     return [ChatTurnOut(**_answer(t, recommendation_id).model_dump(), question=t.question,
                         streamed=t.streamed) for t in turns]
-
-
-def forget_chats(session: Session, user: User) -> None:
-    """Remove the user's chat turns (the caller commits): they quote the user's activity."""
-    session.execute(delete(ChatTurn).where(ChatTurn.user_pk == user.id))
-

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
@@ -33,8 +33,6 @@ from service.summaries.activity import Activity
 from service.summaries.models import SummaryRun
 from service.summaries.schemas import InterestSummary
 from service.users.models import User
-from service.vectors.errors import vector_store_call
-from service.vectors.store import VectorStore
 
 MERGE_ATTEMPTS = 3
 
@@ -160,17 +158,3 @@ def write_version(
     )
     session.add(version)
     return version
-
-
-def forget_profile(session: Session, user: User, vectors: VectorStore) -> None:
-    """Remove the user's profile rows (the caller commits), after their entries in the
-    facet collection older versions of the service kept in the vector store.
-
-    The vector store goes first: if it is down the request fails and nothing is deleted,
-    so a retry can still find every entry to remove.
-    """
-    with vector_store_call():
-        vectors.forget_legacy_facets(user.tenant_id, user.user_id)
-    session.execute(delete(ProfileVersion).where(ProfileVersion.user_pk == user.id))
-    session.execute(delete(ProfileFacetRow).where(ProfileFacetRow.user_pk == user.id))
-    session.execute(delete(Profile).where(Profile.user_pk == user.id))

@@ -56,7 +56,6 @@ from service.recommend.schemas import (
 from service.recommend.trace import (
     StoredFacet,
     StoredItem,
-    forget_recommendations,
     get_trace,
     r6,
     write_trace,
@@ -65,7 +64,7 @@ from service.training.contract import TenantModels
 from service.training.features import FEATURE_VERSION
 from service.users.models import User
 
-__all__ = ["Explain", "RecommendationRequest", "forget_recommendations", "get_trace",
+__all__ = ["Explain", "RecommendationRequest", "get_trace",
            "recommend"]
 
 LLM_EXPLAIN_TOP = 3  # items explained by the model when asked; the rest use the template

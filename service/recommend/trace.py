@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from service.core.db import EncodedJSON
@@ -139,8 +139,3 @@ def get_trace(session: Session, tenant_id: int, recommendation_id: str) -> Trace
                   for i in trace.items],
         "other_feedback": [f for f in feedback if f.item_id not in returned],
     })
-
-
-def forget_recommendations(session: Session, user: User) -> None:
-    """Remove the user's traces (the caller commits): they quote the user's activity."""
-    session.execute(delete(RecommendationTrace).where(RecommendationTrace.user_pk == user.id))

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.chat.service import forget_chats
 from service.core.errors import NotFound
 from service.core.pagination import decode_cursor, paginate
 from service.ingest.models import Event
-from service.jobs.models import Job
 from service.profiles.models import Profile
-from service.profiles.store import forget_profile
-from service.recommend.service import forget_recommendations
-from service.summaries.models import SummaryRun
+from service.users.deletion import forget_user
 from service.users.models import User
 from service.users.schemas import UserPage, UserSummary
 from service.vectors.store import VectorStore
@@ -55,17 +51,11 @@ def list_users(session: Session, tenant_id: int, limit: int, cursor: str | None,
 
 
 def delete_user(session: Session, tenant_id: int, user_id: str, vectors: VectorStore) -> int:
-    """Forget a user: their vectors, then every row (profile versions and their
-    narratives, recommendation traces and their chat turns, summaries, jobs, events). Returns
-    the events removed."""
+    """Forget a user: every row about them (events, profile versions and their narratives,
+    recommendation traces and their chat turns, summaries, jobs) and any vector an older
+    version kept (`deletion.forget_user`). Returns the events removed."""
     user = get_user(session, tenant_id, user_id)
     removed = session.scalar(select(func.count()).where(Event.user_pk == user.id)) or 0
-    forget_profile(session, user, vectors)
-    forget_chats(session, user)  # before the traces they point at
-    forget_recommendations(session, user)
-    session.execute(delete(SummaryRun).where(SummaryRun.user_pk == user.id))
-    session.execute(delete(Job).where(Job.user_pk == user.id))  # their errors may quote them
-    session.execute(delete(Event).where(Event.user_pk == user.id))
-    session.execute(delete(User).where(User.id == user.id))
+    forget_user(session, user, vectors)
     session.commit()
     return int(removed or 0)

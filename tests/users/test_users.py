@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from service.core.db import Base
 from service.ingest.models import Event
+from service.models import load_all_models
+from service.users.deletion import user_tables
 from service.users.models import User
 from tests.utils.api import ApiTenant, event, item
 
@@ -33,3 +36,20 @@ def test_delete_user_removes_their_rows_only(tenant: ApiTenant) -> None:
 def test_delete_unknown_user_is_404(tenant: ApiTenant) -> None:
     r = tenant.delete("/v1/users/ghost")
     assert r.status_code == 404 and r.json()["error"]["code"] == "user_not_found"
+
+
+def test_every_table_about_a_user_is_forgotten_dependents_first() -> None:
+    tables = user_tables()
+    names = [t.name for t in tables]
+    # Every table that points at users does so through user_pk, so none is missed.
+    load_all_models()
+    pointing = {t.name for t in Base.metadata.sorted_tables
+                if any(fk.column.table is User.__table__ for fk in t.foreign_keys)}
+    assert pointing == set(names)
+    assert {"events", "profiles", "profile_facets", "profile_versions", "summary_runs",
+            "recommendation_traces", "chat_turns", "jobs"} <= set(names)
+    # A table is emptied before every table it points at.
+    for n, table in enumerate(tables):
+        for fk in table.foreign_keys:
+            if fk.column.table.name in names:
+                assert names.index(fk.column.table.name) > n, (table.name, fk.column.table.name)
