@@ -12,14 +12,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from service.llm.fake import ScriptedChatModel
-
-
-def prompt_name(run_manager: CallbackManagerForLLMRun | None) -> str | None:
-    """The prompt a call renders, as the service tags it in the run's metadata."""
-    metadata = getattr(run_manager, "metadata", None) or {}
-    name = metadata.get("prompt_name")
-    return str(name) if name else None
+from service.llm.fake import ScriptedChatModel, prompt_name
 
 
 def between(text: str, start: str, end: str) -> str:
