@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from service.core.schemas import DESCRIPTION_MAX, LABEL_MAX
+from service.core.schemas import DESCRIPTION_MAX, LABEL_MAX, Polarity
 from service.ingest.models import Event
-from service.profiles.merge import NewFacet, Polarity
+from service.profiles.merge import NewFacet
 from service.summaries.activity import Activity
 from service.summaries.grouping import YEAR
 from service.summaries.injection import reads_as_instructions

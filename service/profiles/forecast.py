@@ -43,7 +43,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.profiles.merge import DecayRules, Horizon, Polarity, half_life
+from service.core.schemas import Horizon, Polarity
+from service.profiles.merge import DecayRules, half_life
 
 DAY_S = 86_400.0
 

@@ -15,10 +15,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
 
-Horizon = Literal["short", "long"]
-Polarity = Literal["like", "avoid"]
+from service.core.schemas import Horizon, Polarity
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from service.core.config import Settings
+from service.core.schemas import Horizon, Polarity
 from service.llm.runtime import LLMRuntime
 from service.profiles.forecast import (
     FacetState,
@@ -20,7 +21,7 @@ from service.profiles.forecast import (
     hits,
     version_point,
 )
-from service.profiles.merge import DecayRules, Horizon, Polarity
+from service.profiles.merge import DecayRules
 from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
 from tests.utils.fakes import Clock, topic_summarizer
