@@ -58,12 +58,12 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp), refresh_worker=False, llm_backend="fake")
         app = create_app(settings)
         with TestClient(app) as client:
-            with app.state.sessions() as session:
+            with app.state.container.sessions() as session:
                 _, key = create_tenant(session, "bench")
             auth = {"Authorization": f"Bearer {key}"}
             # Model load (and its export to ONNX Runtime, which the first large call makes) is
             # not indexing.
-            app.state.embedder.embed([f"warm-up {n}" for n in range(256)])
+            app.state.container.embedder.embed([f"warm-up {n}" for n in range(256)])
             load_start = os.getloadavg()[0]
             started = time.perf_counter()
             cpu_started = time.process_time()
@@ -77,9 +77,9 @@ def main() -> None:
             seconds = time.perf_counter() - started
             cpu_seconds = time.process_time() - cpu_started
             load_end = os.getloadavg()[0]
-            with app.state.sessions() as session:
+            with app.state.container.sessions() as session:
                 tenant_id = session.scalar(select(Tenant.id).where(Tenant.name == "bench"))
-            stored = app.state.vectors.ids(tenant_id, "items")
+            stored = app.state.container.vectors.ids(tenant_id, "items")
             assert len(stored) == len(items), (len(stored), len(items))
     print(json.dumps({
         "items_per_s": round(len(items) / seconds, 1), "items": len(items),

@@ -58,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(data_dir=Path(tmp)))
         with TestClient(app) as client:
-            with app.state.sessions() as session:
+            with app.state.container.sessions() as session:
                 _, key = create_tenant(session, "bench")
             auth = {"Authorization": f"Bearer {key}"}
             for lo in range(0, args.items, 1000):

@@ -76,11 +76,11 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp), refresh_worker=False, llm_backend="fake")
         app = create_app(settings)
         with TestClient(app) as client:
-            with app.state.sessions() as session:
+            with app.state.container.sessions() as session:
                 _, key = create_tenant(session, "bench")
             auth = {"Authorization": f"Bearer {key}"}
             items = movielens_items(args.items)
-            app.state.embedder.embed(["warm-up"])  # model load is not indexing
+            app.state.container.embedder.embed(["warm-up"])  # model load is not indexing
             started = time.perf_counter()
             for lo in range(0, len(items), 1000):
                 r = client.put("/v1/items", headers=auth, json={"items": items[lo:lo + 1000]})
@@ -100,16 +100,16 @@ def main() -> None:
                 client.post("/v1/events", headers=auth,
                             json={"events": events[lo:lo + 1000]}).raise_for_status()
             labels = [f"Interest number {n} in {items[n]['title']}" for n in range(args.facets)]
-            vectors = app.state.embedder.embed(labels)
+            vectors = app.state.container.embedder.embed(labels)
             new = [NewFacet(label=label[:60], description=f"Keeps coming back to {label}.",
                             strength=0.9, polarity="like",
                             evidence=tuple(f"e{f * args.evidence + k}"
                                            for k in range(args.evidence)),
                             embedding=tuple(vec))
                    for f, (label, vec) in enumerate(zip(labels, vectors, strict=True))]
-            with app.state.sessions() as session:
+            with app.state.container.sessions() as session:
                 user = session.scalars(select(User).where(User.user_id == "u1")).one()
-                commit_merge(session, user, app.state.profiles.rules, now, "refresh",
+                commit_merge(session, user, app.state.container.profiles.rules, now, "refresh",
                              RefreshInput(new=new))
 
             for _ in range(20):  # warm-up

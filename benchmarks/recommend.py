@@ -196,16 +196,17 @@ def build_profile(app: Any, client: TestClient, auth: dict[str, str],
     labels = [TOPICS[t][2] for t in names]
     descriptions = [f"Keeps coming back to {TOPICS[t][0][0]}, {TOPICS[t][0][1]} and "
                     f"{TOPICS[t][0][2]}." for t in names]
-    vectors = app.state.embedder.embed([f"{lab}. {d}" for lab, d in zip(labels, descriptions,
-                                                                       strict=True)])
+    box = app.state.container
+    vectors = box.embedder.embed([f"{lab}. {d}" for lab, d in zip(labels, descriptions,
+                                                                  strict=True)])
     new = [NewFacet(label=lab, description=d, strength=1.0 - 0.05 * f,
                     polarity="avoid" if f == len(names) - 1 else "like",
                     evidence=tuple(f"{USER}-f{f}-e{n}" for n in range(args.evidence)),
                     embedding=tuple(vec))
            for f, (lab, d, vec) in enumerate(zip(labels, descriptions, vectors, strict=True))]
-    with app.state.sessions() as session:
+    with app.state.container.sessions() as session:
         user = session.scalars(select(User).where(User.user_id == USER)).one()
-        commit_merge(session, user, app.state.profiles.rules, now, "refresh", RefreshInput(new=new))
+        commit_merge(session, user, box.profiles.rules, now, "refresh", RefreshInput(new=new))
     print(f"profile: {len(new)} facets ({sum(f.polarity == 'avoid' for f in new)} avoid), "
           f"{len(events)} events")
 
@@ -254,14 +255,14 @@ def train(app: Any, tenant_id: int, args: argparse.Namespace) -> dict[str, Any]:
     from service.training.store import ArtifactStore, models_root, new_version
 
     started = time.perf_counter()
-    settings = app.state.settings
-    with app.state.sessions() as session:
+    settings = app.state.container.settings
+    with app.state.container.sessions() as session:
         log = log_from_database(session, tenant_id, settings.rating_max)
         texts = item_texts_from_database(session, tenant_id)
         versions = {i: h or "" for i, h in session.execute(
             select(Item.item_id, Item.indexed_hash).where(
                 Item.tenant_id == tenant_id, Item.item_id.in_(sorted(set(log.item_ids)))))}
-    vectors = app.state.vectors.vectors(tenant_id, "items", versions)
+    vectors = app.state.container.vectors.vectors(tenant_id, "items", versions)
     trained = train_log(log, texts, sequence_seconds=args.sequence_seconds, progress=True,
                         ranker_trainer=partial(train_ranker, item_vectors=vectors))
     meta = ModelMeta(version=new_version(), tenant_id=tenant_id,
@@ -285,7 +286,7 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                         llm_backend="fake" if args.no_llm else "embedded")
     app = create_app(settings)
     with TestClient(app) as client:
-        with app.state.sessions() as session:
+        with app.state.container.sessions() as session:
             tenant = tenant_by_name(session, "bench")
             if tenant is None:
                 tenant, key = create_tenant(session, "bench")
@@ -300,7 +301,7 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                 select(User.id).where(User.user_id == "newcomer")) is not None
         auth = {"Authorization": f"Bearer {key}"}
         items = synthetic_items(args.items, args.seed)
-        app.state.embedder.embed(["warm-up"])  # model load is not indexing
+        app.state.container.embedder.embed(["warm-up"])  # model load is not indexing
         if built < len(items):
             build_catalog(client, auth, items)
         else:
@@ -317,7 +318,7 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             trained = train(app, tenant.id, args)
         if not args.no_llm:
             started = time.perf_counter()
-            app.state.llm.base_url  # noqa: B018 - starts the embedded model server
+            app.state.container.llm.base_url  # noqa: B018 - starts the embedded model server
             print(f"embedded LLM started in {time.perf_counter() - started:.1f} s")
 
         if args.torch_threads is not None:

@@ -122,7 +122,7 @@ def main() -> None:
         settings = Settings(**overrides)
         app = create_app(settings)
         with TestClient(app) as client:
-            with app.state.sessions() as session:
+            with app.state.container.sessions() as session:
                 _, key = create_tenant(session, "bench")
             auth = {"Authorization": f"Bearer {key}"}
             for start in range(0, len(catalog), 500):
@@ -133,7 +133,7 @@ def main() -> None:
             for u in users:
                 first = history[u][:args.events]
                 client.post("/v1/events", headers=auth, json={"events": first}).raise_for_status()
-            model = app.state.llm.model_name
+            model = app.state.container.llm.model_name
             # Warm-up: server start and first-request costs, on a throwaway user.
             warm = [{**e, "user_id": "warm-up", "event_id": f"w{n}"}
                     for n, e in enumerate(history[users[0]][:5])]

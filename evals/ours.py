@@ -120,7 +120,7 @@ class OursRecommender:
         app = create_app(settings, llm=self.llm, clock=self._clock)
         self._client = TestClient(app)
         self._client.__enter__()
-        with app.state.sessions() as session:
+        with app.state.container.sessions() as session:
             tenant, key = create_tenant(session, "eval")
             self._tenant_id = tenant.id
         self._auth = {"Authorization": f"Bearer {key}"}
@@ -177,17 +177,17 @@ class OursRecommender:
         log = log_from_rows(rows)
         texts = {item_id: info.text for item_id, info in items.items()}
         vectors = grouping = None
-        if self.variant != "no-llm" and app.state.settings.ranker_facet_features:
+        if self.variant != "no-llm" and app.state.container.settings.ranker_facet_features:
             # the ablation without facets learns without them too
-            with app.state.sessions() as session:
-                vectors = item_vectors(session, self._tenant_id, app.state.vectors)
+            with app.state.container.sessions() as session:
+                vectors = item_vectors(session, self._tenant_id, app.state.container.vectors)
                 grouping = grouping_inputs(session, self._tenant_id,
-                                           app.state.settings.rating_max)
+                                           app.state.container.settings.rating_max)
         trained = train_log(log, texts, seed=self.seed, sequence_seconds=self.sequence_seconds,
                             sequence_epochs=self.sequence_epochs,
                             ranker_trainer=partial(train_ranker, item_vectors=vectors,
                                                    seed=self.seed, grouping=grouping))
-        meta = save_training(app.state.settings, self._tenant_id, log, trained,
+        meta = save_training(app.state.container.settings, self._tenant_id, log, trained,
                              time.monotonic() - started)
         self.models_meta = {"version": meta.version, "seconds": meta.seconds,
                             "sources": meta.sources,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import fields
 from datetime import datetime
 
 from fastapi import FastAPI
@@ -55,10 +54,6 @@ def create_app(
         threadpool_limits(limits=1, user_api="blas")
         with open_container(settings, llm, embedder, clock, demo) as container:
             app.state.container = container
-            # The container's parts under their own names too, read by tests, benchmarks
-            # and evals (`app.state.sessions()`); the service itself reads the container.
-            for part in fields(container):
-                setattr(app.state, part.name, getattr(container, part.name))
             yield
 
     app = FastAPI(

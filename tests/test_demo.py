@@ -434,7 +434,7 @@ def test_serve_answers_while_the_demo_loads_in_the_background(tmp_path: Path) ->
             time.sleep(0.2)
         assert progress["done"] == 0 and progress["total"] == 1
         assert "demo loading: profiles 0/1" in r.json()["error"]["message"]
-        assert client.app.state.worker._thread is None  # type: ignore[attr-defined]
+        assert client.app.state.container.worker._thread is None  # type: ignore[attr-defined]
         key = (settings.data_dir / KEY_FILE).read_text().strip()
         auth = {"Authorization": f"Bearer {key}"}
         # Meanwhile the demo user is there with their ratings, without a profile yet.
@@ -451,7 +451,7 @@ def test_serve_answers_while_the_demo_loads_in_the_background(tmp_path: Path) ->
         assert body["demo"]["state"] == "loaded" and body["demo"]["stage"] == "done"
         assert body["demo"]["error"] is None
         assert client.get("/v1/users/ml-454/profile", headers=auth).json()["version"] == 2
-        assert client.app.state.worker._thread is not None  # type: ignore[attr-defined]
+        assert client.app.state.container.worker._thread is not None  # type: ignore[attr-defined]
         assert (settings.data_dir / MARKER_FILE).exists()
 
 

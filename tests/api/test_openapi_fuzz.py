@@ -30,7 +30,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     app = create_app(Settings(data_dir=data, llm_backend="fake", refresh_worker=False),
                      embedder=HashedWordsEmbedder())
     with TestClient(app) as client:
-        with app.state.sessions() as session:
+        with app.state.container.sessions() as session:
             _, key = create_tenant(session, "fuzz")
         _KEY["key"] = key
         auth = {"Authorization": f"Bearer {key}"}

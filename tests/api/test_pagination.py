@@ -46,7 +46,7 @@ def user_rows(tenant: ApiTenant) -> ApiTenant:
     events += [event("u00", event_id=f"e{n:02}", ts=NOW - timedelta(minutes=min(n, 5)))
                for n in range(ROWS)]
     assert tenant.post("/v1/events", json={"events": events}).status_code == 200
-    with tenant.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with tenant.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         user = session.scalars(select(User).where(User.user_id == "u00")).one()
         for n in range(1, ROWS + 1):
             session.add(ProfileVersion(tenant_id=user.tenant_id, user_pk=user.id, version=n,

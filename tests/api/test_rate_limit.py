@@ -20,7 +20,7 @@ class Tenant:
     """A tenant's key and a client that sends it."""
 
     def __init__(self, client: TestClient, name: str) -> None:
-        with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        with client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
             _, self.key = create_tenant(session, name)
         self.client = client
 

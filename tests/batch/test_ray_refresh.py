@@ -44,7 +44,7 @@ def app(tmp_path: Path, chroma_server: str, monkeypatch: pytest.MonkeyPatch,
 
 
 def versions(app: ProfileApp) -> dict[str, list[str]]:
-    sessions = app.t.client.app.state.sessions  # type: ignore[attr-defined]
+    sessions = app.t.client.app.state.container.sessions  # type: ignore[attr-defined]
     with sessions() as session:
         rows = session.execute(select(User.user_id, ProfileVersion.trigger)
                                .join(ProfileVersion, ProfileVersion.user_pk == User.id)
@@ -81,7 +81,7 @@ def test_refresh_all_on_ray_is_bounded_and_resumes(
     path = batch.batch_path(app.settings, 1)
     started, resumed = batch.open_batch(path, 1, utcnow(), restart=True)
     assert not resumed
-    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app.t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         pks = list(session.scalars(select(User.id).order_by(User.id)))
         assert session.scalar(select(func.count(User.id))) == len(USERS)
     fields = batch.portable_settings(Settings(data_dir=app.settings.data_dir))

@@ -92,7 +92,7 @@ def test_tag_counts_follow_the_catalog_per_tenant(tenant: ApiTenant,
     ]}).status_code == 200
     assert other_tenant.put("/v1/items", json={"items": [
         item("x1", tags=["horror"])]}).status_code == 200
-    sessions = tenant.client.app.state.sessions  # type: ignore[attr-defined]
+    sessions = tenant.client.app.state.container.sessions  # type: ignore[attr-defined]
     with sessions() as session:
         tenant_id = session.scalar(select(Tenant.id).where(Tenant.name == tenant.name))
         first = tag_counts(session, tenant_id)

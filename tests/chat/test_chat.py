@@ -47,7 +47,7 @@ def trace_evidence(app: ChatApp, recommendation_id: str) -> set[str]:
 
 
 def stored_turns(app: ChatApp) -> int:
-    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app.t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         return int(session.scalar(select(func.count()).select_from(ChatTurn)) or 0)
 
 

@@ -166,7 +166,7 @@ def test_same_id_twice_in_one_batch_with_different_content(catalog: ApiTenant) -
 
 
 def test_batch_and_body_limits(catalog: ApiTenant) -> None:
-    limit = catalog.client.app.state.settings.max_batch_events  # type: ignore[attr-defined]
+    limit = catalog.client.app.state.container.settings.max_batch_events  # type: ignore[attr-defined]
     r = catalog.post("/v1/events", json={"events": [event("u1")] * (limit + 1)})
     assert r.status_code == 413 and r.json()["error"]["code"] == "batch_too_large"
 
@@ -211,11 +211,11 @@ def test_users_become_stale_on_new_events(catalog: ApiTenant) -> None:
         event("u1", "view", "i1", ts=NOW - timedelta(hours=2)),
         event("u1", "view", "i2", ts=NOW - timedelta(hours=1)),
     ]})
-    with catalog.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with catalog.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         user = session.query(User).filter_by(user_id="u1").one()
         assert user.stale and user.events_since_refresh == 2
     catalog.post("/v1/events", json={"events": [event("u1", "view", "i3")]})
-    with catalog.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with catalog.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         assert session.query(User).filter_by(user_id="u1").one().events_since_refresh == 3
 
 

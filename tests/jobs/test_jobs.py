@@ -39,7 +39,7 @@ def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
 
 
 def state(app: ProfileApp) -> Any:
-    return app.t.client.app.state  # type: ignore[attr-defined]
+    return app.t.client.app.state.container  # type: ignore[attr-defined]
 
 
 def jobs(app: ProfileApp) -> list[Job]:

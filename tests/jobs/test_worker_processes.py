@@ -51,7 +51,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, procs: list[subproce
 def test_two_worker_processes_share_the_jobs_and_stop_on_sigterm(
         app: ProfileApp, tmp_path: Path) -> None:
     settings = app.settings
-    sessions = app.t.client.app.state.sessions  # type: ignore[attr-defined]
+    sessions = app.t.client.app.state.container.sessions  # type: ignore[attr-defined]
 
     def versions() -> dict[str, int]:
         with sessions() as session:

@@ -33,7 +33,7 @@ from tests.utils.profiles import (
 
 def stored_vector(app: ProfileApp, facet_id: str) -> tuple[float, ...]:
     """A facet's vector as its row keeps it (written in the version's transaction)."""
-    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app.t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         row = session.scalars(select(ProfileFacetRow)
                               .where(ProfileFacetRow.facet_id == facet_id)).one()
         return unpack(row.embedding)
@@ -41,22 +41,22 @@ def stored_vector(app: ProfileApp, facet_id: str) -> tuple[float, ...]:
 
 def facet_collections(app: ProfileApp) -> set[str]:
     """Chroma collections of facets: older versions wrote one per tenant, this one none."""
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    vectors = app.t.client.app.state.container.vectors  # type: ignore[attr-defined]
     return {c.name for c in vectors.client.list_collections()
             if c.name.startswith(vectors.prefix) and c.name.endswith("-facets")}
 
 
 def write_legacy_facets(app: ProfileApp, tenant_id: int, entries: dict[str, str]) -> None:
     """Facet vectors as older versions kept them in Chroma: facet id -> user id."""
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
-    embedder = app.t.client.app.state.embedder  # type: ignore[attr-defined]
+    vectors = app.t.client.app.state.container.vectors  # type: ignore[attr-defined]
+    embedder = app.t.client.app.state.container.embedder  # type: ignore[attr-defined]
     ids = list(entries)
     vectors.upsert(tenant_id, "facets", ids, embedder.embed(ids),
                    [{"user_id": entries[i], "polarity": "like"} for i in ids])
 
 
 def nearest_items(app: ProfileApp, tenant_id: int, vector: Sequence[float], n: int) -> list[str]:
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    vectors = app.t.client.app.state.container.vectors  # type: ignore[attr-defined]
     (found,) = vectors.nearest(tenant_id, "items", np.asarray([vector], dtype=np.float32), n)
     return [item_id for item_id, _ in found]
 
@@ -136,7 +136,7 @@ def test_a_facets_vector_is_stored_with_its_profile_version(app: ProfileApp) -> 
     assert text == ("Science fiction films. Watches and rates space and sci-fi movies. "
                     "Topics: sci-fi")  # label, description and tags: no title, no year
     stored = stored_vector(app, facet["facet_id"])
-    embedder = app.t.client.app.state.embedder  # type: ignore[attr-defined]
+    embedder = app.t.client.app.state.container.embedder  # type: ignore[attr-defined]
     expected = embedder.embed([text])[0]
     assert list(stored) == pytest.approx(expected, abs=1e-5)
     # And the items: a sci-fi facet finds sci-fi films first.
@@ -173,7 +173,7 @@ def test_edits_hold_across_later_refreshes(app: ProfileApp) -> None:
                       json={"suppressed": True})
     assert r.status_code == 200 and r.json()["suppressed"] is True
     # The edited text is what the vector now encodes.
-    embedder = app.t.client.app.state.embedder  # type: ignore[attr-defined]
+    embedder = app.t.client.app.state.container.embedder  # type: ignore[attr-defined]
     expected = embedder.embed([facet_text(
         "Sci-fi movies", "Watches and rates space and science fiction films.")])[0]
     assert list(stored_vector(app, scifi)) == pytest.approx(expected, abs=1e-5)
@@ -311,7 +311,7 @@ def test_tenants_never_see_each_others_profiles(app: ProfileApp) -> None:
     assert other.request("PATCH", f"/v1/users/u1/profile/facets/{facet_id}",
                          json={"pinned": True}).status_code == 404
     assert other.delete(f"/v1/users/u1/profile/facets/{facet_id}").status_code == 404
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    vectors = app.t.client.app.state.container.vectors  # type: ignore[attr-defined]
     assert vectors.ids(2, "items") == {"alien"} and len(vectors.ids(1, "items")) == len(CATALOG)
     alien = vectors._collection(1, "items").get(ids=["alien"], include=["embeddings"])
     near = nearest_items(app, 2, alien["embeddings"][0], 10)
@@ -328,9 +328,9 @@ def test_deleting_a_user_leaves_nothing_behind(app: ProfileApp) -> None:
 
     r = app.t.delete("/v1/users/u1")
     assert r.status_code == 200 and r.json()["events_deleted"] == 2
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    vectors = app.t.client.app.state.container.vectors  # type: ignore[attr-defined]
     assert vectors.ids(1, "facets") == {kept}
-    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app.t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         for table in (Profile, ProfileFacetRow, ProfileVersion, SummaryRun, Event):
             user_pks = set(session.scalars(select(table.user_pk)))
             assert len(user_pks) == 1, table  # only u2's rows remain
@@ -344,7 +344,7 @@ def test_deleting_a_user_leaves_nothing_behind(app: ProfileApp) -> None:
 def test_with_the_vector_store_down_edits_work_and_forgetting_waits(app: ProfileApp) -> None:
     app.watch("u1", ["alien", "bread"], "a")
     first, *others = [f["facet_id"] for f in app.refresh()["facets"]]
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    vectors = app.t.client.app.state.container.vectors  # type: ignore[attr-defined]
     vectors.client = VectorStoreDown()
 
     r = app.t.request("PATCH", f"/v1/users/u1/profile/facets/{first}",
@@ -373,7 +373,7 @@ def server_app(settings: Settings, chroma_server: str, tmp_path: Any,
 @pytest.mark.slow  # a real Chroma server, MiniLM
 def test_the_same_memory_on_a_chroma_server(server_app: ProfileApp) -> None:
     app = server_app
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    vectors = app.t.client.app.state.container.vectors  # type: ignore[attr-defined]
     assert app.t.get("/readyz").json()["checks"]["vector_store"] == "ok"
     app.watch("u1", ["alien", "dune"], "a")
     first = app.refresh()

@@ -31,7 +31,7 @@ def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
 
 
 def test_the_worker_refreshes_after_n_events_and_records_decay_by_age(app: ProfileApp) -> None:
-    worker = app.t.client.app.state.worker  # type: ignore[attr-defined]
+    worker = app.t.client.app.state.container.worker  # type: ignore[attr-defined]
     app.watch("u1", ["alien", "dune"], "a")  # 2 < 3 events: not due yet
     app.watch("u2", ["bread", "pasta", "curry"], "b")
     assert worker.run_once()["refreshed"] == 1
@@ -54,7 +54,7 @@ def test_the_worker_refreshes_after_n_events_and_records_decay_by_age(app: Profi
 
 @pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_a_stale_user_below_n_is_refreshed_once_old_enough(app: ProfileApp) -> None:
-    worker = app.t.client.app.state.worker  # type: ignore[attr-defined]
+    worker = app.t.client.app.state.container.worker  # type: ignore[attr-defined]
     app.watch("u1", ["alien"], "a")
     assert worker.run_once()["refreshed"] == 0
     # Users are created at real time; the age trigger compares with the clock.
@@ -64,7 +64,7 @@ def test_a_stale_user_below_n_is_refreshed_once_old_enough(app: ProfileApp) -> N
 
 
 def test_a_failing_user_backs_off(app: ProfileApp) -> None:
-    worker = app.t.client.app.state.worker  # type: ignore[attr-defined]
+    worker = app.t.client.app.state.container.worker  # type: ignore[attr-defined]
     app.watch("u1", ["alien", "dune", "solaris"], "a")
     app.model.before_answer = lambda: (_ for _ in ()).throw(ConnectionError("down"))
     assert worker.run_once() == {"refreshed": 0, "failed": 1, "items_indexed": 0}
@@ -87,7 +87,7 @@ def test_the_worker_thread_runs_on_its_own(settings: Settings, embedder: Embedde
 
 
 def test_items_left_unindexed_are_picked_up_by_the_worker(app: ProfileApp) -> None:
-    vectors = app.t.client.app.state.vectors  # type: ignore[attr-defined]
+    vectors = app.t.client.app.state.container.vectors  # type: ignore[attr-defined]
     real_upsert = vectors.upsert
 
     def broken(*a: object, **kw: object) -> None:
@@ -98,7 +98,7 @@ def test_items_left_unindexed_are_picked_up_by_the_worker(app: ProfileApp) -> No
     assert r.status_code == 200 and r.json()["index_pending"] == 1 and r.json()["indexed"] == 0
     assert app.t.get("/v1/items/new").status_code == 200  # stored all the same
     vectors.upsert = real_upsert
-    worker = app.t.client.app.state.worker  # type: ignore[attr-defined]
+    worker = app.t.client.app.state.container.worker  # type: ignore[attr-defined]
     assert worker.run_once()["items_indexed"] == 1
     assert "new" in vectors.ids(1, "items")
 
@@ -138,15 +138,15 @@ def test_two_refreshes_of_one_user_at_once_lose_nothing(app: ProfileApp,
     app.watch("u1", ["notebook"], "a")
     app.refresh()  # the profile row exists: only the row lock can order the race
     app.watch("u1", ["alien", "bread"], "b")
-    sessions = app.t.client.app.state.sessions  # type: ignore[attr-defined]
+    sessions = app.t.client.app.state.container.sessions  # type: ignore[attr-defined]
     both_asked = threading.Barrier(2, timeout=60)
     runtimes = []
     for topic in ("Science fiction films", "Home cooking"):
         model = topic_summarizer({topic: TOPICS[topic]})
         model.before_answer = both_asked.wait
         runtimes.append(ProfileRuntime(settings, LLMRuntime(settings, chat_model=model),
-                                       app.t.client.app.state.embedder,  # type: ignore
-                                       app.t.client.app.state.vectors,  # type: ignore
+                                       app.t.client.app.state.container.embedder,  # type: ignore
+                                       app.t.client.app.state.container.vectors,  # type: ignore
                                        app.clock))
     errors: list[BaseException] = []
 

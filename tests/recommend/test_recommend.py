@@ -182,7 +182,7 @@ class RecordingStore:
 def test_a_category_is_filtered_from_neighbours_and_asked_for_when_rare(
         app: ProfileApp, unfiltered: list[str], filtered_call: bool) -> None:
     store = RecordingStore(unfiltered, filtered=["foundation", "hyperion", "pride"])
-    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app.t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         got = retrieve(session, store, 1, np.ones((1, 384), dtype=np.float32),  # type: ignore[arg-type]
                        quotas=[5], consumed={"hyperion"}, category="book", floor=3)
     # Quota 5: ask 2 x 5 neighbours, 4 x that unfiltered; films never make it.
@@ -387,7 +387,7 @@ def test_deleting_the_user_deletes_their_traces(app: ProfileApp) -> None:
     assert app.t.delete("/v1/users/u1").status_code == 200
     assert app.t.get(f"/v1/recommendations/{gone}").status_code == 404
     assert trace(app, kept)["user_id"] == "u2"
-    with app.t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app.t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         assert session.scalar(select(func.count()).select_from(RecommendationTrace)) == 1
 
 

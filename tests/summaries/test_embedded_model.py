@@ -51,7 +51,7 @@ def test_real_model_names_groups_with_real_evidence(tmp_path: Path, embedded_llm
         assert profile["version"] == 1 and profile["facets"] and profile["stale"] is False
         for facet in profile["facets"]:
             assert {e["event_id"] for e in facet["evidence"]} <= real_ids
-        with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        with client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
             stored = {r.facet_id: unpack(r.embedding)
                       for r in session.scalars(select(ProfileFacetRow))}
         assert {f["facet_id"] for f in profile["facets"]} <= set(stored)

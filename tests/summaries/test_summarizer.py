@@ -312,5 +312,5 @@ def test_deleting_a_user_removes_their_runs(
     model.routes = {NAME: [group_name("Science fiction films")]}
     t.post("/v1/users/u1/summaries")
     assert t.delete("/v1/users/u1").status_code == 200
-    with t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         assert session.scalar(select(func.count()).select_from(SummaryRun)) == 0

@@ -23,9 +23,9 @@ def test_the_worker_trains_a_tenant_when_due_and_not_again_until_enough_is_new(
     fill_tenant(train_client)
     settings = train_settings.model_copy(update={"train_after_events": 5,
                                                  "train_sequence_seconds": 2.0})
-    rt = replace(app.state.profiles, settings=settings)  # type: ignore[attr-defined]
-    worker = RefreshWorker(app.state.sessions, rt)  # type: ignore[attr-defined]
-    with app.state.sessions() as session:  # type: ignore[attr-defined]
+    rt = replace(app.state.container.profiles, settings=settings)  # type: ignore[attr-defined]
+    worker = RefreshWorker(app.state.container.sessions, rt)  # type: ignore[attr-defined]
+    with app.state.container.sessions() as session:  # type: ignore[attr-defined]
         tenant = tenant_by_name(session, "acme")
         assert tenant is not None
         assert tenants_due(session, settings, NOW) == [tenant.id]  # no models yet
@@ -34,14 +34,14 @@ def test_the_worker_trains_a_tenant_when_due_and_not_again_until_enough_is_new(
     store = ArtifactStore(models_root(settings))
     first = store.current_meta(tenant.id)
     assert first is not None and first.events_used == 60
-    with app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app.state.container.sessions() as session:  # type: ignore[attr-defined]
         assert tenants_due(session, settings, NOW) == []
         # Older than the age limit but nothing new: still not due.
         assert tenants_due(session, settings, NOW + timedelta(days=3)) == []
 
     new = [event("u1", "view", "m1", ts=NOW - timedelta(minutes=n), event_id=f"late-{n}")
            for n in range(4)]
-    with app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app.state.container.sessions() as session:  # type: ignore[attr-defined]
         ingest_events(session, tenant.id, new, settings)
         # Four new item events: under the threshold of five, and the models are fresh.
         assert tenants_due(session, settings, NOW) == []

@@ -22,7 +22,7 @@ from tests.utils.training import SHOWS, fill_tenant
 def test_train_tenant_saves_a_version_the_registry_serves(
         train_client: TestClient, train_settings: Settings) -> None:
     events = fill_tenant(train_client)
-    with train_client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with train_client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         tenant = tenant_by_name(session, "acme")
         assert tenant is not None
         log = log_from_database(session, tenant.id, train_settings.rating_max)
@@ -56,7 +56,7 @@ def test_train_tenant_refuses_a_tenant_without_item_events(
         train_client: TestClient, train_settings: Settings) -> None:
     t = make_tenant(train_client, "quiet")
     t.post("/v1/events", json={"events": [event("u1", "search", None, text="anything")]})
-    with train_client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with train_client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         tenant = tenant_by_name(session, "quiet")
         assert tenant is not None
         with pytest.raises(ApiError) as caught:
@@ -69,7 +69,7 @@ def test_cli_train_prints_the_meta_and_explains_bad_tenants(
         train_client: TestClient, train_settings: Settings,
         capsys: pytest.CaptureFixture[str]) -> None:
     fill_tenant(train_client)
-    with train_client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with train_client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         create_tenant(session, "empty")
     data_dir = str(train_settings.data_dir)
 

@@ -15,7 +15,7 @@ from tests.utils.api import NOW, ApiTenant, event, item
 
 
 def add_run(t: ApiTenant, user_id: str, status: str, hours_ago: float) -> None:
-    with t.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         user = session.scalars(select(User).where(User.user_id == user_id)).one()
         session.add(SummaryRun(
             tenant_id=user.tenant_id, user_pk=user.id, status=status, model="m",

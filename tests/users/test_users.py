@@ -21,7 +21,7 @@ def test_delete_user_removes_their_rows_only(tenant: ApiTenant) -> None:
     r = tenant.delete("/v1/users/u1")
     assert r.status_code == 200 and r.json() == {"user_id": "u1", "events_deleted": 2}
 
-    with tenant.client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with tenant.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         assert session.scalar(select(func.count()).select_from(User).where(
             User.user_id == "u1")) == 0
         assert set(session.scalars(select(Event.event_id))) == {"c"}

@@ -43,7 +43,7 @@ class ApiTenant:
 
 
 def make_tenant(client: TestClient, name: str) -> ApiTenant:
-    with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
         _, key = create_tenant(session, name)
     return ApiTenant(name=name, key=key, client=client)
 

@@ -141,10 +141,11 @@ def seed_liked_profile(client: Any, t: Any) -> list[str]:
     assert r.status_code == 200, r.text
     app = client.app
     labels = list(LIKED_FACETS)
-    vectors = app.state.embedder.embed([f"{label}. {LIKED_FACETS[label][0]}" for label in labels])
-    with app.state.sessions() as session:
+    box = app.state.container
+    vectors = box.embedder.embed([f"{label}. {LIKED_FACETS[label][0]}" for label in labels])
+    with box.sessions() as session:
         user = session.scalars(select(User).where(User.user_id == "u1")).one()
-        commit_merge(session, user, app.state.profiles.rules, NOW, "refresh", RefreshInput(new=[
+        commit_merge(session, user, box.profiles.rules, NOW, "refresh", RefreshInput(new=[
             NewFacet(label=label, description=LIKED_FACETS[label][0], strength=0.9,
                      polarity="like", evidence=tuple(f"e-{i}" for i in LIKED_FACETS[label][1]),
                      embedding=tuple(vec))
@@ -205,14 +206,14 @@ def train_models(t: Any, settings: Settings, *, ranker: bool = True) -> Any:
     from service.training.store import ArtifactStore, models_root, new_version
 
     app = t.client.app
-    with app.state.sessions() as session:
+    with app.state.container.sessions() as session:
         tenant = tenant_by_name(session, t.name)
         assert tenant is not None
         log = log_from_database(session, tenant.id, settings.rating_max)
         texts = item_texts_from_database(session, tenant.id)
         versions = {i: h or "" for i, h in session.execute(
             select(Item.item_id, Item.indexed_hash).where(Item.tenant_id == tenant.id))}
-    vectors = app.state.vectors.vectors(tenant.id, "items", versions)
+    vectors = app.state.container.vectors.vectors(tenant.id, "items", versions)
     trainer = partial(train_ranker, item_vectors=vectors) if ranker else None
     # By epochs, not seconds: the same models however busy the machine is.
     trained = train_log(log, texts, sequence_epochs=15, heldout_users=50,
@@ -223,7 +224,7 @@ def train_models(t: Any, settings: Settings, *, ranker: bool = True) -> Any:
                      ranker=trained.ranker is not None, heldout=trained.heldout,
                      notes=trained.notes)
     ArtifactStore(models_root(settings)).save(meta, trained.models, trained.ranker)
-    app.state.models.check_seconds = 0  # look at the pointer on every request
+    app.state.container.models.check_seconds = 0  # look at the pointer on every request
     return meta
 
 
@@ -242,10 +243,11 @@ def write_facets(t: Any, user: str, facets: dict[str, tuple[str, str, list[str]]
 
     app = t.client.app
     labels = list(facets)
-    vectors = app.state.embedder.embed([f"{label}. {facets[label][0]}" for label in labels])
-    with app.state.sessions() as session:
+    box = app.state.container
+    vectors = box.embedder.embed([f"{label}. {facets[label][0]}" for label in labels])
+    with box.sessions() as session:
         row = session.scalars(select(User).where(User.user_id == user)).one()
-        commit_merge(session, row, app.state.profiles.rules, at, "refresh", RefreshInput(new=[
+        commit_merge(session, row, box.profiles.rules, at, "refresh", RefreshInput(new=[
             NewFacet(label=label, description=facets[label][0], strength=0.9,
                      polarity=facets[label][1],  # type: ignore[arg-type]
                      evidence=tuple(facets[label][2]), embedding=tuple(vec))
