@@ -4,16 +4,19 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from service.chat import service
 from service.chat.schemas import ChatAnswer, ChatRequest, ChatTurnsOut
 from service.core.errors import ERROR_RESPONSES, ApiError, ErrorBody, ErrorResponse
+from service.core.pagination import CURSOR_DOC, decode_cursor, paginate, parse_key
 from service.core.schemas import EXTERNAL_ID_PATTERN
 from service.deps import ClockDep, LLMDep, SessionDep, SettingsDep, TenantDep
 
 router = APIRouter(prefix="/v1", tags=["chat"], responses=ERROR_RESPONSES)
+
+TURNS_CURSOR = "c"  # the chat turns of one list, by row id
 
 RecommendationIdPath = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN,
                                            description="as returned with a list")]
@@ -86,8 +89,19 @@ def chat(
 
 
 @router.get("/recommendations/{recommendation_id}/chat", response_model=ChatTurnsOut)
-def chat_turns(recommendation_id: RecommendationIdPath, tenant: TenantDep,
-               session: SessionDep) -> ChatTurnsOut:
-    """Every question asked about this list and the checked answer it got."""
-    return ChatTurnsOut(recommendation_id=recommendation_id,
-                        turns=service.list_turns(session, tenant.id, recommendation_id))
+def chat_turns(
+    recommendation_id: RecommendationIdPath, tenant: TenantDep, session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100, description=CURSOR_DOC)] = None,
+) -> ChatTurnsOut:
+    """The questions asked about this list and the checked answers they got, oldest
+    first, a page at a time."""
+    after = None
+    if cursor is not None:
+        (turn_pk,) = decode_cursor(cursor, TURNS_CURSOR, 1)
+        after = parse_key(turn_pk, int)
+    rows, next_cursor = paginate(
+        service.list_turns(session, tenant.id, recommendation_id, limit + 1, after), limit,
+        TURNS_CURSOR, lambda row: (row[0],))
+    return ChatTurnsOut(recommendation_id=recommendation_id, turns=[t for _, t in rows],
+                        next_cursor=next_cursor)

@@ -91,3 +91,5 @@ class ChatTurnOut(ChatAnswer):
 class ChatTurnsOut(BaseModel):
     recommendation_id: str
     turns: list[ChatTurnOut] = Field(description="oldest first")
+    next_cursor: str | None = Field(default=None, description="the next page's cursor; "
+                                    "null on the last page")

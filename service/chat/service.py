@@ -119,9 +119,13 @@ def _answer(turn: ChatTurn, recommendation_id: str) -> ChatAnswer:
         created_at=turn.created_at)
 
 
-def list_turns(session: Session, tenant_id: int, recommendation_id: str) -> list[ChatTurnOut]:
+def list_turns(session: Session, tenant_id: int, recommendation_id: str, limit: int,
+               after: int | None = None) -> list[tuple[int, ChatTurnOut]]:
+    """Up to `limit` turns (with their row ids) oldest first, those after row `after`."""
     trace = find_trace(session, tenant_id, recommendation_id)
-    turns = session.scalars(select(ChatTurn).where(ChatTurn.trace_pk == trace.id)
-                            .order_by(ChatTurn.id))
-    return [ChatTurnOut(**_answer(t, recommendation_id).model_dump(), question=t.question,
-                        streamed=t.streamed) for t in turns]
+    query = select(ChatTurn).where(ChatTurn.trace_pk == trace.id)
+    if after is not None:
+        query = query.where(ChatTurn.id > after)
+    turns = session.scalars(query.order_by(ChatTurn.id).limit(limit))
+    return [(t.id, ChatTurnOut(**_answer(t, recommendation_id).model_dump(),
+                               question=t.question, streamed=t.streamed)) for t in turns]

@@ -277,3 +277,26 @@ def test_openapi_declares_the_event_stream(app: ChatApp) -> None:
     assert set(post["responses"]["200"]["content"]) == {"application/json",
                                                        "text/event-stream"}
     assert {"404", "422", "503"} <= set(post["responses"])
+
+
+def test_chat_turns_page_oldest_first_with_a_cursor(app: ChatApp) -> None:
+    rid = seeded(app)["recommendation_id"]
+    app.model.answer = lambda prompt: DECLINE
+    questions = [f"Why number {n}?" for n in range(5)]
+    for question in questions:
+        app.ask(rid, message=question)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = app.t.get(CHAT_PATH.format(rid), params=params).json()
+        seen += [t["question"] for t in page["turns"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == questions  # each turn once, oldest first
+    whole = app.t.get(CHAT_PATH.format(rid)).json()
+    assert [t["question"] for t in whole["turns"]] == questions and whole["next_cursor"] is None
+    bad = app.t.get(CHAT_PATH.format(rid), params={"cursor": "dXw1"})  # a users cursor
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["code"] == \
+        "invalid_cursor"
