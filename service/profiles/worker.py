@@ -68,6 +68,32 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@contextmanager
+def lease_heartbeat(sessions: sessionmaker[Session], job_id: int, owner: str,
+                    clock: Callable[[], datetime], policy: JobPolicy) -> Iterator[None]:
+    """Renew the job's lease every third of its length while the block runs, so only a
+    dead holder's lease runs out."""
+    done = threading.Event()
+    every = policy.lease.total_seconds() / 3
+
+    def beat() -> None:
+        while not done.wait(every):
+            try:
+                with sessions() as session:
+                    if not renew(session, job_id, owner, clock(), policy):
+                        return
+            except Exception:  # the lease may run out; another worker then takes over
+                log.exception("renewing the lease of job %s failed", job_id)
+
+    thread = threading.Thread(target=beat, name=f"lease-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
 def refresh_busy() -> Conflict:
     return Conflict("refresh_in_progress",
                     "A worker is refreshing this user's profile right now; try again shortly.",
@@ -82,8 +108,8 @@ def refresh_now(session: Session, user: User, rt: ProfileRuntime, trigger: str =
     a worker's refresh of the same user, and the worker then finds nothing left to do.
     When a worker holds the job, this waits up to `wait` seconds for it to finish and
     returns None (the worker's version is the answer), or takes the job over if that
-    attempt failed; after that, 409
-    `refresh_in_progress`. A failed refresh records the attempt on the job (retried by
+    attempt failed; after that, 409 `refresh_in_progress`. The lease is renewed while the
+    refresh runs, as a worker's is. A failed refresh records the attempt on the job (retried by
     the worker after its back-off if the user is still due) and raises as before.
     """
     policy = JobPolicy.from_settings(rt.settings)
@@ -101,8 +127,10 @@ def refresh_now(session: Session, user: User, rt: ProfileRuntime, trigger: str =
         if time.monotonic() >= deadline:
             raise refresh_busy()
         time.sleep(WAIT_POLL_SECONDS)
+    beats = sessionmaker(bind=session.get_bind(), expire_on_commit=False)
     try:
-        version = refresh_profile(session, user, rt, trigger=trigger)
+        with lease_heartbeat(beats, held.id, owner, rt.clock, policy):
+            version = refresh_profile(session, user, rt, trigger=trigger)
     except BaseException as exc:
         session.rollback()
         fail(session, held.id, owner, rt.clock(), _error_text(exc), policy)
@@ -248,7 +276,8 @@ class RefreshWorker:
 
     def _run(self, job: Job) -> str:
         try:
-            with self._heartbeat(job.id), self.sessions() as session:
+            with lease_heartbeat(self.sessions, job.id, self.owner, self.rt.clock,
+                                 self.policy), self.sessions() as session:
                 outcome = self._refresh(session, job) if job.kind == "refresh" \
                     else self._train(session, job)
         except Exception as exc:  # the job is retried later; the worker goes on
@@ -285,30 +314,6 @@ class RefreshWorker:
             return "skipped"
         train_with_ranker(session, job.tenant_id, self.rt.settings, self.rt.vectors)
         return "ran"
-
-    @contextmanager
-    def _heartbeat(self, job_id: int) -> Iterator[None]:
-        """Renew the lease every third of its length while the job runs."""
-        done = threading.Event()
-        every = self.policy.lease.total_seconds() / 3
-
-        def beat() -> None:
-            while not done.wait(every):
-                try:
-                    with self.sessions() as session:
-                        if not renew(session, job_id, self.owner, self.rt.clock(),
-                                     self.policy):
-                            return
-                except Exception:  # the lease may run out; another worker then takes over
-                    log.exception("renewing the lease of job %s failed", job_id)
-
-        thread = threading.Thread(target=beat, name=f"lease-{job_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join(timeout=5)
 
     def serve(self, wait_first: bool = True) -> None:
         """Pass after pass, `refresh_poll_seconds` apart, until `stop`."""

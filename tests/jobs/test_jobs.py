@@ -315,3 +315,31 @@ def test_ended_jobs_are_pruned_after_they_are_kept(app: ProfileApp) -> None:
         assert prune(session, app.clock(), timedelta(hours=1), policy) == 2
     assert jobs(app) == []
     assert versions(app) == {"u1": 1, "u2": 1}  # only the job rows went
+
+
+@pytest.fixture
+def short_lease(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
+    short = settings.model_copy(update={"refresh_after_events": 1, "job_lease_seconds": 0.3})
+    yield from make_profile_app(short, embedder)
+
+
+def test_an_explicit_refresh_renews_its_lease_while_the_model_answers(
+        short_lease: ProfileApp) -> None:
+    app = short_lease
+    app.watch("u1", ["alien", "dune"], "a")
+    boxes = state(app)
+    policy = RefreshWorker(boxes.sessions, boxes.profiles).policy
+    taken: list[Any] = []
+
+    def slow_model() -> None:
+        # Past the lease as the clock goes, then long enough (real time) for a beat.
+        app.clock.advance(seconds=10)
+        time.sleep(0.4)
+        with boxes.sessions() as session:
+            taken.append(lease_next(session, "other", app.clock(), policy))
+
+    app.model.before_answer = slow_model
+    assert app.refresh()["version"] == 1
+    assert taken and taken[0] is None  # renewed: no other worker could take it over
+    [job] = jobs(app)
+    assert (job.state, job.attempts) == ("done", 1)
