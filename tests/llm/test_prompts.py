@@ -19,12 +19,13 @@ PROMPTS = Settings().prompts_dir
 
 
 def test_shipped_prompts_load_with_name_version_and_variables() -> None:
-    summarize = load_prompt(PROMPTS, "summarize_interests")
-    assert summarize.version and summarize.output_schema
-    assert set(summarize.variables) == {"activity", "now", "event_count"}
-    messages = list(summarize.render(activity="E1 | x", now="today", event_count="1"))
+    name = load_prompt(PROMPTS, "name_interest_group")
+    assert name.version and name.output_schema == "service.summaries.schemas.GroupName"
+    assert set(name.variables) == {"polarity", "count", "event_types", "mean_rating", "tags"}
+    messages = list(name.render(polarity="like", count="3", event_types="view",
+                                mean_rating="", tags="hiking, trails"))
     assert [role for role, _ in messages] == ["system", "human"]
-    assert "E1 | x" in messages[1][1] and "$activity" not in messages[1][1]
+    assert "hiking, trails" in messages[1][1] and "$tags" not in messages[1][1]
     repair = load_prompt(PROMPTS, "repair_json")
     assert [role for role, _ in repair.render(problem="bad")] == ["human"]
 
@@ -55,11 +56,13 @@ def test_a_call_carries_its_prompts_name_where_fakes_read_it_and_models_do_not()
 
 
 def test_render_refuses_missing_or_unknown_variables() -> None:
-    summarize = load_prompt(PROMPTS, "summarize_interests")
+    narrate = load_prompt(PROMPTS, "narrate_profile")
+    given = dict.fromkeys(narrate.variables, "x")
+    missing = dict(list(given.items())[1:])
     with pytest.raises(PromptError, match="missing"):
-        summarize.render(activity="a", now="n")
+        narrate.render(**missing)
     with pytest.raises(PromptError, match="unknown"):
-        summarize.render(activity="a", now="n", event_count="1", extra="x")
+        narrate.render(**given, extra="x")
 
 
 @pytest.mark.parametrize(
