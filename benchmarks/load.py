@@ -31,14 +31,14 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from tests.load.stack import LoadDriver, running_stack  # noqa: E402
+from tests.load.stack import LoadDriver, running_stack, served_model  # noqa: E402
+from tests.utils.postgres import temporary_database  # noqa: E402
 
 
 def latency(values: list[float]) -> dict[str, float | None]:
@@ -50,16 +50,8 @@ def latency(values: list[float]) -> dict[str, float | None]:
 
 
 def run(workers: int, args: argparse.Namespace) -> dict[str, Any]:
-    name = f"load_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = args.admin_url.rsplit("/", 1)[0] + f"/{name}"
-    overrides: dict[str, str] = {}
-    if args.base_url:
-        overrides = {"LLM_BASE_URL": args.base_url, "LLM_MODEL": args.model,
-                     "LLM_TIMEOUT_SECONDS": "120"}
-    try:
+    overrides = served_model(args.base_url, args.model, 120)
+    with temporary_database(args.admin_url, "load_bench") as database_url:
         with tempfile.TemporaryDirectory() as tmp, running_stack(
                 Path(tmp), database_url, apis=2, workers=workers, **overrides) as stack:
             driver = LoadDriver(stack, users=args.users)
@@ -75,10 +67,6 @@ def run(workers: int, args: argparse.Namespace) -> dict[str, Any]:
                     "SELECT count(*) FROM jobs WHERE kind = 'refresh' AND state = 'done' "
                     "AND outcome = 'ran' AND finished_at >= :t"), {"t": started_at}).scalar()
             engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     ok = {kind: [o.seconds for o in driver.outcomes if o.kind == kind and 200 <= o.status < 300]
           for kind in ("recommendations", "profile")}
     errors = {kind: {code: n for code, n in counts.items() if not code.startswith("2")}

@@ -31,13 +31,13 @@ import re  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from tests.load.stack import CLI, event_time, running_stack  # noqa: E402
+from tests.load.stack import CLI, event_time, running_stack, served_model  # noqa: E402
+from tests.utils.postgres import temporary_database  # noqa: E402
 
 ITEM_COUNT = 40  # the catalog the stack puts in
 
@@ -53,16 +53,8 @@ def send_users(stack: Any, users: int, events: int) -> None:
 
 
 def run(concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
-    name = f"ray_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = args.admin_url.rsplit("/", 1)[0] + f"/{name}"
-    overrides: dict[str, str] = {}
-    if args.base_url:
-        overrides = {"LLM_BASE_URL": args.base_url, "LLM_MODEL": args.model,
-                     "LLM_TIMEOUT_SECONDS": "300"}
-    try:
+    overrides = served_model(args.base_url, args.model, 300)
+    with temporary_database(args.admin_url, "ray_bench") as database_url:
         with tempfile.TemporaryDirectory() as tmp, running_stack(
                 Path(tmp), database_url, apis=1, workers=0, items=ITEM_COUNT,
                 **overrides) as stack:
@@ -82,10 +74,6 @@ def run(concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
                     "SELECT count(*), avg(prompt_tokens), avg(output_tokens) "
                     "FROM profile_versions WHERE trigger = 'batch'")).one()
             engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     overlapped = re.search(r"at most (\d+) refreshes overlapped", done.stdout)
     return {"concurrency": concurrency, "users": args.users, "refreshed": int(refreshed),
             "seconds": round(seconds, 1),

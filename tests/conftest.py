@@ -7,22 +7,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from service.core.config import Settings
 from service.main import create_app
 from service.vectors.embeddings import Embedder, shared_local_embedder
 from tests.utils.api import ApiTenant, make_tenant
 from tests.utils.embeddings import HashedWordsEmbedder
-from tests.utils.postgres import PG_ADMIN_URL, postgres_reason
+from tests.utils.postgres import postgres_reason, temporary_database
 from tests.utils.servers import free_port, wait_until_ready
 
 
@@ -34,16 +31,8 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI") and os.environ.get("INTEREST_REQUIRE_POSTGRES"):
             pytest.fail(reason)
         pytest.skip(reason)
-    name = f"it_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -10,7 +10,7 @@ outside any transaction. Edits are in `edits.py`, reads in `reads.py`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -60,12 +60,15 @@ def refresh_profile(
 
 def refresh_many(sessions: sessionmaker[Session], user_pks: Sequence[int], rt: ProfileRuntime,
                  trigger: str, *, desc: str, progress: bool = True,
+                 refresh: Callable[[Session, User], object] | None = None,
                  ) -> tuple[list[str], list[str]]:
     """Refresh each user in a session of its own, with a progress bar.
 
-    A failed refresh changes nothing for that user (see `refresh_profile`) and does not
-    stop the others. Returns the user ids refreshed and one "user: code: message" line
-    per failure.
+    `refresh` runs one user's refresh (default `refresh_profile` with `trigger`; the
+    worker passes its job-leasing `refresh_now`). A failed refresh changes nothing for
+    that user (see `refresh_profile`) and does not stop the others; a user forgotten
+    since the list was made is passed over. Returns the user ids refreshed and one
+    "user: code: message" line per failure.
     """
     from tqdm import tqdm
 
@@ -77,7 +80,10 @@ def refresh_many(sessions: sessionmaker[Session], user_pks: Sequence[int], rt: P
             if user is None:
                 continue
             try:
-                refresh_profile(session, user, rt, trigger=trigger)
+                if refresh is None:
+                    refresh_profile(session, user, rt, trigger=trigger)
+                else:
+                    refresh(session, user)
             except ApiError as exc:
                 session.rollback()
                 failures.append(f"{user.user_id}: {exc.code}: {exc.message}")

@@ -48,7 +48,7 @@ from service.jobs.service import (
 )
 from service.profiles.models import Profile, ProfileVersion
 from service.profiles.runtime import ProfileRuntime
-from service.profiles.service import refresh_profile
+from service.profiles.service import refresh_many, refresh_profile
 from service.users.models import User
 
 log = logging.getLogger(__name__)
@@ -142,30 +142,12 @@ def refresh_now(session: Session, user: User, rt: ProfileRuntime, trigger: str =
 def refresh_users_now(sessions: sessionmaker[Session], user_pks: Sequence[int],
                       rt: ProfileRuntime, trigger: str, *, desc: str = "refreshing profiles",
                       progress: bool = True) -> tuple[list[str], list[str]]:
-    """`refresh_now` for each user in a session of its own, with a progress bar.
-
-    A failed refresh changes nothing for that user and does not stop the others; a user
-    a worker is refreshing right now is left to it and listed as a failure with code
-    `refresh_in_progress` (a re-run picks it up if it is still due). Returns the user
-    ids refreshed and one "user: code: message" line per failure.
-    """
-    from tqdm import tqdm
-
-    refreshed: list[str] = []
-    failures: list[str] = []
-    for user_pk in tqdm(user_pks, desc=desc, unit="user", disable=not progress):
-        with sessions() as session:
-            user = session.get(User, user_pk)
-            if user is None:  # forgotten since the list was made
-                continue
-            try:
-                refresh_now(session, user, rt, trigger=trigger)
-            except ApiError as exc:
-                session.rollback()
-                failures.append(f"{user.user_id}: {exc.code}: {exc.message}")
-            else:
-                refreshed.append(user.user_id)
-    return refreshed, failures
+    """`refresh_many` through the job queue (`refresh_now` for each user): a user a
+    worker is refreshing right now is left to it and listed as a failure with code
+    `refresh_in_progress` (a re-run picks it up if it is still due)."""
+    return refresh_many(sessions, user_pks, rt, trigger, desc=desc, progress=progress,
+                        refresh=lambda session, user: refresh_now(session, user, rt,
+                                                                  trigger=trigger))
 
 
 def _due_query(rt: ProfileRuntime, at: datetime, *columns: Any) -> Any:

@@ -12,6 +12,8 @@ everything to remove.
 
 from __future__ import annotations
 
+from functools import cache
+
 from sqlalchemy import Table, delete
 from sqlalchemy.orm import Session
 
@@ -22,13 +24,15 @@ from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
 
 
-def user_tables() -> list[Table]:
-    """Tables holding rows about one user (a `user_pk` to `users.id`), dependents first."""
+@cache
+def user_tables() -> tuple[Table, ...]:
+    """Tables holding rows about one user (a `user_pk` to `users.id`), dependents first;
+    read from the metadata once."""
     load_all_models()
     users = User.__table__
-    return [table for table in reversed(Base.metadata.sorted_tables)
-            if "user_pk" in table.c
-            and any(fk.column.table is users for fk in table.c.user_pk.foreign_keys)]
+    return tuple(table for table in reversed(Base.metadata.sorted_tables)
+                 if "user_pk" in table.c
+                 and any(fk.column.table is users for fk in table.c.user_pk.foreign_keys))
 
 
 def forget_user(session: Session, user: User, vectors: VectorStore) -> None:

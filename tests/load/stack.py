@@ -333,6 +333,14 @@ def running_stack(workdir: Path, database_url: str, apis: int = 2, workers: int 
         chroma.stop()
 
 
+def served_model(base_url: str | None, model: str, timeout_seconds: int) -> dict[str, str]:
+    """Stack settings that send refreshes to the model at `base_url` (none: the fake)."""
+    if not base_url:
+        return {}
+    return {"LLM_BASE_URL": base_url, "LLM_MODEL": model,
+            "LLM_TIMEOUT_SECONDS": str(timeout_seconds)}
+
+
 def event_time(seconds_ago: float = 60) -> str:
     return (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
 

@@ -23,7 +23,8 @@ from service.profiles.forecast import (
 )
 from service.profiles.merge import DecayRules
 from service.vectors.embeddings import Embedder
-from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
+from tests.utils import profiles as profile_world
+from tests.utils.api import NOW, ApiTenant, app_client, event, make_tenant
 from tests.utils.fakes import Clock, topic_summarizer
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -176,24 +177,9 @@ def test_versions_parse_from_stored_json_and_history_bounds_the_window() -> None
 
 # Over HTTP: the real app, real embeddings and Chroma, a summarizer fake that reads the prompt.
 
-TOPICS = {
-    "Science fiction films": ("sci-fi", "Watches and rates space and sci-fi movies.", "like"),
-    "Home cooking": ("cooking", "Follows recipes and cooking shows.", "like"),
-    "Romance films": ("romance", "Rates romantic dramas low.", "avoid"),
-}
-
-CATALOG = [
-    item("alien", title="Alien", description="Space horror on a cargo ship", tags=["sci-fi"]),
-    item("dune", title="Dune", description="A desert planet and a prophecy", tags=["sci-fi"]),
-    item("bread", title="Sourdough at Home", description="Baking bread step by step",
-         tags=["cooking"]),
-    item("pasta", title="Fresh Pasta", description="Hand-made pasta and sauces",
-         tags=["cooking"]),
-    item("curry", title="Weeknight Curries", description="Quick curries from scratch",
-         tags=["cooking"]),
-    item("notebook", title="The Notebook", description="A romance across decades",
-         tags=["romance"]),
-]
+# The profile tests' topics and catalog, without jazz and Solaris.
+TOPICS = {label: topic for label, topic in profile_world.TOPICS.items() if label != "Jazz music"}
+CATALOG = [i for i in profile_world.CATALOG if i["item_id"] != "solaris"]
 
 
 @pytest.fixture
