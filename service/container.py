@@ -26,7 +26,7 @@ from service.profiles.worker import RefreshWorker
 from service.training.ranker import LearnedRanker
 from service.training.store import ModelRegistry
 from service.vectors.embeddings import Embedder, LocalEmbedder, embedder_for
-from service.vectors.store import VectorStore, client_for
+from service.vectors.store import VectorStore
 
 if TYPE_CHECKING:
     from service.demo import BackgroundDemo
@@ -73,7 +73,7 @@ def open_container(
     if isinstance(embedder, LocalEmbedder):
         # Loading takes seconds; do it now so the first upsert does not wait for it.
         threading.Thread(target=embedder.warm_up, daemon=True).start()
-    vectors = VectorStore(client_for(settings), settings.chroma_collection_prefix)
+    vectors = VectorStore.for_settings(settings)
     models = ModelRegistry.for_settings(settings, LearnedRanker.load)
     profiles = ProfileRuntime(settings, llm, embedder, vectors, clock, models=models)
     container = AppContainer(

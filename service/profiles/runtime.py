@@ -58,10 +58,9 @@ class ProfileRuntime:
         store, on the wall clock."""
         from service.core.db import utcnow
         from service.vectors.embeddings import embedder_for
-        from service.vectors.store import client_for
 
         return cls(settings, LLMRuntime(settings), embedder_for(settings),
-                   VectorStore(client_for(settings), settings.chroma_collection_prefix),
+                   VectorStore.for_settings(settings),
                    utcnow)
 
 

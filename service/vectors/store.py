@@ -14,7 +14,7 @@ reads vectors through an in-process cache keyed by a version the caller supplies
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -50,15 +50,44 @@ def _on_fresh_handle(state: RetryCallState) -> None:
 
 
 class VectorStore:
-    def __init__(self, client: ClientAPI, prefix: str = "",
-                 cached_vectors: int = 100_000) -> None:
-        self.client = client
+    def __init__(self, client: ClientAPI | None, prefix: str = "",
+                 cached_vectors: int = 100_000,
+                 connect: Callable[[], ClientAPI] | None = None) -> None:
+        """`client`, or `connect` to make one on first use (see `client`)."""
+        if client is None and connect is None:
+            raise ValueError("VectorStore needs a client or a way to connect one")
+        self._client = client
+        self._connect = connect
+        self._connecting = threading.Lock()
         self.prefix = prefix
         self._lock = threading.Lock()  # guards both: cachetools caches are not thread-safe
         self._handles: dict[str, Any] = {}
         # (collection, id) -> (version, unit vector)
         self._vectors: LRUCache[tuple[str, str], tuple[str, npt.NDArray[np.float32]]] = (
             LRUCache(maxsize=cached_vectors))
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> VectorStore:
+        """The store the settings name. A Chroma server is connected on first use, so a
+        process started while the server is down still starts (its calls fail, as they
+        would during any outage, until the server is back); the folder opens at once."""
+        if settings.chroma_url:
+            return cls(None, settings.chroma_collection_prefix,
+                       connect=lambda: client_for(settings))
+        return cls(client_for(settings), settings.chroma_collection_prefix)
+
+    @property
+    def client(self) -> ClientAPI:
+        """The Chroma client; made by `connect` on first use, and again on the next use
+        when that failed (the server is down: the error goes to the caller)."""
+        client = self._client
+        if client is None:
+            with self._connecting:
+                if self._client is None:
+                    assert self._connect is not None
+                    self._client = self._connect()
+                client = self._client
+        return client
 
     def collection_name(self, tenant_id: int, kind: Kind) -> str:
         return f"{self.prefix}tenant{tenant_id}-{kind}"

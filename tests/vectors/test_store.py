@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from service.core.config import Settings
+from service.core.errors import ApiError
 from service.vectors.embeddings import Embedder
+from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore, client_for
+from tests.utils.servers import free_port
 
 TEXTS = {
     "jazz": "Kind of Blue, a modal jazz record with trumpet and saxophone",
@@ -132,3 +135,22 @@ def test_a_failed_read_is_tried_once_more_on_a_fresh_handle(tmp_path: Path) -> N
     counting.failures = 2  # twice in a row: the error reaches the caller
     with pytest.raises(RuntimeError, match="collection gone"):
         store.vectors(1, "items", {"a": "v2"})
+
+
+@pytest.mark.slow
+def test_a_store_made_while_the_server_is_down_connects_once_it_is_up(
+        tmp_path: Path, chroma_server: str) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    target = {"url": down}
+    store = VectorStore(None, "lazy", connect=lambda: client_for(
+        Settings(data_dir=tmp_path, chroma_url=target["url"])))
+    assert VectorStore.for_settings(Settings(data_dir=tmp_path, chroma_url=down))  # no raise
+    assert store.health().startswith("unreachable")
+    with pytest.raises(ApiError) as failed:
+        with vector_store_call():
+            store.ids(1, "items")
+    assert failed.value.status == 503
+    target["url"] = chroma_server  # the server is back: the next use connects
+    assert store.health() == "ok"
+    store.upsert(1, "items", ["a"], [[1.0] + [0.0] * 383], [{"item_id": "a"}])
+    assert store.ids(1, "items") == {"a"}
