@@ -89,6 +89,11 @@ class VectorStore:
                 client = self._client
         return client
 
+    @client.setter
+    def client(self, client: ClientAPI) -> None:
+        """Use this client from now on (tests stand a failing one in)."""
+        self._client = client
+
     def collection_name(self, tenant_id: int, kind: Kind) -> str:
         return f"{self.prefix}tenant{tenant_id}-{kind}"
 
