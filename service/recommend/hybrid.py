@@ -264,19 +264,22 @@ def rank_hybrid(
                                   rating_max))
 
     rank_of = {j: (rank, objective) for rank, (j, objective) in enumerate(chosen)}
-    sims = rounded_columns(np.vstack([like_sims, avoid_sims]))
     via_ids = [e.event_id for e in history.cited]
-    feature_rows = np.round(features.astype(np.float64), 5).tolist()
     order = [j for j in by_score if j in rank_of] + [j for j in by_score if j not in rank_of]
     excluded["dropped_avoid"] = sum(dropped)
     excluded["not_traced"] = max(0, len(order) - TRACE_CANDIDATES)
+    traced = order[:TRACE_CANDIDATES]
+    # Rounded and made Python lists for the traced candidates only (a few hundred more
+    # rows of features were a twentieth of the request).
+    sims = rounded_columns(np.vstack([like_sims, avoid_sims])[:, traced])
+    feature_rows = np.round(features[traced].astype(np.float64), 5).tolist()
     candidates = []
-    for j in order[:TRACE_CANDIDATES]:
+    for n, j in enumerate(traced):
         status: Status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
                           else "not_selected")
         item_id = kept[j]
         candidates.append(StoredCandidate(
-            item_id=item_id, title=rows[item_id].title, sims=sims[j],
+            item_id=item_id, title=rows[item_id].title, sims=sims[n],
             base_score=r6(fusion.base[j]), avoid_penalty=r6(fusion.penalty[j]),
             score=r6(raw_score[j]),
             best_facet=likes[best_of[j]].facet_id if best_of[j] >= 0 else None,
@@ -287,7 +290,7 @@ def rank_hybrid(
                 via=via_ids[v] if (v := h[item_id].via) is not None
                 and 0 <= v < len(via_ids) else None)
                 for s in ALL_SOURCES if (h := hits.get(s)) and item_id in h},
-            features=feature_rows[j], reason=reasons.get(j)))
+            features=feature_rows[n], reason=reasons.get(j)))
     source: Source = "hybrid"
     calibrated = ({t: round(v, 4) for t, v in target.items()}
                   if target and params.calibration > 0 else None)
