@@ -28,8 +28,16 @@ from evals.faithfulness import DEFAULT_RELATED_THRESHOLD
 from evals.forecast import DEFAULT_DECAY, forecast_metrics
 from evals.labels import label_quality, labels_of
 from evals.registry import MODELS
-from evals.report import FacetTimeline, RunInfo, kept_metrics, report_tables, write_report
+from evals.report import (
+    FacetTimeline,
+    RunInfo,
+    kept_metrics,
+    paired_table,
+    report_tables,
+    write_report,
+)
 from evals.runner import evaluate, genre_vectors
+from evals.significance import paired_differences, reference_model
 from evals.tracking import DEFAULT_ASSIGN_THRESHOLD, DEFAULT_STRENGTH_FLOOR, EmbeddingAssigner
 from evals.types import Dataset, Split
 from service.profiles.merge import DecayRules
@@ -132,15 +140,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
     vectors = genre_vectors(dataset.items)
     results = {}
+    per_user: dict[str, dict[str, list[float]]] = {}
     faithfulness_threshold: float | None = None
     timelines: dict[str, FacetTimeline] = {}
     tracker = _Tracker(drift, split, args.period_days) if drift is not None else None
     for name in names:
         recommender = MODELS[name](args)
         try:
+            per_user[name] = {}
             results[name] = evaluate(recommender, split, dataset.items, args.k,
                                      item_vectors=vectors or None,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress,
+                                     per_user=per_user[name])
             versions = getattr(recommender, "profile_versions", None)
             if tracker is not None and callable(versions):  # ours on synthetic users
                 rules = getattr(recommender, "decay_rules", lambda: DEFAULT_DECAY)()
@@ -169,8 +180,13 @@ def run_eval(args: argparse.Namespace) -> int:
                   tracking=tracker.settings(args) if tracker is not None and timelines
                   else None)
     out = Path(args.out or Path("results") / date.today().isoformat())
-    paths = write_report(out, run, results, timelines)
+    reference = reference_model(list(results))
+    paired = (paired_differences(per_user, reference, args.seed)
+              if reference is not None and len(results) > 1 else None)
+    paths = write_report(out, run, results, timelines, paired=paired, reference=reference)
     print(report_tables(run, kept_metrics(results, run.k)))
+    if paired:
+        print(paired_table(reference or "", paired, run.k))
     print(f"results written to {out}/ ({', '.join(p.name for p in paths.values())})")
     return 0
 

@@ -141,10 +141,13 @@ def facet_plot_name(model: str) -> str:
 
 def write_report(out_dir: str | Path, run: RunInfo,
                  results: Mapping[str, Mapping[str, float]],
-                 facet_timelines: Mapping[str, FacetTimeline] | None = None) -> dict[str, Path]:
+                 facet_timelines: Mapping[str, FacetTimeline] | None = None, *,
+                 paired: Mapping[str, Mapping[str, float]] | None = None,
+                 reference: str | None = None) -> dict[str, Path]:
     """Write the three outputs, plus one facet-timeline PNG per model in
     `facet_timelines` ((ts, {category: strength}) points, planted intervals); returns
-    the paths by kind ("json", "markdown", "plot", "facets-MODEL")."""
+    the paths by kind ("json", "markdown", "plot", "facets-MODEL"). `paired` holds
+    `reference` minus each other model, user by user (`evals.significance`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     models = kept_metrics(results, run.k)
@@ -160,13 +163,19 @@ def write_report(out_dir: str | Path, run: RunInfo,
     if run.tracking is not None:
         record["tracking"] = dict(run.tracking)
     record["models"] = models
+    if paired and reference is not None:
+        record["paired"] = {"reference": reference,
+                            "models": {m: dict(row) for m, row in paired.items()}}
     paths = {"json": out / METRICS_JSON, "markdown": out / REPORT_MD, "plot": out / METRICS_PNG}
     timelines = dict(facet_timelines or {})
     for model, (points, planted) in timelines.items():
         paths[f"facets-{model}"] = out / facet_plot_name(model)
         plot_facet_timeline(paths[f"facets-{model}"], points, planted)
     paths["json"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(_markdown(run, models, list(timelines)), encoding="utf-8")
+    text = _markdown(run, models, list(timelines))
+    if paired and reference is not None:
+        text += "\n" + paired_table(reference, paired, run.k) + "\n"
+    paths["markdown"].write_text(text, encoding="utf-8")
     plot_metrics(paths["plot"], models, run.k)
     return paths
 
@@ -203,6 +212,24 @@ def _markdown(run: RunInfo, models: Mapping[str, Mapping[str, float]],
     for model in timeline_models:
         lines += [f"![{model}: facet strengths of {user} against the planted interests]"
                   f"({facet_plot_name(model)})", ""]
+    return "\n".join(lines)
+
+
+def paired_table(reference: str, paired: Mapping[str, Mapping[str, float]], k: int) -> str:
+    """The section comparing `reference` with every other model, user by user."""
+    from evals.significance import CONFIDENCE, PAIRED_COLUMNS, RESAMPLES
+
+    lines = [
+        f"### {reference} against each model, user by user",
+        "",
+        f"Per test user, {reference}'s NDCG@{k} (HR@{k}) minus the model's: the mean "
+        f"difference and a {CONFIDENCE:.0%} percentile-bootstrap interval of it "
+        f"({RESAMPLES:,} resamples of the users, `evals/significance.py`); better / worse "
+        f"count the users for whom {reference}'s NDCG@{k} is higher / lower. An interval "
+        "that contains 0 means this run cannot tell the two apart.",
+        "",
+        _table(paired, PAIRED_COLUMNS, {"better": 0, "worse": 0}),
+    ]
     return "\n".join(lines)
 
 

@@ -25,8 +25,12 @@ class ContractViolation(AssertionError):
 
 def evaluate(recommender: Recommender, split: Split, items: Mapping[str, ItemInfo], k: int,
              item_vectors: Mapping[str, Any] | None = None,
-             progress: bool = True) -> dict[str, float]:
+             progress: bool = True,
+             per_user: dict[str, list[float]] | None = None) -> dict[str, float]:
     """Mean per-user metrics plus timing (`fit_s`, `ms_per_user`) and `users` scored.
+
+    Given `per_user`, it is filled with each user's `ndcg` and `hr` at K, users in sorted
+    order (the same order for every model of a run, for `evals.significance`).
 
     Keys: `ndcg@K`, `hr@K`, `recall@K`, `mrr@K`, `coverage`, `novelty`, and
     `diversity` when `item_vectors` are given (and some list had two items with vectors).
@@ -65,6 +69,8 @@ def evaluate(recommender: Recommender, split: Split, items: Mapping[str, ItemInf
                 diversities.append(diversity)
         lists.append(ranked)
 
+    if per_user is not None:
+        per_user.update(ndcg=list(per_metric["ndcg"]), hr=list(per_metric["hr"]))
     result = {f"{name}@{k}": _mean(values) for name, values in per_metric.items()}
     result["coverage"] = metrics.catalog_coverage(lists, len(items)) if items else 0.0
     result["novelty"] = _mean(novelties)
