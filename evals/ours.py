@@ -182,7 +182,7 @@ class OursRecommender:
             with app.state.container.sessions() as session:
                 vectors = item_vectors(session, self._tenant_id, app.state.container.vectors)
                 grouping = grouping_inputs(session, self._tenant_id,
-                                           app.state.container.settings.rating_max)
+                                           app.state.container.settings)
         trained = train_log(log, texts, seed=self.seed, sequence_seconds=self.sequence_seconds,
                             sequence_epochs=self.sequence_epochs,
                             ranker_trainer=partial(train_ranker, item_vectors=vectors,

@@ -85,14 +85,11 @@ def _centroid(evidence: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32
 
 def retrieval_vectors(facets: Sequence[ActiveFacet],
                       centroids: Sequence[npt.NDArray[np.float32] | None]) -> Matrix:
-    """What each like-facet asks the item collection with: the unit sum of its text
-    vector (label, description, top tags: what the user reads and may reword) and its
-    evidence items' unit mean (what the user actually used; training's pseudo-facets
-    retrieve with that alone). A facet without item evidence asks with its text."""
-    text = normalized(np.stack([f.vector for f in facets]))
-    rows = [t if c is None or len(c) != len(t) else t + c
-            for t, c in zip(text, centroids, strict=True)]
-    return normalized(np.stack(rows))
+    """What each like-facet asks the item collection with: its evidence items' unit mean
+    (what the user actually used), as training's pseudo-facets retrieve
+    (`pseudo_facets.facet_hits`), so the ranker is served the candidates it learned
+    from; a facet without item evidence (searches, posts) asks with its text vector."""
+    return np.stack([_signal(f, c).centroid for f, c in zip(facets, centroids, strict=True)])
 
 
 @dataclass

@@ -40,7 +40,6 @@ re-derived by a reader, without a database or a vector store.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,9 +49,12 @@ import numpy.typing as npt
 
 from service.training.contract import MODEL_SOURCES
 from service.training.features import COLUMN
+from service.training.pseudo_facets import facet_quotas
 
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float64]
+
+__all__ = ["facet_quotas"]  # shared with training's pseudo-facets, kept importable here
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,6 @@ class RankingParams:
 
     def pool(self, k: int) -> int:
         return min(max(self.pool_per_k * k, self.min_pool), self.max_pool)
-
-
-def facet_quotas(strengths: Sequence[float], pool: int, floor: int) -> list[int]:
-    """Candidates each like-facet should bring, in proportion to its strength."""
-    total = sum(max(s, 0.0) for s in strengths)
-    if total <= 0:
-        return [floor for _ in strengths]
-    # The epsilon keeps float noise (50 * 0.6 / 1.0000000000000002) from adding one.
-    return [max(floor, math.ceil(pool * max(s, 0.0) / total - 1e-9)) for s in strengths]
 
 
 def normalized(vectors: Matrix) -> Matrix:

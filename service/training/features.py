@@ -37,7 +37,7 @@ from service.training.contract import (
     UserEvent,
 )
 
-FEATURE_VERSION = "f1"
+FEATURE_VERSION = "f2"
 MISSING_RANK = 1000.0
 MAX_AGE_DAYS = 365.0
 DAY_SECONDS = 86400.0

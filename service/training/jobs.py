@@ -49,13 +49,17 @@ def item_vectors(session: Session, tenant_id: int, vectors: VectorStore | None
     return {item_id: np.asarray(v, dtype=np.float32) for item_id, v in found.items()}
 
 
-def grouping_inputs(session: Session, tenant_id: int, rating_max: float) -> GroupingInputs:
-    """The tenant's catalog as grouping reads it, for the ranker's pseudo-facets."""
+def grouping_inputs(session: Session, tenant_id: int, settings: Settings) -> GroupingInputs:
+    """The tenant's catalog as grouping reads it and the merge rules a refresh applies,
+    for the ranker's pseudo-facets."""
+    from service.profiles.runtime import rules_from
+
     items = {item.item_id: item for item in session.scalars(
         select(Item).where(Item.tenant_id == tenant_id))}
     counts = tag_counts(session, tenant_id)
     return GroupingInputs(items, TagWeights.from_counts(counts.document_frequency,
-                                                        counts.items), rating_max)
+                                                        counts.items), settings.rating_max,
+                          rules_from(settings))
 
 
 def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
@@ -64,7 +68,7 @@ def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
     found = grouping = None
     if settings.ranker_facet_features:
         found = item_vectors(session, tenant_id, vectors)
-        grouping = grouping_inputs(session, tenant_id, settings.rating_max)
+        grouping = grouping_inputs(session, tenant_id, settings)
     return train_tenant(session, tenant_id, settings, progress=progress,
                         ranker_trainer=partial(train_ranker, item_vectors=found,
                                                progress=progress, grouping=grouping),

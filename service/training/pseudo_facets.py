@@ -9,6 +9,7 @@ source they retrieve, as Chroma does at serving time. See `ranker.py`'s module n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ import numpy.typing as npt
 
 from service.catalog.models import Item
 from service.ingest.models import Event
+from service.profiles.drafting import evidence_support
+from service.profiles.merge import DecayRules, NewFacet, merge_profile
 from service.summaries.grouping import ItemFacts, TagWeights, group_events
 from service.training.contract import FacetSignal, SourceHit, UserEvent
 from service.training.data import POSITIVE
@@ -78,6 +81,7 @@ class GroupingInputs:
     items: Mapping[str, Item]
     weights: TagWeights | None
     rating_max: float = 5.0
+    rules: DecayRules = DecayRules()  # the tenant's merge rules (what a refresh keeps)
 
     @cached_property
     def facts(self) -> dict[str, ItemFacts]:
@@ -97,9 +101,18 @@ def _avoid_signal(history: Sequence[UserEvent], vectors: Mapping[str, Vector]
 
 def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
                    grouping: GroupingInputs) -> list[FacetSignal]:
-    """The like-groups a refresh would make of this history, as facet signals (see the
-    module notes), plus the avoid signal."""
+    """The like-facets a first profile refresh would hold for this history (see the
+    module notes), plus the avoid signal.
+
+    Each group's strength is a refresh's (`drafting.new_facets`: the geometric mean of
+    its events' support and its share of the events read), and the groups go through
+    the profile's own merge (`merge_profile`, the tenant's rules): a new facet starts at
+    eta x that strength, so a small group below the archive
+    floor never becomes a facet, and a facet keeps its newest `max_evidence` events, whose
+    unit mean item vector is its centroid, as serving computes it."""
     recent = list(history[-GROUPED_EVENTS:])
+    if not recent:
+        return _avoid_signal(history, vectors)
     events = [Event(id=n + 1, event_id=e.event_id or f"e{n}",
                     type="like" if e.weight > 0 else "dislike", item_id=e.item_id,
                     value=None, text=None, ts=datetime.fromtimestamp(e.ts, UTC))
@@ -109,29 +122,66 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
     groups = group_events(events, items, {i: vectors[i] for i in ids if i in vectors}, {},
                           rating_max=grouping.rating_max, weights=grouping.weights,
                           known_facts=grouping.facts)
-    likes = [g for g in groups if g.polarity == "like" and len(g.centroid)]
-    total = sum(g.stats.count for g in likes)
-    facets = [FacetSignal(strength=g.stats.count / total, long_term=False, avoid=False,
-                          centroid=g.centroid.astype(np.float32)) for g in likes]
+    # A refresh's strength for a new facet (`drafting.new_facets`): the geometric mean of
+    # how well its events back it and its share of the events read.
+    new = [NewFacet(label=str(n), description="",
+                    strength=math.sqrt(evidence_support(g.events, g.polarity,
+                                                        grouping.rating_max) * g.stats.share),
+                    polarity=g.polarity, evidence=tuple(g.event_ids), embedding=())
+           for n, g in enumerate(groups) if g.polarity == "like" and g.nameable]
+    kept = [f for f in merge_profile([], new, events[-1].ts, grouping.rules,
+                                     new_id=lambda f: f.label) if not f.archived]
+    item_of = {e.event_id: e.item_id for e in events}
+    centroids = []
+    for f in kept:
+        members = [vectors[i] for e in f.evidence
+                   if (i := item_of.get(e)) is not None and i in vectors]
+        if members:
+            centroids.append((f.strength, _unit(np.mean(np.stack(members), axis=0))))
+    total = sum(strength for strength, _ in centroids)
+    facets = [FacetSignal(strength=strength / total, long_term=False, avoid=False,
+                          centroid=centroid) for strength, centroid in centroids]
     return facets + _avoid_signal(history, vectors)
 
 
+FACET_POOL = 50  # the "facet" source's candidates, as serving gathers for k=10
+FACET_FLOOR = 3  # every like-facet brings at least this many (RankingParams.facet_floor)
+
+
+def facet_quotas(strengths: Sequence[float], pool: int, floor: int) -> list[int]:
+    """Candidates each like-facet should bring, in proportion to its strength."""
+    total = sum(max(s, 0.0) for s in strengths)
+    if total <= 0:
+        return [floor for _ in strengths]
+    # The epsilon keeps float noise (50 * 0.6 / 1.0000000000000002) from adding one.
+    return [max(floor, math.ceil(pool * max(s, 0.0) / total - 1e-9)) for s in strengths]
+
+
 def facet_hits(facets: Sequence[FacetSignal], item_ids: Sequence[str], matrix: Vector | None,
-               n: int, exclude: set[str]) -> dict[str, SourceHit]:
-    """The "facet" source at training time: items nearest the like-pseudo-facets, scored as
-    the service scores Chroma's neighbours (best strength x cosine)."""
+               pool: int, exclude: set[str], floor: int = FACET_FLOOR) -> dict[str, SourceHit]:
+    """The "facet" source at training time, gathered as serving gathers it from Chroma
+    (`service.recommend.hybrid`): each like-facet brings its quota (`facet_quotas` of
+    `pool`) of nearest unconsumed items to its centroid, and the union is scored and
+    ranked by the best strength x cosine over the like-facets (ties by id)."""
     likes = [f for f in facets if not f.avoid]
     if matrix is None or not likes or len(item_ids) == 0:
         return {}
     centroids = np.stack([f.centroid for f in likes])
     strengths = np.array([f.strength for f in likes], dtype=np.float32)[:, None]
-    best = (strengths * (centroids @ matrix.T)).max(axis=0)
-    order = np.argsort(-best, kind="stable")
-    hits: dict[str, SourceHit] = {}
-    for j in order[: n + len(exclude)].tolist():
-        if item_ids[j] in exclude:
-            continue
-        hits[item_ids[j]] = SourceHit(score=float(best[j]), rank=len(hits))
-        if len(hits) == n:
-            break
-    return hits
+    sims = centroids @ matrix.T
+    found: set[int] = set()
+    for row, quota in zip(sims, facet_quotas([f.strength for f in likes], pool, floor),
+                          strict=True):
+        ask = min(quota + len(exclude), len(row))
+        nearest = np.argpartition(-row, ask - 1)[:ask] if ask < len(row) else np.arange(len(row))
+        taken = 0
+        for j in sorted(nearest.tolist(), key=lambda j: (-float(row[j]), j)):
+            if item_ids[j] in exclude:
+                continue
+            found.add(j)
+            taken += 1
+            if taken == quota:
+                break
+    best = (strengths * np.clip(sims, 0.0, None)).max(axis=0)
+    ranked = sorted(found, key=lambda j: (-float(best[j]), item_ids[j]))
+    return {item_ids[j]: SourceHit(score=float(best[j]), rank=n) for n, j in enumerate(ranked)}

@@ -12,18 +12,18 @@ queries per user rather than one give the ranker three times the examples to lea
 without any user's held-out event being seen by the base models.
 
 The profile's facets are not known at training time, so pseudo-facets stand in
-(`pseudo_facets.py`). Given
-the catalog (`grouping`), they are what a profile refresh would make of the user's
-history: the same grouping code (`summaries/grouping.py`, the same tag weights) over
-their newest `GROUPED_EVENTS` events, each like-group a facet whose strength is its
-share of the like events (a new facet's strength is proportional to its group's share)
-and whose centroid is the unit mean of its events' item vectors, as serving computes
-it from a facet's evidence; so the ranker learns from the facets it will be shown.
-Without the catalog, the user's positive items grouped by k-means on their vectors
-stand in (at most `MAX_PSEUDO_FACETS` groups, decayed shares). Low-rated items form
-one avoid signal either way. Given `item_vectors`, pseudo-facets also retrieve the
-"facet" source's candidates, as Chroma does at serving time; without vectors the facet
-features are 0.
+(`pseudo_facets.py`). Given the catalog (`grouping`), they are what a first profile
+refresh would hold for the user's history: the same grouping code
+(`summaries/grouping.py`, the same tag weights) over their newest `GROUPED_EVENTS`
+events, then the profile's own merge rules (a group below the archive floor is no
+facet; a facet keeps its newest evidence), each kept like-facet's strength a share of
+the like total and its centroid the unit mean of its evidence items' vectors, as
+serving computes it; so the ranker learns from the facets it will be shown. Without the
+catalog, the user's positive items grouped by k-means on their vectors stand in (at most
+`MAX_PSEUDO_FACETS` groups, decayed shares). Low-rated items form one avoid signal
+either way. Given `item_vectors`, pseudo-facets also gather the "facet" source's
+candidates as serving gathers them from Chroma (each facet's quota of `FACET_POOL`
+nearest its centroid); without vectors the facet features are 0.
 
 A share of users (`VALIDATION_SHARE`, with all their queries) is kept out of training;
 NDCG@10 and HR@10 of the ranker (`ranker.ndcg@10`, `ranker.hr@10`) and of each single
@@ -65,6 +65,7 @@ from service.training.features import (
     build_features,
 )
 from service.training.pseudo_facets import (
+    FACET_POOL,
     GroupingInputs,
     Vector,
     facet_hits,
@@ -210,7 +211,7 @@ def build_samples(log: InteractionLog, models: CandidateModels,
         facets = ([] if not item_vectors
                   else grouped_facets(history, item_vectors, grouping) if grouping is not None
                   else pseudo_facets(history, item_vectors, now, seed))
-        hits["facet"] = facet_hits(facets, vector_ids, matrix, CANDIDATES_PER_SOURCE, consumed)
+        hits["facet"] = facet_hits(facets, vector_ids, matrix, FACET_POOL, consumed)
         candidates = sorted({i for found in hits.values() for i in found} - consumed)
         if not candidates:
             continue

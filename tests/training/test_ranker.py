@@ -12,11 +12,18 @@ import pytest
 
 from service.catalog.models import Item
 from service.catalog.service import count_tags
+from service.profiles.merge import DecayRules
 from service.summaries.grouping import TagWeights, tag_weights, unseen_tag_weight
-from service.training.contract import CandidateSource, InteractionLog, SourceHit, UserEvent
+from service.training.contract import (
+    CandidateSource,
+    FacetSignal,
+    InteractionLog,
+    SourceHit,
+    UserEvent,
+)
 from service.training.data import log_from_rows
 from service.training.features import FEATURE_NAMES
-from service.training.pseudo_facets import GroupingInputs, grouped_facets
+from service.training.pseudo_facets import GroupingInputs, facet_hits, grouped_facets
 from service.training.ranker import FeatureVersionMismatch, LearnedRanker, train_ranker
 
 ITEMS = [f"i{n}" for n in range(300)]
@@ -196,6 +203,56 @@ def test_grouped_pseudo_facets_are_the_groups_a_refresh_would_make() -> None:
     avoid = [f for f in signals if f.avoid]
     assert len(avoid) == 1 and int(np.argmax(avoid[0].centroid)) == 2
     assert avoid[0].strength == pytest.approx(3 / 9)
+
+
+def test_grouped_pseudo_facets_keep_what_the_profile_merge_keeps() -> None:
+    """A refresh's merge starts each new facet at eta x its group's share and archives it
+    below the floor, and keeps a facet's newest `max_evidence` events: pseudo-facets do
+    the same, so a one-event group among 30 is no facet and a centroid follows the
+    newest evidence only."""
+    basis = np.eye(4, dtype=np.float32)
+    # 'a' items: the first 10 point along axis 0, the newest 19 along axis 3 (same tag).
+    vectors = {**{f"a{n}": basis[0] if n < 10 else basis[3] for n in range(29)},
+               "b0": basis[1], "b1": basis[1]}
+    tags = {"a": ["jazz"], "b": ["hiking"]}
+    items = {i: Item(item_id=i, title=i, tags=tags[i[0]], category=None, attributes={})
+             for i in vectors}
+    order = [f"a{n}" for n in range(15)] + ["b0", "b1"] + [f"a{n}" for n in range(15, 29)]
+    history = [UserEvent(i, float(n) * DAY, 1.0, f"e{n}") for n, i in enumerate(order)]
+    rules = DecayRules(max_evidence=5, archive_below=0.1)
+    signals = grouped_facets(history, vectors, GroupingInputs(items, None, rules=rules))
+    # The hiking pair: 0.5 x sqrt(support 2/5 x share 2/31) = 0.08 < 0.1, archived at once.
+    assert all(float(f.centroid @ basis[1]) < 0.5 for f in signals)
+    # What is left centres on the newest five events' items (axis 3), not the first ten.
+    assert [int(np.argmax(f.centroid)) for f in signals] == [3]
+    assert signals[0].strength == pytest.approx(1.0)
+    # With a floor of 0, the hiking pair is a facet of its own.
+    everything = grouped_facets(history, vectors, GroupingInputs(
+        items, None, rules=DecayRules(max_evidence=5, archive_below=0.0)))
+    assert sorted(int(np.argmax(f.centroid)) for f in everything) == [1, 3]
+
+
+def test_facet_hits_gather_each_facets_quota_as_serving_does() -> None:
+    """Each like-facet brings its share of the pool (at least the floor) of nearest
+    unconsumed items, ranked together by the best strength x cosine, as hybrid lists
+    gather the "facet" source from the vector store."""
+    axis = np.eye(2, dtype=np.float32)
+    ids = [f"x{n:02d}" for n in range(40)]
+    # 20 items near each axis, nearer for higher n.
+    rows = [axis[n % 2] + (0.01 * (40 - n)) * axis[1 - n % 2] for n in range(40)]
+    matrix = np.stack([r / np.linalg.norm(r) for r in rows]).astype(np.float32)
+    facets = [FacetSignal(strength=0.8, long_term=False, avoid=False, centroid=axis[0]),
+              FacetSignal(strength=0.2, long_term=False, avoid=False, centroid=axis[1]),
+              FacetSignal(strength=1.0, long_term=False, avoid=True, centroid=axis[1])]
+    hits = facet_hits(facets, ids, matrix, pool=10, exclude={"x38"}, floor=3)
+    near_0 = [i for i in hits if int(i[1:]) % 2 == 0]
+    near_1 = [i for i in hits if int(i[1:]) % 2 == 1]
+    assert len(near_0) == 8 and len(near_1) == 3  # quotas 8 and max(3, 2)
+    assert "x38" not in hits and "x36" in hits  # the consumed one is skipped, not counted
+    assert sorted(hits.values(), key=lambda h: h.rank)[0].score == pytest.approx(
+        max(h.score for h in hits.values()))
+    assert [h.rank for h in sorted(hits.values(), key=lambda h: -h.score)] == list(range(11))
+    assert facet_hits(facets[2:], ids, matrix, pool=10, exclude=set()) == {}
 
 
 def test_save_and_load_round_trip_and_a_feature_mismatch_is_refused(tmp_path: Path) -> None:
