@@ -19,6 +19,8 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from evals.significance import CONFIDENCE, PAIRED_COLUMNS, RESAMPLES
+
 METRICS_JSON = "metrics.json"
 REPORT_MD = "report.md"
 METRICS_PNG = "metrics.png"
@@ -217,8 +219,6 @@ def _markdown(run: RunInfo, models: Mapping[str, Mapping[str, float]],
 
 def paired_table(reference: str, paired: Mapping[str, Mapping[str, float]], k: int) -> str:
     """The section comparing `reference` with every other model, user by user."""
-    from evals.significance import CONFIDENCE, PAIRED_COLUMNS, RESAMPLES
-
     lines = [
         f"### {reference} against each model, user by user",
         "",

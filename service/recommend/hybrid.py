@@ -39,7 +39,6 @@ from service.recommend.ranking import (
     RankingParams,
     blend,
     calibrated_mmr,
-    facet_quotas,
     fuse,
     normalized,
 )
@@ -55,24 +54,27 @@ from service.recommend.trace import StoredCandidate, r6
 from service.training.contract import (
     ALL_SOURCES,
     CandidateSource,
-    FacetSignal,
     SourceHit,
     TenantModels,
 )
 from service.training.features import FEATURE_NAMES, build_features, facet_scores, profile_signals
+from service.training.pseudo_facets import facet_quotas
 from service.users.models import User
 from service.vectors.store import VectorStore
 
 TRACE_CANDIDATES = 100  # hybrid lists keep this many candidates (best first) in the trace
 
 
-def _signal(facet: ActiveFacet, centroid: npt.NDArray[np.float32] | None) -> FacetSignal:
-    """A stored facet as the ranker's features see it: its evidence items' unit mean
-    vector (what training's pseudo-facets are), else its own text vector."""
-    return FacetSignal(strength=facet.strength, long_term=facet.horizon == "long",
-                       avoid=facet.polarity == "avoid",
-                       centroid=centroid if centroid is not None
-                       else normalized(facet.vector[None, :])[0])
+def _facet_vector(facet: ActiveFacet, centroid: npt.NDArray[np.float32] | None
+                  ) -> npt.NDArray[np.float32]:
+    """What a like-facet retrieves with and the ranker's features compare: its evidence
+    items' unit mean (what the user actually used, as training's pseudo-facets are and
+    retrieve, `pseudo_facets.facet_hits`), else, for a facet without item evidence
+    (searches, posts), its own text vector."""
+    if centroid is not None:
+        return centroid
+    unit: npt.NDArray[np.float32] = normalized(facet.vector[None, :])[0]
+    return unit
 
 
 def _centroid(evidence: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32] | None:
@@ -81,15 +83,6 @@ def _centroid(evidence: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32
     unit: npt.NDArray[np.float32] = normalized(
         np.mean(np.stack(evidence), axis=0, keepdims=True))[0]
     return unit
-
-
-def retrieval_vectors(facets: Sequence[ActiveFacet],
-                      centroids: Sequence[npt.NDArray[np.float32] | None]) -> Matrix:
-    """What each like-facet asks the item collection with: its evidence items' unit mean
-    (what the user actually used), as training's pseudo-facets retrieve
-    (`pseudo_facets.facet_hits`), so the ranker is served the candidates it learned
-    from; a facet without item evidence (searches, posts) asks with its text vector."""
-    return np.stack([_signal(f, c).centroid for f, c in zip(facets, centroids, strict=True)])
 
 
 @dataclass
@@ -127,13 +120,13 @@ def rank_hybrid(
     def evidence_of(f: ActiveFacet) -> list[npt.NDArray[np.float32]]:
         return [evidence_vectors[ev.item_id] for e in f.evidence
                 if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
-    like_centroids = [_centroid(evidence_of(f)) for f in likes]
+    like_vectors = [_facet_vector(f, _centroid(evidence_of(f))) for f in likes]
 
     if likes:
         quotas = facet_quotas([f.strength for f in likes], params.pool(request.k),
                               params.facet_floor)
         got = retrieve(session, vectors, user.tenant_id,
-                       retrieval_vectors(likes, like_centroids), quotas, consumed,
+                       np.stack(like_vectors), quotas, consumed,
                        request.category, params.facet_floor)
         facet_found, rows = got.candidates, got.rows
         excluded["consumed"] += got.consumed_seen
@@ -165,8 +158,8 @@ def rank_hybrid(
     # shares, one avoid signal (`profile_signals`); a facet without item evidence stands
     # in with its text vector.
     signals = profile_signals(
-        [(f.strength, f.horizon == "long", _signal(f, centroid).centroid)
-         for f, centroid in zip(likes, like_centroids, strict=True)],
+        [(f.strength, f.horizon == "long", vector)
+         for f, vector in zip(likes, like_vectors, strict=True)],
         _centroid([v for f in avoids for v in evidence_of(f)]), history.events)
 
     like_sims = similarity_matrix(likes, items)

@@ -21,9 +21,10 @@ from service.recommend.lists import (
     rounded_columns,
     similarity_matrix,
 )
-from service.recommend.ranking import RankingParams, facet_quotas, fuse, mmr, normalized
+from service.recommend.ranking import RankingParams, fuse, mmr, normalized
 from service.recommend.schemas import Because
 from service.recommend.trace import StoredCandidate, r6
+from service.training.pseudo_facets import facet_quotas
 from service.users.models import User
 from service.vectors.store import VectorStore
 

@@ -49,12 +49,10 @@ import numpy.typing as npt
 
 from service.training.contract import MODEL_SOURCES
 from service.training.features import COLUMN
-from service.training.pseudo_facets import facet_quotas
+from service.training.pseudo_facets import FACET_FLOOR, FACET_POOL
 
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float64]
-
-__all__ = ["facet_quotas"]  # shared with training's pseudo-facets, kept importable here
 
 
 @dataclass(frozen=True)
@@ -62,9 +60,9 @@ class RankingParams:
     """Defaults tuned for all-MiniLM-L6-v2 cosines; every run stores the values it used."""
 
     pool_per_k: int = 5  # candidates gathered per item asked for ...
-    min_pool: int = 50  # ... but never fewer than this ...
+    min_pool: int = FACET_POOL  # ... but never fewer than this (what training gathers) ...
     max_pool: int = 500  # ... nor more
-    facet_floor: int = 3  # every like-facet brings at least this many candidates
+    facet_floor: int = FACET_FLOOR  # every like-facet brings at least this many candidates
     mmr_lambda: float = 0.7
     # MiniLM puts an avoid-facet about 0.55-0.6 from items squarely on its topic and
     # 0.2-0.4 from unrelated ones (measured on the test catalog).

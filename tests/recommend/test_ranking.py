@@ -18,12 +18,12 @@ from service.recommend.explain import (
 from service.recommend.ranking import (
     RankingParams,
     calibrated_mmr,
-    facet_quotas,
     fuse,
     mmr,
     normalized,
     tag_shares,
 )
+from service.training.pseudo_facets import facet_quotas
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 
