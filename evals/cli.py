@@ -73,6 +73,10 @@ def add_eval_parser(
     parser.add_argument("--events", help="jsonl: events file")
     parser.add_argument("--items", help="jsonl: items file")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=protocol.LEAVE_LAST_OUT)
+    parser.add_argument("--validation", action="store_true",
+                        help="score the validation split instead: the protocol applied "
+                             "again to the test split's training part, so no test target "
+                             "is seen (tune on it, report on the test split)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="global-time: share of interactions after the cut (default 0.2)")
     parser.add_argument("--positive-threshold", type=float, default=3.5,
@@ -176,7 +180,7 @@ def run_eval(args: argparse.Namespace) -> int:
                   interactions=len(dataset.interactions), train_interactions=len(split.train),
                   test_users_available=available, faithfulness_threshold=faithfulness_threshold,
                   test_fraction=args.test_fraction
-                  if split.protocol == protocol.GLOBAL_TIME else None,
+                  if split.protocol.startswith(protocol.GLOBAL_TIME) else None,
                   tracking=tracker.settings(args) if tracker is not None and timelines
                   else None)
     out = Path(args.out or Path("results") / date.today().isoformat())
@@ -216,9 +220,12 @@ def _load(args: argparse.Namespace) -> Dataset:
 
 
 def _split(dataset: Dataset, args: argparse.Namespace) -> Split:
-    if args.protocol == protocol.GLOBAL_TIME:
-        return protocol.global_time_split(dataset, args.test_fraction, args.positive_threshold)
-    return protocol.leave_last_out(dataset, args.positive_threshold)
+    def split(data: Dataset) -> Split:
+        if args.protocol == protocol.GLOBAL_TIME:
+            return protocol.global_time_split(data, args.test_fraction,
+                                              args.positive_threshold)
+        return protocol.leave_last_out(data, args.positive_threshold)
+    return protocol.validation_split(dataset, split) if args.validation else split(dataset)
 
 
 def _label_quality(versions: Callable[[str], list[dict[str, Any]]], split: Split,

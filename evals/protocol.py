@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from evals.types import Dataset, Interaction, Split
 
 LEAVE_LAST_OUT = "leave-last-out"
 GLOBAL_TIME = "global-time"
+VALIDATION = "-validation"  # suffix of a split's protocol made by `validation_split`
 
 
 def is_positive(interaction: Interaction, positive_threshold: float) -> bool:
@@ -85,6 +86,22 @@ def global_time_split(dataset: Dataset, test_fraction: float = 0.2,
             targets[user] = kept
             cutoff[user] = seen[kept[0]]
     return _split(GLOBAL_TIME, train, targets, cutoff)
+
+
+def validation_split(dataset: Dataset, split: Callable[[Dataset], Split]) -> Split:
+    """The same protocol applied again to the training part of `split(dataset)`.
+
+    Its targets come from the test split's training data only, so nothing chosen by
+    scoring it (a weight, a feature, a rule) has seen a test target: tune on this
+    split, report on the test split. Under leave-last-out a test user's validation
+    target is the positive before their test target; under global-time the cut falls
+    inside the test split's training period. The protocol reads e.g.
+    `leave-last-out-validation`.
+    """
+    outer = split(dataset)
+    inner = split(Dataset(name=dataset.name, interactions=outer.train, items=dataset.items))
+    return Split(protocol=outer.protocol + VALIDATION, train=inner.train,
+                 history=inner.history, targets=inner.targets, cutoff=inner.cutoff)
 
 
 def sample_users(split: Split, n: int, seed: int) -> Split:

@@ -19,6 +19,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from evals.protocol import VALIDATION
 from evals.significance import CONFIDENCE, PAIRED_COLUMNS, RESAMPLES
 
 METRICS_JSON = "metrics.json"
@@ -187,6 +188,9 @@ def _markdown(run: RunInfo, models: Mapping[str, Mapping[str, float]],
     split = run.protocol
     if run.test_fraction is not None:
         split += f" (last {run.test_fraction:.0%} of interactions by time are the test period)"
+    if run.protocol.endswith(VALIDATION):
+        split += (" (the validation split: the protocol applied again to the test split's "
+                  "training part; no test target is seen)")
     sample = (f"{run.users:,} of {run.test_users_available:,} test users, drawn with seed "
               f"{run.seed}" if run.users < run.test_users_available
               else f"all {run.users:,} test users")

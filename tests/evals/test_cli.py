@@ -169,3 +169,13 @@ def test_synthetic_drift_tracking_of_the_no_llm_ablation_end_to_end(
     assert timeline.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"({timeline.name})" in (out / "report.md").read_text()
     assert f"{tracking['timeline_user']}" in (out / "report.md").read_text()
+
+
+def test_eval_validation_split_scores_earlier_targets(tiny: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "validation"
+    assert _eval(tiny, out, "--models", "random", "--validation") == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["protocol"] == "leave-last-out-validation"
+    assert record["train_interactions"] == 18  # 30 events, less 6 test and 6 validation
+    assert "no test target is seen" in (out / "report.md").read_text()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 import pytest
 
-from evals.protocol import global_time_split, leave_last_out, sample_users
+from evals.protocol import global_time_split, leave_last_out, sample_users, validation_split
 from evals.types import Dataset, Interaction, Split
 from tests.utils.evals import make_dataset
 
@@ -127,3 +130,37 @@ def test_sample_users_is_seeded_and_keeps_training_intact() -> None:
     assert sample_users(split, 50, seed=1).targets == split.targets
     with pytest.raises(ValueError):
         sample_users(split, 0, seed=1)
+
+
+
+@pytest.mark.parametrize("split", [leave_last_out, lambda d: global_time_split(d, 0.3)],
+                         ids=["leave-last-out", "global-time"])
+def test_validation_split_never_sees_a_test_target(
+        ml_latest: Dataset, split: Callable[[Dataset], Split]) -> None:
+    """Tuning on the validation split cannot fit the test targets: it learns from part
+    of the test split's training data and its targets are other items, earlier."""
+    test = split(ml_latest)
+    val = validation_split(ml_latest, split)
+    assert val.protocol == test.protocol + "-validation"
+    test_train = Counter((e.user, e.item, e.ts, e.seq) for e in test.train)
+    val_train = Counter((e.user, e.item, e.ts, e.seq) for e in val.train)
+    assert not val_train - test_train and sum(val_train.values()) < sum(test_train.values())
+    assert len(val.targets) >= 20  # ml-latest-small: 311 (leave-last-out), 28 (global)
+    for user, items in val.targets.items():
+        assert not set(items) & set(test.targets.get(user, []))
+        if user in test.cutoff:
+            assert val.cutoff[user] <= test.cutoff[user]
+    again = validation_split(ml_latest, split)
+    assert (again.targets, again.cutoff) == (val.targets, val.cutoff)
+
+
+def test_validation_split_under_leave_last_out_holds_out_the_previous_positive() -> None:
+    data = make_dataset([
+        ("v1", "a", 1, 4.0), ("v1", "b", 2, 5.0), ("v1", "c", 3, 5.0),  # test c, val b
+        ("v2", "a", 1, 4.0), ("v2", "b", 2, 1.0), ("v2", "c", 3, 5.0),  # b negative
+        ("v3", "a", 1, 5.0), ("v3", "d", 2, 1.0),  # no test target: val holds out nothing
+    ])
+    val = validation_split(data, leave_last_out)
+    assert val.targets == {"v1": ["b"]} and val.cutoff == {"v1": 2}
+    assert [(e.user, e.item) for e in val.train] == [
+        ("v1", "a"), ("v2", "a"), ("v3", "a"), ("v2", "b"), ("v3", "d")]
