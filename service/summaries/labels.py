@@ -104,13 +104,15 @@ def marked_problem(text: str) -> str | None:
     return None
 
 
-def label_problem(label: str, group: EventGroup, embedder: Embedder | None) -> str | None:
-    """Why the model's label cannot stand, or None when it can."""
+def label_problem(label: str, group: EventGroup, embedder: Embedder | None,
+                  titles: Sequence[str] = ()) -> str | None:
+    """Why the model's label cannot stand, or None when it can. `titles` are the user's
+    other items' titles: a label copying any title the user has is no topic."""
     if not label or sum(ch.isalnum() for ch in label) < 3:
         return "empty"
     if marked := marked_problem(label):
         return marked
-    if is_title_copy(label, group.titles):
+    if is_title_copy(label, [*group.titles, *titles]):
         return "copies a title"
     words = content_words(label)
     if not words:
@@ -158,7 +160,8 @@ def supported(text: str, group: EventGroup, embedder: Embedder | None,
 
 
 def description_problem(description: str, group: EventGroup,
-                        embedder: Embedder | None = None) -> str | None:
+                        embedder: Embedder | None = None,
+                        titles: Sequence[str] = ()) -> str | None:
     words = content_words(description)
     if len(words) < 2:
         return "empty"
@@ -166,7 +169,7 @@ def description_problem(description: str, group: EventGroup,
         return "repeats itself"
     if marked := marked_problem(description):
         return marked
-    if names_a_title(description, group.titles):
+    if names_a_title(description, [*group.titles, *titles]):
         return "names a title"
     if not supported(description, group, embedder, share=0.0):
         return "not supported by the group's tags"

@@ -8,7 +8,7 @@ built from the group's tags.
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 from service.summaries.grouping import EventGroup
@@ -54,24 +54,26 @@ class NamedGroup:
 
 def name_group(
     group: EventGroup, answer: GroupName | None, embedder: Embedder | None,
-    taken: Set[str] = frozenset(),
+    taken: Set[str] = frozenset(), titles: Sequence[str] = (),
 ) -> NamedGroup | None:
     """The facet for a group: the model's words where they pass the checks, else ours.
 
     `taken` holds the (casefolded) labels of this run's earlier groups: two groups
     are two interests, and a repeated label would merge them in the profile.
+    `titles` are the titles of every item the user has events on: the model never sees
+    one, but tag words can spell another group's (or an earlier refresh's) title.
     """
     problems: list[str] = []
     label, description, source = fallback_label(group), fallback_description(group), "fallback"
     if answer is None:
         problems.append("no usable answer")
     else:
-        why = label_problem(answer.label, group, embedder)
+        why = label_problem(answer.label, group, embedder, titles)
         if why is None and answer.label.casefold() in taken:
             why = "names an earlier group"
         if why is None:
             label, source = answer.label, "model"
-            why_not = description_problem(answer.description, group, embedder)
+            why_not = description_problem(answer.description, group, embedder, titles)
             if why_not is None:
                 description = answer.description
             else:

@@ -26,6 +26,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.catalog.models import Item
 from service.catalog.service import tag_counts
 from service.core.config import Settings
 from service.core.errors import ApiError, Conflict
@@ -126,11 +127,12 @@ def summarize_user(
     if not events:
         raise Conflict("no_activity", "This user has no new events to summarize.")
     groups = group_user_events(session, user, events, settings, embedder, vectors)
+    titles = user_titles(session, user)
     seen_pending = user.events_since_refresh
     session.commit()  # hold no transaction open during the slow calls
 
     spend = Spend()
-    words = name_and_narrate(groups, llm, settings, embedder, prompts, spend)
+    words = name_and_narrate(groups, llm, settings, embedder, prompts, spend, titles)
     run = record_run(session, user, llm, events, prompts, spend, words)
     if words.named:
         log.debug("user %s: %d groups, replaced words: %s", user.user_id, len(words.named),
@@ -152,11 +154,22 @@ def group_user_events(
                         weights=TagWeights.from_counts(counts.document_frequency, counts.items))
 
 
+def user_titles(session: Session, user: User) -> list[str]:
+    """The titles of every catalog item the user has an event on, sorted: no label,
+    description or narrative may copy one (`labels.is_title_copy`)."""
+    return sorted(set(session.scalars(
+        select(Item.title).join(Event, (Event.tenant_id == Item.tenant_id)
+                                & (Event.item_id == Item.item_id))
+        .where(Event.user_pk == user.id).distinct())))
+
+
 def name_and_narrate(
     groups: Sequence[EventGroup], llm: LLMRuntime, settings: Settings,
     embedder: Embedder, prompts: SummaryPrompts, spend: Spend,
+    titles: Sequence[str] = (),
 ) -> Words:
-    """Each nameable group's facet, then the narrative; an unreachable model stops both."""
+    """Each nameable group's facet, then the narrative; an unreachable model stops both.
+    `titles`: every title the user has (`user_titles`), beside the groups' own."""
     words = Words()
     try:
         # The largest groups are named by the model, the rest by their tags; with none
@@ -178,7 +191,8 @@ def name_and_narrate(
                         group, settings.rating_max)), GroupName, prompts.repair, spend,
                         NAME_MAX_OUTPUT)
                 result = name_group(group, answer, embedder,
-                                    taken={n.facet.label.casefold() for n in words.named})
+                                    taken={n.facet.label.casefold() for n in words.named},
+                                    titles=titles)
                 if result is not None:
                     words.named.append(result)
             facets = [n.facet for n in words.named]
@@ -186,8 +200,8 @@ def name_and_narrate(
             if chat_model is not None and facets:
                 told = ask(chat_model, prompts.narrate.render(**narration_variables(facets)),
                            ProfileNarrative, prompts.repair, spend, NARRATIVE_MAX_OUTPUT)
-                titles = [t for n in words.named for t in n.group.titles]
-                if told is not None and narrative_problem(told.narrative, facets, titles) is None:
+                known = [*titles, *(t for n in words.named for t in n.group.titles)]
+                if told is not None and narrative_problem(told.narrative, facets, known) is None:
                     words.narrative, words.narrative_source = told.narrative, "model"
     except LLMUnavailable as exc:
         words.problem = str(exc)

@@ -73,6 +73,20 @@ def test_wrong_labels_are_rejected_with_a_reason(animation: EventGroup, label: s
     assert label_problem(label, animation, shared_local_embedder()) == why
 
 
+def test_a_label_copying_another_of_the_users_titles_is_rejected(animation: EventGroup) -> None:
+    others = ["Animation for Kids (2004)"]  # an item of another group, or refresh
+    assert label_problem("Animation for kids", animation, None) is None
+    assert label_problem("Animation for kids", animation, None, others) == "copies a title"
+    assert description_problem("Loves animation for kids.", animation) is None
+    assert description_problem("Loves animation for kids.", animation, None,
+                               others) == "names a title"
+    answer = GroupName(label="Animation for kids", description="Rates family animation.",
+                       horizon="long", noise=False)
+    named = name_group(animation, answer, None, titles=others)
+    assert named is not None and named.facet.label_source == "fallback"
+    assert named.problems == ["label copies a title"]
+
+
 def test_support_without_an_embedder_needs_a_shared_word(animation: EventGroup) -> None:
     assert label_problem("Animation for kids", animation, None) is None
     assert label_problem("Cartoons", animation, None) == "not supported by the group's tags"

@@ -226,6 +226,28 @@ def test_the_largest_groups_are_named_by_the_model_and_repeats_fall_back(
     assert [f["label_source"] for f in facets].count("model") == 1
 
 
+def test_a_label_copying_the_title_of_any_of_the_users_items_falls_back(
+    settings: Settings, embedder: Embedder,
+) -> None:
+    """The model never sees titles, but tag words can spell one: "Jazz saxophone" is
+    the title of a cookbook the user also viewed (another group), so it names no topic."""
+    model = routed({NAME: [group_name("Jazz saxophone"), group_name("Home cooking")],
+                    NARRATE: [NARRATIVE]})
+    with app_client(settings, LLMRuntime(settings, chat_model=model),
+                    embedder=embedder) as client:
+        t = make_tenant(client, "acme")
+        t.put("/v1/items", json={"items": [
+            *(item(f"jazz{n}", tags=["jazz", "saxophone"]) for n in range(4)),
+            item("book", title="Jazz Saxophone", tags=["cooking", "recipes"])]})
+        t.post("/v1/events", json={"events": [
+            *(event("u1", "like", f"jazz{n}", ts=NOW - timedelta(hours=n)) for n in range(4)),
+            event("u1", "view", "book", ts=NOW - timedelta(hours=5))]})
+        facets = t.post("/v1/users/u1/summaries").json()["summary"]["facets"]
+    jazz = next(f for f in facets if len(f["evidence"]) == 4)
+    assert jazz["label_source"] == "fallback" and jazz["label"].casefold() != "jazz saxophone"
+    assert "jazz" in jazz["label"].casefold()
+
+
 def test_with_no_groups_for_the_model_names_come_from_tags_and_no_call_is_made(
     settings: Settings, embedder: Embedder,
 ) -> None:
