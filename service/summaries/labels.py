@@ -26,7 +26,7 @@ import numpy as np
 from service.core.schemas import DESCRIPTION_MAX
 from service.summaries.grouping import YEAR, EventGroup
 from service.summaries.injection import reads_as_instructions
-from service.summaries.schemas import NAME_LABEL_MAX, clean_text
+from service.summaries.schemas import NAME_DESCRIPTION_MAX, NAME_LABEL_MAX, clean_text
 from service.vectors.embeddings import Embedder
 
 # Cosine (MiniLM) between a label and its group's centroid or tag text above which an
@@ -47,6 +47,7 @@ KIND_WORDS = frozenset("""
 film films movie movies series show shows book books album albums song songs music
 video videos game games story stories
 """.split())
+SENTENCE_END = (".", "!", "?", "\u2026")  # how a finished sentence ends
 
 
 def normalise(text: str) -> str:
@@ -159,12 +160,22 @@ def supported(text: str, group: EventGroup, embedder: Embedder | None,
     return best >= SUPPORT_SIMILARITY
 
 
+def cut_off(description: str) -> bool:
+    """The answer's grammar ends the string at `NAME_DESCRIPTION_MAX` characters, so a
+    model that rambles stops mid-word ("... with a mix of fantasy and aj"): a description
+    that long without a closing mark was cut, not finished."""
+    text = description.rstrip()
+    return len(text) >= NAME_DESCRIPTION_MAX - 2 and not text.endswith(SENTENCE_END)
+
+
 def description_problem(description: str, group: EventGroup,
                         embedder: Embedder | None = None,
                         titles: Sequence[str] = ()) -> str | None:
     words = content_words(description)
     if len(words) < 2:
         return "empty"
+    if cut_off(description):
+        return "cut off at the length limit"
     if max(Counter(words).values()) >= 3:
         return "repeats itself"
     if marked := marked_problem(description):

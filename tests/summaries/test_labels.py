@@ -17,7 +17,7 @@ from service.summaries.labels import (
     label_problem,
 )
 from service.summaries.naming import name_group
-from service.summaries.schemas import GroupName, InterestFacet
+from service.summaries.schemas import NAME_DESCRIPTION_MAX, GroupName, InterestFacet
 from service.vectors.embeddings import shared_local_embedder
 from tests.utils.api import NOW
 
@@ -108,6 +108,23 @@ def test_the_fallback_is_built_from_the_top_tags_and_statistics(animation: Event
 def test_wrong_descriptions_are_rejected(animation: EventGroup, description: str,
                                          why: str) -> None:
     assert description_problem(description, animation) == why
+
+
+def test_a_description_cut_at_the_length_limit_is_rejected(animation: EventGroup) -> None:
+    """The grammar stops the string at NAME_DESCRIPTION_MAX characters: seen with the
+    embedded model, "Bright adventure in a fantasy world with a mix of fantasy and aj"."""
+    cut = "Rates animated children's films highly, with a mix of comedy and a"
+    cut = cut[:NAME_DESCRIPTION_MAX].rstrip()
+    assert len(cut) >= NAME_DESCRIPTION_MAX - 2
+    assert description_problem(cut, animation) == "cut off at the length limit"
+    assert description_problem(cut[:-2].rstrip() + ".", animation) is None  # finished
+    assert description_problem("Rates animated children's films highly", animation) is None
+    answer = GroupName(label="Animated family films", description=cut, horizon="long",
+                       noise=False)
+    named = name_group(animation, answer, shared_local_embedder())
+    assert named is not None and named.facet.label == "Animated family films"
+    assert named.facet.description == fallback_description(animation)
+    assert named.problems == ["description cut off at the length limit"]
 
 
 def test_a_rejected_label_falls_back_and_polarity_and_evidence_are_the_groups(
