@@ -68,3 +68,12 @@ def evidence_and_items(
             if item_id is not None and title is not None:
                 items[item_id] = EvidenceItem(title, version or "", category, tags)
     return found, items
+
+
+def user_item_titles(session: Session, user: User) -> list[str]:
+    """The titles of every catalog item the user has an event on, sorted: what the
+    model's words must not copy (labels, descriptions, narratives, explanations)."""
+    return sorted(session.scalars(
+        select(Item.title).join(Event, (Event.tenant_id == Item.tenant_id)
+                                & (Event.item_id == Item.item_id))
+        .where(Event.user_pk == user.id).distinct()))

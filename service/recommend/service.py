@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
-from service.core.hashing import chunks
+from service.ingest.evidence import user_item_titles
 from service.llm.prompts import load_prompt
 from service.profiles.runtime import ProfileRuntime
 from service.recommend.candidates import (
@@ -90,10 +90,7 @@ def explain_with_llm(session: Session, user: User, rt: ProfileRuntime,
     prompt = load_prompt(rt.settings.prompts_dir, EXPLAIN_PROMPT)
     details = {i.item_id: i for i in session.scalars(select(Item).where(
         Item.tenant_id == user.tenant_id, Item.item_id.in_([p.item_id for p, _ in top])))}
-    consumed_titles: set[str] = set()
-    for part in chunks(sorted(consumed_items(session, user))):
-        consumed_titles.update(session.scalars(select(Item.title).where(
-            Item.tenant_id == user.tenant_id, Item.item_id.in_(part))))
+    consumed_titles = set(user_item_titles(session, user))
     session.commit()  # hold no transaction open during the slow calls
     started = time.monotonic()
     stop: str | None = None

@@ -26,10 +26,10 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.catalog.models import Item
 from service.catalog.service import tag_counts
 from service.core.config import Settings
 from service.core.errors import ApiError, Conflict
+from service.ingest.evidence import user_item_titles
 from service.ingest.models import Event
 from service.llm.failures import LLMUnavailable, describe, model_call
 from service.llm.prompts import PromptFile, load_prompt
@@ -127,7 +127,7 @@ def summarize_user(
     if not events:
         raise Conflict("no_activity", "This user has no new events to summarize.")
     groups = group_user_events(session, user, events, settings, embedder, vectors)
-    titles = user_titles(session, user)
+    titles = user_item_titles(session, user)
     seen_pending = user.events_since_refresh
     session.commit()  # hold no transaction open during the slow calls
 
@@ -154,22 +154,13 @@ def group_user_events(
                         weights=TagWeights.from_counts(counts.document_frequency, counts.items))
 
 
-def user_titles(session: Session, user: User) -> list[str]:
-    """The titles of every catalog item the user has an event on, sorted: no label,
-    description or narrative may copy one (`labels.is_title_copy`)."""
-    return sorted(set(session.scalars(
-        select(Item.title).join(Event, (Event.tenant_id == Item.tenant_id)
-                                & (Event.item_id == Item.item_id))
-        .where(Event.user_pk == user.id).distinct())))
-
-
 def name_and_narrate(
     groups: Sequence[EventGroup], llm: LLMRuntime, settings: Settings,
     embedder: Embedder, prompts: SummaryPrompts, spend: Spend,
     titles: Sequence[str] = (),
 ) -> Words:
     """Each nameable group's facet, then the narrative; an unreachable model stops both.
-    `titles`: every title the user has (`user_titles`), beside the groups' own."""
+    `titles`: every title the user has (`user_item_titles`), beside the groups' own."""
     words = Words()
     try:
         # The largest groups are named by the model, the rest by their tags; with none

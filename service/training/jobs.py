@@ -19,6 +19,7 @@ from service.catalog.models import Item
 from service.catalog.service import tag_counts
 from service.core.config import Settings
 from service.ingest.models import Event
+from service.profiles.runtime import rules_from
 from service.summaries.grouping import TagWeights
 from service.training.contract import ModelMeta
 from service.training.pseudo_facets import GroupingInputs
@@ -52,8 +53,6 @@ def item_vectors(session: Session, tenant_id: int, vectors: VectorStore | None
 def grouping_inputs(session: Session, tenant_id: int, settings: Settings) -> GroupingInputs:
     """The tenant's catalog as grouping reads it and the merge rules a refresh applies,
     for the ranker's pseudo-facets."""
-    from service.profiles.runtime import rules_from
-
     items = {item.item_id: item for item in session.scalars(
         select(Item).where(Item.tenant_id == tenant_id))}
     counts = tag_counts(session, tenant_id)
