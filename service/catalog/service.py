@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ from service.core.batch import raise_if_problems, validate_records
 from service.core.db import utcnow
 from service.core.errors import ErrorDetail, NotFound
 from service.core.hashing import canonical_hash, chunks
+from service.tenants.models import Tenant
 from service.vectors.embeddings import Embedder
 from service.vectors.store import VectorStore
 
@@ -77,6 +79,14 @@ def upsert_items(session: Session, tenant_id: int, records: list[Any]) -> ItemUp
     raise AssertionError("unreachable")
 
 
+def bump_catalog_version(session: Session, tenant_id: int) -> None:
+    """A new catalog token for the tenant, committed with the item writes it follows:
+    in-memory catalog rows read under the old one are no longer used
+    (`recommend.candidates.catalog_rows`)."""
+    session.execute(update(Tenant).where(Tenant.id == tenant_id)
+                    .values(catalog_version=uuid.uuid4().hex))
+
+
 def _write_items(
     session: Session, tenant_id: int, latest: dict[str, tuple[int, ItemIn, str]]
 ) -> ItemUpsertResult:
@@ -102,6 +112,8 @@ def _write_items(
         session.execute(insert(Item), new_rows)
     if changed_rows:
         session.execute(update(Item), changed_rows)
+    if new_rows or changed_rows:
+        bump_catalog_version(session, tenant_id)
     session.commit()
     return ItemUpsertResult(
         created=len(new_rows),
@@ -194,6 +206,7 @@ def index_pending_items(
             if batch.legacy:
                 session.execute(update(Item), [{"id": batch.pks[n], "text_hash": batch.hashes[n]}
                                                for n in batch.legacy])
+            bump_catalog_version(session, tenant_id)  # the rows' vector versions changed
             session.commit()
             indexed += len(batch.todo)
             batch, embedding = following, next_embedding

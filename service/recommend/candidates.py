@@ -15,6 +15,9 @@ to every source. Everything here reads; nothing is written.
 
 from __future__ import annotations
 
+import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +39,7 @@ from service.profiles.models import ProfileFacetRow
 from service.profiles.reads import to_facet
 from service.profiles.runtime import ProfileRuntime
 from service.recommend.ranking import Matrix
+from service.tenants.models import Tenant
 from service.training.contract import CandidateSource, SourceHit, TenantModels, UserEvent
 from service.training.data import event_weight
 from service.users.models import User
@@ -127,24 +131,82 @@ def _catalog_sql(paramstyle: str, n: int) -> str:
             f"WHERE tenant_id = {mark} AND item_id IN ({', '.join([mark] * n)})")
 
 
-def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[str, CatalogRow]:
-    """The catalog rows of these items (those in the catalog).
+class _CatalogCache:
+    """Catalog rows kept in memory per tenant, under the tenant's catalog token
+    (`Tenant.catalog_version`, renewed in the same transaction as every item write): rows
+    read under one token are used only by requests that read the same token with their
+    tenant. A row is never older than the token it is kept under (it was read after the
+    token, in the same or a later transaction), so a request never sees a catalog older
+    than its own tenant row. Bounded: `TENANTS` tenants (least recently used out), and a
+    tenant's rows start again past `ROWS` (a catalog larger than that re-reads some)."""
 
-    Up to a thousand ids per list: run as the driver's SQL text (the same statement as
-    `_CATALOG_QUERY`), since expanding an IN list of hundreds of parameters took
-    SQLAlchemy as long as SQLite took to run the query. Other dialects go through
-    SQLAlchemy."""
+    TENANTS = 16
+    ROWS = 300_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tenants: OrderedDict[int, tuple[str, dict[str, CatalogRow]]] = OrderedDict()
+
+    def rows(self, tenant_id: int, version: str) -> dict[str, CatalogRow]:
+        """The tenant's rows under `version` (a new, empty dict when the token changed)."""
+        with self._lock:
+            kept = self._tenants.get(tenant_id)
+            if kept is None or kept[0] != version or len(kept[1]) > self.ROWS:
+                kept = (version, {})
+                self._tenants[tenant_id] = kept
+            self._tenants.move_to_end(tenant_id)
+            while len(self._tenants) > self.TENANTS:
+                self._tenants.popitem(last=False)
+            return kept[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tenants.clear()
+
+
+CATALOG_CACHE = _CatalogCache()
+
+
+def _catalog_version(session: Session, tenant_id: int) -> str | None:
+    """The token of the tenant row this request read (the session's identity map holds
+    the tenant that authenticated it, so this runs no query), None without a tenant."""
+    tenant = session.get(Tenant, tenant_id)
+    return None if tenant is None else tenant.catalog_version
+
+
+def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[str, CatalogRow]:
+    """The catalog rows of these items (those in the catalog), from `CATALOG_CACHE`
+    while the tenant's catalog token is unchanged, else read.
+
+    Reads take up to a thousand ids per query, run as the driver's SQL text (the same
+    statement as `_CATALOG_QUERY`), since expanding an IN list of hundreds of parameters
+    took SQLAlchemy as long as SQLite took to run the query. Other dialects go through
+    SQLAlchemy. Items not in the catalog are read again next time (they may be added)."""
+    version = _catalog_version(session, tenant_id)
+    kept = CATALOG_CACHE.rows(tenant_id, version) if version is not None else {}
     found: dict[str, CatalogRow] = {}
+    missing: list[str] = []
+    for item_id in set(ids):
+        row = kept.get(item_id)
+        if row is None:
+            missing.append(item_id)
+        else:
+            found[item_id] = row
+    if not missing:
+        return found
+    read: dict[str, CatalogRow] = {}
     connection = session.connection()
     paramstyle = connection.dialect.paramstyle
     raw = paramstyle in ("qmark", "format", "pyformat")
-    for part in chunks(sorted(set(ids))):
+    for part in chunks(sorted(missing)):
         rows = (connection.exec_driver_sql(_catalog_sql(paramstyle, len(part)),
                                            (tenant_id, *part)) if raw
                 else connection.execute(_CATALOG_QUERY, {"tenant": tenant_id, "ids": part}))
-        for item_id, title, version, category, tags in rows:
-            found[item_id] = CatalogRow(title, version or "", category,
-                                        stored_tag_keys(tags, category))
+        for item_id, title, version_hash, category, tags in rows:
+            read[item_id] = CatalogRow(title, version_hash or "", category,
+                                       stored_tag_keys(tags, category))
+    kept.update(read)  # one dict.update: atomic under the GIL for concurrent requests
+    found.update(read)
     return found
 
 
@@ -175,13 +237,29 @@ def _nearest(vectors: VectorStore, tenant_id: int, matrix: Matrix, n: int,
         return vectors.nearest(tenant_id, "items", matrix, n, where)
 
 
+def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:
+    """How many neighbours the short facets ask for next, before the sure `ask + consumed`.
+
+    A facet that got `got` unconsumed items of `ask` neighbours, with `quota` wanted,
+    expects the same share unconsumed further out: it asks for what that share needs
+    (twice over, for luck), at least twice `ask`. Asking for all `ask + consumed` at once
+    is sure but costly for a heavy user: Chroma's query time grows with n (10 vectors at
+    100k items: ~2 ms for 30 neighbours, ~22 ms for 530)."""
+    need = 0
+    for quota, got in short:
+        share = max(got, 1) / ask
+        need = max(need, ask + math.ceil(2 * (quota - got) / share))
+    return min(max(need, 2 * ask), MAX_ASK)
+
+
 def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Matrix,
              quotas: Sequence[int], consumed: set[str], category: str | None,
              floor: int) -> Retrieved:
     """Each facet's `quota` nearest unconsumed items, in one batched query.
 
     Each facet asks for twice its quota; a facet whose neighbours were mostly
-    consumed asks once more, wider, so heavy users are not left short.
+    consumed asks again, wider (`_widened`), and, still short, for its quota past every
+    consumed item, so heavy users are not left short.
 
     With a category, filtered search would be the obvious tool, but on Chroma's
     local backend it costs ~45 ms per query at 50k items, against ~1 ms per facet
@@ -205,7 +283,10 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
         hits = _nearest(vectors, tenant_id, matrix, ask, None)
         queries = 1
         short = [i for i, row in enumerate(hits) if len(take(i)) < quotas[i] and len(row) >= ask]
-        if wider > ask:
+        if short and wider > ask:
+            guess = _widened(ask, [(quotas[i], len(take(i))) for i in short])
+            if guess < wider:
+                attempts.append((guess, None))
             attempts.append((wider, None))
     else:
         short = list(range(len(quotas)))
@@ -229,6 +310,8 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
             hits[i] = row
         if category is not None:
             short = [i for i in short if len(take(i)) < min(quotas[i], floor)]
+        else:
+            short = [i for i in short if len(take(i)) < quotas[i] and len(hits[i]) >= n]
     seen_consumed = {item for row in hits for item, _ in row if item in consumed}
     return Retrieved(candidates=list(dict.fromkeys(i for n in range(len(quotas))
                                                    for i in take(n))),

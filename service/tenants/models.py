@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String
@@ -14,6 +15,9 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A new random token whenever the tenant's items change (`catalog.service`), in the
+    # same transaction: serving's in-memory catalog rows are good while it is unchanged.
+    catalog_version: Mapped[str] = mapped_column(String(32), default=lambda: uuid.uuid4().hex)
 
 
 class ApiKey(Base):

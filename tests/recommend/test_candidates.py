@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, update
 
-from service.catalog.service import stored_tag_keys, tag_keys
+from service.catalog.models import Item
+from service.catalog.service import index_pending_items, stored_tag_keys, tag_keys
+from service.recommend.candidates import CATALOG_CACHE, CatalogRow, catalog_rows
+from service.tenants.service import tenant_by_name
+from tests.utils.api import ApiTenant, item
 
 
 @pytest.mark.parametrize(("tags", "category"), [
@@ -24,3 +30,71 @@ def test_a_row_without_stored_tags_keeps_its_category() -> None:
     assert stored_tag_keys(None, "Film") == ("category:film",)
     assert stored_tag_keys(json.dumps(["Sci-Fi", "space"]), "Film") == (
         "sci-fi", "space", "category:film")
+
+
+# -- catalog rows kept in memory under the tenant's catalog token ----------------------
+
+def _rows(client: TestClient, tenant_name: str, ids: list[str]) -> dict[str, CatalogRow]:
+    """A request's read: its own session, the tenant row read first (as auth does)."""
+    with client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
+        tenant = tenant_by_name(session, tenant_name)
+        assert tenant is not None
+        return catalog_rows(session, tenant.id, ids)
+
+
+def _version(client: TestClient, tenant_name: str) -> str:
+    with client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
+        tenant = tenant_by_name(session, tenant_name)
+        assert tenant is not None
+        return tenant.catalog_version
+
+
+def test_kept_catalog_rows_follow_every_item_write(tenant: ApiTenant, other_tenant: ApiTenant,
+                                                   client: TestClient) -> None:
+    CATALOG_CACHE.clear()
+    tenant.put("/v1/items", json={"items": [item("a", title="Alpha", tags=["x"]),
+                                            item("b", title="Beta")]})
+    other_tenant.put("/v1/items", json={"items": [item("a", title="Other alpha")]})
+    first = _version(client, "acme")
+    assert _rows(client, "acme", ["a", "b", "missing"])["a"].title == "Alpha"
+    assert _rows(client, "globex", ["a"])["a"].title == "Other alpha"
+
+    # Kept: a change that bypasses the catalog service is not seen (what proves the rows
+    # come from memory); the same token, the same rows.
+    with client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
+        session.execute(update(Item).where(Item.item_id == "b").values(title="Sneaky"))
+        session.commit()
+    assert _rows(client, "acme", ["b"])["b"].title == "Beta"
+
+    # An unchanged upsert keeps the token; a changed item renews it, and every kept row
+    # of that tenant is read again (b's direct edit shows now), the other tenant's kept.
+    tenant.put("/v1/items", json={"items": [item("a", title="Alpha", tags=["x"])]})
+    assert _version(client, "acme") == first
+    tenant.put("/v1/items", json={"items": [item("a", title="Alpha 2", tags=["y"])]})
+    assert _version(client, "acme") != first
+    rows = _rows(client, "acme", ["a", "b", "missing"])
+    assert (rows["a"].title, rows["a"].tags, rows["b"].title) == ("Alpha 2", ("y",), "Sneaky")
+    assert "missing" not in rows
+    assert _rows(client, "globex", ["a"])["a"].title == "Other alpha"
+
+    # A new item is found once written, though an earlier read missed it.
+    tenant.put("/v1/items", json={"items": [item("missing", title="Late")]})
+    assert _rows(client, "acme", ["missing"])["missing"].title == "Late"
+
+
+def test_indexing_renews_the_token_since_vector_versions_change(
+        tenant: ApiTenant, client: TestClient) -> None:
+    CATALOG_CACHE.clear()
+    container = client.app.state.container  # type: ignore[attr-defined]
+    with container.sessions() as session:
+        owner = tenant_by_name(session, "acme")
+        assert owner is not None
+        session.execute(insert(Item).values(tenant_id=owner.id, item_id="raw", title="Raw",
+                                            tags=[], content_hash="h", text_hash=None))
+        session.commit()
+        before = catalog_rows(session, owner.id, ["raw"])["raw"].version
+        version = owner.catalog_version
+        index_pending_items(session, owner.id, container.embedder, container.vectors)
+        session.refresh(owner)
+        assert owner.catalog_version != version
+        assert catalog_rows(session, owner.id, ["raw"])["raw"].version not in ("", before)

@@ -197,6 +197,33 @@ def test_a_category_is_filtered_from_neighbours_and_asked_for_when_rare(
     assert got.consumed_seen == 1
 
 
+def _used(*spans: tuple[int, int]) -> set[str]:
+    return {f"n{n}" for start, stop in spans for n in range(start, stop)}
+
+
+@pytest.mark.parametrize(("consumed", "calls"), [
+    # 50 used; 2 of the first 10 neighbours free: that share asks for 40, which is enough.
+    (_used((0, 8), (10, 30), (40, 62)), [10, 40]),
+    # Free ones thin out further: past all 50 used (10 + 50) at last.
+    (_used((0, 8), (10, 52)), [10, 40, 60]),
+    # None of the first 10 free: the share guess is past 10 + 50, so that at once.
+    (_used((0, 50)), [10, 60]),
+    (set(), [10]),  # enough at once
+])
+def test_a_facet_whose_neighbours_were_used_asks_wider_only_as_far_as_needed(
+        app: ProfileApp, consumed: set[str], calls: list[int]) -> None:
+    neighbours = [f"n{n}" for n in range(200)]
+    store = RecordingStore(neighbours, filtered=[])
+    with app.t.client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
+        got = retrieve(session, store, 1, np.ones((1, 384), dtype=np.float32),  # type: ignore[arg-type]
+                       quotas=[5], consumed=consumed, category=None, floor=3)
+    assert store.calls == [(1, n, None) for n in calls]
+    # The same five nearest unconsumed, however far it had to ask.
+    assert got.candidates == [i for i in neighbours if i not in consumed][:5]
+    assert got.widened == (len(calls) > 1) and got.consumed_seen == len(consumed & set(
+        neighbours[:calls[-1]]))
+
+
 @pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_mmr_spreads_the_list_over_interests(app: ProfileApp) -> None:
     # Two likes each: two interests of equal weight (one like would be a weak facet).
