@@ -99,6 +99,21 @@ def _avoid_signal(history: Sequence[UserEvent], vectors: Mapping[str, Vector]
                         long_term=False, avoid=True, centroid=_unit(matrix.mean(axis=0)))]
 
 
+def _event_kind(weight: float, rating_max: float) -> dict[str, object]:
+    """The stored event a log weight stands for (`data.event_weight` inverted), so that
+    grouping and a facet's evidence support see what a refresh sees: a view (weight
+    `POSITIVE`) backs a like-facet half, a lukewarm rating (0.25) not at all, a high
+    rating fully; 0 is a low rating (an avoid signal)."""
+    if weight == POSITIVE:
+        return {"type": "view", "value": None}
+    if weight >= 0.8:
+        return {"type": "rating",
+                "value": (0.7 + 0.3 * (min(weight, 1.0) - 0.8) / 0.2) * rating_max}
+    if weight > 0.0:
+        return {"type": "rating", "value": 0.6 * rating_max}
+    return {"type": "rating", "value": 0.0}
+
+
 def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
                    grouping: GroupingInputs) -> list[FacetSignal]:
     """The like-facets a first profile refresh would hold for this history (see the
@@ -114,8 +129,8 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
     if not recent:
         return _avoid_signal(history, vectors)
     events = [Event(id=n + 1, event_id=e.event_id or f"e{n}",
-                    type="like" if e.weight > 0 else "dislike", item_id=e.item_id,
-                    value=None, text=None, ts=datetime.fromtimestamp(e.ts, UTC))
+                    **_event_kind(e.weight, grouping.rating_max), item_id=e.item_id,
+                    text=None, ts=datetime.fromtimestamp(e.ts, UTC))
               for n, e in enumerate(recent)]
     ids = {e.item_id for e in recent}
     items = {i: grouping.items[i] for i in ids if i in grouping.items}
