@@ -70,6 +70,7 @@ def pseudo_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector], n
     return facets + _avoid_signal(history, vectors)
 
 
+SERVED_HISTORY = 200  # the newest item events a request reads (candidates.MAX_HISTORY)
 GROUPED_EVENTS = 1000  # the newest events a refresh groups (Settings.summary_max_events)
 
 
@@ -143,9 +144,10 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
                     strength=math.sqrt(evidence_support(g.events, g.polarity,
                                                         grouping.rating_max) * g.stats.share),
                     polarity=g.polarity, evidence=tuple(g.event_ids), embedding=())
-           for n, g in enumerate(groups) if g.polarity == "like" and g.nameable]
-    kept = [f for f in merge_profile([], new, events[-1].ts, grouping.rules,
-                                     new_id=lambda f: f.label) if not f.archived]
+           for n, g in enumerate(groups) if g.nameable]
+    merged = [f for f in merge_profile([], new, events[-1].ts, grouping.rules,
+                                       new_id=lambda f: f.label) if not f.archived]
+    kept = [f for f in merged if f.polarity == "like"]
     item_of = {e.event_id: e.item_id for e in events}
     centroids = []
     for f in kept:
@@ -156,7 +158,18 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
     total = sum(strength for strength, _ in centroids)
     facets = [FacetSignal(strength=strength / total, long_term=False, avoid=False,
                           centroid=centroid) for strength, centroid in centroids]
-    return facets + _avoid_signal(history, vectors)
+    # The avoid signal as serving makes it (`features.profile_signals`): centred on the
+    # kept avoid-facets' evidence, its strength the negative share of the newest
+    # `SERVED_HISTORY` events (what a request reads), two negatives at least.
+    avoid_members = [vectors[i] for f in merged if f.polarity == "avoid" for e in f.evidence
+                     if (i := item_of.get(e)) is not None and i in vectors]
+    served = history[-SERVED_HISTORY:]
+    negatives = sum(1 for e in served if e.weight <= 0.0)
+    if avoid_members and negatives >= 2:
+        facets.append(FacetSignal(strength=min(1.0, negatives / max(len(served), 1)),
+                                  long_term=False, avoid=True,
+                                  centroid=_unit(np.mean(np.stack(avoid_members), axis=0))))
+    return facets
 
 
 FACET_POOL = 50  # the "facet" source's candidates, as serving gathers for k=10
