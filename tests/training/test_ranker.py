@@ -21,7 +21,7 @@ from service.training.contract import (
     SourceHit,
     UserEvent,
 )
-from service.training.data import log_from_rows
+from service.training.data import POSITIVE, log_from_rows
 from service.training.features import FEATURE_NAMES
 from service.training.pseudo_facets import GroupingInputs, facet_hits, grouped_facets
 from service.training.ranker import FeatureVersionMismatch, LearnedRanker, train_ranker
@@ -230,6 +230,45 @@ def test_grouped_pseudo_facets_keep_what_the_profile_merge_keeps() -> None:
     everything = grouped_facets(history, vectors, GroupingInputs(
         items, None, rules=DecayRules(max_evidence=5, archive_below=0.0)))
     assert sorted(int(np.argmax(f.centroid)) for f in everything) == [1, 3]
+
+
+def test_grouped_pseudo_facets_weigh_events_as_the_stored_ones_a_refresh_reads() -> None:
+    """A refresh sees views and ratings, not liked/disliked: four views back their facet
+    half as much as four top ratings do, and a lukewarm rating backs none."""
+    basis = np.eye(4, dtype=np.float32)
+    vectors = {**{f"a{n}": basis[0] for n in range(4)}, **{f"b{n}": basis[1] for n in range(4)},
+               **{f"c{n}": basis[2] for n in range(4)}}
+    tags = {"a": ["jazz"], "b": ["hiking"], "c": ["opera"]}
+    items = {i: Item(item_id=i, title=i, tags=tags[i[0]], category=None, attributes={})
+             for i in vectors}
+    weight = {"a": POSITIVE, "b": 1.0, "c": 0.25}  # views, top ratings, lukewarm ratings
+    order = [f"{k}{n}" for n in range(4) for k in "abc"]
+    history = [UserEvent(i, float(n) * DAY, weight[i[0]], f"e{n}") for n, i in enumerate(order)]
+    signals = grouped_facets(history, vectors, GroupingInputs(items, None))
+    by_axis = {int(np.argmax(f.centroid)): f.strength for f in signals if not f.avoid}
+    assert set(by_axis) == {0, 1}  # the lukewarm group makes no like-facet
+    assert by_axis[1] > 1.3 * by_axis[0]
+
+
+def test_the_pseudo_avoid_signal_is_one_a_refresh_would_keep() -> None:
+    """Two low ratings among thirty events form an avoid group too weak for the merge to
+    keep: serving would have no avoid-facet, so training has no avoid signal either."""
+    basis = np.eye(4, dtype=np.float32)
+    vectors = {**{f"a{n}": basis[0] for n in range(28)}, "x0": basis[2], "x1": basis[2]}
+    items = {i: Item(item_id=i, title=i, tags=["opera" if i[0] == "x" else "jazz"],
+                     category=None, attributes={}) for i in vectors}
+    order = [f"a{n}" for n in range(14)] + ["x0", "x1"] + [f"a{n}" for n in range(14, 28)]
+    history = [UserEvent(i, float(n) * DAY, 0.0 if i[0] == "x" else 1.0, f"e{n}")
+               for n, i in enumerate(order)]
+    rules = DecayRules(archive_below=0.1)
+    assert not [f for f in grouped_facets(history, vectors, GroupingInputs(items, None,
+                                                                           rules=rules))
+                if f.avoid]
+    kept = grouped_facets(history, vectors, GroupingInputs(
+        items, None, rules=DecayRules(archive_below=0.0)))
+    avoid = [f for f in kept if f.avoid]
+    assert len(avoid) == 1 and int(np.argmax(avoid[0].centroid)) == 2
+    assert avoid[0].strength == pytest.approx(2 / 30)
 
 
 def test_facet_hits_gather_each_facets_quota_as_serving_does() -> None:
