@@ -43,6 +43,7 @@ from service.recommend.ranking import (
     normalized,
 )
 from service.recommend.reasons import (
+    RELATED_MIN,
     SEQUENCE_EVIDENCE,
     Reason,
     ReasonInputs,
@@ -194,46 +195,51 @@ def rank_hybrid(
     # Best score first, ties by id (`kept` is sorted, so by position): one numpy sort.
     by_score = np.lexsort((np.arange(len(kept)), -raw)).tolist()
     eligible = [j for j in by_score if not dropped[j]]
-    # The profile's mix of tags, which the list is calibrated to (`calibrated_mmr`),
-    # from the best candidates only.
+    # The profile's mix of tags, which the list is calibrated to (`calibrated_mmr`).
     profile = profile_tags(likes, evidence, evidence_rows)
     target = profile.target
-    if target and params.calibration > 0:
+    calibrating = bool(target) and params.calibration > 0
+    discounting = params.unexplained_keep < 1.0
+    if calibrating or discounting:  # the list is made from the best candidates only
         eligible = eligible[:params.calibration_pool_per_k * request.k]
-    relevance = raw[eligible]
-    if len(relevance):
-        relevance = relevance - relevance.min() + 1e-6  # MMR wants relevance above 0
-    chosen = [(eligible[i], objective) for i, objective in calibrated_mmr(
-        relevance, items[eligible], [rows[kept[j]].tags for j in eligible], target,
-        request.k, params.mmr_lambda, params.calibration)]
 
-    # Reasons: titles of the history items a reason may cite, and each source's best.
+    # Reasons (step 4): each source's best score, the facets' evidence, and the history
+    # items event reasons may cite, read once: their titles for the explanations, their
+    # vectors for how related each is to the item. Found for every candidate that may be
+    # picked when unexplained items are discounted, else for the picks only.
     best_score = {s: max((h.score for h in found_hits.values()), default=0.0)
                   for s, found_hits in hits.items()}
     inputs = ReasonInputs(history, best_score, float(fusion.base.max(initial=0.0)))
     backing = {n: FacetEvidence.of(f, evidence, evidence_vectors) for n, f in enumerate(likes)}
     best_of = fusion.best.tolist()
-    # The history items event reasons may cite for the chosen items, read once: their
-    # titles for the explanations, their vectors for how related each is to the item.
-    positions = set(recent_positives(history, SEQUENCE_EVIDENCE))
-    for j, _ in chosen:
-        positions.update(via for h in hits.values() if kept[j] in h
-                         for via in h[kept[j]].vias)
-    cited_items = {history.cited[n].item_id for n in positions if 0 <= n < len(history.cited)}
-    cited_rows = catalog_rows(session, user.tenant_id, cited_items)
-    cited_vectors = {**evidence_vectors, **item_vectors(
-        vectors, user.tenant_id, {i: r.version for i, r in cited_rows.items()
-                                  if i not in evidence_vectors})}
-    picks: list[Pick] = []
-    chosen_reasons: list[Reason | None] = []
-    reasons: dict[int, ReasonKind] = {}
-    for j, _ in chosen:
+    cited_rows: dict[str, CatalogRow] = {}
+    cited_vectors = dict(evidence_vectors)
+
+    def read_cited(js: Sequence[int]) -> None:
+        positions = set(recent_positives(history, SEQUENCE_EVIDENCE))
+        for j in js:
+            positions.update(via for h in hits.values() if kept[j] in h
+                             for via in h[kept[j]].vias)
+        wanted = {history.cited[n].item_id for n in positions
+                  if 0 <= n < len(history.cited)} - cited_rows.keys()
+        found = catalog_rows(session, user.tenant_id, wanted)
+        cited_rows.update(found)
+        cited_vectors.update(item_vectors(vectors, user.tenant_id, {
+            i: r.version for i, r in found.items() if i not in cited_vectors}))
+
+    reasons_of: dict[int, tuple[Reason | None, bool]] = {}
+
+    def reason_of(j: int) -> tuple[Reason | None, bool]:
+        """Candidate j's strongest grounded reason, and whether its lead citation reads
+        as related to the item (`reasons.RELATED_MIN`)."""
+        if j in reasons_of:
+            return reasons_of[j]
         item_id = kept[j]
         facet_n = reason_facet(rows[item_id].tags, likes, best_of[j], profile)
         facet = likes[facet_n] if facet_n >= 0 else None
         item_vector = items[j]
 
-        def related(cited: str | None, item_vector: Matrix = item_vector) -> float | None:
+        def related(cited: str | None) -> float | None:
             found = cited_vectors.get(cited or "")
             return None if found is None else float(found @ item_vector)
 
@@ -241,15 +247,37 @@ def rank_hybrid(
             {s: h[item_id] for s, h in hits.items() if item_id in h}, inputs, facet,
             float(facet.strength * like_sims[facet_n, j]) if facet is not None else 0.0,
             float(like_sims[facet_n, j]) if facet is not None else 0.0,
-            backing[facet_n].closest_to(items[j]) if facet is not None else [],
+            backing[facet_n].closest_to(item_vector) if facet is not None else [],
             related if dim else None)
-        chosen_reasons.append(reason)
+        lead = related(reason.evidence[0].item_id) if reason is not None and dim else None
+        reasons_of[j] = (reason, lead is not None and lead >= RELATED_MIN)
+        return reasons_of[j]
+
+    relevance = raw[eligible]
+    if len(relevance):
+        relevance = relevance - relevance.min() + 1e-6  # MMR wants relevance above 0
+    if discounting:
+        # An item none of whose grounded reasons a person could follow keeps only
+        # `unexplained_keep` of its relevance: between two close candidates, the list
+        # takes the one it can explain (`RankingParams.unexplained_keep`).
+        read_cited(eligible)
+        relevance = relevance * np.array(
+            [1.0 if reason_of(j)[1] else params.unexplained_keep for j in eligible])
+    chosen = [(eligible[i], objective) for i, objective in calibrated_mmr(
+        relevance, items[eligible], [rows[kept[j]].tags for j in eligible], target,
+        request.k, params.mmr_lambda, params.calibration)]
+    if not discounting:
+        read_cited([j for j, _ in chosen])
+
+    picks: list[Pick] = []
+    reasons: dict[int, ReasonKind] = {}
+    for j, _ in chosen:
+        reason = reason_of(j)[0]
         if reason is not None:
             reasons[j] = reason.kind
-    for (j, _), reason in zip(chosen, chosen_reasons, strict=True):
-        if reason is not None and reason.kind != "facet":
-            reason.evidence = [replace(e, title=cited_rows[e.item_id].title)
-                               if e.item_id in cited_rows else e for e in reason.evidence]
+            if reason.kind != "facet":
+                reason.evidence = [replace(e, title=cited_rows[e.item_id].title)
+                                   if e.item_id in cited_rows else e for e in reason.evidence]
         picks.append(_hybrid_pick(kept[j], rows[kept[j]].title, raw_score[j], reason,
                                   rating_max))
 

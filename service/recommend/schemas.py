@@ -106,6 +106,9 @@ class TraceParameters(BaseModel):
         "weight of the tag-mix calibration of hybrid lists (0: off)"))
     calibration_target: dict[str, float] | None = Field(default=None, description=(
         "the profile's tag shares the list was calibrated to (null: not calibrated)"))
+    unexplained_keep: float | None = Field(default=None, description=(
+        "hybrid lists: the share of its relevance a candidate kept when none of its "
+        "reasons reads as related to it (1: no discount; null: not a hybrid list)"))
     notes: list[str] = Field(default_factory=list, description="e.g. why models were not used")
 
 

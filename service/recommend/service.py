@@ -181,7 +181,8 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
         feature_names=list(scoring.feature_names) if scoring else None,
         blend_weights=scoring.blend_weights if scoring else None,
         calibration=params.calibration if ranked.calibration_target else 0.0,
-        calibration_target=ranked.calibration_target)
+        calibration_target=ranked.calibration_target,
+        unexplained_keep=params.unexplained_keep if scoring else None)
     out = RecommendationsOut(
         recommendation_id=recommendation_id, user_id=user.user_id, source=ranked.source,
         generated_at=at, items=[
