@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # How strongly a hybrid list's mix of tags is drawn to the profile's (Steck's
     # calibration, `recommend/ranking.py`); 0 turns it off.
     recommend_calibration: float = Field(default=0.5, ge=0.0, le=10.0)
+    # The share of its relevance a hybrid candidate keeps when none of its reasons reads
+    # as related to it (`recommend/ranking.py`); 1 turns the discount off.
+    recommend_unexplained_keep: float = Field(default=0.7, gt=0.0, le=1.0)
 
     # Profile memory (DESIGN.md §4): read-time decay and the merge rules.
     half_life_short_days: float = Field(default=7.0, gt=0)

@@ -39,6 +39,7 @@ from service.recommend.ranking import (
     RankingParams,
     blend,
     calibrated_mmr,
+    discount_unexplained,
     fuse,
     normalized,
 )
@@ -261,8 +262,8 @@ def rank_hybrid(
         # `unexplained_keep` of its relevance: between two close candidates, the list
         # takes the one it can explain (`RankingParams.unexplained_keep`).
         read_cited(eligible)
-        relevance = relevance * np.array(
-            [1.0 if reason_of(j)[1] else params.unexplained_keep for j in eligible])
+        relevance = discount_unexplained(relevance, [reason_of(j)[1] for j in eligible],
+                                         params.unexplained_keep)
     chosen = [(eligible[i], objective) for i, objective in calibrated_mmr(
         relevance, items[eligible], [rows[kept[j]].tags for j in eligible], target,
         request.k, params.mmr_lambda, params.calibration)]

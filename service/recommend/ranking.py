@@ -80,10 +80,23 @@ class RankingParams:
     # The share of its relevance an item keeps when none of its grounded reasons reads as
     # related to it (`reasons.RELATED_MIN`): 1 leaves the ranker's order alone. Judged on
     # the validation split (`eval --validation`), see the README.
-    unexplained_keep: float = 0.7
+    unexplained_keep: float = 0.7  # Settings.recommend_unexplained_keep
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.unexplained_keep <= 1.0:
+            raise ValueError("unexplained_keep must be in (0, 1]: the share of its "
+                             f"relevance an unexplained item keeps, got {self.unexplained_keep}")
 
     def pool(self, k: int) -> int:
         return min(max(self.pool_per_k * k, self.min_pool), self.max_pool)
+
+
+def discount_unexplained(relevance: Vector, readable: Sequence[bool], keep: float) -> Vector:
+    """Relevance (above 0, as MMR takes it) with each unreadable candidate's scaled by
+    `keep`: the ranker's order among the readable, and among the unreadable, is kept."""
+    factor = np.where(np.asarray(readable, dtype=np.bool_), 1.0, keep)
+    scaled: Vector = relevance * factor
+    return scaled
 
 
 def normalized(vectors: Matrix) -> Matrix:

@@ -133,7 +133,8 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
               request: RecommendationRequest,
               params: RankingParams | None = None) -> RecommendationsOut:
     """A list for this user now, its trace stored before it is returned."""
-    params = params or RankingParams(calibration=rt.settings.recommend_calibration)
+    params = params or RankingParams(calibration=rt.settings.recommend_calibration,
+                                     unexplained_keep=rt.settings.recommend_unexplained_keep)
     at = rt.clock()
     rules = rt.rules
     facets = active_facets(session, user, at, rules)

@@ -11,11 +11,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from service.core.config import Settings
+from service.recommend.candidates import catalog_rows
 from service.recommend.explain import REASON_TEXT
+from service.recommend.lists import RecommendationRequest
+from service.recommend.ranking import RankingParams
+from service.recommend.reasons import RELATED_MIN
 from service.recommend.service import NO_MODELS
+from service.recommend.service import recommend as recommend_list
 from service.training.features import FEATURE_NAMES, FEATURE_VERSION
+from service.users.models import User
 from service.vectors.embeddings import Embedder
 from tests.utils.api import event
 from tests.utils.profiles import CATALOG, ProfileApp
@@ -248,3 +255,53 @@ def test_llm_explanations_read_the_same_event_based_reasons(app: ProfileApp) -> 
             e["event_id"] for e in entry["because"]["evidence"]]
         if entry["because"]["kind"] != "facet":
             assert REASON_TEXT[entry["because"]["kind"]][1] in prompt
+
+
+def _list_with(app: ProfileApp, keep: float, k: int) -> list[tuple[str, bool | None]]:
+    """u1's list with this discount, each item with whether its reason's lead citation
+    reads as related to it (None: no reason), judged from the stored item vectors."""
+    container = app.t.client.app.state.container  # type: ignore[attr-defined]
+    with container.sessions() as session:
+        user = session.scalar(select(User).where(User.user_id == "u1"))
+        assert user is not None
+        out = recommend_list(session, user, container.profiles, RecommendationRequest(k=k),
+                             RankingParams(unexplained_keep=keep))
+        assert out.source == "hybrid"
+        ids_ = {i.item_id for i in out.items} | {
+            e.item_id for i in out.items if i.because for e in i.because.evidence
+            if e.item_id}
+        rows = catalog_rows(session, user.tenant_id, ids_)
+        found = container.vectors.vectors(user.tenant_id, "items",
+                                          {i: r.version for i, r in rows.items()})
+    listed: list[tuple[str, bool | None]] = []
+    for entry in out.items:
+        lead = (entry.because.evidence[0].item_id if entry.because and entry.because.evidence
+                else None)
+        listed.append((entry.item_id, None if lead is None else bool(
+            float(found[lead] @ found[entry.item_id]) >= RELATED_MIN)))
+    return listed
+
+
+@pytest.mark.slow  # MiniLM: whether a cited item reads as related needs its sense of meaning
+def test_an_item_the_list_cannot_explain_gives_way_to_one_it_can(app: ProfileApp) -> None:
+    """The same user, models and candidates, with unexplained items discounted hard or
+    not at all: the discount changes the list, and whatever it pushes out is an item
+    whose reason the user could not follow (its lead citation unrelated, or none)."""
+    now = app.clock()
+    app.send("u1", *[event("u1", "rating", i, value=5.0, event_id=f"u1-{i}",
+                           ts=now - timedelta(hours=6 - n))
+                     for n, i in enumerate(["alien", "dune", "solaris", "interstellar",
+                                            "notebook", "casablanca"])])
+    send_crowd(app.t, app.clock)
+    train_models(app.t, app.settings)
+    changed = False
+    for k in (2, 3, 4):
+        plain = dict(_list_with(app, 1.0, k))
+        explained = dict(_list_with(app, 0.01, k))
+        assert _list_with(app, 1.0, k) == list(plain.items())  # the same inputs, same list
+        pushed_out = set(plain) - set(explained)
+        assert all(not plain[i] for i in pushed_out), (plain, explained)
+        changed |= bool(pushed_out)
+    assert changed  # the scenario exercises the discount
+    stored = trace(app, recommend(app, k=3)["recommendation_id"])
+    assert stored["parameters"]["unexplained_keep"] == app.settings.recommend_unexplained_keep

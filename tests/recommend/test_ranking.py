@@ -18,6 +18,7 @@ from service.recommend.explain import (
 from service.recommend.ranking import (
     RankingParams,
     calibrated_mmr,
+    discount_unexplained,
     fuse,
     mmr,
     normalized,
@@ -155,3 +156,17 @@ def test_a_grounded_answer_is_kept() -> None:
               "evidence": ["e1", "e1"]}
     assert check_explanation(parsed, ["e1"], ["Alien", "Interstellar"], ["Dune"]) == (
         "You liked Alien, so Interstellar fits.", ["e1"])
+
+
+def test_unexplained_candidates_keep_only_their_share_of_relevance() -> None:
+    relevance = np.array([1.0, 0.9, 0.5, 0.2])
+    got = discount_unexplained(relevance, [False, True, False, True], 0.7)
+    assert got.tolist() == pytest.approx([0.7, 0.9, 0.35, 0.2])
+    assert discount_unexplained(relevance, [False] * 4, 1.0).tolist() == relevance.tolist()
+    assert relevance.tolist() == [1.0, 0.9, 0.5, 0.2]  # the input is left alone
+
+
+@pytest.mark.parametrize("keep", [0.0, -0.5, 1.5])
+def test_a_discount_outside_its_range_is_refused(keep: float) -> None:
+    with pytest.raises(ValueError, match="unexplained_keep must be in"):
+        RankingParams(unexplained_keep=keep)
