@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import ast
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from service.core.db import MIGRATIONS_DIR, Base, make_engine, migrate
+from service.core.db import MIGRATIONS_DIR, Base, alembic_config, make_engine, migrate
 from service.models import load_all_models
 
 
@@ -30,3 +31,33 @@ def test_migrations_import_only_shared_column_types() -> None:
                     if isinstance(node, ast.ImportFrom) and node.module}
         domain = {m for m in imported if m.startswith("service.") and m != "service.core.db"}
         assert not domain, f"{path.name} imports {sorted(domain)}"
+
+
+def test_upgrading_a_database_with_data_keeps_every_row(database_url: str) -> None:
+    """SQLite rebuilds a table to alter it; with foreign keys on, dropping the old
+    `tenants` would cascade to everything a tenant owns. 0008 alters `tenants`."""
+    load_all_models()
+    engine = make_engine(database_url)
+    try:
+        command.upgrade(alembic_config(engine), "0007")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO tenants (id, name, created_at) "
+                                 "VALUES (1, 'acme', '2026-01-01 00:00:00')")
+            conn.exec_driver_sql(
+                "INSERT INTO api_keys (tenant_id, key_hash, prefix, created_at) "
+                "VALUES (1, 'h', 'p', '2026-01-01 00:00:00')")
+            conn.exec_driver_sql(
+                "INSERT INTO items (tenant_id, item_id, title, tags, attributes, "
+                "content_hash, created_at, updated_at) VALUES (1, 'i1', 'T', '[]', '{}', "
+                "'c', '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+        migrate(engine)
+        with engine.connect() as conn:
+            counts = [conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
+                      for t in ("tenants", "api_keys", "items")]
+            token = conn.exec_driver_sql("SELECT catalog_version FROM tenants").scalar()
+            if engine.dialect.name == "sqlite":  # on again for the app's connections
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert counts == [1, 1, 1]
+        assert isinstance(token, str) and len(token) == 32
+    finally:
+        engine.dispose()

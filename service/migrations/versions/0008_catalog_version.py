@@ -1,6 +1,6 @@
 """Tenants: a catalog version, a new random token whenever the tenant's items change.
 
-Serving keeps catalog rows in memory per tenant (`catalog.rows_cache`) and uses them
+Serving keeps catalog rows in memory per tenant (`recommend.candidates.CATALOG_CACHE`) and uses them
 only while the token it read with the tenant is unchanged; every write to the items
 table sets a new token in the same transaction.
 
