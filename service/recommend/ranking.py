@@ -40,7 +40,9 @@ re-derived by a reader, without a database or a vector store.
   lead event it would cite is not related to it: `reasons.RELATED_MIN`) keeps
   `unexplained_keep` (0.7) of its relevance, so between two close candidates the list
   takes the one it can explain; only the best `calibration_pool_per_k` x k take part,
-  as with calibration. On the validation split this raised the share of faithful
+  as with calibration, and the picks come back in discounted order (an unexplained item
+  may follow a lower-scored one; the trace keeps each candidate's raw `score`). On the
+  validation split this raised the share of faithful
   explanations without costing the facet lists accuracy (README, "Where ours stands").
 """
 
