@@ -39,7 +39,13 @@ from service.profiles.reads import to_facet
 from service.profiles.runtime import ProfileRuntime
 from service.recommend.ranking import Matrix
 from service.tenants.models import Tenant
-from service.training.contract import CandidateSource, SourceHit, TenantModels, UserEvent
+from service.training.contract import (
+    MAX_HISTORY,
+    CandidateSource,
+    SourceHit,
+    TenantModels,
+    UserEvent,
+)
 from service.training.data import event_weight
 from service.users.models import User
 from service.vectors.errors import vector_store_call
@@ -48,7 +54,6 @@ from service.vectors.store import VectorStore
 MAX_ASK = 1000  # neighbours per facet, at most, in one query
 CATEGORY_OVERFETCH = 4  # with a category filter, unfiltered neighbours asked per wanted one
 CANDIDATES_PER_SOURCE = 100  # from each trained source; times CATEGORY_OVERFETCH with a filter
-MAX_HISTORY = 200  # the newest item events the models read (the sequence model reads 50)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,6 @@ from service.recommend.ranking import (
     normalized,
 )
 from service.recommend.reasons import (
-    RELATED_MIN,
     SEQUENCE_EVIDENCE,
     Reason,
     ReasonInputs,
@@ -250,8 +249,7 @@ def rank_hybrid(
             float(like_sims[facet_n, j]) if facet is not None else 0.0,
             backing[facet_n].closest_to(item_vector) if facet is not None else [],
             related if dim else None)
-        lead = related(reason.evidence[0].item_id) if reason is not None and dim else None
-        reasons_of[j] = (reason, lead is not None and lead >= RELATED_MIN)
+        reasons_of[j] = (reason, reason is not None and reason.readable)
         return reasons_of[j]
 
     relevance = raw[eligible]

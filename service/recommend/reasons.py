@@ -65,6 +65,9 @@ class Reason:
     facet: ActiveFacet | None = None
     similarity: float | None = None
     values: dict[str, float | None] = field(default_factory=dict)  # ratings, by event id
+    # The lead citation reads as related to the item (cosine >= RELATED_MIN); set by
+    # `strongest_reason` when it is given the item vectors.
+    readable: bool = False
 
 
 @dataclass
@@ -168,5 +171,6 @@ def strongest_reason(
             lead = related(reason.evidence[0].item_id)
             readable = lead is not None and lead >= RELATED_MIN
         if best is None or (readable, strength, -order) > (best[0], best[1], -best[2]):
+            reason.readable = readable
             best = (readable, strength, order, reason)
     return best[3] if best else None

@@ -21,6 +21,9 @@ CandidateSource = Literal["facet", "cooccurrence", "transition", "sequence", "co
 MODEL_SOURCES: tuple[CandidateSource, ...] = ("cooccurrence", "transition", "sequence",
                                               "content", "popular")
 ALL_SOURCES: tuple[CandidateSource, ...] = ("facet", *MODEL_SOURCES)
+# The newest item events a recommendation request reads (the sequence model reads 50);
+# training's pseudo-facets take their avoid signal from as many.
+MAX_HISTORY = 200
 
 
 @dataclass(frozen=True)

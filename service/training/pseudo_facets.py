@@ -23,7 +23,7 @@ from service.ingest.models import Event
 from service.profiles.drafting import evidence_support
 from service.profiles.merge import DecayRules, NewFacet, merge_profile
 from service.summaries.grouping import ItemFacts, TagWeights, group_events
-from service.training.contract import FacetSignal, SourceHit, UserEvent
+from service.training.contract import MAX_HISTORY, FacetSignal, SourceHit, UserEvent
 from service.training.data import POSITIVE
 
 MAX_PSEUDO_FACETS = 4
@@ -70,7 +70,6 @@ def pseudo_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector], n
     return facets + _avoid_signal(history, vectors)
 
 
-SERVED_HISTORY = 200  # the newest item events a request reads (candidates.MAX_HISTORY)
 GROUPED_EVENTS = 1000  # the newest events a refresh groups (Settings.summary_max_events)
 
 
@@ -160,10 +159,10 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
                           centroid=centroid) for strength, centroid in centroids]
     # The avoid signal as serving makes it (`features.profile_signals`): centred on the
     # kept avoid-facets' evidence, its strength the negative share of the newest
-    # `SERVED_HISTORY` events (what a request reads), two negatives at least.
+    # `MAX_HISTORY` events (what a request reads), two negatives at least.
     avoid_members = [vectors[i] for f in merged if f.polarity == "avoid" for e in f.evidence
                      if (i := item_of.get(e)) is not None and i in vectors]
-    served = history[-SERVED_HISTORY:]
+    served = history[-MAX_HISTORY:]
     negatives = sum(1 for e in served if e.weight <= 0.0)
     if avoid_members and negatives >= 2:
         facets.append(FacetSignal(strength=min(1.0, negatives / max(len(served), 1)),

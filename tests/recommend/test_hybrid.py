@@ -75,6 +75,17 @@ def sci_fi_fan(app: ProfileApp) -> None:
                                                  ("solaris", 5.0)])])
 
 
+def sci_fi_then_romance_with_models(app: ProfileApp) -> None:
+    """u1 rated four sci-fi films then two romances 5/5; the crowd's models trained."""
+    now = app.clock()
+    app.send("u1", *[event("u1", "rating", i, value=5.0, event_id=f"u1-{i}",
+                           ts=now - timedelta(hours=6 - n))
+                     for n, i in enumerate(["alien", "dune", "solaris", "interstellar",
+                                            "notebook", "casablanca"])])
+    send_crowd(app.t, app.clock)
+    train_models(app.t, app.settings)
+
+
 @pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_a_trained_tenant_gets_a_hybrid_list_whose_reasons_cite_the_users_own_events(
         app: ProfileApp) -> None:
@@ -216,13 +227,7 @@ def test_every_contributor_a_model_reason_cites_is_named_by_its_title(
     """Four sci-fi films rated, then two romances: the sci-fi items' co-occurrence scores
     sum over the four films, and a reason cites those that gave a substantial share,
     not only the largest or the newest."""
-    now = app.clock()
-    app.send("u1", *[event("u1", "rating", i, value=5.0, event_id=f"u1-{i}",
-                           ts=now - timedelta(hours=6 - n))
-                     for n, i in enumerate(["alien", "dune", "solaris", "interstellar",
-                                            "notebook", "casablanca"])])
-    send_crowd(app.t, app.clock)
-    train_models(app.t, app.settings)
+    sci_fi_then_romance_with_models(app)
     body = recommend(app, k=8)
     cited = [(entry["because"]["kind"], e["item_id"], e["title"]) for entry in body["items"]
              if entry["because"] and entry["because"]["kind"] != "facet"
@@ -287,13 +292,7 @@ def test_an_item_the_list_cannot_explain_gives_way_to_one_it_can(app: ProfileApp
     """The same user, models and candidates, with unexplained items discounted hard or
     not at all: the discount changes the list, and whatever it pushes out is an item
     whose reason the user could not follow (its lead citation unrelated, or none)."""
-    now = app.clock()
-    app.send("u1", *[event("u1", "rating", i, value=5.0, event_id=f"u1-{i}",
-                           ts=now - timedelta(hours=6 - n))
-                     for n, i in enumerate(["alien", "dune", "solaris", "interstellar",
-                                            "notebook", "casablanca"])])
-    send_crowd(app.t, app.clock)
-    train_models(app.t, app.settings)
+    sci_fi_then_romance_with_models(app)
     changed = False
     for k in (2, 3, 4):
         plain = dict(_list_with(app, 1.0, k))
