@@ -63,20 +63,29 @@ def test_a_reason_below_its_sources_share_or_from_a_disliked_event_is_not_given(
     assert strongest_reason(disliked, inputs, None, 0.0, 0.0, []) is None
 
 
-def test_a_related_lead_citation_beats_a_stronger_unrelated_one() -> None:
+def test_the_reason_with_the_most_related_lead_citation_wins() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hits: Hits = {"cooccurrence": SourceHit(0.9, 0, via=0), "transition": SourceHit(0.5, 3, via=1)}
     cosine = {"toy-story": RELATED_MIN - 0.2, "alien": RELATED_MIN + 0.1}
     reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
     assert reason is not None and reason.kind == "transition"
     assert reason.evidence[0].item_id == "alien"
-    # Both related: strength decides again.
+    assert reason.readable
+    # Both related: the more related lead still wins over the stronger reason.
     cosine["toy-story"] = RELATED_MIN + 0.05
     reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
+    assert reason is not None and reason.kind == "transition" and reason.readable
+    # Neither related: the closer lead wins, and the reason says it is not readable.
+    cosine = {"toy-story": RELATED_MIN - 0.1, "alien": RELATED_MIN - 0.2}
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
+    assert reason is not None and reason.kind == "co_occurrence" and not reason.readable
+    # Leads equally related: strength decides.
+    cosine = {"toy-story": RELATED_MIN + 0.1, "alien": RELATED_MIN + 0.1}
+    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
     assert reason is not None and reason.kind == "co_occurrence"
-    # Neither related: strength decides too (an unreadable reason beats none).
+    # No vectors for the cited items: strength decides too (an unreadable reason beats none).
     reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines({}))
-    assert reason is not None and reason.kind == "co_occurrence"
+    assert reason is not None and reason.kind == "co_occurrence" and not reason.readable
 
 
 def test_a_sequence_reason_cites_its_most_related_recent_event_first() -> None:
