@@ -56,19 +56,22 @@ def profile_tags(likes: Sequence[ActiveFacet], evidence: dict[str, EvidenceEvent
     return ProfileTags(tag_shares(tag_sets, weights) if total > 0 else {}, per_facet)
 
 
-def reason_facet(tags: Sequence[str], likes: Sequence[ActiveFacet], fused_best: int,
-                  profile: ProfileTags) -> int:
-    """The like-facet an item's facet reason names: among facets whose tags the item
-    carries enough of (`FACET_TAG_MATCH`), the strongest by strength x match; -1 when
-    tags rule every facet out; the fused best (strength x similarity) when there are no
+def reason_facets(tags: Sequence[str], likes: Sequence[ActiveFacet], fused_best: int,
+                  profile: ProfileTags) -> list[int]:
+    """The like-facets an item's facet reason may name: those whose tags the item carries
+    enough of (`FACET_TAG_MATCH`), strongest by strength x match first; none when tags
+    rule every facet out; the fused best (strength x similarity) alone when there are no
     tags to go by."""
-    best, best_score, compared = -1, 0.0, False
+    scored: list[tuple[float, int]] = []
+    compared = False
     for n, facet in enumerate(likes):
         match = profile.match(n, tags)
         if match is None:
             continue
         compared = True
         score = facet.strength * match
-        if match >= FACET_TAG_MATCH and score > best_score:
-            best, best_score = n, score
-    return best if compared else fused_best
+        if match >= FACET_TAG_MATCH and score > 0:
+            scored.append((-score, n))
+    if not compared:
+        return [fused_best] if fused_best >= 0 else []
+    return [n for _, n in sorted(scored)]

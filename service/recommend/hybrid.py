@@ -23,7 +23,7 @@ from service.recommend.candidates import (
     retrieve,
 )
 from service.recommend.explain import event_explanation, template_explanation
-from service.recommend.facet_tags import profile_tags, reason_facet
+from service.recommend.facet_tags import profile_tags, reason_facets
 from service.recommend.lists import (
     FacetEvidence,
     Pick,
@@ -44,7 +44,9 @@ from service.recommend.ranking import (
     normalized,
 )
 from service.recommend.reasons import (
+    MIN_SHARE,
     SEQUENCE_EVIDENCE,
+    FacetOption,
     Reason,
     ReasonInputs,
     recent_positives,
@@ -235,19 +237,21 @@ def rank_hybrid(
         if j in reasons_of:
             return reasons_of[j]
         item_id = kept[j]
-        facet_n = reason_facet(rows[item_id].tags, likes, best_of[j], profile)
-        facet = likes[facet_n] if facet_n >= 0 else None
         item_vector = items[j]
+        # Each like-facet the item's tags allow is a reason of its own; those too weak to
+        # be given are left out before their evidence is ordered.
+        facets = [FacetOption(likes[n], score, float(like_sims[n, j]),
+                              backing[n].closest_to(item_vector))
+                  for n in reason_facets(rows[item_id].tags, likes, best_of[j], profile)
+                  if (score := float(likes[n].strength * like_sims[n, j]))
+                  >= MIN_SHARE * inputs.facet_best and score > 0]
 
         def related(cited: str | None) -> float | None:
             found = cited_vectors.get(cited or "")
             return None if found is None else float(found @ item_vector)
 
         reason = strongest_reason(
-            {s: h[item_id] for s, h in hits.items() if item_id in h}, inputs, facet,
-            float(facet.strength * like_sims[facet_n, j]) if facet is not None else 0.0,
-            float(like_sims[facet_n, j]) if facet is not None else 0.0,
-            backing[facet_n].closest_to(item_vector) if facet is not None else [],
+            {s: h[item_id] for s, h in hits.items() if item_id in h}, inputs, facets,
             related if dim else None)
         reasons_of[j] = (reason, reason is not None and reason.readable)
         return reasons_of[j]
@@ -307,7 +311,8 @@ def rank_hybrid(
                 via=via_ids[v] if (v := h[item_id].via) is not None
                 and 0 <= v < len(via_ids) else None)
                 for s in ALL_SOURCES if (h := hits.get(s)) and item_id in h},
-            features=feature_rows[n], reason=reasons.get(j)))
+            features=feature_rows[n], reason=reasons.get(j),
+            explained=reasons_of[j][1] if j in reasons_of else None))
     source: Source = "hybrid"
     calibrated = ({t: round(v, 4) for t, v in target.items()}
                   if target and params.calibration > 0 else None)

@@ -1,12 +1,15 @@
-"""Step 4: each item's `because`, its strongest reason that the user's own events ground.
+"""Step 4: each item's `because`, the grounded reason a person can best follow.
 
-An item may be backed by several things at once: a like-facet (with its evidence) and
+An item may be backed by several things at once: like-facets (with their evidence) and
 one or more trained sources. Each candidate reason gets a strength on one scale, the
 source's score divided by the best score that source gave anyone in this list (for a
-facet, strength x similarity divided by the list's best), and the strongest reason that
-can cite the user's own events wins:
+facet, strength x similarity divided by the list's best); a reason that can cite the
+user's own events and has at least `MIN_SHARE` is grounded, and one of those is given
+(which one: below):
 
-- facet: the facet's evidence, closest to the item first (as before models existed);
+- facet: each like-facet whose tags the item carries enough of
+  (`facet_tags.reason_facets`), a reason of its own, citing its evidence closest to the
+  item first (as before models existed);
 - co_occurrence, transition: the liked events among the source's `vias`. Both sources
   sum a score over several of the user's recent events (the liked items the item
   neighbours, the last items it follows), and `vias` are those whose contribution is at
@@ -80,6 +83,16 @@ class Reason:
 
 
 @dataclass
+class FacetOption:
+    """A like-facet an item's facet reason may name (`facet_tags.reason_facets`)."""
+
+    facet: ActiveFacet
+    score: float  # the facet's strength x its similarity to the item
+    similarity: float
+    evidence: Sequence[EvidenceEvent]  # the facet's evidence, closest to the item first
+
+
+@dataclass
 class ReasonInputs:
     """What the reasons of one list are chosen from."""
 
@@ -149,18 +162,21 @@ def _lead_with_most_related(evidence: list[EvidenceEvent], related: Related) -> 
 
 def strongest_reason(
     hits: Mapping[CandidateSource, SourceHit], inputs: ReasonInputs,
-    facet: ActiveFacet | None, facet_score: float, facet_similarity: float,
-    facet_evidence: Sequence[EvidenceEvent], related: Related | None = None,
+    facets: Sequence[FacetOption], related: Related | None = None,
 ) -> Reason | None:
-    """The item's best grounded reason, or None when nothing the user did backs it."""
+    """The item's best grounded reason, or None when nothing the user did backs it.
+    Each of `facets` is a candidate facet reason of its own."""
     best: tuple[tuple[float, float, int], Reason] | None = None
-    for order, kind in enumerate(REASON_ORDER):
+    options: list[tuple[int, ReasonKind, FacetOption | None]] = [
+        (order, kind, option) for order, kind in enumerate(REASON_ORDER)
+        for option in (facets if kind == "facet" else [None])]
+    for order, kind, option in options:
         reason: Reason | None
-        if kind == "facet":
-            if facet is None or not facet_evidence or facet_score <= 0:
+        if option is not None:
+            if not option.evidence or option.score <= 0:
                 continue
-            strength = facet_score / inputs.facet_best if inputs.facet_best > 0 else 0.0
-            reason = Reason("facet", list(facet_evidence), facet, facet_similarity)
+            strength = option.score / inputs.facet_best if inputs.facet_best > 0 else 0.0
+            reason = Reason("facet", list(option.evidence), option.facet, option.similarity)
         else:
             source = SOURCE_OF[kind]
             hit = hits.get(source)

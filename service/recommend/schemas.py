@@ -147,6 +147,10 @@ class TraceCandidate(BaseModel):
     features: list[float] | None = Field(
         default=None, description="hybrid lists: the ranker's input row (`feature_names`)")
     reason: ReasonKind | None = Field(default=None, description="returned items: their reason")
+    explained: bool | None = Field(
+        default=None, description="hybrid lists: whether the candidate's best grounded "
+        "reason reads as related to it (an unexplained one kept `unexplained_keep` of its "
+        "relevance); absent where no reason was looked for")
     popular_events: int | None = Field(
         default=None, description="popular lists: the events counted in the item's tier")
     popular_tier: PopularTier | None = Field(

@@ -70,6 +70,10 @@ class StoredCandidate(BaseModel):
     sources: dict[str, TraceSourceHit] = Field(default_factory=dict)
     features: list[float] | None = None
     reason: ReasonKind | None = None
+    # Whether the candidate's best grounded reason reads as related to it (its lead
+    # citation's cosine >= `reasons.RELATED_MIN`); an unexplained one kept only
+    # `unexplained_keep` of its relevance. None where no reason was looked for.
+    explained: bool | None = None
 
 
 class StoredItem(RecommendedItem):

@@ -302,5 +302,24 @@ def test_an_item_the_list_cannot_explain_gives_way_to_one_it_can(app: ProfileApp
         assert all(not plain[i] for i in pushed_out), (plain, explained)
         changed |= bool(pushed_out)
     assert changed  # the scenario exercises the discount
-    stored = trace(app, recommend(app, k=3)["recommendation_id"])
+    body = recommend(app, k=3)
+    stored = trace(app, body["recommendation_id"])
     assert stored["parameters"]["unexplained_keep"] == app.settings.recommend_unexplained_keep
+    # Each candidate records whether its reason reads as related; for the returned ones,
+    # that agrees with the lead citation the client was shown.
+    flags = {c["item_id"]: c["explained"] for c in stored["candidates"]
+             if c["status"] == "returned"}
+    assert set(flags) == {i["item_id"] for i in body["items"]}
+    container = app.t.client.app.state.container  # type: ignore[attr-defined]
+    with container.sessions() as session:
+        user = session.scalar(select(User).where(User.user_id == "u1"))
+        assert user is not None
+        leads = {i["item_id"]: i["because"]["evidence"][0]["item_id"] for i in body["items"]
+                 if i["because"]}
+        rows = catalog_rows(session, user.tenant_id, {*flags, *leads.values()})
+        found = container.vectors.vectors(user.tenant_id, "items",
+                                          {i: r.version for i, r in rows.items()})
+    for item_id, flag in flags.items():
+        lead = leads.get(item_id)
+        assert flag is (lead is not None
+                        and float(found[lead] @ found[item_id]) >= RELATED_MIN), item_id

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from service.ingest.evidence import EvidenceEvent
 from service.recommend.candidates import ActiveFacet, HistoryEvent, UserHistory
-from service.recommend.facet_tags import FACET_TAG_MATCH, ProfileTags, reason_facet
+from service.recommend.facet_tags import FACET_TAG_MATCH, ProfileTags, reason_facets
 from service.recommend.reasons import (
     MIN_SHARE,
     RELATED_MIN,
+    FacetOption,
     ReasonInputs,
     Related,
     strongest_reason,
@@ -50,7 +52,7 @@ def cosines(found: dict[str, float]) -> Related:
 def test_the_strongest_grounded_reason_wins_without_vectors() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hits: Hits = {"cooccurrence": SourceHit(0.9, 0, via=0), "transition": SourceHit(0.6, 3, via=1)}
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [])
+    reason = strongest_reason(hits, inputs, [])
     assert reason is not None and reason.kind == "co_occurrence"
     assert [e.event_id for e in reason.evidence] == ["e0"]
 
@@ -58,42 +60,42 @@ def test_the_strongest_grounded_reason_wins_without_vectors() -> None:
 def test_a_reason_below_its_sources_share_or_from_a_disliked_event_is_not_given() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     weak: Hits = {"cooccurrence": SourceHit(MIN_SHARE / 2, 40, via=0)}
-    assert strongest_reason(weak, inputs, None, 0.0, 0.0, []) is None
+    assert strongest_reason(weak, inputs, []) is None
     disliked: Hits = {"transition": SourceHit(1.0, 0, via=3)}  # follows an item rated 0
-    assert strongest_reason(disliked, inputs, None, 0.0, 0.0, []) is None
+    assert strongest_reason(disliked, inputs, []) is None
 
 
 def test_the_reason_with_the_most_related_lead_citation_wins() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hits: Hits = {"cooccurrence": SourceHit(0.9, 0, via=0), "transition": SourceHit(0.5, 3, via=1)}
     cosine = {"toy-story": RELATED_MIN - 0.2, "alien": RELATED_MIN + 0.1}
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
+    reason = strongest_reason(hits, inputs, [], cosines(cosine))
     assert reason is not None and reason.kind == "transition"
     assert reason.evidence[0].item_id == "alien"
     assert reason.readable
     # Both related: the more related lead still wins over the stronger reason.
     cosine["toy-story"] = RELATED_MIN + 0.05
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
+    reason = strongest_reason(hits, inputs, [], cosines(cosine))
     assert reason is not None and reason.kind == "transition" and reason.readable
     # Neither related: the closer lead wins, and the reason says it is not readable.
     cosine = {"toy-story": RELATED_MIN - 0.1, "alien": RELATED_MIN - 0.2}
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
+    reason = strongest_reason(hits, inputs, [], cosines(cosine))
     assert reason is not None and reason.kind == "co_occurrence" and not reason.readable
     # Leads equally related: strength decides.
     cosine = {"toy-story": RELATED_MIN + 0.1, "alien": RELATED_MIN + 0.1}
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines(cosine))
+    reason = strongest_reason(hits, inputs, [], cosines(cosine))
     assert reason is not None and reason.kind == "co_occurrence"
     # No vectors for the cited items: strength decides too (an unreadable reason beats none).
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [], cosines({}))
+    reason = strongest_reason(hits, inputs, [], cosines({}))
     assert reason is not None and reason.kind == "co_occurrence" and not reason.readable
 
 
 def test_a_sequence_reason_cites_its_most_related_recent_event_first() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hits: Hits = {"sequence": SourceHit(1.0, 0)}
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [])
+    reason = strongest_reason(hits, inputs, [])
     assert reason is not None and [e.item_id for e in reason.evidence] == ["heat", "alien"]
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [],
+    reason = strongest_reason(hits, inputs, [],
                               cosines({"heat": 0.1, "alien": 0.7}))
     assert reason is not None and [e.item_id for e in reason.evidence] == ["alien", "heat"]
 
@@ -101,22 +103,22 @@ def test_a_sequence_reason_cites_its_most_related_recent_event_first() -> None:
 def test_a_co_occurrence_reason_leads_with_its_most_related_contributor() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hit = SourceHit(0.9, 0, via=2, vias=(2, 0, 1))  # heat gave the most, then toy-story
-    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [])
+    reason = strongest_reason({"cooccurrence": hit}, inputs, [])
     assert reason is not None and [e.item_id for e in reason.evidence] == [
         "heat", "toy-story", "alien"]  # without vectors: largest contribution first
     assert set(reason.values) == {"e2", "e0", "e1"}
-    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [],
+    reason = strongest_reason({"cooccurrence": hit}, inputs, [],
                               cosines({"heat": 0.1, "toy-story": 0.3, "alien": 0.7}))
     assert reason is not None and [e.item_id for e in reason.evidence] == [
         "alien", "heat", "toy-story"]  # the most related, then by contribution
     # Nothing known about any of them: the largest still leads.
-    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [], cosines({}))
+    reason = strongest_reason({"cooccurrence": hit}, inputs, [], cosines({}))
     assert reason is not None and reason.evidence[0].item_id == "heat"
     # A related second contributor makes the reason readable: it now beats a stronger
     # transition whose only citation is unrelated.
     hits: Hits = {"cooccurrence": SourceHit(0.5, 3, via=2, vias=(2, 1)),
                   "transition": SourceHit(0.9, 0, via=0)}
-    reason = strongest_reason(hits, inputs, None, 0.0, 0.0, [],
+    reason = strongest_reason(hits, inputs, [],
                               cosines({"heat": 0.1, "toy-story": 0.2, "alien": 0.7}))
     assert reason is not None and reason.kind == "co_occurrence"
     assert [e.item_id for e in reason.evidence] == ["alien", "heat"]
@@ -125,8 +127,7 @@ def test_a_co_occurrence_reason_leads_with_its_most_related_contributor() -> Non
 def test_an_event_reason_cites_at_most_three_contributors() -> None:
     long = history(*[(f"i{n}", 1.0) for n in range(5)])
     hit = SourceHit(1.0, 0, via=4, vias=(4, 3, 2, 1, 0))
-    reason = strongest_reason({"transition": hit}, ReasonInputs(long, BEST, 0.0), None,
-                              0.0, 0.0, [])
+    reason = strongest_reason({"transition": hit}, ReasonInputs(long, BEST, 0.0), [])
     assert reason is not None and [e.item_id for e in reason.evidence] == ["i4", "i3", "i2"]
 
 
@@ -134,7 +135,7 @@ def test_a_disliked_contributor_is_never_cited_however_related() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hit = SourceHit(1.0, 0, via=3, vias=(3, 1))  # "bad" (rated 0) gave the most
     for related in (None, cosines({"bad": 0.99, "alien": 0.1})):
-        reason = strongest_reason({"transition": hit}, inputs, None, 0.0, 0.0, [], related)
+        reason = strongest_reason({"transition": hit}, inputs, [], related)
         assert reason is not None and [e.item_id for e in reason.evidence] == ["alien"]
 
 
@@ -163,10 +164,10 @@ def test_a_reason_cites_only_contributors_with_a_substantial_share() -> None:
     hit = _hit(BaseModels(CATALOG, cooccurrence=co), "cooccurrence")
     assert hit.vias == (1, 2)
     inputs = ReasonInputs(H, BEST, 0.0)
-    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [])
+    reason = strongest_reason({"cooccurrence": hit}, inputs, [])
     assert reason is not None and [e.item_id for e in reason.evidence] == ["alien", "heat"]
     # Toy Story contributed, and reads as the most related; it is still not a reason.
-    reason = strongest_reason({"cooccurrence": hit}, inputs, None, 0.0, 0.0, [],
+    reason = strongest_reason({"cooccurrence": hit}, inputs, [],
                               cosines({"toy-story": 0.95, "heat": 0.7, "alien": 0.1}))
     assert reason is not None and [e.item_id for e in reason.evidence] == ["heat", "alien"]
 
@@ -179,8 +180,8 @@ def test_a_transition_reason_skips_a_substantial_but_disliked_contributor() -> N
     hit = _hit(BaseModels(CATALOG, transition=transitions), "transition")
     assert hit.vias == (3, 2)
     for related in (None, cosines({"bad": 0.99, "alien": 0.9, "heat": 0.1})):
-        reason = strongest_reason({"transition": hit}, ReasonInputs(H, BEST, 0.0), None,
-                                  0.0, 0.0, [], related)
+        reason = strongest_reason({"transition": hit}, ReasonInputs(H, BEST, 0.0), [],
+                                  related)
         assert reason is not None and [e.item_id for e in reason.evidence] == ["heat"]
 
 
@@ -202,10 +203,41 @@ def test_a_facet_reason_names_a_facet_whose_tags_the_item_carries() -> None:
     assert profile.match(0, ["category:movie", "crime"]) == 0.0
     assert profile.match(2, ["animation"]) is None and profile.match(0, []) is None
     # The strongest facet by strength x match, among those matched enough.
-    assert reason_facet(["animation", "action"], likes, 1, profile) == 0
-    assert reason_facet(["action", "adventure"], likes, 0, profile) == 1
+    assert reason_facets(["animation", "action"], likes, 1, profile) == [0, 1]
+    assert reason_facets(["action", "adventure"], likes, 0, profile) == [1]
     # Tags rule every facet out: no facet reason at all (a crime film is not "animated").
-    assert reason_facet(["crime", "category:movie"], likes, 0, profile) == -1
-    # Nothing to compare (an untagged item): the facet scoring chose stays.
-    assert reason_facet([], likes, 2, profile) == 2
+    assert reason_facets(["crime", "category:movie"], likes, 0, profile) == []
+    # Nothing to compare (an untagged item): the facet scoring chose stays, alone.
+    assert reason_facets([], likes, 2, profile) == [2]
+    assert reason_facets([], likes, -1, profile) == []
     assert FACET_TAG_MATCH > 0
+
+
+def _evidence(*items: str) -> list[EvidenceEvent]:
+    return [EvidenceEvent(f"ev-{i}", "rating", T0, i, i, 5.0) for i in items]
+
+
+def test_among_facets_the_one_whose_evidence_reads_closest_is_named() -> None:
+    strong, weak = _facet("animated", 0.8), _facet("family", 0.3)
+    inputs = ReasonInputs(H, BEST, 0.8)  # the list's best like strength x similarity
+    options = [FacetOption(strong, 0.8, 1.0, _evidence("shrek")),
+               FacetOption(weak, 0.3, 1.0, _evidence("up"))]
+    related = cosines({"shrek": RELATED_MIN - 0.1, "up": RELATED_MIN + 0.1})
+    reason = strongest_reason({}, inputs, options, related)
+    assert reason is not None and reason.facet is weak and reason.readable
+    assert [e.item_id for e in reason.evidence] == ["up"]
+    # Without vectors, the stronger facet.
+    reason = strongest_reason({}, inputs, options)
+    assert reason is not None and reason.facet is strong
+    # A facet below MIN_SHARE of the list's best is no reason, however related.
+    options[1] = FacetOption(weak, 0.8 * MIN_SHARE / 2, 1.0, _evidence("up"))
+    reason = strongest_reason({}, inputs, options, related)
+    assert reason is not None and reason.facet is strong and not reason.readable
+    # A facet beats an event reason whose lead reads less related, and loses to a closer one.
+    hits: Hits = {"cooccurrence": SourceHit(1.0, 0, via=1, vias=(1,))}  # alien
+    reason = strongest_reason(hits, inputs, options, cosines(
+        {"shrek": RELATED_MIN + 0.2, "alien": RELATED_MIN + 0.1}))
+    assert reason is not None and reason.kind == "facet"
+    reason = strongest_reason(hits, inputs, options, cosines(
+        {"shrek": RELATED_MIN + 0.1, "alien": RELATED_MIN + 0.2}))
+    assert reason is not None and reason.kind == "co_occurrence"
