@@ -23,10 +23,12 @@ over explained ones, which says how far the reasons that are given hold up.
 
 Why the lead item and not "any cited item": the service shows up to five, and the
 best of five random movies clears the threshold below about two times in three, so
-"any" would be satisfied by chance. The lead item is still generous: the service
-orders a facet's evidence by similarity to the recommended item, so the lead is the
-closest of the facet's evidence, and a facet with many evidence events clears the
-threshold more easily than one random pair would (21%, below, is a floor on chance).
+"any" would be satisfied by chance. The lead item is still generous: among an item's
+grounded reasons (every like-facet that backs it, each model source that does), the
+service gives the one whose lead cited item is most related to the recommended item,
+on its own vectors of the items (`service.recommend.reasons`), and a facet's lead is
+the closest of its evidence; so the lead clears the threshold more easily than one
+random pair would (21%, below, is a floor on chance).
 """
 
 from __future__ import annotations

@@ -258,9 +258,10 @@ def _notes(run: RunInfo) -> dict[str, str]:
         "explanation names first, is related to the recommended item (evidence_related): "
         f"MiniLM cosine similarity of their texts >= {run.faithfulness_threshold:g}. The "
         "threshold is calibrated on ml-latest-small, where 21% of random movie pairs and 73% "
-        "of same-genre-set pairs reach 0.5 (`evals/faithfulness.py`). The lead item is the "
-        "facet's evidence closest to the recommended item, so the test is generous: 21% is a "
-        "floor on what chance gives, not the chance level. Popular-fallback items "
+        "of same-genre-set pairs reach 0.5 (`evals/faithfulness.py`). The service gives, among "
+        "an item's grounded reasons, the one whose lead cited item is most related to it (on "
+        "its own vectors of the items), so the test is generous: 21% is a floor on what "
+        "chance gives, not the chance level. Popular-fallback items "
         "(no `because`) are never faithful, so faithfulness <= 1 - popular_fallback_share; "
         "faithfulness_explained is faithful items over the explained ones.")}
 

@@ -1,5 +1,6 @@
-"""Which like-facet a hybrid pick's facet reason names: the facet whose evidence items'
-tags the item carries enough of, rather than merely the nearest vector."""
+"""Which like-facets a hybrid pick's facet reason may name: those whose evidence items'
+tags the item carries enough of, rather than merely the nearest vector
+(`reasons.best_reason` names the one whose evidence reads closest to the item)."""
 
 from __future__ import annotations
 

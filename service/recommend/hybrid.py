@@ -1,12 +1,13 @@
 """The hybrid list, for a tenant with a trained artifact: facet retrieval and every
 trained source ranked together by the learned ranker (the fixed blend without one),
-avoid-facets applied, calibrated MMR, and each pick's strongest reason."""
+avoid-facets applied, calibrated MMR, and each pick's reason (`reasons.best_reason`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -49,8 +50,8 @@ from service.recommend.reasons import (
     FacetOption,
     Reason,
     ReasonInputs,
+    best_reason,
     recent_positives,
-    strongest_reason,
 )
 from service.recommend.schemas import Because, ReasonKind, Scoring, Source, TraceSourceHit
 from service.recommend.trace import StoredCandidate, r6
@@ -230,27 +231,41 @@ def rank_hybrid(
             i: r.version for i, r in found.items() if i not in cited_vectors}))
 
     reasons_of: dict[int, tuple[Reason | None, bool]] = {}
+    # Per like-facet, the cosine of its closest evidence item to each candidate that may
+    # be picked: one matrix product per facet when first asked, not one per candidate.
+    pool_at = {j: n for n, j in enumerate(eligible)}
+    lead_cosines: dict[int, npt.NDArray[np.float32]] = {}
+
+    def facet_closeness(n: int, j: int) -> float | None:
+        found = backing[n]
+        if not found.with_items:
+            return None
+        if j not in pool_at:
+            return float((found.vectors @ items[j]).max())
+        if n not in lead_cosines:
+            lead_cosines[n] = (found.vectors @ items[eligible].T).max(axis=0)
+        return float(lead_cosines[n][pool_at[j]])
 
     def reason_of(j: int) -> tuple[Reason | None, bool]:
-        """Candidate j's strongest grounded reason, and whether its lead citation reads
-        as related to the item (`reasons.RELATED_MIN`)."""
+        """Candidate j's reason to give, and whether its lead citation reads as related
+        to the item (`reasons.RELATED_MIN`)."""
         if j in reasons_of:
             return reasons_of[j]
         item_id = kept[j]
         item_vector = items[j]
-        # Each like-facet the item's tags allow is a reason of its own; those too weak to
-        # be given are left out before their evidence is ordered.
-        facets = [FacetOption(likes[n], score, float(like_sims[n, j]),
-                              backing[n].closest_to(item_vector))
+        # Each like-facet with evidence the item's tags allow is a reason of its own;
+        # those too weak to be given are left out first.
+        facets = [FacetOption(likes[n], score, float(like_sims[n, j]), facet_closeness(n, j),
+                              partial(backing[n].closest_to, item_vector))
                   for n in reason_facets(rows[item_id].tags, likes, best_of[j], profile)
                   if (score := float(likes[n].strength * like_sims[n, j]))
-                  >= MIN_SHARE * inputs.facet_best and score > 0]
+                  >= MIN_SHARE * inputs.facet_best and score > 0 and backing[n].has_evidence]
 
         def related(cited: str | None) -> float | None:
             found = cited_vectors.get(cited or "")
             return None if found is None else float(found @ item_vector)
 
-        reason = strongest_reason(
+        reason = best_reason(
             {s: h[item_id] for s, h in hits.items() if item_id in h}, inputs, facets,
             related if dim else None)
         reasons_of[j] = (reason, reason is not None and reason.readable)

@@ -3,8 +3,9 @@
 - `rank_hybrid` (`hybrid.py`; the tenant has a trained artifact): candidates from the
   facets and every trained source, one `features.py` row each, scored by the learned
   ranker (the fixed blend of `ranking.py` without one), avoid-facets drop what lies
-  squarely on them, MMR picks the list, and `reasons.py` gives each pick its strongest
-  reason (a facet reason names the facet `facet_tags.py` picks).
+  squarely on them, MMR picks the list, and `reasons.py` gives each pick the grounded
+  reason a person can best follow (a facet reason names one of the facets
+  `facet_tags.py` allows).
 - `rank_from_profile` (`profile_list.py`; no artifact yet): facet retrieval only, scored
   by the best like-facet's strength x similarity, as before models existed.
 - `rank_popular` (`popular.py`; nothing personal to go on): the tenant's popular items
@@ -109,6 +110,11 @@ class FacetEvidence:
         matrix = (np.stack([vectors[e.item_id or ""] for e in with_items]) if with_items
                   else np.zeros((0, 0), dtype=np.float32))
         return cls(with_items, matrix, text_only, [-e.ts.timestamp() for e in with_items])
+
+    @property
+    def has_evidence(self) -> bool:
+        """Whether the facet has evidence to cite."""
+        return bool(self.with_items or self.text_only)
 
     def closest_to(self, item: npt.NDArray[np.float32]) -> list[EvidenceEvent]:
         """Up to EVIDENCE_SHOWN events, the items most like `item` first."""

@@ -7,9 +7,9 @@ facet, strength x similarity divided by the list's best); a reason that can cite
 user's own events and has at least `MIN_SHARE` is grounded, and one of those is given
 (which one: below):
 
-- facet: each like-facet whose tags the item carries enough of
-  (`facet_tags.reason_facets`), a reason of its own, citing its evidence closest to the
-  item first (as before models existed);
+- facet: each like-facet whose tags the item carries enough of, a reason of its own
+  (`facet_tags.reason_facets`; an item without tags has only the facet scoring put
+  nearest), citing its evidence closest to the item first (as before models existed);
 - co_occurrence, transition: the liked events among the source's `vias`. Both sources
   sum a score over several of the user's recent events (the liked items the item
   neighbours, the last items it follows), and `vias` are those whose contribution is at
@@ -29,22 +29,23 @@ reason whose lead citation is most related to the item wins, strength breaking t
 war film is true of the data and still no explanation a person can follow. Every reason
 compared is grounded and carries at least `MIN_SHARE` of its source's best, so this
 picks, among true reasons, the one a person can follow best; the closer the lead, the
-more surely another reader of the two items finds them related too (on MovieLens, a
-lead just past the line read as related under another text of the items three times in
-four). Without vectors the strongest wins. A reason reads as related (`Reason.readable`)
-when its lead's cosine is at least `RELATED_MIN`. A sequence reason cites its recent
-events most related first. A
-co-occurrence or transition reason leads with its most related contributor, the others
-after it by contribution: since each of them is a substantial part of why the item
-scored, leading with the one a person can follow picks among true reasons. Picking the
-most related among arbitrary events would not be: it would cite an event the score does
-not rest on.
+more surely another reader of the two items finds them related too (`RELATED_MIN`).
+Without vectors the strongest wins. A reason reads as related (`Reason.readable`) when
+its lead's cosine is at least `RELATED_MIN`, and a readable reason always wins over one
+that is not; a facet whose evidence is only text events (searches, declarations) has no
+item to read as related, and its own similarity to the item orders it among those. A
+sequence reason cites its recent events most related first. A co-occurrence or
+transition reason leads with its most related contributor, the others after it by
+contribution: since each of them is a substantial part of why the item scored, leading
+with the one a person can follow picks among true reasons. Picking the most related
+among arbitrary events would not be: it would cite an event the score does not rest on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from service.ingest.evidence import EvidenceEvent
 from service.recommend.candidates import ActiveFacet, UserHistory
@@ -78,7 +79,7 @@ class Reason:
     similarity: float | None = None
     values: dict[str, float | None] = field(default_factory=dict)  # ratings, by event id
     # The lead citation reads as related to the item (cosine >= RELATED_MIN); set by
-    # `strongest_reason` when it is given the item vectors.
+    # `best_reason` when it is given the item vectors.
     readable: bool = False
 
 
@@ -89,7 +90,11 @@ class FacetOption:
     facet: ActiveFacet
     score: float  # the facet's strength x its similarity to the item
     similarity: float
-    evidence: Sequence[EvidenceEvent]  # the facet's evidence, closest to the item first
+    # The cosine to the item of the facet's evidence item closest to it, the citation a
+    # facet reason leads with; None when no evidence item has a vector.
+    closeness: float | None
+    # Its evidence, closest to the item first (never empty); asked of the given one only.
+    evidence: Callable[[], Sequence[EvidenceEvent]]
 
 
 @dataclass
@@ -160,45 +165,69 @@ def _lead_with_most_related(evidence: list[EvidenceEvent], related: Related) -> 
     evidence.insert(0, evidence.pop(lead))
 
 
-def strongest_reason(
+def _closeness(found: float | None) -> float:
+    return float("-inf") if found is None else found
+
+
+def best_reason(
     hits: Mapping[CandidateSource, SourceHit], inputs: ReasonInputs,
     facets: Sequence[FacetOption], related: Related | None = None,
 ) -> Reason | None:
-    """The item's best grounded reason, or None when nothing the user did backs it.
-    Each of `facets` is a candidate facet reason of its own."""
-    best: tuple[tuple[float, float, int], Reason] | None = None
-    options: list[tuple[int, ReasonKind, FacetOption | None]] = [
-        (order, kind, option) for order, kind in enumerate(REASON_ORDER)
-        for option in (facets if kind == "facet" else [None])]
-    for order, kind, option in options:
-        reason: Reason | None
-        if option is not None:
-            if not option.evidence or option.score <= 0:
-                continue
-            strength = option.score / inputs.facet_best if inputs.facet_best > 0 else 0.0
-            reason = Reason("facet", list(option.evidence), option.facet, option.similarity)
+    """The grounded reason to give for an item (see the module notes), or None when
+    nothing the user did backs it. Each of `facets` is a candidate reason of its own;
+    only the given one's evidence is ordered."""
+    Key = tuple[bool, float, float, int]
+    best: tuple[Key, Callable[[], Reason]] | None = None
+    for order, kind in enumerate(REASON_ORDER):
+        found: list[tuple[float, bool, float, Callable[[], Reason]]] = []
+        if kind == "facet":
+            for option in facets:
+                strength = (option.score / inputs.facet_best if inputs.facet_best > 0
+                            and option.score > 0 else 0.0)
+                if related is None:
+                    closeness = 0.0
+                elif option.closeness is None:
+                    # Only text events back it (searches, declarations): nothing to read
+                    # as related, and its own similarity to the item orders it.
+                    closeness = option.similarity
+                else:
+                    closeness = option.closeness
+                readable = (related is not None and option.closeness is not None
+                            and option.closeness >= RELATED_MIN)
+                found.append((strength, readable, closeness, partial(_facet_reason, option)))
         else:
-            source = SOURCE_OF[kind]
-            hit = hits.get(source)
+            hit = hits.get(SOURCE_OF[kind])
             if hit is None:
                 continue
-            top = inputs.best_score.get(source, 0.0)
-            strength = hit.score / top if top > 0 else 0.0
+            top = inputs.best_score.get(SOURCE_OF[kind], 0.0)
             reason = event_reason(kind, hit, inputs)
-        if reason is None or strength < MIN_SHARE:
-            continue
-        readable = False
-        closeness = 0.0  # the lead citation's cosine to the item; 0 without vectors
-        if related is not None:
-            if kind == "sequence":  # the recent events it cites, most related first
-                reason.evidence.sort(key=lambda e: -(related(e.item_id) or 0.0))
-            elif kind in ("co_occurrence", "transition"):
-                _lead_with_most_related(reason.evidence, related)
-            lead = related(reason.evidence[0].item_id)
-            readable = lead is not None and lead >= RELATED_MIN
-            closeness = lead if lead is not None else float("-inf")
-        key = (closeness, strength, -order)
-        if best is None or key > best[0]:
-            reason.readable = readable
-            best = (key, reason)
-    return best[1] if best else None
+            if reason is None:
+                continue
+            readable, closeness = False, 0.0  # without vectors, strength decides
+            if related is not None:
+                if kind == "sequence":  # the recent events it cites, most related first
+                    reason.evidence.sort(key=lambda e: -_closeness(related(e.item_id)))
+                elif kind in ("co_occurrence", "transition"):
+                    _lead_with_most_related(reason.evidence, related)
+                lead = related(reason.evidence[0].item_id)
+                readable = lead is not None and lead >= RELATED_MIN
+                closeness = _closeness(lead)
+            found.append((hit.score / top if top > 0 else 0.0, readable, closeness,
+                          partial(_given, reason)))
+        for strength, readable, closeness, make in found:
+            key: Key = (readable, closeness, strength, -order)
+            if strength >= MIN_SHARE and (best is None or key > best[0]):
+                best = (key, make)
+    if best is None:
+        return None
+    given = best[1]()
+    given.readable = best[0][0]
+    return given
+
+
+def _facet_reason(option: FacetOption) -> Reason:
+    return Reason("facet", list(option.evidence()), option.facet, option.similarity)
+
+
+def _given(reason: Reason) -> Reason:
+    return reason

@@ -21,8 +21,9 @@ PopularTier = Literal["recent", "all_time", "catalog"]
 
 
 class Because(BaseModel):
-    """The item's strongest grounded reason: a facet with its evidence, or the user's own
-    events through a model (co-occurrence, transitions, the sequence model, content)."""
+    """The item's grounded reason (`reasons.best_reason`): a facet with its evidence, or
+    the user's own events through a model (co-occurrence, transitions, the sequence
+    model, content)."""
 
     kind: ReasonKind = Field(default="facet", description=(
         "facet: one of the user's interests; co_occurrence: people who liked the cited "
@@ -148,9 +149,9 @@ class TraceCandidate(BaseModel):
         default=None, description="hybrid lists: the ranker's input row (`feature_names`)")
     reason: ReasonKind | None = Field(default=None, description="returned items: their reason")
     explained: bool | None = Field(
-        default=None, description="hybrid lists: whether the candidate's best grounded "
-        "reason reads as related to it (an unexplained one kept `unexplained_keep` of its "
-        "relevance); absent where no reason was looked for")
+        default=None, description="hybrid lists: whether the candidate's reason reads as "
+        "related to it (with `unexplained_keep` < 1, one that does not kept that share of "
+        "its relevance); null where no reason was looked for")
     popular_events: int | None = Field(
         default=None, description="popular lists: the events counted in the item's tier")
     popular_tier: PopularTier | None = Field(

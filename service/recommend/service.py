@@ -7,9 +7,10 @@
 3. `lists.py` (`hybrid.py`, `profile_list.py`, `popular.py`): avoid-facets drop, MMR
    diversifies; the facets-only and popular lists for tenants without models and users
    without anything personal.
-4. `reasons.py` + `explain.py`: each item's strongest reason grounded in the user's own
-   events, in a template sentence (the LLM only with `explain=llm`, first 3 items,
-   checked, falling back to the template; bounded by a 30 s budget).
+4. `reasons.py` + `explain.py`: each item's reason grounded in the user's own events
+   (the one whose first citation reads closest to the item), in a template sentence
+   (the LLM only with `explain=llm`, first 3 items, checked, falling back to the
+   template; bounded by a 30 s budget).
 5. `trace.py`: the typed trace, stored before the list is returned.
 
 A tenant without a trained artifact gets facets plus popular (`source: "profile"` or

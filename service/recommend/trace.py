@@ -70,9 +70,9 @@ class StoredCandidate(BaseModel):
     sources: dict[str, TraceSourceHit] = Field(default_factory=dict)
     features: list[float] | None = None
     reason: ReasonKind | None = None
-    # Whether the candidate's best grounded reason reads as related to it (its lead
-    # citation's cosine >= `reasons.RELATED_MIN`); an unexplained one kept only
-    # `unexplained_keep` of its relevance. None where no reason was looked for.
+    # Whether the candidate's reason reads as related to it (its lead citation's cosine
+    # >= `reasons.RELATED_MIN`); with `unexplained_keep` < 1, one that does not kept only
+    # that share of its relevance. None where no reason was looked for.
     explained: bool | None = None
 
 

@@ -310,6 +310,8 @@ def test_an_item_the_list_cannot_explain_gives_way_to_one_it_can(app: ProfileApp
     flags = {c["item_id"]: c["explained"] for c in stored["candidates"]
              if c["status"] == "returned"}
     assert set(flags) == {i["item_id"] for i in body["items"]}
+    judged = [c["explained"] for c in stored["candidates"] if c["explained"] is not None]
+    assert True in judged and False in judged  # the pool holds both kinds
     container = app.t.client.app.state.container  # type: ignore[attr-defined]
     with container.sessions() as session:
         user = session.scalar(select(User).where(User.user_id == "u1"))

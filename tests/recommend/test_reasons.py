@@ -17,7 +17,7 @@ from service.recommend.reasons import (
     FacetOption,
     ReasonInputs,
     Related,
-    strongest_reason,
+    best_reason,
 )
 from service.training.contract import CandidateSource, SourceHit, UserEvent
 from service.training.cooccurrence import CoOccurrence
@@ -52,7 +52,7 @@ def cosines(found: dict[str, float]) -> Related:
 def test_the_strongest_grounded_reason_wins_without_vectors() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hits: Hits = {"cooccurrence": SourceHit(0.9, 0, via=0), "transition": SourceHit(0.6, 3, via=1)}
-    reason = strongest_reason(hits, inputs, [])
+    reason = best_reason(hits, inputs, [])
     assert reason is not None and reason.kind == "co_occurrence"
     assert [e.event_id for e in reason.evidence] == ["e0"]
 
@@ -60,42 +60,49 @@ def test_the_strongest_grounded_reason_wins_without_vectors() -> None:
 def test_a_reason_below_its_sources_share_or_from_a_disliked_event_is_not_given() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     weak: Hits = {"cooccurrence": SourceHit(MIN_SHARE / 2, 40, via=0)}
-    assert strongest_reason(weak, inputs, []) is None
+    assert best_reason(weak, inputs, []) is None
     disliked: Hits = {"transition": SourceHit(1.0, 0, via=3)}  # follows an item rated 0
-    assert strongest_reason(disliked, inputs, []) is None
+    assert best_reason(disliked, inputs, []) is None
 
 
 def test_the_reason_with_the_most_related_lead_citation_wins() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
-    hits: Hits = {"cooccurrence": SourceHit(0.9, 0, via=0), "transition": SourceHit(0.5, 3, via=1)}
-    cosine = {"toy-story": RELATED_MIN - 0.2, "alien": RELATED_MIN + 0.1}
-    reason = strongest_reason(hits, inputs, [], cosines(cosine))
-    assert reason is not None and reason.kind == "transition"
-    assert reason.evidence[0].item_id == "alien"
-    assert reason.readable
+    # The weaker reason comes first in REASON_ORDER, so order alone never picks the
+    # stronger one: where strength decides below, it is strength.
+    hits: Hits = {"cooccurrence": SourceHit(0.5, 0, via=0), "transition": SourceHit(0.9, 3, via=1)}
+    cosine = {"toy-story": RELATED_MIN + 0.1, "alien": RELATED_MIN - 0.2}
+    reason = best_reason(hits, inputs, [], cosines(cosine))
+    assert reason is not None and reason.kind == "co_occurrence" and reason.readable
+    assert reason.evidence[0].item_id == "toy-story"
     # Both related: the more related lead still wins over the stronger reason.
-    cosine["toy-story"] = RELATED_MIN + 0.05
-    reason = strongest_reason(hits, inputs, [], cosines(cosine))
-    assert reason is not None and reason.kind == "transition" and reason.readable
+    cosine["alien"] = RELATED_MIN + 0.05
+    reason = best_reason(hits, inputs, [], cosines(cosine))
+    assert reason is not None and reason.kind == "co_occurrence" and reason.readable
     # Neither related: the closer lead wins, and the reason says it is not readable.
     cosine = {"toy-story": RELATED_MIN - 0.1, "alien": RELATED_MIN - 0.2}
-    reason = strongest_reason(hits, inputs, [], cosines(cosine))
+    reason = best_reason(hits, inputs, [], cosines(cosine))
     assert reason is not None and reason.kind == "co_occurrence" and not reason.readable
     # Leads equally related: strength decides.
     cosine = {"toy-story": RELATED_MIN + 0.1, "alien": RELATED_MIN + 0.1}
-    reason = strongest_reason(hits, inputs, [], cosines(cosine))
-    assert reason is not None and reason.kind == "co_occurrence"
-    # No vectors for the cited items: strength decides too (an unreadable reason beats none).
-    reason = strongest_reason(hits, inputs, [], cosines({}))
+    reason = best_reason(hits, inputs, [], cosines(cosine))
+    assert reason is not None and reason.kind == "transition"
+    # A lead without a vector loses even to one that reads as opposed to the item.
+    reason = best_reason(hits, inputs, [], cosines({"toy-story": -0.3}))
     assert reason is not None and reason.kind == "co_occurrence" and not reason.readable
+    # No vectors for any cited item: strength decides (an unreadable reason beats none).
+    reason = best_reason(hits, inputs, [], cosines({}))
+    assert reason is not None and reason.kind == "transition" and not reason.readable
+    # Without vectors at all: strength decides.
+    reason = best_reason(hits, inputs, [])
+    assert reason is not None and reason.kind == "transition" and not reason.readable
 
 
 def test_a_sequence_reason_cites_its_most_related_recent_event_first() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hits: Hits = {"sequence": SourceHit(1.0, 0)}
-    reason = strongest_reason(hits, inputs, [])
+    reason = best_reason(hits, inputs, [])
     assert reason is not None and [e.item_id for e in reason.evidence] == ["heat", "alien"]
-    reason = strongest_reason(hits, inputs, [],
+    reason = best_reason(hits, inputs, [],
                               cosines({"heat": 0.1, "alien": 0.7}))
     assert reason is not None and [e.item_id for e in reason.evidence] == ["alien", "heat"]
 
@@ -103,22 +110,22 @@ def test_a_sequence_reason_cites_its_most_related_recent_event_first() -> None:
 def test_a_co_occurrence_reason_leads_with_its_most_related_contributor() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hit = SourceHit(0.9, 0, via=2, vias=(2, 0, 1))  # heat gave the most, then toy-story
-    reason = strongest_reason({"cooccurrence": hit}, inputs, [])
+    reason = best_reason({"cooccurrence": hit}, inputs, [])
     assert reason is not None and [e.item_id for e in reason.evidence] == [
         "heat", "toy-story", "alien"]  # without vectors: largest contribution first
     assert set(reason.values) == {"e2", "e0", "e1"}
-    reason = strongest_reason({"cooccurrence": hit}, inputs, [],
+    reason = best_reason({"cooccurrence": hit}, inputs, [],
                               cosines({"heat": 0.1, "toy-story": 0.3, "alien": 0.7}))
     assert reason is not None and [e.item_id for e in reason.evidence] == [
         "alien", "heat", "toy-story"]  # the most related, then by contribution
     # Nothing known about any of them: the largest still leads.
-    reason = strongest_reason({"cooccurrence": hit}, inputs, [], cosines({}))
+    reason = best_reason({"cooccurrence": hit}, inputs, [], cosines({}))
     assert reason is not None and reason.evidence[0].item_id == "heat"
     # A related second contributor makes the reason readable: it now beats a stronger
     # transition whose only citation is unrelated.
     hits: Hits = {"cooccurrence": SourceHit(0.5, 3, via=2, vias=(2, 1)),
                   "transition": SourceHit(0.9, 0, via=0)}
-    reason = strongest_reason(hits, inputs, [],
+    reason = best_reason(hits, inputs, [],
                               cosines({"heat": 0.1, "toy-story": 0.2, "alien": 0.7}))
     assert reason is not None and reason.kind == "co_occurrence"
     assert [e.item_id for e in reason.evidence] == ["alien", "heat"]
@@ -127,7 +134,7 @@ def test_a_co_occurrence_reason_leads_with_its_most_related_contributor() -> Non
 def test_an_event_reason_cites_at_most_three_contributors() -> None:
     long = history(*[(f"i{n}", 1.0) for n in range(5)])
     hit = SourceHit(1.0, 0, via=4, vias=(4, 3, 2, 1, 0))
-    reason = strongest_reason({"transition": hit}, ReasonInputs(long, BEST, 0.0), [])
+    reason = best_reason({"transition": hit}, ReasonInputs(long, BEST, 0.0), [])
     assert reason is not None and [e.item_id for e in reason.evidence] == ["i4", "i3", "i2"]
 
 
@@ -135,7 +142,7 @@ def test_a_disliked_contributor_is_never_cited_however_related() -> None:
     inputs = ReasonInputs(H, BEST, 0.0)
     hit = SourceHit(1.0, 0, via=3, vias=(3, 1))  # "bad" (rated 0) gave the most
     for related in (None, cosines({"bad": 0.99, "alien": 0.1})):
-        reason = strongest_reason({"transition": hit}, inputs, [], related)
+        reason = best_reason({"transition": hit}, inputs, [], related)
         assert reason is not None and [e.item_id for e in reason.evidence] == ["alien"]
 
 
@@ -164,10 +171,10 @@ def test_a_reason_cites_only_contributors_with_a_substantial_share() -> None:
     hit = _hit(BaseModels(CATALOG, cooccurrence=co), "cooccurrence")
     assert hit.vias == (1, 2)
     inputs = ReasonInputs(H, BEST, 0.0)
-    reason = strongest_reason({"cooccurrence": hit}, inputs, [])
+    reason = best_reason({"cooccurrence": hit}, inputs, [])
     assert reason is not None and [e.item_id for e in reason.evidence] == ["alien", "heat"]
     # Toy Story contributed, and reads as the most related; it is still not a reason.
-    reason = strongest_reason({"cooccurrence": hit}, inputs, [],
+    reason = best_reason({"cooccurrence": hit}, inputs, [],
                               cosines({"toy-story": 0.95, "heat": 0.7, "alien": 0.1}))
     assert reason is not None and [e.item_id for e in reason.evidence] == ["heat", "alien"]
 
@@ -180,7 +187,7 @@ def test_a_transition_reason_skips_a_substantial_but_disliked_contributor() -> N
     hit = _hit(BaseModels(CATALOG, transition=transitions), "transition")
     assert hit.vias == (3, 2)
     for related in (None, cosines({"bad": 0.99, "alien": 0.9, "heat": 0.1})):
-        reason = strongest_reason({"transition": hit}, ReasonInputs(H, BEST, 0.0), [],
+        reason = best_reason({"transition": hit}, ReasonInputs(H, BEST, 0.0), [],
                                   related)
         assert reason is not None and [e.item_id for e in reason.evidence] == ["heat"]
 
@@ -213,31 +220,48 @@ def test_a_facet_reason_names_a_facet_whose_tags_the_item_carries() -> None:
     assert FACET_TAG_MATCH > 0
 
 
-def _evidence(*items: str) -> list[EvidenceEvent]:
-    return [EvidenceEvent(f"ev-{i}", "rating", T0, i, i, 5.0) for i in items]
+def _option(facet: ActiveFacet, score: float, closeness: float | None, item: str
+            ) -> FacetOption:
+    evidence = [EvidenceEvent(f"ev-{item}", "rating", T0, item, item, None)]
+    return FacetOption(facet, score, 1.0, closeness, lambda: evidence)
 
 
 def test_among_facets_the_one_whose_evidence_reads_closest_is_named() -> None:
-    strong, weak = _facet("animated", 0.8), _facet("family", 0.3)
+    weak, strong = _facet("family", 0.3), _facet("animated", 0.8)
     inputs = ReasonInputs(H, BEST, 0.8)  # the list's best like strength x similarity
-    options = [FacetOption(strong, 0.8, 1.0, _evidence("shrek")),
-               FacetOption(weak, 0.3, 1.0, _evidence("up"))]
-    related = cosines({"shrek": RELATED_MIN - 0.1, "up": RELATED_MIN + 0.1})
-    reason = strongest_reason({}, inputs, options, related)
+    # The weaker facet first, so where strength decides below, it is strength.
+    options = [_option(weak, 0.3, RELATED_MIN + 0.1, "up"),
+               _option(strong, 0.8, RELATED_MIN - 0.1, "shrek")]
+    related = cosines({})  # facets carry their own closeness
+    reason = best_reason({}, inputs, options, related)
     assert reason is not None and reason.facet is weak and reason.readable
     assert [e.item_id for e in reason.evidence] == ["up"]
     # Without vectors, the stronger facet.
-    reason = strongest_reason({}, inputs, options)
-    assert reason is not None and reason.facet is strong
+    reason = best_reason({}, inputs, options)
+    assert reason is not None and reason.facet is strong and not reason.readable
     # A facet below MIN_SHARE of the list's best is no reason, however related.
-    options[1] = FacetOption(weak, 0.8 * MIN_SHARE / 2, 1.0, _evidence("up"))
-    reason = strongest_reason({}, inputs, options, related)
+    options[0] = _option(weak, 0.8 * MIN_SHARE / 2, RELATED_MIN + 0.3, "up")
+    reason = best_reason({}, inputs, options, related)
     assert reason is not None and reason.facet is strong and not reason.readable
     # A facet beats an event reason whose lead reads less related, and loses to a closer one.
     hits: Hits = {"cooccurrence": SourceHit(1.0, 0, via=1, vias=(1,))}  # alien
-    reason = strongest_reason(hits, inputs, options, cosines(
-        {"shrek": RELATED_MIN + 0.2, "alien": RELATED_MIN + 0.1}))
+    options[1] = _option(strong, 0.8, RELATED_MIN + 0.2, "shrek")
+    reason = best_reason(hits, inputs, options, cosines({"alien": RELATED_MIN + 0.1}))
     assert reason is not None and reason.kind == "facet"
-    reason = strongest_reason(hits, inputs, options, cosines(
-        {"shrek": RELATED_MIN + 0.1, "alien": RELATED_MIN + 0.2}))
+    reason = best_reason(hits, inputs, options, cosines({"alien": RELATED_MIN + 0.3}))
     assert reason is not None and reason.kind == "co_occurrence"
+
+
+def test_a_facet_backed_only_by_text_events_is_ordered_by_its_similarity() -> None:
+    """A facet whose evidence is searches or declarations has no item to read as related:
+    its own similarity to the item orders it among the unreadable reasons."""
+    search = [EvidenceEvent("ev-search", "search", T0, None, None, "space opera")]
+    declared = FacetOption(_facet("sci-fi", 0.8), 0.8, 0.6, None, lambda: search)
+    inputs = ReasonInputs(H, BEST, 0.8)
+    unrelated: Hits = {"cooccurrence": SourceHit(1.0, 0, via=0, vias=(0,))}  # toy-story
+    reason = best_reason(unrelated, inputs, [declared], cosines({"toy-story": 0.1}))
+    assert reason is not None and reason.kind == "facet" and not reason.readable
+    assert reason.evidence == search
+    # A readable event reason still wins over it.
+    reason = best_reason(unrelated, inputs, [declared], cosines({"toy-story": RELATED_MIN}))
+    assert reason is not None and reason.kind == "co_occurrence" and reason.readable
