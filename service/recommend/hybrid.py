@@ -45,7 +45,6 @@ from service.recommend.ranking import (
     normalized,
 )
 from service.recommend.reasons import (
-    MIN_SHARE,
     SEQUENCE_EVIDENCE,
     FacetOption,
     Reason,
@@ -253,13 +252,13 @@ def rank_hybrid(
             return reasons_of[j]
         item_id = kept[j]
         item_vector = items[j]
-        # Each like-facet with evidence the item's tags allow is a reason of its own;
-        # those too weak to be given are left out first.
-        facets = [FacetOption(likes[n], score, float(like_sims[n, j]), facet_closeness(n, j),
+        # Each like-facet with evidence the item's tags allow is a reason of its own
+        # (`best_reason` leaves out those too weak to be given).
+        facets = [FacetOption(likes[n], float(likes[n].strength * like_sims[n, j]),
+                              float(like_sims[n, j]), facet_closeness(n, j),
                               partial(backing[n].closest_to, item_vector))
                   for n in reason_facets(rows[item_id].tags, likes, best_of[j], profile)
-                  if (score := float(likes[n].strength * like_sims[n, j]))
-                  >= MIN_SHARE * inputs.facet_best and score > 0 and backing[n].has_evidence]
+                  if backing[n].has_evidence]
 
         def related(cited: str | None) -> float | None:
             found = cited_vectors.get(cited or "")
