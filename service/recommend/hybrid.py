@@ -60,7 +60,13 @@ from service.training.contract import (
     SourceHit,
     TenantModels,
 )
-from service.training.features import FEATURE_NAMES, build_features, facet_scores, profile_signals
+from service.training.features import (
+    FEATURE_NAMES,
+    build_features,
+    facet_scores,
+    profile_signals,
+    unit_mean,
+)
 from service.training.pseudo_facets import facet_quotas
 from service.users.models import User
 from service.vectors.store import VectorStore
@@ -77,14 +83,6 @@ def _facet_vector(facet: ActiveFacet, centroid: npt.NDArray[np.float32] | None
     if centroid is not None:
         return centroid
     unit: npt.NDArray[np.float32] = normalized(facet.vector[None, :])[0]
-    return unit
-
-
-def _centroid(evidence: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32] | None:
-    if not evidence:
-        return None
-    unit: npt.NDArray[np.float32] = normalized(
-        np.mean(np.stack(evidence), axis=0, keepdims=True))[0]
     return unit
 
 
@@ -123,7 +121,7 @@ def rank_hybrid(
     def evidence_of(f: ActiveFacet) -> list[npt.NDArray[np.float32]]:
         return [evidence_vectors[ev.item_id] for e in f.evidence
                 if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
-    like_vectors = [_facet_vector(f, _centroid(evidence_of(f))) for f in likes]
+    like_vectors = [_facet_vector(f, unit_mean(evidence_of(f))) for f in likes]
 
     if likes:
         quotas = facet_quotas([f.strength for f in likes], params.pool(request.k),
@@ -163,7 +161,7 @@ def rank_hybrid(
     signals = profile_signals(
         [(f.strength, f.horizon == "long", vector)
          for f, vector in zip(likes, like_vectors, strict=True)],
-        _centroid([v for f in avoids for v in evidence_of(f)]), history.events)
+        unit_mean([v for f in avoids for v in evidence_of(f)]), history.events)
 
     like_sims = similarity_matrix(likes, items)
     avoid_sims = similarity_matrix(avoids, items)
@@ -229,9 +227,10 @@ def rank_hybrid(
         cited_vectors.update(item_vectors(vectors, user.tenant_id, {
             i: r.version for i, r in found.items() if i not in cited_vectors}))
 
-    reasons_of: dict[int, tuple[Reason | None, bool]] = {}
+    reasons_of: dict[int, Reason | None] = {}
     # Per like-facet, the cosine of its closest evidence item to each candidate that may
-    # be picked: one matrix product per facet when first asked, not one per candidate.
+    # be picked (reasons are only asked for those): one matrix product per facet when
+    # first asked, not one per candidate.
     pool_at = {j: n for n, j in enumerate(eligible)}
     lead_cosines: dict[int, npt.NDArray[np.float32]] = {}
 
@@ -239,15 +238,12 @@ def rank_hybrid(
         found = backing[n]
         if not found.with_items:
             return None
-        if j not in pool_at:
-            return float((found.vectors @ items[j]).max())
         if n not in lead_cosines:
             lead_cosines[n] = (found.vectors @ items[eligible].T).max(axis=0)
         return float(lead_cosines[n][pool_at[j]])
 
-    def reason_of(j: int) -> tuple[Reason | None, bool]:
-        """Candidate j's reason to give, and whether its lead citation reads as related
-        to the item (`reasons.RELATED_MIN`)."""
+    def reason_of(j: int) -> Reason | None:
+        """Candidate j's reason to give (`best_reason`)."""
         if j in reasons_of:
             return reasons_of[j]
         item_id = kept[j]
@@ -264,11 +260,16 @@ def rank_hybrid(
             found = cited_vectors.get(cited or "")
             return None if found is None else float(found @ item_vector)
 
-        reason = best_reason(
+        reasons_of[j] = best_reason(
             {s: h[item_id] for s, h in hits.items() if item_id in h}, inputs, facets,
             related if dim else None)
-        reasons_of[j] = (reason, reason is not None and reason.readable)
         return reasons_of[j]
+
+    def explained(j: int) -> bool:
+        """Whether candidate j's reason's lead citation reads as related to the item
+        (`reasons.RELATED_MIN`)."""
+        reason = reason_of(j)
+        return reason is not None and reason.readable
 
     relevance = raw[eligible]
     if len(relevance):
@@ -278,7 +279,7 @@ def rank_hybrid(
         # `unexplained_keep` of its relevance: between two close candidates, the list
         # takes the one it can explain (`RankingParams.unexplained_keep`).
         read_cited(eligible)
-        relevance = discount_unexplained(relevance, [reason_of(j)[1] for j in eligible],
+        relevance = discount_unexplained(relevance, [explained(j) for j in eligible],
                                          params.unexplained_keep)
     chosen = [(eligible[i], objective) for i, objective in calibrated_mmr(
         relevance, items[eligible], [rows[kept[j]].tags for j in eligible], target,
@@ -289,7 +290,7 @@ def rank_hybrid(
     picks: list[Pick] = []
     reasons: dict[int, ReasonKind] = {}
     for j, _ in chosen:
-        reason = reason_of(j)[0]
+        reason = reason_of(j)
         if reason is not None:
             reasons[j] = reason.kind
             if reason.kind != "facet":
@@ -326,7 +327,7 @@ def rank_hybrid(
                 and 0 <= v < len(via_ids) else None)
                 for s in ALL_SOURCES if (h := hits.get(s)) and item_id in h},
             features=feature_rows[n], reason=reasons.get(j),
-            explained=reasons_of[j][1] if j in reasons_of else None))
+            explained=explained(j) if j in reasons_of else None))
     source: Source = "hybrid"
     calibrated = ({t: round(v, 4) for t, v in target.items()}
                   if target and params.calibration > 0 else None)

@@ -92,11 +92,29 @@ def profile_signals(likes: Sequence[tuple[float, bool, npt.NDArray[np.float32]]]
     signals = [FacetSignal(strength=max(strength, 0.0) / total if total > 0 else 0.0,
                            long_term=long_term, avoid=False, centroid=centroid)
                for strength, long_term, centroid in likes]
-    negatives = sum(1 for e in history if e.weight <= 0.0)
-    if avoid_centroid is not None and negatives >= 2:
-        signals.append(FacetSignal(strength=min(1.0, negatives / max(len(history), 1)),
-                                   long_term=False, avoid=True, centroid=avoid_centroid))
-    return signals
+    return [*signals, *avoid_signal(sum(1 for e in history if e.weight <= 0.0),
+                                    len(history), avoid_centroid)]
+
+
+def avoid_signal(negatives: int, events: int,
+                 centroid: npt.NDArray[np.float32] | None) -> list[FacetSignal]:
+    """The one avoid signal, in training and serving alike: centred on `centroid`, its
+    strength the share of the `events` that are negative, and only with two negatives
+    at least (one low rating is not yet a dislike)."""
+    if centroid is None or negatives < 2:
+        return []
+    return [FacetSignal(strength=min(1.0, negatives / max(events, 1)), long_term=False,
+                        avoid=True, centroid=centroid)]
+
+
+def unit_mean(vectors: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32] | None:
+    """The unit-length mean of some items' vectors (a facet's centroid), None for none."""
+    if not len(vectors):
+        return None
+    mean = np.mean(np.stack(vectors), axis=0)
+    norm = float(np.linalg.norm(mean))
+    unit: npt.NDArray[np.float32] = (mean / norm if norm > 0 else mean).astype(np.float32)
+    return unit
 
 
 def build_features(

@@ -25,6 +25,7 @@ from service.profiles.merge import DecayRules, NewFacet, merge_profile
 from service.summaries.grouping import ItemFacts, TagWeights, group_events
 from service.training.contract import MAX_HISTORY, FacetSignal, SourceHit, UserEvent
 from service.training.data import POSITIVE
+from service.training.features import avoid_signal, unit_mean
 
 MAX_PSEUDO_FACETS = 4
 PSEUDO_FACET_ITEMS = 50  # the newest positive items grouped into pseudo-facets
@@ -92,11 +93,8 @@ class GroupingInputs:
 def _avoid_signal(history: Sequence[UserEvent], vectors: Mapping[str, Vector]
                   ) -> list[FacetSignal]:
     negatives = [e for e in history if e.weight <= 0.0 and e.item_id in vectors]
-    if len(negatives) < 2:
-        return []
-    matrix = np.stack([vectors[e.item_id] for e in negatives[-PSEUDO_FACET_ITEMS:]])
-    return [FacetSignal(strength=min(1.0, len(negatives) / max(len(history), 1)),
-                        long_term=False, avoid=True, centroid=_unit(matrix.mean(axis=0)))]
+    return avoid_signal(len(negatives), len(history), unit_mean(
+        [vectors[e.item_id] for e in negatives[-PSEUDO_FACET_ITEMS:]]))
 
 
 def _event_kind(weight: float, rating_max: float) -> dict[str, object]:
@@ -150,10 +148,10 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
     item_of = {e.event_id: e.item_id for e in events}
     centroids = []
     for f in kept:
-        members = [vectors[i] for e in f.evidence
-                   if (i := item_of.get(e)) is not None and i in vectors]
-        if members:
-            centroids.append((f.strength, _unit(np.mean(np.stack(members), axis=0))))
+        centroid = unit_mean([vectors[i] for e in f.evidence
+                              if (i := item_of.get(e)) is not None and i in vectors])
+        if centroid is not None:
+            centroids.append((f.strength, centroid))
     total = sum(strength for strength, _ in centroids)
     facets = [FacetSignal(strength=strength / total, long_term=False, avoid=False,
                           centroid=centroid) for strength, centroid in centroids]
@@ -163,12 +161,8 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
     avoid_members = [vectors[i] for f in merged if f.polarity == "avoid" for e in f.evidence
                      if (i := item_of.get(e)) is not None and i in vectors]
     served = history[-MAX_HISTORY:]
-    negatives = sum(1 for e in served if e.weight <= 0.0)
-    if avoid_members and negatives >= 2:
-        facets.append(FacetSignal(strength=min(1.0, negatives / max(len(served), 1)),
-                                  long_term=False, avoid=True,
-                                  centroid=_unit(np.mean(np.stack(avoid_members), axis=0))))
-    return facets
+    return [*facets, *avoid_signal(sum(1 for e in served if e.weight <= 0.0), len(served),
+                                   unit_mean(avoid_members))]
 
 
 FACET_POOL = 50  # the "facet" source's candidates, as serving gathers for k=10
