@@ -17,8 +17,14 @@ trained models with the learned ranker, and a stored ~10-facet profile.
 4. `GET /v1/users/fan/recommendations?k=10` (template explanations) `--requests` times
    after a warm-up. The embedded LLM is started first (unless `--no-llm`) so the
    RSS figure is the service with its models loaded. The list is `hybrid`, scored by
-   the ranker. Outside the target, a few requests with a category filter and a few for
-   a user without a profile or history (the popular fallback) are timed too.
+   the ranker. The facets' nearest items are kept between requests under the catalog
+   token (`candidates.NEIGHBOUR_CACHE`), and the trained sources' candidates for an
+   unchanged history with the loaded models (`TrainedModels.candidates`), as between any
+   two events of a user; the first request after a new event, a refresh or a catalog
+   change computes them, and `cold_p50_ms` / `cold_p99_ms` time that case
+   (`--cold-requests`, everything kept forgotten before each). Outside the target, a
+   few requests with a category filter and a few for a user without a profile or
+   history (the popular fallback) are timed too.
 
 Prints progress lines, then one JSON object on the last line:
 {"p50_ms": ..., "p99_ms": ..., "rss_mb": ..., "peak_rss_mb": ...}. `rss_mb` is the process's
@@ -335,6 +341,19 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             latencies.append((time.perf_counter() - t0) * 1e3)
             r.raise_for_status()
         body = r.json()
+        # Beside the target: the first request after a refresh or a catalog change, whose
+        # facets' neighbours (`candidates.NEIGHBOUR_CACHE`) and personal model candidates
+        # (`TrainedModels.candidates`) are not kept yet.
+        from service.recommend.candidates import NEIGHBOUR_CACHE
+
+        loaded = app.state.container.profiles.models.get(tenant.id)
+        cold = []
+        for _ in range(args.cold_requests):
+            NEIGHBOUR_CACHE.clear()
+            loaded.forget_personal()
+            t0 = time.perf_counter()
+            client.get(url, headers=auth, params={"k": 10}).raise_for_status()
+            cold.append((time.perf_counter() - t0) * 1e3)
         # Not part of the target: a category filter (one kind in six).
         by_category = []
         for _ in range(args.category_requests):
@@ -368,6 +387,9 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(f"GET recommendations x{args.requests}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
           f"RSS {rss_mb:.0f} MB (peak {peak_rss_mb:.0f} MB); {candidates} candidates, "
           f"reasons {kinds}")
+    if cold:
+        print(f"nothing kept yet x{len(cold)}: p50 {percentile(cold, 0.5):.2f} ms, "
+              f"p99 {percentile(cold, 0.99):.2f} ms")
     if by_category:
         print(f"with category=book x{len(by_category)}: p50 {percentile(by_category, 0.5):.2f}"
               f" ms, p99 {percentile(by_category, 0.99):.2f} ms")
@@ -381,6 +403,8 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             "candidates": candidates, "llm_loaded": not args.no_llm, "database": "sqlite",
             "scoring": "ranker", "reasons": kinds, "torch_threads": args.torch_threads,
             **trained,
+            "cold_p50_ms": round(percentile(cold, 0.5), 2) if cold else None,
+            "cold_p99_ms": round(percentile(cold, 0.99), 2) if cold else None,
             "category_p50_ms": round(percentile(by_category, 0.5), 2) if by_category else None,
             "category_p99_ms": round(percentile(by_category, 0.99), 2) if by_category else None,
             "popular_p50_ms": round(percentile(popular, 0.5), 2) if popular else None,
@@ -404,6 +428,8 @@ def main() -> None:
     parser.add_argument("--noise", type=int, default=300)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--cold-requests", type=int, default=50,
+                        help="requests timed with the facets' neighbours forgotten first")
     parser.add_argument("--category-requests", type=int, default=50)
     parser.add_argument("--popular-requests", type=int, default=50)
     parser.add_argument("--crowd", type=int, default=3000)

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Literal
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import numpy.typing as npt
+from cachetools import TTLCache
 from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
@@ -235,10 +237,57 @@ class Retrieved:
     widened: bool
 
 
-def _nearest(vectors: VectorStore, tenant_id: int, matrix: Matrix, n: int,
-             where: dict[str, str] | None) -> list[list[tuple[str, float]]]:
-    with vector_store_call():
-        return vectors.nearest(tenant_id, "items", matrix, n, where)
+class _NeighbourCache:
+    """Each facet vector's nearest items, kept under the tenant's catalog token.
+
+    A like-facet's vector (its evidence's centroid) changes only when a refresh changes
+    its evidence, and the item collection only when the catalog does (indexing writes
+    Chroma first, then renews the token), so a user's requests between two refreshes
+    ask Chroma the same questions: the answers are kept, keyed by the token, the
+    vector's bytes, n and the filter, and a new token misses them all. `TTL_SECONDS`
+    bounds how long any answer lives whatever happens; `ENTRIES` bounds the memory
+    (least recently used out; ~100 ids per entry)."""
+
+    ENTRIES = 50_000
+    TTL_SECONDS = 600.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # One cache per vector store (an app's), so two apps in one process never share.
+        self._stores: WeakKeyDictionary[
+            VectorStore, TTLCache[tuple[object, ...], list[tuple[str, float]]]
+        ] = WeakKeyDictionary()
+
+    def nearest(self, vectors: VectorStore, tenant_id: int, token: str | None,
+                matrix: Matrix, n: int, where: dict[str, str] | None
+                ) -> list[list[tuple[str, float]]]:
+        if token is None:
+            with vector_store_call():
+                return vectors.nearest(tenant_id, "items", matrix, n, where)
+        filter_key = tuple(sorted(where.items())) if where else ()
+        keys = [(tenant_id, token, n, filter_key, row.tobytes()) for row in matrix]
+        with self._lock:
+            kept = self._stores.get(vectors)
+            if kept is None:
+                kept = self._stores[vectors] = TTLCache(maxsize=self.ENTRIES,
+                                                        ttl=self.TTL_SECONDS)
+            found = [kept.get(key) for key in keys]
+        missing = [i for i, hits in enumerate(found) if hits is None]
+        if missing:
+            with vector_store_call():
+                asked = vectors.nearest(tenant_id, "items", matrix[missing], n, where)
+            with self._lock:
+                for i, hits in zip(missing, asked, strict=True):
+                    kept[keys[i]] = hits
+                    found[i] = hits
+        return [list(hits) for hits in found if hits is not None]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stores.clear()
+
+
+NEIGHBOUR_CACHE = _NeighbourCache()
 
 
 def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:
@@ -274,6 +323,7 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
     """
     ask = min(2 * max(quotas), MAX_ASK)
     wider = min(ask + len(consumed), MAX_ASK)
+    token = _catalog_version(session, tenant_id)
     rows: dict[str, CatalogRow] = {}
     off_category: set[str] = set()
     hits: list[list[tuple[str, float]]] = [[] for _ in quotas]
@@ -284,7 +334,7 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
     queries = 0
     attempts: list[tuple[int, dict[str, str] | None]] = []
     if category is None:
-        hits = _nearest(vectors, tenant_id, matrix, ask, None)
+        hits = NEIGHBOUR_CACHE.nearest(vectors, tenant_id, token, matrix, ask, None)
         queries = 1
         short = [i for i, row in enumerate(hits) if len(take(i)) < quotas[i] and len(row) >= ask]
         if short and wider > ask:
@@ -302,7 +352,7 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
     for n, where in attempts:
         if not short:
             break
-        found = _nearest(vectors, tenant_id, matrix[short], n, where)
+        found = NEIGHBOUR_CACHE.nearest(vectors, tenant_id, token, matrix[short], n, where)
         queries += 1
         if category is not None and where is None:
             rows.update(catalog_rows(session, tenant_id,

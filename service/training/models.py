@@ -29,7 +29,7 @@ from service.training.contract import (
     UserEvent,
 )
 from service.training.cooccurrence import CoOccurrence
-from service.training.data import POSITIVE, History, Ranked, indices_of
+from service.training.data import POSITIVE, History, Ints, Ranked, indices_of
 from service.training.popularity import Popularity
 from service.training.sequence import SequenceModel
 from service.training.transitions import Transitions
@@ -61,10 +61,22 @@ class BaseModels:
         return [s for s in MODEL_SOURCES if getattr(self, _ATTRIBUTE[s]) is not None]
 
     def ranked(self, history: list[UserEvent], n: int, exclude: set[str],
-               now: float) -> dict[CandidateSource, Ranked]:
-        """Each fitted source's top n as catalog indices (what `candidates` names)."""
-        h = History.of(history, self.index)
+               now: float, personal: bool = True, popular: bool = True
+               ) -> dict[CandidateSource, Ranked]:
+        """Each fitted source's top n as catalog indices (what `candidates` names): the
+        `personal` ones (read the history) and, with `popular`, the popular one (reads
+        `now`)."""
         excluded = indices_of(self.index, exclude)
+        out: dict[CandidateSource, Ranked] = {}
+        if personal:
+            out.update(self._personal(history, n, excluded))
+        if popular and self.popular is not None:
+            out["popular"] = self.popular.recommend(n, excluded, now)
+        return out
+
+    def _personal(self, history: list[UserEvent], n: int, excluded: Ints
+                  ) -> dict[CandidateSource, Ranked]:
+        h = History.of(history, self.index)
         out: dict[CandidateSource, Ranked] = {}
         if self.cooccurrence is not None:
             out["cooccurrence"] = self.cooccurrence.recommend(h, n, excluded)
@@ -74,16 +86,16 @@ class BaseModels:
             out["sequence"] = self.sequence.recommend(h, n, excluded)
         if self.content is not None:
             out["content"] = self.content.recommend(h, n, excluded)
-        if self.popular is not None:
-            out["popular"] = self.popular.recommend(n, excluded, now)
         return out
 
     def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
-                   now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
+                   now: float, personal: bool = True, popular: bool = True
+                   ) -> dict[CandidateSource, dict[str, SourceHit]]:
         """Up to n items per fitted source, none in `exclude`; `via` and `vias` index
-        `history`."""
+        `history`. `personal` and `popular` as in `ranked`."""
         out: dict[CandidateSource, dict[str, SourceHit]] = {}
-        for source, ranked in self.ranked(history, n, exclude, now).items():
+        for source, ranked in self.ranked(history, n, exclude, now, personal,
+                                          popular).items():
             out[source] = {
                 self.item_ids[item]: SourceHit(
                     score=float(score), rank=rank, via=None if via < 0 else int(via),

@@ -24,9 +24,16 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+from cachetools import LRUCache
 
 from service.core.config import Settings
-from service.training.contract import CandidateSource, ModelMeta, SourceHit, UserEvent
+from service.training.contract import (
+    MODEL_SOURCES,
+    CandidateSource,
+    ModelMeta,
+    SourceHit,
+    UserEvent,
+)
 from service.training.models import BaseModels
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,7 @@ POINTER = "current"
 RANKER_DIR = "ranker"
 # A staging folder untouched this long belongs to no running training.
 STALE_STAGING_SECONDS = 6 * 3600
+PERSONAL_KEPT = 1000  # users whose personal candidates a loaded artifact keeps (~60 kB each)
 
 
 class Ranker(Protocol):
@@ -74,10 +82,34 @@ class TrainedModels:
     meta: ModelMeta
     base: BaseModels
     ranker: Ranker | None = None
+    # The personal sources' answers (co-occurrence, transitions, sequence, content) are a
+    # function of the history, n and the exclusions only: a user asking again before any
+    # new event gets them from here (`PERSONAL_KEPT` users, least recently asked out).
+    # Kept with this artifact, so a new version starts empty. Popular reads the clock and
+    # is always asked. The hits are frozen; callers never change the dicts.
+    _personal: LRUCache[tuple[object, ...], dict[CandidateSource, dict[str, SourceHit]]] = (
+        dataclasses.field(default_factory=lambda: LRUCache(maxsize=PERSONAL_KEPT),
+                          repr=False, compare=False))
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False,
+                                              compare=False)
 
     def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
                    now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
-        return self.base.candidates(history, n, exclude, now)
+        key = (n, frozenset(exclude), tuple((e.item_id, e.ts, e.weight) for e in history))
+        with self._lock:
+            personal = self._personal.get(key)
+        if personal is None:
+            personal = self.base.candidates(history, n, exclude, now, popular=False)
+            with self._lock:
+                self._personal[key] = personal
+        found = dict(personal)
+        found.update(self.base.candidates(history, n, exclude, now, personal=False))
+        return {s: found[s] for s in MODEL_SOURCES if s in found}
+
+    def forget_personal(self) -> None:
+        """Drop every kept personal answer (benchmarks time requests without them)."""
+        with self._lock:
+            self._personal.clear()
 
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, update
 
 from service.catalog.models import Item
 from service.catalog.service import index_pending_items, stored_tag_keys, tag_keys
-from service.recommend.candidates import CATALOG_CACHE, CatalogRow, catalog_rows
+from service.recommend.candidates import CATALOG_CACHE, CatalogRow, catalog_rows, retrieve
 from service.tenants.service import tenant_by_name
+from service.vectors.store import VectorStore
 from tests.utils.api import ApiTenant, item
 
 
@@ -101,3 +103,49 @@ def test_indexing_renews_the_token_since_vector_versions_change(
         session.refresh(owner)
         assert owner.catalog_version != version
         assert before == "" and catalog_rows(session, owner.id, ["raw"])["raw"].version
+
+
+# -- facet neighbours kept under the catalog token ---------------------------------------
+
+def test_facet_neighbours_are_asked_once_until_the_catalog_changes(
+        tenant: ApiTenant, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    container = client.app.state.container  # type: ignore[attr-defined]
+    vectors = container.vectors
+    tenant.put("/v1/items", json={"items": [
+        item("jazz1", title="Bebop trumpet live in a smoky club"),
+        item("jazz2", title="Big band swing and saxophone"),
+        item("hike1", title="Alpine trail to the summit hut"),
+        item("cook1", title="Sourdough bread and fermentation")]})
+    asked: list[int] = []
+    real = vectors.nearest
+
+    def counting(tenant_id: int, kind: str, matrix: np.ndarray, n: int,
+                 where: dict[str, str] | None = None) -> list[list[tuple[str, float]]]:
+        asked.append(len(matrix))
+        return real(tenant_id, kind, matrix, n, where)
+
+    monkeypatch.setattr(vectors, "nearest", counting)
+    with container.sessions() as session:
+        owner = tenant_by_name(session, "acme")
+        assert owner is not None
+        query = np.asarray(container.embedder.embed(["jazz saxophone bebop"]), dtype=np.float32)
+
+        def ask() -> list[str]:
+            return retrieve(session, vectors, owner.id, query, [2], set(), None, 1).candidates
+
+        first = ask()
+        assert first[0].startswith("jazz") and asked == [1]
+        assert ask() == first and asked == [1]  # the same question: not asked again
+        # Another store (another app) never reads this one's answers.
+        other = VectorStore(vectors.client, prefix="other-")
+        monkeypatch.setattr(other, "nearest", counting)
+        retrieve(session, other, owner.id, query, [2], set(), None, 1)
+        assert asked == [1, 1]
+
+    # A new item renews the token: asked again, and the new item can be found.
+    tenant.put("/v1/items", json={"items": [item("jazz3", title="Saxophone bebop jazz")]})
+    with container.sessions() as session:
+        owner = tenant_by_name(session, "acme")
+        assert owner is not None
+        found = retrieve(session, vectors, owner.id, query, [2], set(), None, 1).candidates
+        assert asked == [1, 1, 1] and "jazz3" in found

@@ -300,3 +300,38 @@ def test_split_holds_out_the_last_positives_each_with_everything_before_it() -> 
         u: [v[-1][1]] for u, v in held.items()}
     with pytest.raises(ValueError, match="at least 1"):
         split_last_positives(log, seed=0, holdouts=0)
+
+
+def test_a_loaded_artifact_keeps_a_users_personal_candidates_until_the_history_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.training.contract import ModelMeta
+    from service.training.store import TrainedModels
+
+    log = make_log(cycle_rows(users=12) + cluster_rows(users=12))
+    base = fit_base_models(log, TEXTS, sequence_seconds=1e-9, sequence_epochs=2)
+    models = TrainedModels(ModelMeta("v1", 1, "2026-01-01T00:00:00Z", len(log), 24,
+                                     len(base.item_ids), list(base.sources), False), base)
+    asked: list[tuple[bool, bool]] = []
+    real = base.ranked
+
+    def counting(*args: object, **kw: object) -> object:
+        asked.append((bool(args[4]) if len(args) > 4 else True,
+                      bool(args[5]) if len(args) > 5 else True))
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "ranked", counting)
+    hist = [UserEvent("a", START, 1.0, "e1"), UserEvent("b", START + 1, 1.0, "e2")]
+    first = models.candidates(hist, 3, {"a", "b"}, now=START + 400 * DAY)
+    # The same answer as the base models give, in the same source order.
+    direct = base.candidates(hist, 3, {"a", "b"}, now=START + 400 * DAY)
+    assert list(first) == list(direct) == base.sources and first == direct
+    asked.clear()
+    # Asked again, later, with the same history: popular only is asked (it reads the clock).
+    again = models.candidates(hist, 3, {"a", "b"}, now=START + 401 * DAY)
+    assert asked == [(False, True)] and again["transition"] == first["transition"]
+    # A new event, another n or other exclusions: the personal sources are asked again.
+    for h, n, exclude in [([*hist, UserEvent("c", START + 2, 1.0, "e3")], 3, {"a", "b", "c"}),
+                          (hist, 4, {"a", "b"}), (hist, 3, {"a", "b", "d"})]:
+        asked.clear()
+        models.candidates(h, n, exclude, now=START + 401 * DAY)
+        assert asked == [(True, False), (False, True)]
