@@ -17,12 +17,13 @@ trained models with the learned ranker, and a stored ~10-facet profile.
 4. `GET /v1/users/fan/recommendations?k=10` (template explanations) `--requests` times
    after a warm-up. The embedded LLM is started first (unless `--no-llm`) so the
    RSS figure is the service with its models loaded. The list is `hybrid`, scored by
-   the ranker. The facets' nearest items are kept between requests under the catalog
-   token (`candidates.NEIGHBOUR_CACHE`), and the trained sources' candidates for an
-   unchanged history with the loaded models (`TrainedModels.candidates`), as between any
-   two events of a user; the first request after a new event, a refresh or a catalog
-   change computes them, and `cold_p50_ms` / `cold_p99_ms` time that case
-   (`--cold-requests`, everything kept forgotten before each). Outside the target, a
+   the ranker. The facets' nearest items and evidence are kept between requests under
+   the catalog token (`candidates.NEIGHBOUR_CACHE`, `evidence_with_items`), and the
+   trained sources' candidates for an unchanged history with the loaded models
+   (`TrainedModels.candidates`), as between any two events of a user; the first request
+   after a new event, a refresh or a catalog change computes them, and `cold_p50_ms` /
+   `cold_p99_ms` time that case (`--cold-requests`, everything kept forgotten before
+   each). Outside the target, a
    few requests with a category filter and a few for a user without a profile or
    history (the popular fallback) are timed too.
 
@@ -342,14 +343,14 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             r.raise_for_status()
         body = r.json()
         # Beside the target: the first request after a refresh or a catalog change, whose
-        # facets' neighbours (`candidates.NEIGHBOUR_CACHE`) and personal model candidates
-        # (`TrainedModels.candidates`) are not kept yet.
-        from service.recommend.candidates import NEIGHBOUR_CACHE
+        # facets' neighbours and evidence (`candidates.forget_kept`) and personal model
+        # candidates (`TrainedModels.candidates`) are not kept yet.
+        from service.recommend.candidates import forget_kept
 
         loaded = app.state.container.profiles.models.get(tenant.id)
         cold = []
         for _ in range(args.cold_requests):
-            NEIGHBOUR_CACHE.clear()
+            forget_kept()
             loaded.forget_personal()
             t0 = time.perf_counter()
             client.get(url, headers=auth, params={"k": 10}).raise_for_status()

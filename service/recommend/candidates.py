@@ -216,15 +216,36 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
     return found
 
 
-def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]
-                        ) -> tuple[dict[str, EvidenceEvent], dict[str, CatalogRow]]:
+Evidence = tuple[dict[str, EvidenceEvent], dict[str, CatalogRow]]
+# A user's facets' evidence, kept between their requests: events are never changed once
+# stored, and the catalog rows are kept under the catalog token like `CATALOG_CACHE`'s.
+# The key holds the user's creation time, so a user deleted and made again (whose row id
+# SQLite may reuse) never reads what the first one stored; 10 minutes at most.
+_EVIDENCE: TTLCache[tuple[object, ...], Evidence] = TTLCache(maxsize=2_000, ttl=600.0)
+_EVIDENCE_LOCK = threading.Lock()
+
+
+def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]) -> Evidence:
     """The facets' evidence events (`ingest.evidence.evidence_and_items`) and the
     catalog row of each of their items still in the catalog, in one read: the rows carry
-    the items' vector versions and the tags the profile's mix is made of."""
-    events, items = evidence_and_items(session, user, set(event_ids))
-    return events, {item_id: CatalogRow(item.title, item.version, item.category,
-                                        stored_tag_keys(item.tags_json, item.category))
-                    for item_id, item in items.items()}
+    the items' vector versions and the tags the profile's mix is made of. The dicts
+    returned may be shared with other requests: callers never change them."""
+    wanted = frozenset(event_ids)
+    token = _catalog_version(session, user.tenant_id)
+    key = (user.tenant_id, user.id, user.created_at, token, wanted)
+    if token is not None:
+        with _EVIDENCE_LOCK:
+            kept = _EVIDENCE.get(key)
+        if kept is not None:
+            return kept
+    events, items = evidence_and_items(session, user, set(wanted))
+    found = (events, {item_id: CatalogRow(item.title, item.version, item.category,
+                                          stored_tag_keys(item.tags_json, item.category))
+                      for item_id, item in items.items()})
+    if token is not None:
+        with _EVIDENCE_LOCK:
+            _EVIDENCE[key] = found
+    return found
 
 
 @dataclass
@@ -288,6 +309,13 @@ class _NeighbourCache:
 
 
 NEIGHBOUR_CACHE = _NeighbourCache()
+
+
+def forget_kept() -> None:
+    """Drop the facets' kept neighbours and evidence (benchmarks time requests without)."""
+    NEIGHBOUR_CACHE.clear()
+    with _EVIDENCE_LOCK:
+        _EVIDENCE.clear()
 
 
 def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from service.catalog.models import Item
 from service.catalog.service import index_pending_items, stored_tag_keys, tag_keys
 from service.recommend.candidates import CATALOG_CACHE, CatalogRow, catalog_rows, retrieve
 from service.tenants.service import tenant_by_name
 from service.vectors.store import VectorStore
-from tests.utils.api import ApiTenant, item
+from tests.utils.api import ApiTenant, event, item
 
 
 @pytest.mark.parametrize(("tags", "category"), [
@@ -149,3 +149,41 @@ def test_facet_neighbours_are_asked_once_until_the_catalog_changes(
         assert owner is not None
         found = retrieve(session, vectors, owner.id, query, [2], set(), None, 1).candidates
         assert asked == [1, 1, 1] and "jazz3" in found
+
+
+def test_a_users_evidence_is_read_once_per_catalog_and_never_outlives_the_user(
+        tenant: ApiTenant, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.recommend import candidates
+    from service.users.models import User
+
+    container = client.app.state.container  # type: ignore[attr-defined]
+    reads: list[int] = []
+    real = candidates.evidence_and_items
+
+    def counting(session: object, user: object, ids: set[str]) -> object:
+        reads.append(len(ids))
+        return real(session, user, ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(candidates, "evidence_and_items", counting)
+
+    def evidence(ids: list[str]) -> dict[str, str | None]:
+        with container.sessions() as session:
+            user = session.scalars(select(User).where(User.user_id == "u1")).one()
+            events, rows = candidates.evidence_with_items(session, user, ids)
+            return {e: events[e].title for e in events} | {
+                f"row:{i}": r.title for i, r in rows.items()}
+
+    tenant.put("/v1/items", json={"items": [item("a", title="Alpha"), item("b", title="Beta")]})
+    tenant.post("/v1/events", json={"events": [event("u1", item_id="a", event_id="e1"),
+                                               event("u1", item_id="b", event_id="e2")]})
+    first = evidence(["e1", "e2"])
+    assert first == {"e1": "Alpha", "e2": "Beta", "row:a": "Alpha", "row:b": "Beta"}
+    assert evidence(["e2", "e1"]) == first and reads == [2]  # kept: not read again
+    assert evidence(["e1"]) == {"e1": "Alpha", "row:a": "Alpha"} and reads == [2, 1]
+    # A catalog change (a new title) is read, not served from what was kept.
+    tenant.put("/v1/items", json={"items": [item("a", title="Alpha 2")]})
+    assert evidence(["e1", "e2"])["row:a"] == "Alpha 2" and reads == [2, 1, 2]
+    # The user deleted and made again with the same event ids: their own events, read.
+    assert tenant.delete("/v1/users/u1").status_code == 200
+    tenant.post("/v1/events", json={"events": [event("u1", item_id="b", event_id="e1")]})
+    assert evidence(["e1", "e2"]) == {"e1": "Beta", "row:b": "Beta"} and reads == [2, 1, 2, 2]
