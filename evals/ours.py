@@ -16,7 +16,7 @@ evidence it cites (`evals.faithfulness`).
 Variants (ablations):
 - `full` (`ours`): the hybrid of DESIGN.md §2: facets (grouped events named by the LLM)
   as candidates and ranker features beside the trained models.
-- `no-decay`: the same with half-lives of ~270 years.
+- `no-decay`: the same with half-lives of ~270 years and no displacement.
 - `no-llm`: the trained models and ranker only: no profile, no facet candidates or
   features (its ranker is trained without facet features too).
 - `facets-only`: the profile-only path (facet retrieval from Chroma, popular fill), no
@@ -112,7 +112,8 @@ class OursRecommender:
         self._tmp = tempfile.mkdtemp(prefix="interest-eval-")
         overrides = dict(self.overrides)
         if self.variant == "no-decay":
-            overrides.update(half_life_short_days=NO_DECAY_DAYS, half_life_long_days=NO_DECAY_DAYS)
+            overrides.update(half_life_short_days=NO_DECAY_DAYS, half_life_long_days=NO_DECAY_DAYS,
+                             displacement_rate=0.0)
         if self.variant == "template-names":
             overrides.update(summary_model_groups=0)
         settings = Settings(data_dir=Path(self._tmp), refresh_worker=False, **overrides)
@@ -300,7 +301,8 @@ class OursRecommender:
 
         overrides = dict(self.overrides)
         if self.variant == "no-decay":
-            overrides.update(half_life_short_days=NO_DECAY_DAYS, half_life_long_days=NO_DECAY_DAYS)
+            overrides.update(half_life_short_days=NO_DECAY_DAYS, half_life_long_days=NO_DECAY_DAYS,
+                             displacement_rate=0.0)
         return rules_from(Settings(**overrides))
 
     def profile_versions(self, user: str) -> list[dict[str, Any]]:

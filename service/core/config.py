@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     promote_span_days: float = Field(default=14.0, ge=0)
     archive_below: float = Field(default=0.05, ge=0, lt=1.0)
     max_facet_evidence: int = Field(default=20, ge=1, le=200)
+    # The share of a refresh's strongest new facet that the short-term facets of its
+    # polarity it passed over lose (`profiles/merge.py`); 0: they only decay with time.
+    displacement_rate: float = Field(default=0.5, ge=0.0, le=1.0)
     # Refresh triggers, run by the in-process worker: N new events, or a profile this old.
     refresh_after_events: int = Field(default=20, ge=1)
     refresh_max_age_hours: float = Field(default=24.0, gt=0)

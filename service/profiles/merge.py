@@ -3,10 +3,10 @@
 Strength decays at read time: a facet stores `strength` as of `strength_at`, and
 `decayed_strength` halves it every half-life of its horizon. A refresh at time t
 matches each new facet to at most one prior facet (cosine >= tau, same polarity),
-reinforces matches with saturation, creates the rest as short-term, promotes
-facets reinforced often enough over a long enough span, and archives those that
-have faded below the floor. User edits win: pinned facets never decay and
-suppressed ones are never brought back.
+reinforces matches with saturation, creates the rest as short-term, lowers the
+short-term facets it passed over (displacement), promotes facets reinforced often
+enough over a long enough span, and archives those that have faded below the floor.
+User edits win: pinned facets never decay and suppressed ones are never brought back.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ class DecayRules:
     promote_span: timedelta = timedelta(days=14)  # ... spanning at least D
     archive_below: float = 0.05
     max_evidence: int = 20  # newest kept when a union grows past it
+    # An unmatched short-term facet loses this share of the strongest new facet of its
+    # polarity (0: unmatched facets only decay with time).
+    displacement: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,15 @@ def merge_profile(
         matched[facet_id] = n
         used.add(i)
 
+    strongest: dict[Polarity, float] = {}
+    for n in candidates:
+        strongest[n.polarity] = max(strongest.get(n.polarity, 0.0), n.strength)
     merged: list[ProfileFacet] = []
     for p in prior:
         if p.facet_id in matched:
             merged.append(_reinforce(p, matched[p.facet_id], at, rules))
+        elif p.polarity in strongest and not p.archived:
+            merged.append(_displace(p, strongest[p.polarity], at, rules))
         else:
             merged.append(p)
     for i, n in enumerate(candidates):
@@ -156,6 +164,21 @@ def _reinforce(p: ProfileFacet, n: NewFacet, at: datetime, rules: DecayRules) ->
     evidence = tuple(dict.fromkeys((*p.evidence, *n.evidence)))[-rules.max_evidence:]
     return replace(p, strength=strength, strength_at=at, horizon=horizon, evidence=evidence,
                    last_reinforced=at, reinforcements=reinforcements, archived=False)
+
+
+def _displace(p: ProfileFacet, n: float, at: datetime, rules: DecayRules) -> ProfileFacet:
+    """A short-term interest the new events passed over, while they backed another one
+    of its polarity with strength n, loses what that one gained: s <- s(t)·(1 - d·n).
+
+    Time decay alone reads a burst on a new topic as no news about the old one, so a
+    finished streak lingers for half-lives while the user is busy elsewhere. Long-term
+    facets (reinforced over weeks) and pinned ones are kept: one refresh's activity
+    elsewhere says little about a lasting taste.
+    """
+    if p.pinned or p.suppressed or p.horizon != "short" or rules.displacement <= 0:
+        return p
+    loss = min(max(rules.displacement * n, 0.0), 1.0)
+    return replace(p, strength=decayed_strength(p, at, rules) * (1.0 - loss), strength_at=at)
 
 
 def _archive_if_faded(f: ProfileFacet, at: datetime, rules: DecayRules) -> ProfileFacet:

@@ -74,4 +74,5 @@ def rules_from(settings: Settings) -> DecayRules:
         promote_span=timedelta(days=settings.promote_span_days),
         archive_below=settings.archive_below,
         max_evidence=settings.max_facet_evidence,
+        displacement=settings.displacement_rate,
     )

@@ -186,6 +186,9 @@ CATALOG = [i for i in profile_world.CATALOG if i["item_id"] != "solaris"]
 def forecast_app(settings: Settings,
                  embedder: Embedder) -> Iterator[tuple[ApiTenant, Clock]]:
     clock = Clock(NOW - timedelta(days=60))  # events must not lie in the real future
+    # Time decay only: the fading interest must outlive three refreshes that pass it
+    # over (displacement has its own tests in test_merge.py).
+    settings = settings.model_copy(update={"displacement_rate": 0.0})
     llm = LLMRuntime(settings, chat_model=topic_summarizer(TOPICS))
     with app_client(settings, llm, clock=clock, embedder=embedder) as client:
         t = make_tenant(client, "acme")

@@ -63,15 +63,31 @@ def test_match_reinforces_with_saturation_and_unions_evidence() -> None:
     assert f.label == "jazz"  # the existing facet keeps its identity
 
 
-def test_unmatched_new_is_short_at_eta_n_and_unmatched_prior_only_decays() -> None:
+def test_unmatched_new_is_short_at_eta_n_and_unmatched_long_prior_only_decays() -> None:
     at = T0 + timedelta(days=1)
-    prior = prior_facet("jazz", (1.0, 0.0))
+    prior = prior_facet("jazz", (1.0, 0.0), horizon="long")
     merged = merge_profile([prior], [new_facet("Hiking", (0.0, 1.0), strength=0.6)], at, RULES,
                            new_id)
     by_id = {f.facet_id: f for f in merged}
     assert by_id["jazz"] == prior
     assert by_id["f-Hiking"].strength == pytest.approx(0.3)
     assert by_id["f-Hiking"].horizon == "short"
+
+
+def test_a_short_interest_passed_over_loses_what_the_new_one_gains() -> None:
+    at = T0 + timedelta(days=7)  # 0.6 decays to 0.3
+    short, pinned = prior_facet("jazz", (1.0, 0.0)), prior_facet("chess", (-1.0, 0.0), pinned=True)
+    news = [new_facet("Hiking", (0.0, 1.0), strength=0.6),
+            new_facet("Baking", (0.5, 0.5), strength=0.2, polarity="avoid")]
+    by_id = {f.facet_id: f for f in merge_profile([short, pinned], news, at, RULES, new_id)}
+    # The strongest new like (0.6) takes eta * 0.6 of the passed-over like; avoids do not.
+    assert by_id["jazz"].strength == pytest.approx(0.3 * (1 - 0.5 * 0.6))
+    assert by_id["jazz"].strength_at == at and by_id["jazz"].reinforcements == 0
+    assert by_id["chess"] == pinned
+    only_avoid = merge_profile([short], news[1:], at, RULES, new_id)
+    assert decayed_strength(only_avoid[0], at, RULES) == pytest.approx(0.3)
+    off = DecayRules(displacement=0.0)
+    assert merge_profile([short], news, at, off, new_id)[0] == short
 
 
 def test_matching_is_one_to_one() -> None:

@@ -92,7 +92,10 @@ def test_a_topic_shift_fades_the_old_interest_and_raises_the_new(app: ProfileApp
     app.clock.advance(days=14)
     app.watch("u1", ["bread", "pasta"], "week3")
     second = strengths(app.refresh())
-    assert second["Science fiction films"] == pytest.approx(born(3) / 4, rel=1e-3)  # 2 half-lives
+    # Two half-lives, then passed over as cooking was born: it loses the share cooking
+    # gained, born(2) = eta * n.
+    assert second["Science fiction films"] == pytest.approx(born(3) / 4 * (1 - born(2)),
+                                                            rel=1e-3)
     assert second["Home cooking"] == pytest.approx(born(2))
 
     app.clock.advance(days=7)

@@ -96,11 +96,11 @@ def test_a_sci_fi_fan_gets_unseen_sci_fi_explained_by_their_own_events(
 @pytest.mark.slow  # MiniLM: labels, avoid-matching and merges need its sense of meaning
 def test_strengths_are_decayed_to_now_and_a_faded_interest_yields_to_a_fresh_one(
         app: ProfileApp) -> None:
-    # Five likes: a sci-fi facet as strong as a first refresh makes one, so that three
-    # half-lives later it is faded but not archived.
+    # Five likes: a sci-fi facet as strong as a first refresh makes one, so that two
+    # half-lives and one refresh that passes it over later it is faded but not archived.
     app.watch("u1", ["alien", "dune", "solaris", "interstellar", "gravity"], "a")
     app.refresh()
-    app.clock.advance(days=14)
+    app.clock.advance(days=7)
     app.watch("u1", ["bread"], "b")
     app.refresh()
     app.clock.advance(days=7)
@@ -112,8 +112,10 @@ def test_strengths_are_decayed_to_now_and_a_faded_interest_yields_to_a_fresh_one
     assert strengths["Home cooking"] == pytest.approx(born(1) / 2, rel=1e-3)
     stored = trace(app, body["recommendation_id"])
     facets = {f["label"]: f for f in stored["facets"]}
-    # Stronger at birth (five likes against one), but three half-lives old.
-    assert facets["Science fiction films"]["strength"] == pytest.approx(born(5) / 8, rel=1e-3)
+    # Stronger at birth (five likes against one), but two half-lives old, and it lost
+    # what cooking gained when that refresh passed it over.
+    assert facets["Science fiction films"]["strength"] == pytest.approx(
+        born(5) / 4 * (1 - born(1)), rel=1e-3)
     # The fading facet asked for fewer candidates than the fresh one.
     assert (facets["Science fiction films"]["quota"] < facets["Home cooking"]["quota"])
 

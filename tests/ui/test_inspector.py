@@ -96,7 +96,9 @@ def test_a_person_inspects_a_demo_user_in_the_browser(inspector: Inspector, page
     # Ahead of now each facet's curve decays: it ends lower (a larger y) than it starts.
     ahead = page.eval_on_selector_all("#timeline path.facet-projection",
                                       "nodes => nodes.map(n => n.getAttribute('d'))")
-    assert len(ahead) == len(paths)
+    # Only facets the last version still holds are projected: one archived before it
+    # (faded, or passed over by later refreshes) ends where it was archived.
+    assert 0 < len(ahead) <= len(paths)
     for d in ahead:
         ys = [float(y) for y in re.findall(r"[\d.]+,([\d.]+)", d)]
         assert len(ys) > 10 and ys[-1] > ys[0], d
