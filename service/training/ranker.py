@@ -82,7 +82,8 @@ MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
 LGBM_PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "n_estimators": 200, "learning_rate": 0.05,
-    "num_leaves": 31, "min_child_samples": 20, "colsample_bytree": 0.9,
+    "num_leaves": 15, "min_child_samples": 50, "colsample_bytree": 0.8,
+    "subsample": 0.8, "subsample_freq": 1,
     "lambdarank_truncation_level": 20, "verbose": -1,
 }
 
