@@ -22,8 +22,9 @@ trained models with the learned ranker, and a stored ~10-facet profile.
    trained sources' candidates for an unchanged history with the loaded models
    (`TrainedModels.candidates`), as between any two events of a user; the first request
    after a new event, a refresh or a catalog change computes them, and `cold_p50_ms` /
-   `cold_p99_ms` time that case (`--cold-requests`, everything kept forgotten before
-   each). Outside the target, a
+   `cold_p99_ms` time that case (`--cold-requests`, those three forgotten before each;
+   the tenant-wide catalog rows and item vectors stay kept, as they do after a user's
+   new event or refresh). Outside the target, a
    few requests with a category filter and a few for a user without a profile or
    history (the popular fallback) are timed too.
 
@@ -342,7 +343,7 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             latencies.append((time.perf_counter() - t0) * 1e3)
             r.raise_for_status()
         body = r.json()
-        # Beside the target: the first request after a refresh or a catalog change, whose
+        # Beside the target: the first request after a new event or a refresh, whose
         # facets' neighbours and evidence (`candidates.forget_kept`) and personal model
         # candidates (`TrainedModels.candidates`) are not kept yet.
         from service.recommend.candidates import forget_kept

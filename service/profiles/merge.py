@@ -29,8 +29,8 @@ class DecayRules:
     promote_span: timedelta = timedelta(days=14)  # ... spanning at least D
     archive_below: float = 0.05
     max_evidence: int = 20  # newest kept when a union grows past it
-    # An unmatched short-term facet loses this share of the strongest new facet of its
-    # polarity (0: unmatched facets only decay with time).
+    # An unmatched short-term like loses this share of the refresh's strongest like
+    # (0: unmatched facets only decay with time).
     displacement: float = 0.5
 
 
@@ -128,15 +128,20 @@ def merge_profile(
         matched[facet_id] = n
         used.add(i)
 
-    strongest: dict[Polarity, float] = {}
-    for n in candidates:
-        strongest[n.polarity] = max(strongest.get(n.polarity, 0.0), n.strength)
+    # Displacement: the strongest like this refresh backs (new or reinforced) takes its
+    # share from the short-term likes it passed over. A prior that one of the refresh's
+    # facets is close to was not passed over (one-to-one matching may have paired that
+    # facet with a near-duplicate), so it only decays.
+    likes = [n for n in candidates if n.polarity == "like"]
+    strongest = max((n.strength for n in likes), default=0.0)
     merged: list[ProfileFacet] = []
     for p in prior:
         if p.facet_id in matched:
             merged.append(_reinforce(p, matched[p.facet_id], at, rules))
-        elif p.polarity in strongest and not p.archived:
-            merged.append(_displace(p, strongest[p.polarity], at, rules))
+        elif (p.polarity == "like" and strongest > 0 and not p.archived
+              and not any(cosine(p.embedding, n.embedding) >= rules.match_threshold
+                          for n in likes)):
+            merged.append(_displace(p, strongest, at, rules))
         else:
             merged.append(p)
     for i, n in enumerate(candidates):
@@ -167,13 +172,14 @@ def _reinforce(p: ProfileFacet, n: NewFacet, at: datetime, rules: DecayRules) ->
 
 
 def _displace(p: ProfileFacet, n: float, at: datetime, rules: DecayRules) -> ProfileFacet:
-    """A short-term interest the new events passed over, while they backed another one
-    of its polarity with strength n, loses what that one gained: s <- s(t)·(1 - d·n).
+    """A short-term like the new events passed over, while they backed another like with
+    strength n, loses `rules.displacement` of n: s <- s(t)·(1 - d·n).
 
     Time decay alone reads a burst on a new topic as no news about the old one, so a
     finished streak lingers for half-lives while the user is busy elsewhere. Long-term
     facets (reinforced over weeks) and pinned ones are kept: one refresh's activity
-    elsewhere says little about a lasting taste.
+    elsewhere says little about a lasting taste. Avoid-facets only decay: a new dislike
+    says nothing against an old one.
     """
     if p.pinned or p.suppressed or p.horizon != "short" or rules.displacement <= 0:
         return p

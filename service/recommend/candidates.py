@@ -220,8 +220,10 @@ Evidence = tuple[dict[str, EvidenceEvent], dict[str, CatalogRow]]
 # A user's facets' evidence, kept between their requests: events are never changed once
 # stored, and the catalog rows are kept under the catalog token like `CATALOG_CACHE`'s.
 # The key holds the user's creation time, so a user deleted and made again (whose row id
-# SQLite may reuse) never reads what the first one stored; 10 minutes at most.
-_EVIDENCE: TTLCache[tuple[object, ...], Evidence] = TTLCache(maxsize=2_000, ttl=600.0)
+# SQLite may reuse) never reads what the first one stored; 10 minutes at most. Bounded in
+# evidence events (~700 bytes each with their rows, so ~70 MB at most).
+_EVIDENCE: TTLCache[tuple[object, ...], Evidence] = TTLCache(
+    maxsize=100_000, ttl=600.0, getsizeof=lambda found: max(1, len(found[0])))
 _EVIDENCE_LOCK = threading.Lock()
 
 
@@ -266,10 +268,11 @@ class _NeighbourCache:
     Chroma first, then renews the token), so a user's requests between two refreshes
     ask Chroma the same questions: the answers are kept, keyed by the token, the
     vector's bytes, n and the filter, and a new token misses them all. `TTL_SECONDS`
-    bounds how long any answer lives whatever happens; `ENTRIES` bounds the memory
-    (least recently used out; ~100 ids per entry)."""
+    bounds how long any answer lives whatever happens; `PAIRS` bounds the memory per
+    vector store, counted in (item, similarity) pairs kept (~150 bytes each, so ~150 MB
+    at most; least recently used out)."""
 
-    ENTRIES = 50_000
+    PAIRS = 1_000_000
     TTL_SECONDS = 600.0
 
     def __init__(self) -> None:
@@ -290,8 +293,8 @@ class _NeighbourCache:
         with self._lock:
             kept = self._stores.get(vectors)
             if kept is None:
-                kept = self._stores[vectors] = TTLCache(maxsize=self.ENTRIES,
-                                                        ttl=self.TTL_SECONDS)
+                kept = self._stores[vectors] = TTLCache(maxsize=self.PAIRS,
+                                                        ttl=self.TTL_SECONDS, getsizeof=len)
             found = [kept.get(key) for key in keys]
         missing = [i for i, hits in enumerate(found) if hits is None]
         if missing:

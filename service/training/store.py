@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from cachetools import LRUCache
+from cachetools import TTLCache
 
 from service.core.config import Settings
 from service.training.contract import (
@@ -43,7 +43,14 @@ POINTER = "current"
 RANKER_DIR = "ranker"
 # A staging folder untouched this long belongs to no running training.
 STALE_STAGING_SECONDS = 6 * 3600
-PERSONAL_KEPT = 1000  # users whose personal candidates a loaded artifact keeps (~60 kB each)
+# A loaded artifact keeps users' personal candidates up to this many hits in all (~400
+# bytes each, so ~80 MB at most per tenant; 400 a user at n = 100), 10 minutes each at most.
+PERSONAL_HITS = 200_000
+PERSONAL_SECONDS = 600.0
+
+
+def _hit_count(found: dict[CandidateSource, dict[str, SourceHit]]) -> int:
+    return max(1, sum(len(hits) for hits in found.values()))
 
 
 class Ranker(Protocol):
@@ -84,12 +91,15 @@ class TrainedModels:
     ranker: Ranker | None = None
     # The personal sources' answers (co-occurrence, transitions, sequence, content) are a
     # function of the history, n and the exclusions only: a user asking again before any
-    # new event gets them from here (`PERSONAL_KEPT` users, least recently asked out).
-    # Kept with this artifact, so a new version starts empty. Popular reads the clock and
-    # is always asked. The hits are frozen; callers never change the dicts.
-    _personal: LRUCache[tuple[object, ...], dict[CandidateSource, dict[str, SourceHit]]] = (
-        dataclasses.field(default_factory=lambda: LRUCache(maxsize=PERSONAL_KEPT),
-                          repr=False, compare=False))
+    # new event gets them from here (`PERSONAL_HITS`, least recently asked out, and
+    # `PERSONAL_SECONDS`, so a deleted user's history does not stay). Kept with this
+    # artifact, so a new version starts empty. Popular reads the clock and is always
+    # asked. The hits are frozen; callers never change the dicts.
+    _personal: TTLCache[tuple[object, ...], dict[CandidateSource, dict[str, SourceHit]]] = (
+        dataclasses.field(default_factory=lambda: TTLCache(
+            maxsize=PERSONAL_HITS, ttl=PERSONAL_SECONDS,
+            getsizeof=_hit_count),
+            repr=False, compare=False))
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False,
                                               compare=False)
 

@@ -80,7 +80,8 @@ def test_a_short_interest_passed_over_loses_what_the_new_one_gains() -> None:
     news = [new_facet("Hiking", (0.0, 1.0), strength=0.6),
             new_facet("Baking", (0.5, 0.5), strength=0.2, polarity="avoid")]
     by_id = {f.facet_id: f for f in merge_profile([short, pinned], news, at, RULES, new_id)}
-    # The strongest new like (0.6) takes eta * 0.6 of the passed-over like; avoids do not.
+    # The strongest new like (0.6) takes displacement (0.5) x 0.6 of the passed-over like;
+    # a new avoid takes nothing.
     assert by_id["jazz"].strength == pytest.approx(0.3 * (1 - 0.5 * 0.6))
     assert by_id["jazz"].strength_at == at and by_id["jazz"].reinforcements == 0
     assert by_id["chess"] == pinned
@@ -88,6 +89,39 @@ def test_a_short_interest_passed_over_loses_what_the_new_one_gains() -> None:
     assert decayed_strength(only_avoid[0], at, RULES) == pytest.approx(0.3)
     off = DecayRules(displacement=0.0)
     assert merge_profile([short], news, at, off, new_id)[0] == short
+
+
+def test_displacement_spares_avoids_long_archived_suppressed_and_near_duplicates() -> None:
+    at = T0 + timedelta(days=7)  # 0.6 decays to 0.3
+    horror = prior_facet("horror", (0.0, -1.0), polarity="avoid")
+    lasting = prior_facet("chess", (-1.0, 0.0), horizon="long")
+    archived = prior_facet("old", (-0.6, 0.8), archived=True)
+    hidden = prior_facet("hidden", (0.6, -0.8), suppressed=True)
+    # Two near-duplicate jazz facets: matching pairs the new one with one of them, and the
+    # other is not passed over (the refresh backs it too): it only decays.
+    jazz_a, jazz_b = prior_facet("jazz-a", (1.0, 0.0)), prior_facet("jazz-b", (0.999, 0.04))
+    news = [new_facet("Jazz", (1.0, 0.01), strength=0.9),
+            new_facet("Jazz dislikes", (0.0, 1.0), strength=0.9, polarity="avoid")]
+    merged = merge_profile([horror, lasting, archived, hidden, jazz_a, jazz_b], news, at,
+                           RULES, new_id)
+    by_id = {f.facet_id: f for f in merged}
+    assert decayed_strength(by_id["horror"], at, RULES) == pytest.approx(0.3)  # a dislike
+    assert decayed_strength(by_id["chess"], at, RULES) == pytest.approx(
+        0.6 * 0.5 ** (7 / 90))
+    assert by_id["old"] == archived and by_id["hidden"] == hidden
+    reinforced, spared = sorted([by_id["jazz-a"], by_id["jazz-b"]],
+                                key=lambda f: -f.reinforcements)
+    assert reinforced.reinforcements == 1
+    assert decayed_strength(spared, at, RULES) == pytest.approx(0.3)
+
+
+def test_a_displaced_facet_fading_below_the_floor_is_archived_in_the_same_refresh() -> None:
+    at = T0 + timedelta(days=7)
+    faint = prior_facet("faint", (1.0, 0.0), strength=0.12)  # 0.06 after a half-life
+    merged = merge_profile([faint], [new_facet("Hiking", (0.0, 1.0), strength=0.9)], at,
+                           RULES, new_id)
+    kept = next(f for f in merged if f.facet_id == "faint")
+    assert kept.archived and kept.strength == pytest.approx(0.06 * (1 - 0.5 * 0.9))
 
 
 def test_matching_is_one_to_one() -> None:
