@@ -26,13 +26,13 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 import numpy.typing as npt
-from cachetools import TTLCache
 from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
 from service.catalog.service import stored_tag_keys
 from service.core.hashing import chunks
+from service.core.kept import Kept
 from service.ingest.evidence import EvidenceEvent, evidence_and_items
 from service.ingest.models import Event
 from service.profiles.merge import DecayRules, decayed_strength
@@ -222,9 +222,7 @@ Evidence = tuple[dict[str, EvidenceEvent], dict[str, CatalogRow]]
 # The key holds the user's creation time, so a user deleted and made again (whose row id
 # SQLite may reuse) never reads what the first one stored; 10 minutes at most. Bounded in
 # evidence events (~700 bytes each with their rows, so ~70 MB at most).
-_EVIDENCE: TTLCache[tuple[object, ...], Evidence] = TTLCache(
-    maxsize=100_000, ttl=600.0, getsizeof=lambda found: max(1, len(found[0])))
-_EVIDENCE_LOCK = threading.Lock()
+_EVIDENCE: Kept[Evidence] = Kept(100_000, 600.0, lambda found: max(1, len(found[0])))
 
 
 def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]) -> Evidence:
@@ -235,18 +233,15 @@ def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]) 
     wanted = frozenset(event_ids)
     token = _catalog_version(session, user.tenant_id)
     key = (user.tenant_id, user.id, user.created_at, token, wanted)
-    if token is not None:
-        with _EVIDENCE_LOCK:
-            kept = _EVIDENCE.get(key)
-        if kept is not None:
-            return kept
+    kept = _EVIDENCE.get(key) if token is not None else None
+    if kept is not None:
+        return kept
     events, items = evidence_and_items(session, user, set(wanted))
     found = (events, {item_id: CatalogRow(item.title, item.version, item.category,
                                           stored_tag_keys(item.tags_json, item.category))
                       for item_id, item in items.items()})
     if token is not None:
-        with _EVIDENCE_LOCK:
-            _EVIDENCE[key] = found
+        _EVIDENCE.put(key, found)
     return found
 
 
@@ -276,11 +271,10 @@ class _NeighbourCache:
     TTL_SECONDS = 600.0
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dictionary of stores
         # One cache per vector store (an app's), so two apps in one process never share.
-        self._stores: WeakKeyDictionary[
-            VectorStore, TTLCache[tuple[object, ...], list[tuple[str, float]]]
-        ] = WeakKeyDictionary()
+        self._stores: WeakKeyDictionary[VectorStore, Kept[list[tuple[str, float]]]] = (
+            WeakKeyDictionary())
 
     def nearest(self, vectors: VectorStore, tenant_id: int, token: str | None,
                 matrix: Matrix, n: int, where: dict[str, str] | None
@@ -293,18 +287,16 @@ class _NeighbourCache:
         with self._lock:
             kept = self._stores.get(vectors)
             if kept is None:
-                kept = self._stores[vectors] = TTLCache(maxsize=self.PAIRS,
-                                                        ttl=self.TTL_SECONDS, getsizeof=len)
-            found = [kept.get(key) for key in keys]
+                kept = self._stores[vectors] = Kept(self.PAIRS, self.TTL_SECONDS, len)
+        found = [kept.get(key) for key in keys]
         missing = [i for i, hits in enumerate(found) if hits is None]
         if missing:
             with vector_store_call():
                 asked = vectors.nearest(tenant_id, "items", matrix[missing], n, where)
-            with self._lock:
-                for i, hits in zip(missing, asked, strict=True):
-                    kept[keys[i]] = hits
-                    found[i] = hits
-        return [list(hits) for hits in found if hits is not None]
+            for i, hits in zip(missing, asked, strict=True):
+                kept.put(keys[i], hits)
+                found[i] = hits
+        return [hits for hits in found if hits is not None]  # every one is found by now
 
     def clear(self) -> None:
         with self._lock:
@@ -317,8 +309,7 @@ NEIGHBOUR_CACHE = _NeighbourCache()
 def forget_kept() -> None:
     """Drop the facets' kept neighbours and evidence (benchmarks time requests without)."""
     NEIGHBOUR_CACHE.clear()
-    with _EVIDENCE_LOCK:
-        _EVIDENCE.clear()
+    _EVIDENCE.clear()
 
 
 def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:

@@ -24,9 +24,9 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from cachetools import TTLCache
 
 from service.core.config import Settings
+from service.core.kept import Kept
 from service.training.contract import (
     MODEL_SOURCES,
     CandidateSource,
@@ -95,31 +95,24 @@ class TrainedModels:
     # `PERSONAL_SECONDS`, so a deleted user's history does not stay). Kept with this
     # artifact, so a new version starts empty. Popular reads the clock and is always
     # asked. The hits are frozen; callers never change the dicts.
-    _personal: TTLCache[tuple[object, ...], dict[CandidateSource, dict[str, SourceHit]]] = (
-        dataclasses.field(default_factory=lambda: TTLCache(
-            maxsize=PERSONAL_HITS, ttl=PERSONAL_SECONDS,
-            getsizeof=_hit_count),
-            repr=False, compare=False))
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False,
-                                              compare=False)
+    _personal: Kept[dict[CandidateSource, dict[str, SourceHit]]] = dataclasses.field(
+        default_factory=lambda: Kept(PERSONAL_HITS, PERSONAL_SECONDS, _hit_count),
+        repr=False, compare=False)
 
     def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
                    now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
         key = (n, frozenset(exclude), tuple((e.item_id, e.ts, e.weight) for e in history))
-        with self._lock:
-            personal = self._personal.get(key)
+        personal = self._personal.get(key)
         if personal is None:
             personal = self.base.candidates(history, n, exclude, now, popular=False)
-            with self._lock:
-                self._personal[key] = personal
+            self._personal.put(key, personal)
         found = dict(personal)
         found.update(self.base.candidates(history, n, exclude, now, personal=False))
         return {s: found[s] for s in MODEL_SOURCES if s in found}
 
     def forget_personal(self) -> None:
         """Drop every kept personal answer (benchmarks time requests without them)."""
-        with self._lock:
-            self._personal.clear()
+        self._personal.clear()
 
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
