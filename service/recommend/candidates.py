@@ -19,14 +19,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
 from weakref import WeakKeyDictionary
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy import Engine, Text, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
@@ -115,10 +115,30 @@ _CATALOG_QUERY = (
 )
 
 
+def _raw_paramstyle(session: Session) -> str | None:
+    """The driver's paramstyle when its SQL text can be run as it is (SQLite's `?`,
+    psycopg's `%s`), else None: other drivers go through SQLAlchemy."""
+    paramstyle = session.connection().dialect.paramstyle
+    return paramstyle if paramstyle in ("qmark", "format", "pyformat") else None
+
+
+def _mark(paramstyle: str) -> str:
+    return "?" if paramstyle == "qmark" else "%s"
+
+
 def consumed_items(session: Session, user: User) -> set[str]:
-    """Every item the user has any event on: never recommended back to them."""
-    found = session.connection().execute(_CONSUMED_QUERY, {"user": user.id}).scalars().all()
-    return {item_id for item_id in found if item_id is not None}
+    """Every item the user has any event on: never recommended back to them. Run as the
+    driver's SQL text (`_CONSUMED_QUERY`'s statement) where it can be: a heavy user's
+    hundreds of rows cost SQLAlchemy's result machinery more than SQLite's read."""
+    connection = session.connection()
+    paramstyle = _raw_paramstyle(session)
+    if paramstyle is None:
+        found = connection.execute(_CONSUMED_QUERY, {"user": user.id}).scalars().all()
+        return {item_id for item_id in found if item_id is not None}
+    rows = connection.exec_driver_sql(
+        "SELECT item_id FROM events WHERE user_pk = "
+        f"{_mark(paramstyle)} AND item_id IS NOT NULL", (user.id,))
+    return {item_id for (item_id,) in rows}
 
 
 @dataclass(frozen=True)
@@ -132,7 +152,7 @@ class CatalogRow:
 @lru_cache(maxsize=64)
 def _catalog_sql(paramstyle: str, n: int) -> str:
     """`_CATALOG_QUERY` for n ids as the driver's own SQL text."""
-    mark = "?" if paramstyle == "qmark" else "%s"
+    mark = _mark(paramstyle)
     return ("SELECT item_id, title, indexed_hash, category, CAST(tags AS TEXT) FROM items "
             f"WHERE tenant_id = {mark} AND item_id IN ({', '.join([mark] * n)})")
 
@@ -202,11 +222,10 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
         return found
     read: dict[str, CatalogRow] = {}
     connection = session.connection()
-    paramstyle = connection.dialect.paramstyle
-    raw = paramstyle in ("qmark", "format", "pyformat")
+    paramstyle = _raw_paramstyle(session)
     for part in chunks(sorted(missing)):
         rows = (connection.exec_driver_sql(_catalog_sql(paramstyle, len(part)),
-                                           (tenant_id, *part)) if raw
+                                           (tenant_id, *part)) if paramstyle is not None
                 else connection.execute(_CATALOG_QUERY, {"tenant": tenant_id, "ids": part}))
         for item_id, title, version_hash, category, tags in rows:
             read[item_id] = CatalogRow(title, version_hash or "", category,
@@ -307,9 +326,11 @@ NEIGHBOUR_CACHE = _NeighbourCache()
 
 
 def forget_kept() -> None:
-    """Drop the facets' kept neighbours and evidence (benchmarks time requests without)."""
+    """Drop the facets' kept neighbours and evidence and the users' kept histories
+    (benchmarks time requests without)."""
     NEIGHBOUR_CACHE.clear()
     _EVIDENCE.clear()
+    _HISTORY.clear()
 
 
 def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:
@@ -433,12 +454,102 @@ class UserHistory:
     consumed: set[str]
 
 
+def _utc(stored: str | datetime) -> datetime:
+    """A `UTCDateTime` column's value as the driver returns it, as `UTCDateTime` reads it:
+    SQLite's text (`2024-05-01 12:00:00.000000`, naive UTC) or a driver's datetime."""
+    ts = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _newest_events(session: Session, user: User) -> list[tuple[str, str, datetime, str,
+                                                               float | None]]:
+    """`_HISTORY_QUERY`'s rows, newest first; as the driver's SQL text where it can be
+    (the same statement): SQLAlchemy's result rows and the `UTCDateTime` decorator took
+    longer than SQLite's read of a heavy user's history, on every request."""
+    connection = session.connection()
+    paramstyle = _raw_paramstyle(session)
+    if paramstyle is None:
+        return [(event_id, type_, ts, str(item_id), value) for event_id, type_, ts, item_id,
+                value in connection.execute(_HISTORY_QUERY, {"user": user.id})]
+    mark = _mark(paramstyle)
+    rows = connection.exec_driver_sql(
+        "SELECT event_id, type, ts, item_id, value FROM events "
+        f"WHERE user_pk = {mark} AND item_id IS NOT NULL "
+        f"ORDER BY ts DESC, id DESC LIMIT {mark}", (user.id, MAX_HISTORY))
+    return [(event_id, type_, _utc(ts), item_id, value)
+            for event_id, type_, ts, item_id, value in rows]
+
+
+# Every event of the user, counted, with the largest row id: `ix_events_user_ts` answers
+# it without reading a row.
+_EVENTS_STAMP_QUERY = select(func.count(), func.max(Event.id)).where(
+    Event.user_pk == bindparam("user"))
+
+
+class _HistoryCache:
+    """Users' histories, kept between their requests, one store per database engine (two
+    databases in one process, as in tests, never share one): events are only ever added
+    (never changed; deleted only with the user, and the key holds the user's creation
+    time as `_EVIDENCE`'s does), and any event added changes the user's event count and
+    largest row id, so an unchanged stamp means an unchanged history. `TTL_SECONDS` at
+    most; bounded in events and consumed items held (~300 bytes each, so ~30 MB at most
+    per engine). The histories are shared: callers never change them."""
+
+    SIZE = 100_000
+    TTL_SECONDS = 600.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards the dictionary of stores
+        self._stores: WeakKeyDictionary[Engine, Kept[UserHistory]] = WeakKeyDictionary()
+
+    def store(self, engine: Engine) -> Kept[UserHistory]:
+        with self._lock:
+            kept = self._stores.get(engine)
+            if kept is None:
+                kept = self._stores[engine] = Kept(
+                    self.SIZE, self.TTL_SECONDS,
+                    lambda history: max(1, len(history.events) + len(history.consumed)))
+            return kept
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stores.clear()
+
+
+_HISTORY = _HistoryCache()
+
+
+def _events_stamp(session: Session, user: User) -> tuple[int, int | None]:
+    """(how many events the user has, the largest event row id)."""
+    connection = session.connection()
+    paramstyle = _raw_paramstyle(session)
+    if paramstyle is None:
+        found = connection.execute(_EVENTS_STAMP_QUERY, {"user": user.id}).one()
+    else:
+        found = connection.exec_driver_sql(
+            f"SELECT count(*), max(id) FROM events WHERE user_pk = {_mark(paramstyle)}",
+            (user.id,)).one()
+    return int(found[0]), None if found[1] is None else int(found[1])
+
+
 def user_history(session: Session, user: User, rating_max: float) -> UserHistory:
+    """The user's history (`UserHistory`), kept while their events are unchanged. The
+    stamp is read first: an event stored meanwhile is read into a history kept under a
+    stamp no later request sees again."""
+    key = (user.tenant_id, user.id, user.created_at, rating_max, _events_stamp(session, user))
+    store = _HISTORY.store(session.connection().engine)
+    kept = store.get(key)
+    if kept is None:
+        kept = _read_history(session, user, rating_max)
+        store.put(key, kept)
+    return kept
+
+
+def _read_history(session: Session, user: User, rating_max: float) -> UserHistory:
     events: list[UserEvent] = []
     cited: list[HistoryEvent] = []
-    newest = session.connection().execute(_HISTORY_QUERY, {"user": user.id}).all()
+    newest = _newest_events(session, user)
     for event_id, type_, ts, item_id, value in reversed(newest):
-        item_id = str(item_id)  # the query keeps only events on an item
         events.append(UserEvent(item_id=item_id, ts=ts.timestamp(),
                                 weight=event_weight(type_, value, rating_max),
                                 event_id=event_id))
