@@ -36,11 +36,12 @@ from service.recommend.lists import (
 )
 from service.recommend.ranking import (
     BLEND_WEIGHTS,
+    LazyDiscount,
     Matrix,
     RankingParams,
+    Vector,
     blend,
     calibrated_mmr,
-    discount_unexplained,
     fuse,
     normalized,
 )
@@ -274,15 +275,18 @@ def rank_hybrid(
     relevance = raw[eligible]
     if len(relevance):
         relevance = relevance - relevance.min() + 1e-6  # MMR wants relevance above 0
+    lazy: Vector | LazyDiscount = relevance
     if discounting:
         # An item none of whose grounded reasons a person could follow keeps only
         # `unexplained_keep` of its relevance: between two close candidates, the list
-        # takes the one it can explain (`RankingParams.unexplained_keep`).
+        # takes the one it can explain (`RankingParams.unexplained_keep`). MMR asks for
+        # the reasons it needs only (`LazyDiscount`): the list is the one every
+        # candidate's reason would give.
         read_cited(eligible)
-        relevance = discount_unexplained(relevance, [explained(j) for j in eligible],
-                                         params.unexplained_keep)
+        lazy = LazyDiscount(relevance, lambda i: explained(eligible[i]),
+                            params.unexplained_keep)
     chosen = [(eligible[i], objective) for i, objective in calibrated_mmr(
-        relevance, items[eligible], [rows[kept[j]].tags for j in eligible], target,
+        lazy, items[eligible], [rows[kept[j]].tags for j in eligible], target,
         request.k, params.mmr_lambda, params.calibration)]
     if not discounting:
         read_cited([j for j, _ in chosen])
