@@ -49,6 +49,7 @@ from service.training.contract import (
     UserEvent,
 )
 from service.training.data import event_weight
+from service.training.features import unit_mean
 from service.users.models import User
 from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
@@ -193,7 +194,7 @@ class _CatalogCache:
 CATALOG_CACHE = _CatalogCache()
 
 
-def _catalog_version(session: Session, tenant_id: int) -> str | None:
+def catalog_token(session: Session, tenant_id: int) -> str | None:
     """The token of the tenant row this request read (the session's identity map holds
     the tenant that authenticated it, so this runs no query), None without a tenant."""
     tenant = session.get(Tenant, tenant_id)
@@ -208,7 +209,7 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
     statement as `_CATALOG_QUERY`), since expanding an IN list of hundreds of parameters
     took SQLAlchemy as long as SQLite took to run the query. Other dialects go through
     SQLAlchemy. Items not in the catalog are read again next time (they may be added)."""
-    version = _catalog_version(session, tenant_id)
+    version = catalog_token(session, tenant_id)
     kept = CATALOG_CACHE.rows(tenant_id, version) if version is not None else {}
     found: dict[str, CatalogRow] = {}
     missing: list[str] = []
@@ -250,7 +251,7 @@ def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]) 
     the items' vector versions and the tags the profile's mix is made of. The dicts
     returned may be shared with other requests: callers never change them."""
     wanted = frozenset(event_ids)
-    token = _catalog_version(session, user.tenant_id)
+    token = catalog_token(session, user.tenant_id)
     key = (user.tenant_id, user.id, user.created_at, token, wanted)
     kept = _EVIDENCE.get(key) if token is not None else None
     if kept is not None:
@@ -261,6 +262,31 @@ def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]) 
                       for item_id, item in items.items()})
     if token is not None:
         _EVIDENCE.put(key, found)
+    return found
+
+
+# Facet centroids (`unit_mean` of their evidence items' vectors), kept by the items they
+# average, in order, under the tenant's catalog token: an item's stored vector changes
+# only with the token (indexing writes the vector store first, then renews it), so the
+# same items under the same token give the same centroid. Averaging each facet's vectors
+# was a twentieth of a warm request. Bounded in centroids (~1.5 KB each, so ~30 MB at
+# most), 10 minutes each at most.
+_CENTROIDS: Kept[npt.NDArray[np.float32]] = Kept(20_000, 600.0)
+
+
+def evidence_centroid(tenant_id: int, token: str | None, item_ids: tuple[str, ...],
+                      vectors: dict[str, npt.NDArray[np.float32]]
+                      ) -> npt.NDArray[np.float32] | None:
+    """`unit_mean` of these items' vectors (each in `vectors`, read under `token`), None
+    for none; kept while the token holds. The array returned is shared: never changed."""
+    if not item_ids:
+        return None
+    key = (tenant_id, token, item_ids)
+    found = _CENTROIDS.get(key) if token is not None else None
+    if found is None:
+        found = unit_mean([vectors[i] for i in item_ids])
+        if token is not None and found is not None:
+            _CENTROIDS.put(key, found)
     return found
 
 
@@ -326,10 +352,11 @@ NEIGHBOUR_CACHE = _NeighbourCache()
 
 
 def forget_kept() -> None:
-    """Drop the facets' kept neighbours and evidence and the users' kept histories
-    (benchmarks time requests without)."""
+    """Drop the facets' kept neighbours, evidence and centroids and the users' kept
+    histories (benchmarks time requests without)."""
     NEIGHBOUR_CACHE.clear()
     _EVIDENCE.clear()
+    _CENTROIDS.clear()
     _HISTORY.clear()
 
 
@@ -366,7 +393,7 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
     """
     ask = min(2 * max(quotas), MAX_ASK)
     wider = min(ask + len(consumed), MAX_ASK)
-    token = _catalog_version(session, tenant_id)
+    token = catalog_token(session, tenant_id)
     rows: dict[str, CatalogRow] = {}
     off_category: set[str] = set()
     hits: list[list[tuple[str, float]]] = [[] for _ in quotas]

@@ -264,3 +264,21 @@ def test_a_users_history_is_read_again_only_after_their_events_change(
         event("u1", item_id="b", event_id="x1"), event("u1", item_id="a", event_id="x2"),
         event("u1", "search", item_id=None, text="jazz", event_id="x3")]})
     assert history() == ["x1", "x2"] and len(reads) == 4
+
+
+def test_facet_centroids_are_kept_under_the_catalog_token_only() -> None:
+    from service.recommend.candidates import evidence_centroid, forget_kept
+    from service.training.features import unit_mean
+
+    forget_kept()
+    first = {"a": np.array([1.0, 0.0], dtype=np.float32),
+             "b": np.array([0.0, 1.0], dtype=np.float32)}
+    got = evidence_centroid(1, "t1", ("a", "b"), first)
+    assert got is not None and got.tolist() == unit_mean([first["a"], first["b"]]).tolist()
+    assert evidence_centroid(1, "t1", (), first) is None
+    # Under a new token the items' vectors may have changed: worked out again.
+    second = {"a": np.array([1.0, 0.0], dtype=np.float32),
+              "b": np.array([1.0, 0.0], dtype=np.float32)}
+    assert evidence_centroid(1, "t1", ("a", "b"), second) is got  # the same token: kept
+    assert evidence_centroid(1, "t2", ("a", "b"), second).tolist() == [1.0, 0.0]
+    assert evidence_centroid(2, None, ("a", "b"), second).tolist() == [1.0, 0.0]
