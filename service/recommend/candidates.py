@@ -50,6 +50,7 @@ from service.training.contract import (
 )
 from service.training.data import event_weight
 from service.training.features import unit_mean
+from service.training.store import PERSONAL_SECONDS
 from service.users.models import User
 from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
@@ -352,12 +353,14 @@ NEIGHBOUR_CACHE = _NeighbourCache()
 
 
 def forget_kept() -> None:
-    """Drop the facets' kept neighbours, evidence and centroids and the users' kept
-    histories (benchmarks time requests without)."""
+    """Drop the facets' kept neighbours, evidence and centroids, the users' kept
+    histories and which of them the models were asked about (benchmarks time requests
+    without)."""
     NEIGHBOUR_CACHE.clear()
     _EVIDENCE.clear()
     _CENTROIDS.clear()
     _HISTORY.clear()
+    MODELS_ASKED.clear()
 
 
 def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:
@@ -593,6 +596,13 @@ def tenant_models(rt: ProfileRuntime, tenant_id: int) -> TenantModels | None:
         return None
     found: TenantModels | None = rt.models.get(tenant_id)
     return found
+
+
+# Histories the tenant's models were lately asked about (`service._model_hits`), by what
+# tells one history from the next (its length, newest event and consumed items): only
+# whether the next request waits on a thread hangs on it, never what it answers. As long
+# as `TrainedModels` keeps personal answers; ~200 bytes a key.
+MODELS_ASKED: Kept[bool] = Kept(100_000, PERSONAL_SECONDS)
 
 
 def model_candidates(models: TenantModels, history: UserHistory, category: str | None,
