@@ -17,12 +17,14 @@ trained models with the learned ranker, and a stored ~10-facet profile.
 4. `GET /v1/users/fan/recommendations?k=10` (template explanations) `--requests` times
    after a warm-up. The embedded LLM is started first (unless `--no-llm`) so the
    RSS figure is the service with its models loaded. The list is `hybrid`, scored by
-   the ranker. The facets' nearest items and evidence are kept between requests under
-   the catalog token (`candidates.NEIGHBOUR_CACHE`, `evidence_with_items`), and the
-   trained sources' candidates for an unchanged history with the loaded models
-   (`TrainedModels.candidates`), as between any two events of a user; the first request
-   after a new event, a refresh or a catalog change computes them, and `cold_p50_ms` /
-   `cold_p99_ms` time that case (`--cold-requests`, those three forgotten before each;
+   the ranker. The facets' nearest items, evidence and centroids are kept between
+   requests under the catalog token (`candidates.NEIGHBOUR_CACHE`, `evidence_with_items`,
+   `evidence_centroid`), the user's history under a stamp of their events
+   (`user_history`), and the trained sources' candidates for an unchanged history with
+   the loaded models (`TrainedModels.candidates`), as between any two events of a user;
+   the first request after a new event, a refresh or a catalog change computes them, and
+   `cold_p50_ms` / `cold_p99_ms` time that case (`--cold-requests`, all of them forgotten
+   before each: `candidates.forget_kept` and `forget_personal`;
    the tenant-wide catalog rows and item vectors stay kept, as they do after a user's
    new event or refresh). Outside the target, a
    few requests with a category filter and a few for a user without a profile or

@@ -19,14 +19,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
 from weakref import WeakKeyDictionary
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy import Engine, Text, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
@@ -49,6 +49,8 @@ from service.training.contract import (
     UserEvent,
 )
 from service.training.data import event_weight
+from service.training.features import unit_mean
+from service.training.store import PERSONAL_SECONDS
 from service.users.models import User
 from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
@@ -115,10 +117,30 @@ _CATALOG_QUERY = (
 )
 
 
+def _raw_paramstyle(session: Session) -> str | None:
+    """The driver's paramstyle when its SQL text can be run as it is (SQLite's `?`,
+    psycopg's `%s`), else None: other drivers go through SQLAlchemy."""
+    paramstyle = session.connection().dialect.paramstyle
+    return paramstyle if paramstyle in ("qmark", "format", "pyformat") else None
+
+
+def _mark(paramstyle: str) -> str:
+    return "?" if paramstyle == "qmark" else "%s"
+
+
 def consumed_items(session: Session, user: User) -> set[str]:
-    """Every item the user has any event on: never recommended back to them."""
-    found = session.connection().execute(_CONSUMED_QUERY, {"user": user.id}).scalars().all()
-    return {item_id for item_id in found if item_id is not None}
+    """Every item the user has any event on: never recommended back to them. Run as the
+    driver's SQL text (`_CONSUMED_QUERY`'s statement) where it can be: a heavy user's
+    hundreds of rows cost SQLAlchemy's result machinery more than SQLite's read."""
+    connection = session.connection()
+    paramstyle = _raw_paramstyle(session)
+    if paramstyle is None:
+        found = connection.execute(_CONSUMED_QUERY, {"user": user.id}).scalars().all()
+        return {item_id for item_id in found if item_id is not None}
+    rows = connection.exec_driver_sql(
+        "SELECT item_id FROM events WHERE user_pk = "
+        f"{_mark(paramstyle)} AND item_id IS NOT NULL", (user.id,))
+    return {item_id for (item_id,) in rows}
 
 
 @dataclass(frozen=True)
@@ -132,7 +154,7 @@ class CatalogRow:
 @lru_cache(maxsize=64)
 def _catalog_sql(paramstyle: str, n: int) -> str:
     """`_CATALOG_QUERY` for n ids as the driver's own SQL text."""
-    mark = "?" if paramstyle == "qmark" else "%s"
+    mark = _mark(paramstyle)
     return ("SELECT item_id, title, indexed_hash, category, CAST(tags AS TEXT) FROM items "
             f"WHERE tenant_id = {mark} AND item_id IN ({', '.join([mark] * n)})")
 
@@ -173,7 +195,7 @@ class _CatalogCache:
 CATALOG_CACHE = _CatalogCache()
 
 
-def _catalog_version(session: Session, tenant_id: int) -> str | None:
+def catalog_token(session: Session, tenant_id: int) -> str | None:
     """The token of the tenant row this request read (the session's identity map holds
     the tenant that authenticated it, so this runs no query), None without a tenant."""
     tenant = session.get(Tenant, tenant_id)
@@ -188,7 +210,7 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
     statement as `_CATALOG_QUERY`), since expanding an IN list of hundreds of parameters
     took SQLAlchemy as long as SQLite took to run the query. Other dialects go through
     SQLAlchemy. Items not in the catalog are read again next time (they may be added)."""
-    version = _catalog_version(session, tenant_id)
+    version = catalog_token(session, tenant_id)
     kept = CATALOG_CACHE.rows(tenant_id, version) if version is not None else {}
     found: dict[str, CatalogRow] = {}
     missing: list[str] = []
@@ -202,11 +224,10 @@ def catalog_rows(session: Session, tenant_id: int, ids: Iterable[str]) -> dict[s
         return found
     read: dict[str, CatalogRow] = {}
     connection = session.connection()
-    paramstyle = connection.dialect.paramstyle
-    raw = paramstyle in ("qmark", "format", "pyformat")
+    paramstyle = _raw_paramstyle(session)
     for part in chunks(sorted(missing)):
         rows = (connection.exec_driver_sql(_catalog_sql(paramstyle, len(part)),
-                                           (tenant_id, *part)) if raw
+                                           (tenant_id, *part)) if paramstyle is not None
                 else connection.execute(_CATALOG_QUERY, {"tenant": tenant_id, "ids": part}))
         for item_id, title, version_hash, category, tags in rows:
             read[item_id] = CatalogRow(title, version_hash or "", category,
@@ -231,7 +252,7 @@ def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]) 
     the items' vector versions and the tags the profile's mix is made of. The dicts
     returned may be shared with other requests: callers never change them."""
     wanted = frozenset(event_ids)
-    token = _catalog_version(session, user.tenant_id)
+    token = catalog_token(session, user.tenant_id)
     key = (user.tenant_id, user.id, user.created_at, token, wanted)
     kept = _EVIDENCE.get(key) if token is not None else None
     if kept is not None:
@@ -242,6 +263,31 @@ def evidence_with_items(session: Session, user: User, event_ids: Iterable[str]) 
                       for item_id, item in items.items()})
     if token is not None:
         _EVIDENCE.put(key, found)
+    return found
+
+
+# Facet centroids (`unit_mean` of their evidence items' vectors), kept by the items they
+# average, in order, under the tenant's catalog token: an item's stored vector changes
+# only with the token (indexing writes the vector store first, then renews it), so the
+# same items under the same token give the same centroid. Averaging each facet's vectors
+# was a twentieth of a warm request. Bounded in centroids (~1.5 KB each, so ~30 MB at
+# most), 10 minutes each at most.
+_CENTROIDS: Kept[npt.NDArray[np.float32]] = Kept(20_000, 600.0)
+
+
+def evidence_centroid(tenant_id: int, token: str | None, item_ids: tuple[str, ...],
+                      vectors: dict[str, npt.NDArray[np.float32]]
+                      ) -> npt.NDArray[np.float32] | None:
+    """`unit_mean` of these items' vectors (each in `vectors`, read under `token`), None
+    for none; kept while the token holds. The array returned is shared: never changed."""
+    if not item_ids:
+        return None
+    key = (tenant_id, token, item_ids)
+    found = _CENTROIDS.get(key) if token is not None else None
+    if found is None:
+        found = unit_mean([vectors[i] for i in item_ids])
+        if token is not None and found is not None:
+            _CENTROIDS.put(key, found)
     return found
 
 
@@ -307,9 +353,14 @@ NEIGHBOUR_CACHE = _NeighbourCache()
 
 
 def forget_kept() -> None:
-    """Drop the facets' kept neighbours and evidence (benchmarks time requests without)."""
+    """Drop the facets' kept neighbours, evidence and centroids, the users' kept
+    histories and which of them the models were asked about (benchmarks time requests
+    without)."""
     NEIGHBOUR_CACHE.clear()
     _EVIDENCE.clear()
+    _CENTROIDS.clear()
+    _HISTORY.clear()
+    MODELS_ASKED.clear()
 
 
 def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:
@@ -345,7 +396,7 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
     """
     ask = min(2 * max(quotas), MAX_ASK)
     wider = min(ask + len(consumed), MAX_ASK)
-    token = _catalog_version(session, tenant_id)
+    token = catalog_token(session, tenant_id)
     rows: dict[str, CatalogRow] = {}
     off_category: set[str] = set()
     hits: list[list[tuple[str, float]]] = [[] for _ in quotas]
@@ -433,12 +484,102 @@ class UserHistory:
     consumed: set[str]
 
 
+def _utc(stored: str | datetime) -> datetime:
+    """A `UTCDateTime` column's value as the driver returns it, as `UTCDateTime` reads it:
+    SQLite's text (`2024-05-01 12:00:00.000000`, naive UTC) or a driver's datetime."""
+    ts = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _newest_events(session: Session, user: User) -> list[tuple[str, str, datetime, str,
+                                                               float | None]]:
+    """`_HISTORY_QUERY`'s rows, newest first; as the driver's SQL text where it can be
+    (the same statement): SQLAlchemy's result rows and the `UTCDateTime` decorator took
+    longer than SQLite's read of a heavy user's history, on every request."""
+    connection = session.connection()
+    paramstyle = _raw_paramstyle(session)
+    if paramstyle is None:
+        return [(event_id, type_, ts, str(item_id), value) for event_id, type_, ts, item_id,
+                value in connection.execute(_HISTORY_QUERY, {"user": user.id})]
+    mark = _mark(paramstyle)
+    rows = connection.exec_driver_sql(
+        "SELECT event_id, type, ts, item_id, value FROM events "
+        f"WHERE user_pk = {mark} AND item_id IS NOT NULL "
+        f"ORDER BY ts DESC, id DESC LIMIT {mark}", (user.id, MAX_HISTORY))
+    return [(event_id, type_, _utc(ts), item_id, value)
+            for event_id, type_, ts, item_id, value in rows]
+
+
+# Every event of the user, counted, with the largest row id: `ix_events_user_ts` answers
+# it without reading a row.
+_EVENTS_STAMP_QUERY = select(func.count(), func.max(Event.id)).where(
+    Event.user_pk == bindparam("user"))
+
+
+class _HistoryCache:
+    """Users' histories, kept between their requests, one store per database engine (two
+    databases in one process, as in tests, never share one): events are only ever added
+    (never changed; deleted only with the user, and the key holds the user's creation
+    time as `_EVIDENCE`'s does), and any event added changes the user's event count and
+    largest row id, so an unchanged stamp means an unchanged history. `TTL_SECONDS` at
+    most; bounded in events and consumed items held (~300 bytes each, so ~30 MB at most
+    per engine). The histories are shared: callers never change them."""
+
+    SIZE = 100_000
+    TTL_SECONDS = 600.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards the dictionary of stores
+        self._stores: WeakKeyDictionary[Engine, Kept[UserHistory]] = WeakKeyDictionary()
+
+    def store(self, engine: Engine) -> Kept[UserHistory]:
+        with self._lock:
+            kept = self._stores.get(engine)
+            if kept is None:
+                kept = self._stores[engine] = Kept(
+                    self.SIZE, self.TTL_SECONDS,
+                    lambda history: max(1, len(history.events) + len(history.consumed)))
+            return kept
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stores.clear()
+
+
+_HISTORY = _HistoryCache()
+
+
+def _events_stamp(session: Session, user: User) -> tuple[int, int | None]:
+    """(how many events the user has, the largest event row id)."""
+    connection = session.connection()
+    paramstyle = _raw_paramstyle(session)
+    if paramstyle is None:
+        found = connection.execute(_EVENTS_STAMP_QUERY, {"user": user.id}).one()
+    else:
+        found = connection.exec_driver_sql(
+            f"SELECT count(*), max(id) FROM events WHERE user_pk = {_mark(paramstyle)}",
+            (user.id,)).one()
+    return int(found[0]), None if found[1] is None else int(found[1])
+
+
 def user_history(session: Session, user: User, rating_max: float) -> UserHistory:
+    """The user's history (`UserHistory`), kept while their events are unchanged. The
+    stamp is read first: an event stored meanwhile is read into a history kept under a
+    stamp no later request sees again."""
+    key = (user.tenant_id, user.id, user.created_at, rating_max, _events_stamp(session, user))
+    store = _HISTORY.store(session.connection().engine)
+    kept = store.get(key)
+    if kept is None:
+        kept = _read_history(session, user, rating_max)
+        store.put(key, kept)
+    return kept
+
+
+def _read_history(session: Session, user: User, rating_max: float) -> UserHistory:
     events: list[UserEvent] = []
     cited: list[HistoryEvent] = []
-    newest = session.connection().execute(_HISTORY_QUERY, {"user": user.id}).all()
+    newest = _newest_events(session, user)
     for event_id, type_, ts, item_id, value in reversed(newest):
-        item_id = str(item_id)  # the query keeps only events on an item
         events.append(UserEvent(item_id=item_id, ts=ts.timestamp(),
                                 weight=event_weight(type_, value, rating_max),
                                 event_id=event_id))
@@ -455,6 +596,13 @@ def tenant_models(rt: ProfileRuntime, tenant_id: int) -> TenantModels | None:
         return None
     found: TenantModels | None = rt.models.get(tenant_id)
     return found
+
+
+# Histories the tenant's models were lately asked about (`service._model_hits`), by what
+# tells one history from the next (its length, newest event and consumed items): only
+# whether the next request waits on a thread hangs on it, never what it answers. As long
+# as `TrainedModels` keeps personal answers; ~200 bytes a key.
+MODELS_ASKED: Kept[bool] = Kept(100_000, PERSONAL_SECONDS)
 
 
 def model_candidates(models: TenantModels, history: UserHistory, category: str | None,

@@ -19,6 +19,8 @@ from service.recommend.candidates import (
     CatalogRow,
     UserHistory,
     catalog_rows,
+    catalog_token,
+    evidence_centroid,
     evidence_with_items,
     item_vectors,
     retrieve,
@@ -36,11 +38,12 @@ from service.recommend.lists import (
 )
 from service.recommend.ranking import (
     BLEND_WEIGHTS,
+    LazyDiscount,
     Matrix,
     RankingParams,
+    Vector,
     blend,
     calibrated_mmr,
-    discount_unexplained,
     fuse,
     normalized,
 )
@@ -65,7 +68,6 @@ from service.training.features import (
     build_features,
     facet_scores,
     profile_signals,
-    unit_mean,
 )
 from service.training.pseudo_facets import facet_quotas
 from service.users.models import User
@@ -118,10 +120,15 @@ def rank_hybrid(
     evidence_vectors = item_vectors(vectors, user.tenant_id,
                                     {i: r.version for i, r in evidence_rows.items()})
 
-    def evidence_of(f: ActiveFacet) -> list[npt.NDArray[np.float32]]:
-        return [evidence_vectors[ev.item_id] for e in f.evidence
-                if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors]
-    like_vectors = [_facet_vector(f, unit_mean(evidence_of(f))) for f in likes]
+    token = catalog_token(session, user.tenant_id)
+
+    def evidence_items(fs: Sequence[ActiveFacet]) -> tuple[str, ...]:
+        return tuple(ev.item_id for f in fs for e in f.evidence
+                     if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors)
+
+    def centroid(fs: Sequence[ActiveFacet]) -> npt.NDArray[np.float32] | None:
+        return evidence_centroid(user.tenant_id, token, evidence_items(fs), evidence_vectors)
+    like_vectors = [_facet_vector(f, centroid([f])) for f in likes]
 
     if likes:
         quotas = facet_quotas([f.strength for f in likes], params.pool(request.k),
@@ -161,7 +168,7 @@ def rank_hybrid(
     signals = profile_signals(
         [(f.strength, f.horizon == "long", vector)
          for f, vector in zip(likes, like_vectors, strict=True)],
-        unit_mean([v for f in avoids for v in evidence_of(f)]), history.events)
+        centroid(avoids), history.events)
 
     like_sims = similarity_matrix(likes, items)
     avoid_sims = similarity_matrix(avoids, items)
@@ -274,15 +281,18 @@ def rank_hybrid(
     relevance = raw[eligible]
     if len(relevance):
         relevance = relevance - relevance.min() + 1e-6  # MMR wants relevance above 0
+    lazy: Vector | LazyDiscount = relevance
     if discounting:
         # An item none of whose grounded reasons a person could follow keeps only
         # `unexplained_keep` of its relevance: between two close candidates, the list
-        # takes the one it can explain (`RankingParams.unexplained_keep`).
+        # takes the one it can explain (`RankingParams.unexplained_keep`). MMR asks for
+        # the reasons it needs only (`LazyDiscount`): the list is the one every
+        # candidate's reason would give.
         read_cited(eligible)
-        relevance = discount_unexplained(relevance, [explained(j) for j in eligible],
-                                         params.unexplained_keep)
+        lazy = LazyDiscount(relevance, lambda i: explained(eligible[i]),
+                            params.unexplained_keep)
     chosen = [(eligible[i], objective) for i, objective in calibrated_mmr(
-        relevance, items[eligible], [rows[kept[j]].tags for j in eligible], target,
+        lazy, items[eligible], [rows[kept[j]].tags for j in eligible], target,
         request.k, params.mmr_lambda, params.calibration)]
     if not discounting:
         read_cited([j for j, _ in chosen])

@@ -48,7 +48,7 @@ re-derived by a reader, without a database or a vector store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -99,6 +99,49 @@ def discount_unexplained(relevance: Vector, readable: Sequence[bool], keep: floa
     factor = np.where(np.asarray(readable, dtype=np.bool_), 1.0, keep)
     scaled: Vector = relevance * factor
     return scaled
+
+
+class LazyDiscount:
+    """`discount_unexplained`'s relevance, each candidate's readability asked only when
+    MMR needs it: a reason costs far more than an MMR step, and most of the pool never
+    comes near the list.
+
+    Until a candidate is asked about, its undiscounted relevance stands in as an upper
+    bound (`values`); `mmr` asks about a candidate when it would pick it on its bound, and
+    about the best ones until the list's top relevance is sure, so it picks exactly what
+    it would with every candidate asked (each exact value is `relevance[i] * 1.0` or
+    `relevance[i] * keep`, as `discount_unexplained` computes it, never above the bound)."""
+
+    def __init__(self, relevance: Vector, readable: Callable[[int], bool], keep: float) -> None:
+        self.values: Vector = np.array(relevance)  # a copy, its dtype kept
+        self.settled = np.zeros(len(relevance), dtype=np.bool_) if keep < 1.0 else (
+            np.ones(len(relevance), dtype=np.bool_))
+        self._readable = readable
+        self._keep = keep
+
+    def settle(self, i: int) -> None:
+        """Make candidate i's value exact."""
+        if not self.settled[i]:
+            self.values[i] = self.values[i] * (1.0 if self._readable(i) else self._keep)
+            self.settled[i] = True
+
+    def top(self) -> float:
+        """The largest exact value, asking about candidates best bound first only while
+        one of them could still be above every value already exact."""
+        while not self.settled.all():
+            bounds = np.where(self.settled, -np.inf, self.values)
+            i = int(bounds.argmax())
+            known = self.values[self.settled]
+            if len(known) and float(bounds[i]) <= float(known.max()):
+                break
+            self.settle(i)
+        return float(self.values.max())
+
+
+def _lazy(relevance: Vector | LazyDiscount) -> LazyDiscount:
+    if isinstance(relevance, LazyDiscount):
+        return relevance
+    return LazyDiscount(relevance, lambda i: True, 1.0)
 
 
 def normalized(vectors: Matrix) -> Matrix:
@@ -156,29 +199,38 @@ class ListCost(Protocol):
     def picked(self, i: int) -> None: ...
 
 
-def mmr(relevance: Vector, vectors: Matrix, k: int, lam: float,
+def mmr(relevance: Vector | LazyDiscount, vectors: Matrix, k: int, lam: float,
         extra: ListCost | None = None) -> list[tuple[int, float]]:
     """Indices picked by maximal marginal relevance, in order, with their objective
     (minus `extra`'s cost, when given).
 
     `vectors` must be unit length. Ties go to the lower index, so callers order
-    candidates deterministically first.
+    candidates deterministically first. With a `LazyDiscount`, a candidate's value is
+    made exact before it is picked: the others' bounds are at least their exact values,
+    so the pick (ties to the lower index too) is the one exact values would give.
     """
-    count = len(relevance)
+    lazy = _lazy(relevance)
+    count = len(lazy.values)
     if count == 0 or k < 1:
         return []
-    top = float(relevance.max())
-    rel = relevance / top if top > 0 else relevance
+    top = lazy.top()
     # Similarity to the closest picked item; a negative similarity earns no bonus.
     redundancy = np.zeros(count, dtype=np.float64)
     available = np.ones(count, dtype=np.bool_)
     picked: list[tuple[int, float]] = []
     for _ in range(min(k, count)):
-        objective = lam * rel - (1.0 - lam) * redundancy
-        if extra is not None:
-            objective = objective - extra.cost()
-        objective[~available] = -np.inf
-        i = int(objective.argmax())
+        cost = extra.cost() if extra is not None else None
+        while True:
+            values = lazy.values
+            rel = values / top if top > 0 else values
+            objective = lam * rel - (1.0 - lam) * redundancy
+            if cost is not None:
+                objective = objective - cost
+            objective[~available] = -np.inf
+            i = int(objective.argmax())
+            if lazy.settled[i]:
+                break
+            lazy.settle(i)
         picked.append((i, float(objective[i])))
         available[i] = False
         redundancy = np.maximum(redundancy, vectors @ vectors[i])
@@ -270,9 +322,9 @@ class _Calibration:
         self.list_tagged += self.tagged[i]
 
 
-def calibrated_mmr(relevance: Vector, vectors: Matrix, tag_sets: Sequence[Sequence[str]],
-                   target: dict[str, float], k: int, lam: float, calibration: float,
-                   ) -> list[tuple[int, float]]:
+def calibrated_mmr(relevance: Vector | LazyDiscount, vectors: Matrix,
+                   tag_sets: Sequence[Sequence[str]], target: dict[str, float], k: int,
+                   lam: float, calibration: float) -> list[tuple[int, float]]:
     """MMR (see `mmr`) with a calibration term; without a target, plain MMR.
 
     `target[t]` is the share of the profile's items carrying tag t; `tag_sets[i]` are
@@ -284,9 +336,11 @@ def calibrated_mmr(relevance: Vector, vectors: Matrix, tag_sets: Sequence[Sequen
     items leave the shares as they are. Ties go to the lower index. The picks come back
     most relevant first (with their objective when picked).
     """
-    if not target or calibration <= 0 or len(relevance) == 0:
-        return mmr(relevance, vectors, k, lam)
-    picked = mmr(relevance, vectors, k, lam, _Calibration(tag_sets, target, calibration))
+    lazy = _lazy(relevance)
+    if not target or calibration <= 0 or len(lazy.values) == 0:
+        return mmr(lazy, vectors, k, lam)
+    picked = mmr(lazy, vectors, k, lam, _Calibration(tag_sets, target, calibration))
     # Calibration decides what the list holds, relevance its order: the greedy order
-    # would put first whatever covers the most of the target, not the best item.
-    return sorted(picked, key=lambda pick: (-float(relevance[pick[0]]), pick[0]))
+    # would put first whatever covers the most of the target, not the best item. (Every
+    # pick's value is exact.)
+    return sorted(picked, key=lambda pick: (-float(lazy.values[pick[0]]), pick[0]))

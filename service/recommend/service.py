@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +36,8 @@ from service.llm.prompts import load_prompt
 from service.profiles.runtime import ProfileRuntime
 from service.recommend.candidates import (
     CANDIDATES_PER_SOURCE,
+    MODELS_ASKED,
+    UserHistory,
     active_facets,
     consumed_items,
     model_candidates,
@@ -61,7 +64,7 @@ from service.recommend.trace import (
     r6,
     write_trace,
 )
-from service.training.contract import TenantModels
+from service.training.contract import CandidateSource, SourceHit, TenantModels
 from service.training.features import FEATURE_VERSION
 from service.users.models import User
 
@@ -123,6 +126,24 @@ def explain_with_llm(session: Session, user: User, rt: ProfileRuntime,
 
 
 
+def _model_hits(models: TenantModels, user: User, history: UserHistory,
+                category: str | None, at: datetime
+                ) -> Callable[[], dict[CandidateSource, dict[str, SourceHit]]]:
+    """The trained sources' hits, as a call that waits for them: worked out on
+    `_MODEL_POOL` while the request reads the facets' evidence, except when these models
+    were asked for this history lately (`candidates.MODELS_ASKED`): then they keep the
+    personal answers (`TrainedModels.candidates`) and only popular is left to do, which
+    took less time than handing it to a thread and waiting. The hits are the same."""
+    newest = history.events[-1].event_id if history.events else None
+    asked = (user.tenant_id, models.meta.version, user.id, user.created_at, category,
+             len(history.events), newest, len(history.consumed))
+    if MODELS_ASKED.get(asked):
+        found = model_candidates(models, history, category, at)
+        return lambda: found
+    MODELS_ASKED.put(asked, True)
+    return _MODEL_POOL.submit(model_candidates, models, history, category, at).result
+
+
 def _models_info(models: TenantModels, scoring: HybridScoring | None) -> TraceModels:
     meta = models.meta
     return TraceModels(version=meta.version, trained_at=meta.trained_at,
@@ -147,10 +168,10 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
     ranked: Ranked | None = None
     if models is not None:
         history = user_history(session, user, rt.settings.rating_max)
-        pending = _MODEL_POOL.submit(model_candidates, models, history, request.category, at)
-        if likes or any(h for s, h in pending.result().items() if s != "popular"):
+        hits = _model_hits(models, user, history, request.category, at)
+        if likes or any(h for s, h in hits().items() if s != "popular"):
             ranked, scoring = rank_hybrid(session, user, rt.vectors, models, likes, avoids,
-                                          history, pending.result, at, request, params,
+                                          history, hits, at, request, params,
                                           rt.settings.rating_max)
         else:
             notes.append("nothing personal to go on yet (no like-facets, no model "

@@ -86,6 +86,8 @@ class StoredItem(RecommendedItem):
 _TRACE_INSERT = insert(RecommendationTrace)
 # One serializer call for the whole list: a hundred `model_dump` calls cost twice as much.
 _CANDIDATES = TypeAdapter(list[StoredCandidate])
+_FACETS = TypeAdapter(list[StoredFacet])
+_ITEMS = TypeAdapter(list[StoredItem])
 
 
 def write_trace(session: Session, user: User, recommendation_id: str, at: datetime,
@@ -97,13 +99,14 @@ def write_trace(session: Session, user: User, recommendation_id: str, at: dateti
     session.connection().execute(_TRACE_INSERT, {
         "tenant_id": user.tenant_id, "user_pk": user.id,
         "recommendation_id": recommendation_id, "created_at": at, "source": source,
-        "parameters": parameters.model_dump(mode="json"),
-        "facets": [f.model_dump(mode="json") for f in facets],
-        # The largest part (every candidate's sources and features): encoded in one Rust
-        # call: 0.6 ms for 200 candidates, against 3.3 ms through Python objects and `json`.
+        # Each part encoded by pydantic in one Rust call, not dumped to Python objects and
+        # encoded again by `json` (the same values; the largest part, every candidate's
+        # sources and features: 0.6 ms for 200 candidates, against 3.3 ms that way).
+        "parameters": EncodedJSON(parameters.model_dump_json()),
+        "facets": EncodedJSON(_FACETS.dump_json(facets).decode()),
         "candidates": EncodedJSON(
             _CANDIDATES.dump_json(candidates, exclude_defaults=True).decode()),
-        "items": [i.model_dump(mode="json") for i in items],
+        "items": EncodedJSON(_ITEMS.dump_json(items).decode()),
         "excluded": excluded,
     })
 

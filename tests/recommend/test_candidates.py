@@ -187,3 +187,98 @@ def test_a_users_evidence_is_read_once_per_catalog_and_never_outlives_the_user(
     assert tenant.delete("/v1/users/u1").status_code == 200
     tenant.post("/v1/events", json={"events": [event("u1", item_id="b", event_id="e1")]})
     assert evidence(["e1", "e2"]) == {"e1": "Beta", "row:b": "Beta"} and reads == [2, 1, 2, 2]
+
+
+# -- the user's own events, read as the driver's SQL text ------------------------------
+
+def test_the_history_read_as_sql_text_is_what_the_orm_reads(
+        tenant: ApiTenant, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Newest `MAX_HISTORY` item events, oldest first, timestamps aware UTC; beyond them
+    every item used is still consumed (the second read)."""
+    from datetime import UTC, timedelta
+
+    from service.ingest.models import Event
+    from service.recommend import candidates
+    from service.users.models import User
+    from tests.utils.api import NOW
+
+    monkeypatch.setattr(candidates, "MAX_HISTORY", 4)
+    tenant.put("/v1/items", json={"items": [item(f"i{n}") for n in (*range(6), 9)]})
+    answer = tenant.post("/v1/events", json={"events": [
+        event("u1", "rating", item_id=f"i{n}", value=float(n % 6), event_id=f"e{n}",
+              ts=NOW - timedelta(hours=n, microseconds=n)) for n in range(6)] + [
+        event("u1", "search", item_id=None, text="space", event_id="s1"),
+        # The same time as e1: the later insert is the newer one.
+        event("u1", "like", item_id="i9", event_id="e9",
+              ts=NOW - timedelta(hours=1, microseconds=1)),
+    ]})
+    assert answer.status_code == 200, answer.text
+    container = client.app.state.container  # type: ignore[attr-defined]
+    with container.sessions() as session:
+        user = session.scalars(select(User).where(User.user_id == "u1")).one()
+        history = candidates.user_history(session, user, 5.0)
+        orm = session.execute(
+            select(Event.event_id, Event.type, Event.ts, Event.item_id, Event.value)
+            .where(Event.user_pk == user.id, Event.item_id.is_not(None))
+            .order_by(Event.ts.desc(), Event.id.desc()).limit(4)).all()
+    expected = [candidates.HistoryEvent(e, t, ts, str(i), v) for e, t, ts, i, v in reversed(orm)]
+    assert [e.event_id for e in expected] == ["e2", "e1", "e9", "e0"]
+    assert history.cited == expected
+    assert all(e.ts.tzinfo is UTC for e in history.cited)
+    assert [e.ts for e in history.events] == [e.ts.timestamp() for e in expected]
+    assert history.consumed == {f"i{n}" for n in range(6)} | {"i9"}
+
+
+def test_a_users_history_is_read_again_only_after_their_events_change(
+        tenant: ApiTenant, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.recommend import candidates
+    from service.users.models import User
+
+    container = client.app.state.container  # type: ignore[attr-defined]
+    reads: list[int] = []
+    real = candidates._read_history
+
+    def counting(session: object, user: object, rating_max: float) -> object:
+        reads.append(1)
+        return real(session, user, rating_max)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(candidates, "_read_history", counting)
+
+    def history() -> list[str]:
+        with container.sessions() as session:
+            user = session.scalars(select(User).where(User.user_id == "u1")).one()
+            return [e.event_id for e in candidates.user_history(session, user, 5.0).cited]
+
+    tenant.put("/v1/items", json={"items": [item("a"), item("b")]})
+    tenant.post("/v1/events", json={"events": [event("u1", item_id="a", event_id="e1")]})
+    assert history() == ["e1"] and history() == ["e1"] and len(reads) == 1
+    # Any new event is read, even one without an item (the stamp counts every event).
+    tenant.post("/v1/events", json={"events": [event("u1", item_id="b", event_id="e2")]})
+    assert history() == ["e1", "e2"] and len(reads) == 2
+    tenant.post("/v1/events", json={"events": [
+        event("u1", "search", item_id=None, text="jazz", event_id="s1")]})
+    assert history() == ["e1", "e2"] and len(reads) == 3
+    # The user deleted and made again with as many events: their own, read.
+    assert tenant.delete("/v1/users/u1").status_code == 200
+    tenant.post("/v1/events", json={"events": [
+        event("u1", item_id="b", event_id="x1"), event("u1", item_id="a", event_id="x2"),
+        event("u1", "search", item_id=None, text="jazz", event_id="x3")]})
+    assert history() == ["x1", "x2"] and len(reads) == 4
+
+
+def test_facet_centroids_are_kept_under_the_catalog_token_only() -> None:
+    from service.recommend.candidates import evidence_centroid, forget_kept
+    from service.training.features import unit_mean
+
+    forget_kept()
+    first = {"a": np.array([1.0, 0.0], dtype=np.float32),
+             "b": np.array([0.0, 1.0], dtype=np.float32)}
+    got = evidence_centroid(1, "t1", ("a", "b"), first)
+    assert got is not None and got.tolist() == unit_mean([first["a"], first["b"]]).tolist()
+    assert evidence_centroid(1, "t1", (), first) is None
+    # Under a new token the items' vectors may have changed: worked out again.
+    second = {"a": np.array([1.0, 0.0], dtype=np.float32),
+              "b": np.array([1.0, 0.0], dtype=np.float32)}
+    assert evidence_centroid(1, "t1", ("a", "b"), second) is got  # the same token: kept
+    assert evidence_centroid(1, "t2", ("a", "b"), second).tolist() == [1.0, 0.0]
+    assert evidence_centroid(2, None, ("a", "b"), second).tolist() == [1.0, 0.0]

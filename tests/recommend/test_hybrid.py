@@ -17,7 +17,7 @@ from service.core.config import Settings
 from service.recommend.candidates import catalog_rows
 from service.recommend.explain import REASON_TEXT
 from service.recommend.lists import RecommendationRequest
-from service.recommend.ranking import RankingParams
+from service.recommend.ranking import LazyDiscount, RankingParams
 from service.recommend.reasons import RELATED_MIN
 from service.recommend.service import NO_MODELS
 from service.recommend.service import recommend as recommend_list
@@ -325,3 +325,36 @@ def test_an_item_the_list_cannot_explain_gives_way_to_one_it_can(app: ProfileApp
         lead = leads.get(item_id)
         assert flag is (lead is not None
                         and float(found[lead] @ found[item_id]) >= RELATED_MIN), item_id
+
+
+class _EveryReason(LazyDiscount):
+    """Every candidate's readability asked up front, as before reasons were lazy."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for i in range(len(self.values)):
+            self.settle(i)
+
+
+@pytest.mark.slow  # MiniLM: whether a cited item reads as related needs its sense of meaning
+def test_reasons_asked_lazily_give_the_list_every_reason_gives(
+        app: ProfileApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items, order, scores, reasons and sentences are the same whether MMR asks for the
+    reasons it needs or every candidate's reason is found first."""
+    from service.recommend import hybrid
+
+    sci_fi_then_romance_with_models(app)
+    container = app.t.client.app.state.container  # type: ignore[attr-defined]
+
+    def listed(keep: float, k: int) -> list[dict[str, Any]]:
+        with container.sessions() as session:
+            user = session.scalar(select(User).where(User.user_id == "u1"))
+            assert user is not None
+            out = recommend_list(session, user, container.profiles,
+                                 RecommendationRequest(k=k), RankingParams(unexplained_keep=keep))
+        return [i.model_dump() for i in out.items]
+
+    cases = [(keep, k) for keep in (0.01, 0.7) for k in (2, 3, 4, 10)]
+    lazy = [listed(keep, k) for keep, k in cases]
+    monkeypatch.setattr(hybrid, "LazyDiscount", _EveryReason)
+    assert [listed(keep, k) for keep, k in cases] == lazy

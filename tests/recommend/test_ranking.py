@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.ingest.evidence import EvidenceEvent
 from service.recommend.explain import (
@@ -16,6 +18,7 @@ from service.recommend.explain import (
     unexplained_titles,
 )
 from service.recommend.ranking import (
+    LazyDiscount,
     RankingParams,
     calibrated_mmr,
     discount_unexplained,
@@ -170,3 +173,51 @@ def test_unexplained_candidates_keep_only_their_share_of_relevance() -> None:
 def test_a_discount_outside_its_range_is_refused(keep: float) -> None:
     with pytest.raises(ValueError, match="unexplained_keep must be in"):
         RankingParams(unexplained_keep=keep)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1), st.integers(min_value=1, max_value=40),
+       st.integers(min_value=1, max_value=12), st.sampled_from([0.0, 0.5]),
+       st.sampled_from([0.01, 0.5, 0.7, 0.95]), st.booleans())
+def test_reasons_asked_lazily_give_the_list_every_reason_gives(
+        seed: int, count: int, k: int, calibration: float, keep: float, ties: bool) -> None:
+    """The list, its order and each pick's objective are the same whether every
+    candidate's readability is known first or MMR asks only for those it needs."""
+    rng = np.random.default_rng(seed)
+    raw = rng.random(count)
+    if ties:  # few distinct scores: ties broken by index, bounds equal to exact values
+        raw = np.round(raw * 3) / 3
+    relevance = np.sort(raw)[::-1] + 1e-6
+    vectors = normalized(rng.normal(size=(count, 8)).astype(np.float32))
+    readable = (rng.random(count) < 0.5).tolist()
+    pool = ["a", "b", "c", "d"]
+    tags = [[t for t in pool if rng.random() < 0.4] for _ in range(count)]
+    target = {"a": 0.6, "b": 0.3, "d": 0.1}
+    every = calibrated_mmr(discount_unexplained(relevance, readable, keep), vectors, tags,
+                           target, k, 0.7, calibration)
+    asked: list[int] = []
+
+    def readable_of(i: int) -> bool:
+        asked.append(i)
+        return readable[i]
+
+    lazy = calibrated_mmr(LazyDiscount(relevance, readable_of, keep), vectors, tags, target,
+                          k, 0.7, calibration)
+    assert lazy == every
+    assert len(asked) == len(set(asked))  # each candidate asked once at most
+    assert {i for i, _ in lazy} <= set(asked)  # every pick's own value was exact
+
+
+def test_mmr_asks_only_what_it_needs() -> None:
+    """Well separated scores: a readable best candidate settles the top, and the list of
+    two never needs the tail's reasons."""
+    relevance = np.array([1.0, 0.95, 0.5, 0.4, 0.3, 0.2])
+    vectors = normalized(np.eye(6, dtype=np.float32))
+    asked: list[int] = []
+
+    def readable(i: int) -> bool:
+        asked.append(i)
+        return True
+
+    assert [i for i, _ in mmr(LazyDiscount(relevance, readable, 0.7), vectors, 2, 0.7)] == [0, 1]
+    assert asked == [0, 1]
