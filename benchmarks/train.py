@@ -28,15 +28,9 @@ import json  # noqa: E402
 import time  # noqa: E402
 from functools import partial  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 from evals.datasets import ML_LATEST_SMALL, load_movielens_latest  # noqa: E402
-from service.catalog.models import Item  # noqa: E402
-from service.catalog.service import count_tags  # noqa: E402
-from service.demo import movie_item  # noqa: E402
-from service.summaries.grouping import TagWeights  # noqa: E402
+from evals.ranker_ablation import movie_grouping, movie_vectors  # noqa: E402
 from service.training.data import event_weight, log_from_rows  # noqa: E402
-from service.training.pseudo_facets import GroupingInputs  # noqa: E402
 from service.training.ranker import train_ranker  # noqa: E402
 from service.training.service import train_log  # noqa: E402
 
@@ -57,21 +51,10 @@ def main() -> None:
     if not args.no_vectors:
         # What `interest-tracker train` reads from the item collection, where the catalog
         # was embedded when it was indexed: made here first, and not counted as training.
-        from service.vectors.embeddings import shared_local_embedder
-
         began = time.monotonic()
-        ids = sorted(texts)
-        embedded = shared_local_embedder().embed([texts[i] for i in ids])
-        vectors = {i: np.asarray(v, dtype=np.float32) for i, v in zip(ids, embedded,
-                                                                     strict=True)}
+        vectors = movie_vectors(dataset.items)
         embed_seconds = time.monotonic() - began
-    grouping = None
-    if vectors is not None:
-        rows = [movie_item(info) for info in dataset.items.values()]
-        counts, total = count_tags((r["tags"], r["category"], {}) for r in rows)
-        grouping = GroupingInputs(
-            {r["item_id"]: Item(**r) for r in rows},
-            TagWeights.from_counts(counts, total))
+    grouping = None if vectors is None else movie_grouping(dataset.items)
     started = time.monotonic()
     log = log_from_rows((x.user, x.item, float(x.ts), event_weight("rating", x.rating, 5.0),
                          f"r{x.seq}") for x in dataset.interactions)

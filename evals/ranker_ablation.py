@@ -25,7 +25,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,10 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from evals.types import ItemInfo
 from service.training.data import SPLIT_HOLDOUTS
 from service.training.features import COLUMN, MISSING_RANK
+from service.training.pseudo_facets import GroupingInputs, Vector
 from service.training.ranker import LGBM_PARAMS, Sample, _ndcg_hr, _order_by, _training_arrays
 
 # What the facets add to a row: the facet source's score and rank, and the profile columns.
@@ -97,32 +99,45 @@ def compare(samples: Sequence[Sample], folds: int, seeds: Sequence[int]) -> dict
     }
 
 
+def movie_vectors(items: Mapping[str, ItemInfo]) -> dict[str, Vector]:
+    """The movies' MiniLM vectors, as `interest-tracker train` reads them from the item
+    collection where the catalog was embedded when indexed."""
+    from service.vectors.embeddings import shared_local_embedder
+
+    ids = sorted(items)
+    embedded = shared_local_embedder().embed([items[i].text for i in ids])
+    return {i: np.asarray(v, dtype=np.float32) for i, v in zip(ids, embedded, strict=True)}
+
+
+def movie_grouping(items: Mapping[str, ItemInfo]) -> GroupingInputs:
+    """The movies as the demo's catalog holds them, with their tag weights, for the
+    ranker's pseudo-facets."""
+    from service.catalog.models import Item
+    from service.catalog.service import count_tags
+    from service.demo import movie_item
+    from service.summaries.grouping import TagWeights
+
+    rows = [movie_item(info) for info in items.values()]
+    counts, total = count_tags((r["tags"], r["category"], {}) for r in rows)
+    return GroupingInputs({r["item_id"]: Item(**r) for r in rows},
+                          TagWeights.from_counts(counts, total))
+
+
 def build(path: Path | None, holdouts: int, seed: int, sequence_epochs: int) -> list[Sample]:
     """The ranker's samples over the validation split's training part of ml-latest-small
     (or the MovieLens copy at `path`), as `interest-tracker train` would build them."""
     from evals.datasets import ML_LATEST_SMALL, load_movielens_latest
     from evals.protocol import leave_last_out, validation_split
-    from service.catalog.models import Item
-    from service.catalog.service import count_tags
-    from service.demo import movie_item
-    from service.summaries.grouping import TagWeights
     from service.training.data import event_weight, log_from_rows, split_last_positives, subset
     from service.training.models import fit_base_models
-    from service.training.pseudo_facets import GroupingInputs
     from service.training.ranker import build_samples
-    from service.vectors.embeddings import shared_local_embedder
 
     dataset = load_movielens_latest(path or ML_LATEST_SMALL)
     train = sorted(validation_split(dataset, leave_last_out).train,
                    key=lambda e: (e.ts, e.seq))
     texts = {item_id: info.text for item_id, info in dataset.items.items()}
-    ids = sorted(texts)
-    vectors = {i: np.asarray(v, dtype=np.float32) for i, v in zip(
-        ids, shared_local_embedder().embed([texts[i] for i in ids]), strict=True)}
-    rows = [movie_item(info) for info in dataset.items.values()]
-    counts, total = count_tags((r["tags"], r["category"], {}) for r in rows)
-    grouping = GroupingInputs({r["item_id"]: Item(**r) for r in rows},
-                              TagWeights.from_counts(counts, total))
+    vectors = movie_vectors(dataset.items)
+    grouping = movie_grouping(dataset.items)
     log = log_from_rows((x.user, x.item, float(x.ts),
                          event_weight("rating", x.rating, 5.0), f"r{x.seq}") for x in train)
     keep, held = split_last_positives(log, seed, holdouts)
