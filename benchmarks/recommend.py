@@ -274,7 +274,8 @@ def train(app: Any, tenant_id: int, args: argparse.Namespace) -> dict[str, Any]:
                 Item.tenant_id == tenant_id, Item.item_id.in_(sorted(set(log.item_ids)))))}
     vectors = app.state.container.vectors.vectors(tenant_id, "items", versions)
     trained = train_log(log, texts, sequence_seconds=args.sequence_seconds, progress=True,
-                        ranker_trainer=partial(train_ranker, item_vectors=vectors))
+                        ranker_trainer=partial(train_ranker, item_vectors=vectors,
+                                               workers=settings.train_workers))
     meta = ModelMeta(version=new_version(), tenant_id=tenant_id,
                      trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
                      events_used=len(log), users=len(log.user_ids),

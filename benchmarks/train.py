@@ -30,6 +30,7 @@ from functools import partial  # noqa: E402
 
 from evals.datasets import ML_LATEST_SMALL, load_movielens_latest  # noqa: E402
 from evals.ranker_ablation import movie_grouping, movie_vectors  # noqa: E402
+from service.core.config import Settings  # noqa: E402
 from service.training.data import event_weight, log_from_rows  # noqa: E402
 from service.training.ranker import train_ranker  # noqa: E402
 from service.training.service import train_log  # noqa: E402
@@ -40,6 +41,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ML_LATEST_SMALL)
     parser.add_argument("--sequence-seconds", type=float, default=45.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=Settings().train_workers,
+                        help="processes building the ranker's samples (the service's "
+                             "train_workers setting by default)")
     parser.add_argument("--no-vectors", action="store_true",
                         help="train the ranker without item vectors (no facet features)")
     args = parser.parse_args()
@@ -63,7 +67,7 @@ def main() -> None:
                         progress=True,
                         ranker_trainer=partial(train_ranker, item_vectors=vectors,
                                                seed=args.seed, progress=True,
-                                               grouping=grouping))
+                                               grouping=grouping, workers=args.workers))
     sources: dict[str, dict[str, float]] = {}
     for key, value in trained.heldout.items():
         if "." in key:

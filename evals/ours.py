@@ -187,7 +187,9 @@ class OursRecommender:
         trained = train_log(log, texts, seed=self.seed, sequence_seconds=self.sequence_seconds,
                             sequence_epochs=self.sequence_epochs,
                             ranker_trainer=partial(train_ranker, item_vectors=vectors,
-                                                   seed=self.seed, grouping=grouping))
+                                                   seed=self.seed, grouping=grouping,
+                                                   workers=app.state.container.settings
+                                                   .train_workers))
         meta = save_training(app.state.container.settings, self._tenant_id, log, trained,
                              time.monotonic() - started)
         self.models_meta = {"version": meta.version, "seconds": meta.seconds,

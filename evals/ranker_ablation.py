@@ -119,7 +119,7 @@ def movie_grouping(items: Mapping[str, ItemInfo]) -> GroupingInputs:
 
     rows = [movie_item(info) for info in items.values()]
     counts, total = count_tags((r["tags"], r["category"], {}) for r in rows)
-    return GroupingInputs({r["item_id"]: Item(**r) for r in rows},
+    return GroupingInputs.of({r["item_id"]: Item(**r) for r in rows},
                           TagWeights.from_counts(counts, total))
 
 

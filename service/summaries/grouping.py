@@ -189,13 +189,13 @@ def group_events(
     `item_vectors` maps item ids to their stored vectors, `text_vectors` text events'
     primary keys to their embeddings; either may miss entries. `weights` are the
     catalog's tag weights (`tag_weights`); without them every tag weighs the same.
-    `known_facts` are `ItemFacts` already made of some of `items` (training groups
-    thousands of histories over one catalog and makes them once). Groups come largest
-    first, likes before avoids.
+    `known_facts` are `ItemFacts` already made (training groups thousands of histories
+    over one catalog and makes them once): they win over `items`' rows, and an item they
+    hold needs no row. Groups come largest first, likes before avoids.
     """
     known = known_facts or {}
-    facts = {item_id: known.get(item_id) or ItemFacts.of(item)
-             for item_id, item in items.items()}
+    facts = {**{item_id: ItemFacts.of(item) for item_id, item in items.items()
+                if item_id not in known}, **known}
     ordered = sorted((e for e in events if e.type != "declared"), key=lambda e: e.id)
     groups: list[EventGroup] = []
     # A group's share is of all the events read, both polarities: five low ratings next

@@ -56,7 +56,7 @@ def grouping_inputs(session: Session, tenant_id: int, settings: Settings) -> Gro
     items = {item.item_id: item for item in session.scalars(
         select(Item).where(Item.tenant_id == tenant_id))}
     counts = tag_counts(session, tenant_id)
-    return GroupingInputs(items, TagWeights.from_counts(counts.document_frequency,
+    return GroupingInputs.of(items, TagWeights.from_counts(counts.document_frequency,
                                                         counts.items), settings.rating_max,
                           rules_from(settings))
 
@@ -70,7 +70,8 @@ def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
         grouping = grouping_inputs(session, tenant_id, settings)
     return train_tenant(session, tenant_id, settings, progress=progress,
                         ranker_trainer=partial(train_ranker, item_vectors=found,
-                                               progress=progress, grouping=grouping),
+                                               progress=progress, grouping=grouping,
+                                               workers=settings.train_workers),
                         sequence_seconds=settings.train_sequence_seconds)
 
 

@@ -13,7 +13,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -76,18 +75,21 @@ GROUPED_EVENTS = 1000  # the newest events a refresh groups (Settings.summary_ma
 
 @dataclass(frozen=True)
 class GroupingInputs:
-    """What grouping needs of the catalog: the items (tags, category, title) and the
-    tenant's tag weights."""
+    """What grouping needs of the catalog: each item's `ItemFacts` (tags, category,
+    title), the tenant's tag weights and merge rules. Plain values, so the ranker's
+    sample builders in other processes get a copy cheaply (`ranker.build_samples`)."""
 
-    items: Mapping[str, Item]
+    facts: Mapping[str, ItemFacts]
     weights: TagWeights | None
     rating_max: float = 5.0
     rules: DecayRules = DecayRules()  # the tenant's merge rules (what a refresh keeps)
 
-    @cached_property
-    def facts(self) -> dict[str, ItemFacts]:
-        """Each item's `ItemFacts`, made once for every history grouped."""
-        return {item_id: ItemFacts.of(item) for item_id, item in self.items.items()}
+    @classmethod
+    def of(cls, items: Mapping[str, Item], weights: TagWeights | None,
+           rating_max: float = 5.0, rules: DecayRules | None = None) -> GroupingInputs:
+        """From catalog rows: each item's facts made once for every history grouped."""
+        return cls({item_id: ItemFacts.of(item) for item_id, item in items.items()},
+                   weights, rating_max, rules or DecayRules())
 
 
 def _avoid_signal(history: Sequence[UserEvent], vectors: Mapping[str, Vector]
@@ -131,10 +133,10 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
                     text=None, ts=datetime.fromtimestamp(e.ts, UTC))
               for n, e in enumerate(recent)]
     ids = {e.item_id for e in recent}
-    items = {i: grouping.items[i] for i in ids if i in grouping.items}
-    groups = group_events(events, items, {i: vectors[i] for i in ids if i in vectors}, {},
+    groups = group_events(events, {}, {i: vectors[i] for i in ids if i in vectors}, {},
                           rating_max=grouping.rating_max, weights=grouping.weights,
-                          known_facts=grouping.facts)
+                          known_facts={i: grouping.facts[i] for i in ids
+                                       if i in grouping.facts})
     # A refresh's strength for a new facet (`drafting.new_facets`): the geometric mean of
     # how well its events back it and its share of the events read.
     new = [NewFacet(label=str(n), description="",

@@ -25,6 +25,11 @@ either way. Given `item_vectors`, pseudo-facets also gather the "facet" source's
 candidates as serving gathers them from Chroma (each facet's quota of `FACET_POOL`
 nearest its centroid); without vectors the facet features are 0.
 
+Building the samples is most of training's time: with `workers` > 1 (the service's
+`train_workers`, 2 by default) spawned processes build them for chunks of users side by
+side, each with one thread and a copy of the models, vectors and grouping inputs; the
+samples are the same ones in the same order.
+
 A share of users (`VALIDATION_SHARE`, with all their queries) is kept out of training;
 NDCG@10 and HR@10 of the ranker (`ranker.ndcg@10`, `ranker.hr@10`) and of each single
 source ordering the same candidates (`ranker.baseline.<source>.ndcg@10`, ...) on their
@@ -35,7 +40,9 @@ the best single source.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +79,8 @@ from service.training.pseudo_facets import (
     grouped_facets,
     pseudo_facets,
 )
+
+logger = logging.getLogger(__name__)
 
 MIN_USERS = 20  # usable users below which no ranker is trained
 CANDIDATES_PER_SOURCE = 100
@@ -190,42 +199,142 @@ def evaluate(samples: Sequence[Sample], scorer: Callable[[npt.NDArray[np.float32
 def build_samples(log: InteractionLog, models: CandidateModels,
                   held: Mapping[int, Sequence[tuple[list[int], int]]],
                   item_vectors: Mapping[str, Vector] | None, seed: int,
-                  progress: bool = False, grouping: GroupingInputs | None = None
-                  ) -> list[Sample]:
-    """Candidates, features and labels for each held-out event of each user."""
-    vector_ids = sorted(item_vectors) if item_vectors else []
-    matrix = (np.stack([item_vectors[i] for i in vector_ids]).astype(np.float32)
-              if item_vectors and vector_ids else None)
-    users: Any = sorted(held)
+                  progress: bool = False, grouping: GroupingInputs | None = None,
+                  workers: int = 1) -> list[Sample]:
+    """Candidates, features and labels for each held-out event of each user, in user
+    order. With `workers` > 1 and at least `PARALLEL_MIN_QUERIES` queries, that many
+    processes build them (see `_parallel_samples`); the samples are the same."""
+    job = SampleJob(log, models, item_vectors, seed, grouping)
+    users = sorted(held)
+    chunks = [{u: held[u] for u in users[i:i + USERS_PER_TASK]}
+              for i in range(0, len(users), USERS_PER_TASK)]
+    bar: Any = None
     if progress:
         from tqdm import tqdm
-        users = tqdm(users, desc="ranker samples", unit="user")
-    samples = []
-    queries = ((user, query) for user in users for query in held[user])
-    for u, (history_rows, target_row) in queries:
+        bar = tqdm(total=len(users), desc="ranker samples", unit="user")
+    try:
+        queries = sum(len(q) for q in held.values())
+        if workers > 1 and len(chunks) > 1 and queries >= PARALLEL_MIN_QUERIES:
+            parts = _parallel_samples(job, chunks, workers, bar)
+            if parts is not None:
+                return [s for part in parts for s in part]
+        samples: list[Sample] = []
+        for chunk in chunks:
+            samples.extend(job.run(chunk))
+            if bar is not None:
+                bar.update(len(chunk))
+        return samples
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+USERS_PER_TASK = 20  # users per task handed to a sample-building process
+PARALLEL_MIN_QUERIES = 300  # below this, starting processes costs more than it saves
+
+
+@dataclass
+class SampleJob:
+    """What building one user's samples reads: the log, the fitted base models, the item
+    vectors and the grouping inputs; plain values, so a process can get a copy."""
+
+    log: InteractionLog
+    models: CandidateModels
+    item_vectors: Mapping[str, Vector] | None
+    seed: int
+    grouping: GroupingInputs | None
+
+    def __post_init__(self) -> None:
+        self.vector_ids = sorted(self.item_vectors) if self.item_vectors else []
+        self.matrix = (np.stack([self.item_vectors[i] for i in self.vector_ids])
+                       .astype(np.float32) if self.item_vectors and self.vector_ids else None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The stacked matrix is rebuilt where the job lands, not shipped twice.
+        return {k: v for k, v in self.__dict__.items() if k not in ("vector_ids", "matrix")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def run(self, held: Mapping[int, Sequence[tuple[list[int], int]]]) -> list[Sample]:
+        """The samples of these users' held-out events, in user order."""
+        return [sample for user in sorted(held) for query in held[user]
+                if (sample := self.sample(user, *query)) is not None]
+
+    def sample(self, user: int, history_rows: list[int], target_row: int) -> Sample | None:
+        log, item_vectors = self.log, self.item_vectors
         history = history_of(log, history_rows)
         target = log.item_ids[int(log.items[target_row])]
         now = float(log.ts[target_row])
         consumed = {e.item_id for e in history}
         hits: dict[CandidateSource, dict[str, SourceHit]] = dict(
-            models.candidates(history, CANDIDATES_PER_SOURCE, consumed, now))
+            self.models.candidates(history, CANDIDATES_PER_SOURCE, consumed, now))
         facets = ([] if not item_vectors
-                  else grouped_facets(history, item_vectors, grouping) if grouping is not None
-                  else pseudo_facets(history, item_vectors, now, seed))
-        hits["facet"] = facet_hits(facets, vector_ids, matrix, FACET_POOL, consumed)
+                  else grouped_facets(history, item_vectors, self.grouping)
+                  if self.grouping is not None
+                  else pseudo_facets(history, item_vectors, now, self.seed))
+        hits["facet"] = facet_hits(facets, self.vector_ids, self.matrix, FACET_POOL, consumed)
         candidates = sorted({i for found in hits.values() for i in found} - consumed)
         if not candidates:
-            continue
+            return None
         vectors = None
         if item_vectors:
             dim = len(next(iter(item_vectors.values())))
             zero = np.zeros(dim, dtype=np.float32)
             vectors = np.stack([item_vectors.get(i, zero) for i in candidates])
         features = build_features(candidates, hits, history, vectors, facets,
-                                  models.popularity(candidates, now), now)
+                                  self.models.popularity(candidates, now), now)
         labels = np.array([int(i == target) for i in candidates], dtype=np.int32)
-        samples.append(Sample(log.user_ids[u], features, labels))
-    return samples
+        return Sample(log.user_ids[user], features, labels)
+
+
+_WORKER_JOB: SampleJob | None = None
+
+
+def _start_worker(job: SampleJob) -> None:
+    """In a sample-building process: one thread each for torch and the BLAS libraries
+    (the processes share the cores), and the job kept for every task."""
+    global _WORKER_JOB
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    _WORKER_JOB = job
+
+
+def _worker_samples(held: Mapping[int, Sequence[tuple[list[int], int]]]) -> list[Sample]:
+    assert _WORKER_JOB is not None, "the worker was started without its job"
+    return _WORKER_JOB.run(held)
+
+
+def _parallel_samples(job: SampleJob, chunks: list[dict[int, Sequence[tuple[list[int], int]]]],
+                      workers: int, bar: Any) -> list[list[Sample]] | None:
+    """Each chunk's samples, built by `workers` spawned processes (fresh interpreters:
+    forking the service, whose other threads may hold locks, is not safe), in chunk
+    order. None, with a warning, when the processes could not run it: the caller then
+    builds the samples itself."""
+    import concurrent.futures
+    import multiprocessing
+
+    parts: list[list[Sample]] = []
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker, initargs=(job,)) as pool:
+            for chunk, part in zip(chunks, pool.map(_worker_samples, chunks), strict=True):
+                parts.append(part)
+                if bar is not None:
+                    bar.update(len(chunk))
+    except Exception as exc:  # a job that cannot travel, a dead process: build in place
+        # (a fault in the sample code itself then shows there, raised as it is)
+        logger.warning("building the ranker's samples in one process: %d worker processes "
+                    "failed (%s: %s)", workers, type(exc).__name__, exc)
+        if bar is not None:
+            bar.reset()
+        return None
+    return parts
 
 
 def _training_arrays(samples: Sequence[Sample], rng: np.random.Generator
@@ -252,6 +361,7 @@ def train_ranker(
     item_texts: Mapping[str, str] | None = None, *,
     item_vectors: Mapping[str, Vector] | None = None, seed: int = 0, progress: bool = False,
     grouping: GroupingInputs | None = None, holdouts: int = SPLIT_HOLDOUTS,
+    workers: int = 1,
 ) -> tuple[LearnedRanker | None, dict[str, float], list[str]]:
     """(ranker or None, validation metrics, notes). `item_texts` is accepted for the
     trainer's call shape; the base models see it through `fit_fn`."""
@@ -260,7 +370,8 @@ def train_ranker(
     if len(held) < MIN_USERS:
         return None, {}, ["too little data for a ranker"]
     models = fit_fn(subset(log, keep))
-    samples = build_samples(log, models, held, item_vectors, seed, progress, grouping)
+    samples = build_samples(log, models, held, item_vectors, seed, progress, grouping,
+                            workers)
     rng = np.random.default_rng(seed)
     users = sorted({s.user for s in samples})
     order = rng.permutation(len(users))

@@ -175,7 +175,7 @@ def test_pseudo_facets_let_the_ranker_find_the_users_topic() -> None:
     items = {i: Item(item_id=i, title=f"Item {i}", tags=[f"topic-{topic_of[i]}", "common"],
                      category=None, attributes={}) for i in ITEMS}
     counts, total = count_tags((item.tags, None, {}) for item in items.values())
-    grouping = GroupingInputs(items, TagWeights(tag_weights(counts, total),
+    grouping = GroupingInputs.of(items, TagWeights(tag_weights(counts, total),
                                                 unseen_tag_weight(total)))
     grouped_ranker, grouped, _ = train_ranker(log, OneNoisySource, {}, item_vectors=vectors,
                                               grouping=grouping)
@@ -195,7 +195,7 @@ def test_grouped_pseudo_facets_are_the_groups_a_refresh_would_make() -> None:
              for i in vectors}
     history = [UserEvent(i, float(n) * DAY, 1.0 if i[0] != "x" else 0.0, f"e{n}")
                for n, i in enumerate(["a0", "b0", "a1", "x0", "a2", "b1", "x1", "a3", "x2"])]
-    signals = grouped_facets(history, vectors, GroupingInputs(items, None))
+    signals = grouped_facets(history, vectors, GroupingInputs.of(items, None))
     likes = [f for f in signals if not f.avoid]
     assert [round(f.strength, 4) for f in likes] == [round(4 / 6, 4), round(2 / 6, 4)]
     assert [int(np.argmax(f.centroid)) for f in likes] == [0, 1]
@@ -220,14 +220,14 @@ def test_grouped_pseudo_facets_keep_what_the_profile_merge_keeps() -> None:
     order = [f"a{n}" for n in range(15)] + ["b0", "b1"] + [f"a{n}" for n in range(15, 29)]
     history = [UserEvent(i, float(n) * DAY, 1.0, f"e{n}") for n, i in enumerate(order)]
     rules = DecayRules(max_evidence=5, archive_below=0.1)
-    signals = grouped_facets(history, vectors, GroupingInputs(items, None, rules=rules))
+    signals = grouped_facets(history, vectors, GroupingInputs.of(items, None, rules=rules))
     # The hiking pair: 0.5 x sqrt(support 2/5 x share 2/31) = 0.08 < 0.1, archived at once.
     assert all(float(f.centroid @ basis[1]) < 0.5 for f in signals)
     # What is left centres on the newest five events' items (axis 3), not the first ten.
     assert [int(np.argmax(f.centroid)) for f in signals] == [3]
     assert signals[0].strength == pytest.approx(1.0)
     # With a floor of 0, the hiking pair is a facet of its own.
-    everything = grouped_facets(history, vectors, GroupingInputs(
+    everything = grouped_facets(history, vectors, GroupingInputs.of(
         items, None, rules=DecayRules(max_evidence=5, archive_below=0.0)))
     assert sorted(int(np.argmax(f.centroid)) for f in everything) == [1, 3]
 
@@ -244,7 +244,7 @@ def test_grouped_pseudo_facets_weigh_events_as_the_stored_ones_a_refresh_reads()
     weight = {"a": POSITIVE, "b": 1.0, "c": 0.25}  # views, top ratings, lukewarm ratings
     order = [f"{k}{n}" for n in range(4) for k in "abc"]
     history = [UserEvent(i, float(n) * DAY, weight[i[0]], f"e{n}") for n, i in enumerate(order)]
-    signals = grouped_facets(history, vectors, GroupingInputs(items, None))
+    signals = grouped_facets(history, vectors, GroupingInputs.of(items, None))
     by_axis = {int(np.argmax(f.centroid)): f.strength for f in signals if not f.avoid}
     assert set(by_axis) == {0, 1}  # the lukewarm group makes no like-facet
     assert by_axis[1] > 1.3 * by_axis[0]
@@ -261,10 +261,10 @@ def test_the_pseudo_avoid_signal_is_one_a_refresh_would_keep() -> None:
     history = [UserEvent(i, float(n) * DAY, 0.0 if i[0] == "x" else 1.0, f"e{n}")
                for n, i in enumerate(order)]
     rules = DecayRules(archive_below=0.1)
-    assert not [f for f in grouped_facets(history, vectors, GroupingInputs(items, None,
+    assert not [f for f in grouped_facets(history, vectors, GroupingInputs.of(items, None,
                                                                            rules=rules))
                 if f.avoid]
-    kept = grouped_facets(history, vectors, GroupingInputs(
+    kept = grouped_facets(history, vectors, GroupingInputs.of(
         items, None, rules=DecayRules(archive_below=0.0)))
     avoid = [f for f in kept if f.avoid]
     assert len(avoid) == 1 and int(np.argmax(avoid[0].centroid)) == 2
@@ -308,3 +308,72 @@ def test_save_and_load_round_trip_and_a_feature_mismatch_is_refused(tmp_path: Pa
     meta_path.write_text(json.dumps({**meta, "feature_version": "f0"}))
     with pytest.raises(FeatureVersionMismatch, match="'f0'.*retrain"):
         LearnedRanker.load(tmp_path / "ranker")
+
+
+@pytest.mark.slow  # starts two Python processes that import torch
+def test_samples_built_in_worker_processes_are_the_ones_built_in_place(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The real base models, item vectors and grouping inputs go to two spawned
+    processes; the samples come back in user order, exactly as one process builds them
+    (with one torch/BLAS thread here too, as in each worker, so even the floats agree)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from service.training import ranker as ranker_module
+    from service.training.data import split_last_positives, subset
+    from service.training.models import fit_base_models
+
+    log = world(60, events=10)
+    texts = {i: f"item {i} topic {n % 5}" for n, i in enumerate(ITEMS)}
+    noise = np.random.default_rng(1)
+    vectors = {i: (v / np.linalg.norm(v)).astype(np.float32)
+               for i in ITEMS if (v := noise.standard_normal(16)) is not None}
+    items = {i: Item(item_id=i, title=f"Item {i}", tags=[f"topic-{n % 5}"], category=None,
+                     attributes={}) for n, i in enumerate(ITEMS)}
+    grouping = GroupingInputs.of(items, None)
+    keep, held = split_last_positives(log, 0, 3)
+    models = fit_base_models(subset(log, keep), texts, sequence_epochs=1)
+    monkeypatch.setattr(ranker_module, "PARALLEL_MIN_QUERIES", 1)
+    monkeypatch.setattr(ranker_module, "USERS_PER_TASK", 7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with threadpool_limits(1), caplog.at_level("WARNING"):
+            alone = ranker_module.build_samples(log, models, held, vectors, 0,
+                                                grouping=grouping, workers=1)
+            side_by_side = ranker_module.build_samples(log, models, held, vectors, 0,
+                                                       grouping=grouping, workers=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert caplog.records == []  # no fallback to one process
+    assert len(alone) == sum(len(q) for q in held.values()) > 100
+    assert [s.user for s in side_by_side] == [s.user for s in alone]
+    for a, b in zip(alone, side_by_side, strict=True):
+        assert np.array_equal(a.labels, b.labels)
+        assert np.array_equal(a.features, b.features)
+    assert any(s.labels.any() for s in alone) and any(s.features[:, 0].any() for s in alone)
+
+
+def test_samples_fall_back_to_one_process_when_the_models_cannot_travel(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Models a spawned process cannot receive (a class local to this test) are built
+    from in place, with a warning that says why, not a failed training."""
+    from service.training import ranker as ranker_module
+    from service.training.data import split_last_positives
+
+    class LocalSources(NoisySources):
+        pass
+
+    log = world(30)
+    _, held = split_last_positives(log, 0, 3)
+    monkeypatch.setattr(ranker_module, "PARALLEL_MIN_QUERIES", 1)
+    with caplog.at_level("WARNING"):
+        samples = ranker_module.build_samples(log, LocalSources(log), held, None, 0,
+                                              workers=2)
+    assert [r.getMessage() for r in caplog.records][0].startswith(
+        "building the ranker's samples in one process: 2 worker processes failed")
+    again = ranker_module.build_samples(log, LocalSources(log), held, None, 0, workers=1)
+    assert [s.user for s in samples] == [s.user for s in again]
+    assert len(samples) == sum(len(q) for q in held.values()) > 0
+    assert all(np.array_equal(a.features, b.features) for a, b in zip(samples, again,
+                                                                      strict=True))
