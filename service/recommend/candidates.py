@@ -50,7 +50,6 @@ from service.training.contract import (
 )
 from service.training.data import event_weight
 from service.training.features import unit_mean
-from service.training.store import PERSONAL_SECONDS
 from service.users.models import User
 from service.vectors.errors import vector_store_call
 from service.vectors.store import VectorStore
@@ -354,13 +353,11 @@ NEIGHBOUR_CACHE = _NeighbourCache()
 
 def forget_kept() -> None:
     """Drop the facets' kept neighbours, evidence and centroids, the users' kept
-    histories and which of them the models were asked about (benchmarks time requests
-    without)."""
+    histories (benchmarks time requests without)."""
     NEIGHBOUR_CACHE.clear()
     _EVIDENCE.clear()
     _CENTROIDS.clear()
     _HISTORY.clear()
-    MODELS_ASKED.clear()
 
 
 def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:
@@ -598,15 +595,22 @@ def tenant_models(rt: ProfileRuntime, tenant_id: int) -> TenantModels | None:
     return found
 
 
-# Histories the tenant's models were lately asked about (`service._model_hits`), by what
-# tells one history from the next (its length, newest event and consumed items): only
-# whether the next request waits on a thread hangs on it, never what it answers. As long
-# as `TrainedModels` keeps personal answers; ~200 bytes a key.
-MODELS_ASKED: Kept[bool] = Kept(100_000, PERSONAL_SECONDS)
+def candidates_per_source(category: str | None) -> int:
+    """More proposals from each source when a category will filter most of them out."""
+    return CANDIDATES_PER_SOURCE * (CATEGORY_OVERFETCH if category is not None else 1)
 
 
 def model_candidates(models: TenantModels, history: UserHistory, category: str | None,
                      at: datetime) -> dict[CandidateSource, dict[str, SourceHit]]:
-    """Each trained source's proposals; more of them when a category will filter most out."""
-    n = CANDIDATES_PER_SOURCE * (CATEGORY_OVERFETCH if category is not None else 1)
-    return dict(models.candidates(history.events, n, history.consumed, at.timestamp()))
+    """Each trained source's proposals (`candidates_per_source`)."""
+    return dict(models.candidates(history.events, candidates_per_source(category),
+                                  history.consumed, at.timestamp()))
+
+
+def kept_model_candidates(models: TenantModels, history: UserHistory, category: str | None,
+                          at: datetime) -> dict[CandidateSource, dict[str, SourceHit]] | None:
+    """`model_candidates` when the models keep their personal answer for this history,
+    else None."""
+    found = models.candidates_if_kept(history.events, candidates_per_source(category),
+                                      history.consumed, at.timestamp())
+    return None if found is None else dict(found)

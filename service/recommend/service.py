@@ -36,10 +36,10 @@ from service.llm.prompts import load_prompt
 from service.profiles.runtime import ProfileRuntime
 from service.recommend.candidates import (
     CANDIDATES_PER_SOURCE,
-    MODELS_ASKED,
     UserHistory,
     active_facets,
     consumed_items,
+    kept_model_candidates,
     model_candidates,
     tenant_models,
     user_history,
@@ -126,21 +126,16 @@ def explain_with_llm(session: Session, user: User, rt: ProfileRuntime,
 
 
 
-def _model_hits(models: TenantModels, user: User, history: UserHistory,
-                category: str | None, at: datetime
-                ) -> Callable[[], dict[CandidateSource, dict[str, SourceHit]]]:
+def _model_hits(models: TenantModels, history: UserHistory, category: str | None,
+                at: datetime) -> Callable[[], dict[CandidateSource, dict[str, SourceHit]]]:
     """The trained sources' hits, as a call that waits for them: worked out on
-    `_MODEL_POOL` while the request reads the facets' evidence, except when these models
-    were asked for this history lately (`candidates.MODELS_ASKED`): then they keep the
-    personal answers (`TrainedModels.candidates`) and only popular is left to do, which
-    took less time than handing it to a thread and waiting. The hits are the same."""
-    newest = history.events[-1].event_id if history.events else None
-    asked = (user.tenant_id, models.meta.version, user.id, user.created_at, category,
-             len(history.events), newest, len(history.consumed))
-    if MODELS_ASKED.get(asked):
-        found = model_candidates(models, history, category, at)
+    `_MODEL_POOL` while the request reads the facets' evidence, except when the models
+    keep their personal answer for this history (`TrainedModels.candidates_if_kept`):
+    then only popular was left to do, which took less time than handing it to a thread
+    and waiting. The hits are the same."""
+    found = kept_model_candidates(models, history, category, at)
+    if found is not None:
         return lambda: found
-    MODELS_ASKED.put(asked, True)
     return _MODEL_POOL.submit(model_candidates, models, history, category, at).result
 
 
@@ -168,7 +163,7 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
     ranked: Ranked | None = None
     if models is not None:
         history = user_history(session, user, rt.settings.rating_max)
-        hits = _model_hits(models, user, history, request.category, at)
+        hits = _model_hits(models, history, request.category, at)
         if likes or any(h for s, h in hits().items() if s != "popular"):
             ranked, scoring = rank_hybrid(session, user, rt.vectors, models, likes, avoids,
                                           history, hits, at, request, params,

@@ -101,6 +101,13 @@ class TenantModels(Protocol):
         """Up to n items per model source, none in `exclude`."""
         ...
 
+    def candidates_if_kept(self, history: list[UserEvent], n: int, exclude: set[str],
+                           now: float) -> dict[CandidateSource, dict[str, SourceHit]] | None:
+        """`candidates`' answer when the personal sources' answer for this history is
+        kept (only popular is then worked out), else None: asking `candidates` will
+        run the models."""
+        ...
+
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """(recent, all-time) popularity of each item, each scaled to [0, 1]."""

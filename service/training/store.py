@@ -17,7 +17,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -101,11 +101,22 @@ class TrainedModels:
 
     def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
                    now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
-        key = (n, frozenset(exclude), tuple((e.item_id, e.ts, e.weight) for e in history))
+        key = _personal_key(history, n, exclude)
         personal = self._personal.get(key)
         if personal is None:
             personal = self.base.candidates(history, n, exclude, now, popular=False)
             self._personal.put(key, personal)
+        return self._with_popular(personal, history, n, exclude, now)
+
+    def candidates_if_kept(self, history: list[UserEvent], n: int, exclude: set[str],
+                           now: float) -> dict[CandidateSource, dict[str, SourceHit]] | None:
+        personal = self._personal.get(_personal_key(history, n, exclude))
+        return (None if personal is None
+                else self._with_popular(personal, history, n, exclude, now))
+
+    def _with_popular(self, personal: dict[CandidateSource, dict[str, SourceHit]],
+                      history: list[UserEvent], n: int, exclude: set[str], now: float
+                      ) -> dict[CandidateSource, dict[str, SourceHit]]:
         found = dict(personal)
         found.update(self.base.candidates(history, n, exclude, now, personal=False))
         return {s: found[s] for s in MODEL_SOURCES if s in found}
@@ -122,6 +133,11 @@ class TrainedModels:
         if self.ranker is None:
             return None
         return np.asarray(self.ranker.score(features), dtype=np.float32)
+
+
+def _personal_key(history: list[UserEvent], n: int, exclude: set[str]) -> Hashable:
+    """What the personal sources' answers are a function of."""
+    return (n, frozenset(exclude), tuple((e.item_id, e.ts, e.weight) for e in history))
 
 
 class ArtifactStore:

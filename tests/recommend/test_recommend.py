@@ -506,34 +506,42 @@ def test_llm_explanations_stop_when_their_time_budget_is_spent(
     assert problems[0] is None and all("budget" in (p or "") for p in problems[1:])
 
 
-def test_model_hits_skip_the_thread_only_for_a_history_the_models_were_just_asked() -> None:
-    """The same hits either way; a thread only for a history not asked about lately."""
+def test_model_hits_skip_the_thread_only_for_a_history_the_models_keep_an_answer_for() -> None:
+    """The same hits either way; a thread only when the models must work them out."""
     import threading
     from datetime import UTC, datetime
-    from types import SimpleNamespace
 
-    from service.recommend.candidates import UserHistory, forget_kept
+    from service.recommend.candidates import UserHistory
     from service.training.contract import UserEvent
 
-    forget_kept()
     threads: list[str] = []
 
     class Models:
-        meta = SimpleNamespace(version="v1")
+        """Keeps each history's answer, as `TrainedModels` keeps the personal ones."""
+
+        def __init__(self) -> None:
+            self.kept: dict[tuple[str, ...], dict[str, Any]] = {}
 
         def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
                        now: float) -> dict[str, dict[str, Any]]:
             threads.append(threading.current_thread().name)
-            return {"popular": {e.item_id: len(history) for e in history}}
+            key = tuple(e.item_id for e in history)
+            self.kept[key] = {"popular": {e.item_id: len(history) for e in history}}
+            return self.kept[key]
+
+        def candidates_if_kept(self, history: list[UserEvent], n: int, exclude: set[str],
+                               now: float) -> dict[str, dict[str, Any]] | None:
+            return self.kept.get(tuple(e.item_id for e in history))
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    user = SimpleNamespace(tenant_id=1, id=7, created_at=at)
     one = UserHistory([UserEvent("a", 1.0, 1.0, "e1")], [], {"a"})
     two = UserHistory([*one.events, UserEvent("b", 2.0, 1.0, "e2")], [], {"a", "b"})
+    models = Models()
 
     def hits(history: UserHistory) -> Any:
-        return recommend_service._model_hits(Models(), user, history, None, at)()  # type: ignore[arg-type]
+        return recommend_service._model_hits(models, history, None, at)()  # type: ignore[arg-type]
 
     assert hits(one) == hits(one) == {"popular": {"a": 1}}
     assert hits(two) == {"popular": {"a": 2, "b": 2}}
-    assert [t.startswith("model-candidates") for t in threads] == [True, False, True]
+    # Worked out twice (one, then two), each time on the pool's thread.
+    assert len(threads) == 2 and all(t.startswith("model-candidates") for t in threads)

@@ -333,5 +333,10 @@ def test_a_loaded_artifact_keeps_a_users_personal_candidates_until_the_history_c
     for h, n, exclude in [([*hist, UserEvent("c", START + 2, 1.0, "e3")], 3, {"a", "b", "c"}),
                           (hist, 4, {"a", "b"}), (hist, 3, {"a", "b", "d"})]:
         asked.clear()
+        assert models.candidates_if_kept(h, n, exclude, now=START + 401 * DAY) is None
         models.candidates(h, n, exclude, now=START + 401 * DAY)
         assert asked == [(True, False), (False, True)]
+    # Only what is kept is answered without the personal sources: the same answer.
+    asked.clear()
+    kept = models.candidates_if_kept(hist, 3, {"a", "b"}, now=START + 401 * DAY)
+    assert kept == again and asked == [(False, True)]
