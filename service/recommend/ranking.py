@@ -305,16 +305,23 @@ class _Calibration:
         self.weight = weight
         self.list_has = np.zeros(len(column), dtype=np.float64)
         self.list_tagged = 0.0
+        # Per tag, KL = p log p - p log q + (1-p) log(1-p) - (1-p) log(1-q); the terms
+        # that do not involve q are a constant, and a term whose weight (p, or 1-p) is 0
+        # is 0 (0 log 0 = 0): only the tags with p > 0 (resp. p < 1) take part in each.
+        target_p = self.p[0]
+        self._yes = target_p > 0
+        self._no = target_p < 1
+        self._p_yes = target_p[self._yes]
+        self._p_no = 1.0 - target_p[self._no]
+        self._constant = float(self._p_yes @ np.log(self._p_yes)
+                               + self._p_no @ np.log(self._p_no))
 
     def cost(self) -> Vector:
-        p = self.p
         n_tagged = np.maximum(self.list_tagged + self.tagged, 1.0)[:, None]
         q = ((1.0 - CALIBRATION_MIX) * (self.list_has[None, :] + self.has) / n_tagged
-             + CALIBRATION_MIX * p)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            yes = np.where(p > 0, p * np.log(p / q), 0.0)
-            no = np.where(p < 1, (1 - p) * np.log((1 - p) / (1 - q)), 0.0)
-        divergence: Vector = (yes + no).sum(axis=1)
+             + CALIBRATION_MIX * self.p)
+        divergence: Vector = (self._constant - np.log(q[:, self._yes]) @ self._p_yes
+                              - np.log1p(-q[:, self._no]) @ self._p_no)
         return self.weight * divergence
 
     def picked(self, i: int) -> None:

@@ -14,6 +14,7 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ class BaseModels:
         if self.popular is None:
             zeros = np.zeros(len(item_ids), dtype=np.float32)
             return zeros, zeros.copy()
-        items = np.fromiter((self.index.get(i, -1) for i in item_ids), dtype=np.int64,
+        items = np.fromiter(map(self.index.get, item_ids, repeat(-1)), dtype=np.int64,
                             count=len(item_ids))
         recent, all_time = self.popular.scores(items, now)
         return recent.astype(np.float32), all_time.astype(np.float32)
