@@ -221,3 +221,36 @@ def test_mmr_asks_only_what_it_needs() -> None:
 
     assert [i for i, _ in mmr(LazyDiscount(relevance, readable, 0.7), vectors, 2, 0.7)] == [0, 1]
     assert asked == [0, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_calibration_cost_is_the_summed_bernoulli_kl_of_target_and_list(data: st.DataObject
+                                                                        ) -> None:
+    """The cost MMR subtracts is calibration x sum over the target's tags of
+    KL(Bernoulli(p) || Bernoulli(q)), q the list's share with the candidate added (mixed
+    with 1% of p), however the terms are arranged; p may be 1 (every profile item)."""
+    from service.recommend.ranking import CALIBRATION_MIX, _Calibration
+
+    tags = [f"t{n}" for n in range(8)]
+    chosen = data.draw(st.lists(st.sampled_from(tags), min_size=1, max_size=8, unique=True))
+    target = {t: data.draw(st.sampled_from([1.0, 0.5, 0.05]) | st.floats(0.01, 1.0))
+              for t in chosen}
+    sets = data.draw(st.lists(st.lists(st.sampled_from(tags), max_size=4), min_size=1,
+                              max_size=12))
+    calibration = _Calibration(sets, target, 0.5)
+    listed: list[int] = []
+    for _ in range(min(4, len(sets))):
+        got = calibration.cost()
+        for i in range(len(sets)):
+            members = [sets[j] for j in [*listed, i] if sets[j]]
+            expected = 0.0
+            for t, p in target.items():
+                share = sum(1 for m in members if t in m) / max(len(members), 1)
+                q = (1 - CALIBRATION_MIX) * share + CALIBRATION_MIX * p
+                expected += p * np.log(p / q) + (
+                    (1 - p) * np.log((1 - p) / (1 - q)) if p < 1 else 0.0)
+            assert got[i] == pytest.approx(0.5 * expected, abs=1e-9)
+        pick = int(np.argmin(got))
+        listed.append(pick)
+        calibration.picked(pick)
