@@ -52,6 +52,7 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from service.training.compiled import PROBE_ROWS, CompiledTrees, compile_trees, load_compiled
 from service.training.contract import (
     ALL_SOURCES,
     CandidateSource,
@@ -111,27 +112,38 @@ class FeatureVersionMismatch(ValueError):
 
 
 class LearnedRanker:
-    """A LightGBM booster plus the feature-list version its rows must have."""
+    """A LightGBM booster plus the feature-list version its rows must have; served by
+    its compiled trees when they load (`compiled.py`), else by LightGBM."""
 
-    def __init__(self, booster: lgb.Booster, feature_version: str = FEATURE_VERSION) -> None:
+    def __init__(self, booster: lgb.Booster, feature_version: str = FEATURE_VERSION,
+                 probe: npt.NDArray[np.float32] | None = None) -> None:
         self.booster = booster
         self.feature_version = feature_version
         self.version = f"lgbm-lambdarank/{feature_version}"
+        self.probe = probe  # training rows the compiled trees are checked on
+        self.compiled: CompiledTrees | None = None
+        self.compile_problem: str | None = None  # why serving uses LightGBM, if it does
 
     def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """One score per row, higher is better. One thread: requests run side by side."""
         if len(features) == 0:
             return np.zeros(0, dtype=np.float32)
+        if self.compiled is not None:
+            return self.compiled.score(features).astype(np.float32)
         raw = self.booster.predict(features, num_threads=1)
         return np.asarray(raw, dtype=np.float32)
 
     def save(self, path: Path) -> None:
-        """Writes the LightGBM text model and a JSON naming the feature list, in `path`."""
+        """Writes the LightGBM text model, its compiled trees when this host can build
+        them, and a JSON naming the feature list (and why nothing was compiled), in `path`."""
         path.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(path / MODEL_FILE))
+        problem = ("no probe rows to check compiled trees on" if self.probe is None
+                   else compile_trees(self.booster, path, self.probe))
         (path / META_FILE).write_text(json.dumps({
             "feature_version": self.feature_version, "features": list(FEATURE_NAMES),
-            "model": MODEL_FILE, "kind": "lightgbm-lambdarank"}, indent=2))
+            "model": MODEL_FILE, "kind": "lightgbm-lambdarank",
+            "compiled": problem is None, "compile_problem": problem}, indent=2))
 
     @classmethod
     def load(cls, path: Path) -> LearnedRanker:
@@ -141,7 +153,12 @@ class LearnedRanker:
             raise FeatureVersionMismatch(
                 f"the ranker in {path} was trained on feature list {version!r}, but this "
                 f"code builds {FEATURE_VERSION!r}; retrain the tenant's models")
-        return cls(lgb.Booster(model_file=str(path / MODEL_FILE)), version)
+        ranker = cls(lgb.Booster(model_file=str(path / MODEL_FILE)), version)
+        ranker.compiled, problem = load_compiled(path, ranker.booster)
+        ranker.compile_problem = problem or meta.get("compile_problem")
+        if problem is not None:
+            logger.warning("ranker in %s scored by LightGBM: %s", path, problem)
+        return ranker
 
 
 # -- samples ---------------------------------------------------------------------------
@@ -386,7 +403,8 @@ def train_ranker(
     model = lgb.LGBMRanker(**LGBM_PARAMS, random_state=seed, n_jobs=2, deterministic=True,
                            force_row_wise=True)
     model.fit(x, y, group=groups, feature_name=list(FEATURE_NAMES))
-    ranker = LearnedRanker(model.booster_)
+    probe = x[np.sort(rng.choice(len(x), size=min(PROBE_ROWS, len(x)), replace=False))]
+    ranker = LearnedRanker(model.booster_, probe=probe)
     metrics = evaluate(valid, ranker.score)
     metrics["ranker.validation_users"] = float(len(held_users))
     metrics["ranker.validation_samples"] = float(len(valid))

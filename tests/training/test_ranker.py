@@ -377,3 +377,71 @@ def test_samples_fall_back_to_one_process_when_the_models_cannot_travel(
     assert len(samples) == sum(len(q) for q in held.values()) > 0
     assert all(np.array_equal(a.features, b.features) for a, b in zip(samples, again,
                                                                       strict=True))
+
+
+def _trained(tmp_path: Path) -> tuple[LearnedRanker, np.ndarray]:
+    ranker, _, _ = train_ranker(world(200), NoisySources, {}, seed=3)
+    assert ranker is not None and ranker.probe is not None
+    rows = np.random.default_rng(5).random((300, len(FEATURE_NAMES))).astype(np.float32)
+    rows[:, ::3] *= 200.0  # ranks and counts, not only shares
+    return ranker, rows
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(t) for t in ("gcc", "clang")),
+                    reason="no C compiler on this host to build compiled trees with")
+def test_saved_ranker_is_served_by_compiled_trees_with_the_boosters_scores(
+        tmp_path: Path) -> None:
+    ranker, rows = _trained(tmp_path)
+    ranker.save(tmp_path / "ranker")
+    meta = json.loads((tmp_path / "ranker" / "ranker.json").read_text())
+    assert meta["compiled"] is True and meta["compile_problem"] is None
+    loaded = LearnedRanker.load(tmp_path / "ranker")
+    assert loaded.compiled is not None and loaded.compile_problem is None
+    expected = np.asarray(ranker.booster.predict(rows, num_threads=1), dtype=np.float32)
+    assert np.array_equal(loaded.score(rows), expected)
+    assert np.array_equal(loaded.score(rows[:1]), expected[:1])
+    assert len(loaded.score(rows[:0])) == 0
+    # Requests on other threads each get their own predictor, with the same scores.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(loaded.score, [rows] * 8):
+            assert np.array_equal(got, expected)
+
+
+def test_compiled_trees_from_elsewhere_or_not_agreeing_are_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.training import compiled
+
+    ranker, rows = _trained(tmp_path)
+    expected = np.asarray(ranker.booster.predict(rows, num_threads=1), dtype=np.float32)
+    # No compiler: the booster alone is saved, and says why.
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    ranker.save(tmp_path / "plain")
+    monkeypatch.undo()
+    meta = json.loads((tmp_path / "plain" / "ranker.json").read_text())
+    assert meta["compiled"] is False and "no C compiler" in meta["compile_problem"]
+    assert not (tmp_path / "plain" / compiled.LIB_FILE).exists()
+    plain = LearnedRanker.load(tmp_path / "plain")
+    assert plain.compiled is None and "no C compiler" in (plain.compile_problem or "")
+    assert np.array_equal(plain.score(rows), expected)
+    if not any(compiled.shutil.which(t) for t in compiled.TOOLCHAINS):
+        return
+    # Built on another kind of host: LightGBM scores.
+    ranker.save(tmp_path / "moved")
+    info_path = tmp_path / "moved" / compiled.COMPILED_FILE
+    info_path.write_text(json.dumps({**json.loads(info_path.read_text()),
+                                     "host": "Plan9-mips-tl2cgen-0.1"}))
+    moved = LearnedRanker.load(tmp_path / "moved")
+    assert moved.compiled is None and "Plan9-mips" in (moved.compile_problem or "")
+    assert np.array_equal(moved.score(rows), expected)
+    # Another model's library in its place: the probe rows tell, LightGBM scores.
+    other, _, _ = train_ranker(world(200, seed=9), NoisySources, {}, seed=4)
+    assert other is not None
+    other.save(tmp_path / "other")
+    ranker.save(tmp_path / "swapped")
+    (tmp_path / "swapped" / compiled.LIB_FILE).write_bytes(
+        (tmp_path / "other" / compiled.LIB_FILE).read_bytes())
+    swapped = LearnedRanker.load(tmp_path / "swapped")
+    assert swapped.compiled is None and "probe rows" in (swapped.compile_problem or "")
+    assert np.array_equal(swapped.score(rows), expected)
