@@ -407,6 +407,9 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             "items": args.items, "facets": args.facets, "k": 10, "requests": args.requests,
             "candidates": candidates, "llm_loaded": not args.no_llm, "database": "sqlite",
             "scoring": "ranker", "reasons": kinds, "torch_threads": args.torch_threads,
+            # Whether the ranker's compiled trees scored (`training/compiled.py`), or LightGBM.
+            "ranker_runtime": ("compiled" if getattr(loaded.ranker, "compiled", None)
+                               else "lightgbm"),
             **trained,
             "cold_p50_ms": round(percentile(cold, 0.5), 2) if cold else None,
             "cold_p99_ms": round(percentile(cold, 0.99), 2) if cold else None,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -73,6 +74,7 @@ from service.training.pseudo_facets import facet_quotas
 from service.users.models import User
 from service.vectors.store import VectorStore
 
+_SCORE = attrgetter("score")
 TRACE_CANDIDATES = 100  # hybrid lists keep this many candidates (best first) in the trace
 
 
@@ -177,8 +179,8 @@ def rank_hybrid(
     index = {item_id: j for j, item_id in enumerate(kept)}
     # The facet source's score is the one training gave it: best share x cosine to a
     # like-facet's centroid, over what facet retrieval found.
-    facet_best = (facet_scores(signals, items)[0] if dim
-                  else np.zeros(len(kept), dtype=np.float64))
+    scored = facet_scores(signals, items) if dim else None
+    facet_best = scored[0] if scored is not None else np.zeros(len(kept), dtype=np.float64)
     facet_hits: dict[str, SourceHit] = {}
     facet_scored = sorted((i for i in facet_found if i in index),
                           key=lambda i: (-float(facet_best[index[i]]), i))
@@ -189,7 +191,7 @@ def rank_hybrid(
 
     now = at.timestamp()
     features = build_features(kept, hits, history.events, items if dim else None, signals,
-                              models.popularity(kept, now), now)
+                              models.popularity(kept, now), now, scored)
     learned = models.rank_scores(features)
     if learned is not None:
         raw = np.asarray(learned, dtype=np.float64)
@@ -214,7 +216,7 @@ def rank_hybrid(
     # items event reasons may cite, read once: their titles for the explanations, their
     # vectors for how related each is to the item. Found for every candidate that may be
     # picked when unexplained items are discounted, else for the picks only.
-    best_score = {s: max((h.score for h in found_hits.values()), default=0.0)
+    best_score = {s: max(map(_SCORE, found_hits.values()), default=0.0)
                   for s, found_hits in hits.items()}
     inputs = ReasonInputs(history, best_score, float(fusion.base.max(initial=0.0)))
     backing = {n: FacetEvidence.of(f, evidence, evidence_vectors) for n, f in enumerate(likes)}

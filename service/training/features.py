@@ -52,9 +52,13 @@ COLUMN = {name: n for n, name in enumerate(FEATURE_NAMES)}
 Features = npt.NDArray[np.float32]
 
 
+# (best, sum, index of the best like-facet or -1, avoid penalty) per item row.
+FacetScores = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
+                    npt.NDArray[np.int64], npt.NDArray[np.float64]]
+
+
 def facet_scores(facets: Sequence[FacetSignal], item_vectors: npt.NDArray[np.float32]
-                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
-                            npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+                 ) -> FacetScores:
     """(best, sum, index of the best like-facet or -1, avoid penalty) per item row.
 
     `item_vectors` rows are unit length (zero rows for items without a vector).
@@ -125,11 +129,13 @@ def build_features(
     facets: Sequence[FacetSignal],
     popularity: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
     now: float,
+    scored: FacetScores | None = None,
 ) -> Features:
     """One row of `FEATURE_NAMES` per candidate, in the order given.
 
     `hits` holds each source's proposals (a source may be missing); `item_vectors` is
     candidates x dim (unit rows), or None when no vectors are known (facet features 0).
+    `scored` is `facet_scores(facets, item_vectors)` when the caller has it already.
     """
     n = len(candidates)
     out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
@@ -150,7 +156,8 @@ def build_features(
             if hit.via is not None and 0 <= hit.via < len(history):
                 newest_via[j] = max(newest_via[j], history[hit.via].ts)
     if item_vectors is not None and facets:
-        best, total, best_of, penalty = facet_scores(facets, item_vectors)
+        best, total, best_of, penalty = (scored if scored is not None
+                                         else facet_scores(facets, item_vectors))
         likes = [f for f in facets if not f.avoid]
         long_term = np.array([f.long_term for f in likes] + [False], dtype=np.float32)
         out[:, COLUMN["facet_best"]] = best

@@ -94,17 +94,24 @@ class BaseModels:
                    ) -> dict[CandidateSource, dict[str, SourceHit]]:
         """Up to n items per fitted source, none in `exclude`; `via` and `vias` index
         `history`. `personal` and `popular` as in `ranked`."""
-        out: dict[CandidateSource, dict[str, SourceHit]] = {}
-        for source, ranked in self.ranked(history, n, exclude, now, personal,
-                                          popular).items():
-            out[source] = {
-                self.item_ids[item]: SourceHit(
-                    score=float(score), rank=rank, via=None if via < 0 else int(via),
-                    vias=tuple(v for v in vias if v >= 0))
-                for rank, (item, score, via, vias) in enumerate(zip(
-                    ranked.items.tolist(), ranked.scores.tolist(), ranked.via.tolist(),
-                    ranked.via_columns().tolist(), strict=True))}
-        return out
+        return {source: self._hits(ranked) for source, ranked in self.ranked(
+            history, n, exclude, now, personal, popular).items()}
+
+    def popular_hits(self, n: int, excluded: Ints, now: float
+                     ) -> dict[CandidateSource, dict[str, SourceHit]]:
+        """`candidates`' popular answer alone, the exclusions given as catalog indices."""
+        if self.popular is None:
+            return {}
+        return {"popular": self._hits(self.popular.recommend(n, excluded, now))}
+
+    def _hits(self, ranked: Ranked) -> dict[str, SourceHit]:
+        return {
+            self.item_ids[item]: SourceHit(
+                score=float(score), rank=rank, via=None if via < 0 else int(via),
+                vias=tuple(v for v in vias if v >= 0))
+            for rank, (item, score, via, vias) in enumerate(zip(
+                ranked.items.tolist(), ranked.scores.tolist(), ranked.via.tolist(),
+                ranked.via_columns().tolist(), strict=True))}
 
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:

@@ -34,6 +34,7 @@ from service.training.contract import (
     SourceHit,
     UserEvent,
 )
+from service.training.data import Ints, indices_of
 from service.training.models import BaseModels
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,17 @@ PERSONAL_HITS = 200_000
 PERSONAL_SECONDS = 600.0
 
 
-def _hit_count(found: dict[CandidateSource, dict[str, SourceHit]]) -> int:
-    return max(1, sum(len(hits) for hits in found.values()))
+@dataclasses.dataclass(frozen=True)
+class _Personal:
+    """A history's personal answers, and its exclusions as catalog indices (popular,
+    asked every time, needs them)."""
+
+    hits: dict[CandidateSource, dict[str, SourceHit]]
+    excluded: Ints
+
+
+def _hit_count(found: _Personal) -> int:
+    return max(1, sum(len(hits) for hits in found.hits.values()) + len(found.excluded) // 8)
 
 
 class Ranker(Protocol):
@@ -95,7 +105,7 @@ class TrainedModels:
     # `PERSONAL_SECONDS`, so a deleted user's history does not stay). Kept with this
     # artifact, so a new version starts empty. Popular reads the clock and is always
     # asked. The hits are frozen; callers never change the dicts.
-    _personal: Kept[dict[CandidateSource, dict[str, SourceHit]]] = dataclasses.field(
+    _personal: Kept[_Personal] = dataclasses.field(
         default_factory=lambda: Kept(PERSONAL_HITS, PERSONAL_SECONDS, _hit_count),
         repr=False, compare=False)
 
@@ -104,21 +114,20 @@ class TrainedModels:
         key = _personal_key(history, n, exclude)
         personal = self._personal.get(key)
         if personal is None:
-            personal = self.base.candidates(history, n, exclude, now, popular=False)
+            personal = _Personal(self.base.candidates(history, n, exclude, now, popular=False),
+                                 indices_of(self.base.index, exclude))
             self._personal.put(key, personal)
-        return self._with_popular(personal, history, n, exclude, now)
+        return self._with_popular(personal, n, now)
 
     def candidates_if_kept(self, history: list[UserEvent], n: int, exclude: set[str],
                            now: float) -> dict[CandidateSource, dict[str, SourceHit]] | None:
         personal = self._personal.get(_personal_key(history, n, exclude))
-        return (None if personal is None
-                else self._with_popular(personal, history, n, exclude, now))
+        return None if personal is None else self._with_popular(personal, n, now)
 
-    def _with_popular(self, personal: dict[CandidateSource, dict[str, SourceHit]],
-                      history: list[UserEvent], n: int, exclude: set[str], now: float
+    def _with_popular(self, personal: _Personal, n: int, now: float
                       ) -> dict[CandidateSource, dict[str, SourceHit]]:
-        found = dict(personal)
-        found.update(self.base.candidates(history, n, exclude, now, personal=False))
+        found = dict(personal.hits)
+        found.update(self.base.popular_hits(n, personal.excluded, now))
         return {s: found[s] for s in MODEL_SOURCES if s in found}
 
     def forget_personal(self) -> None:

@@ -311,15 +311,21 @@ def test_a_loaded_artifact_keeps_a_users_personal_candidates_until_the_history_c
     base = fit_base_models(log, TEXTS, sequence_seconds=1e-9, sequence_epochs=2)
     models = TrainedModels(ModelMeta("v1", 1, "2026-01-01T00:00:00Z", len(log), 24,
                                      len(base.item_ids), list(base.sources), False), base)
+    # (personal sources asked, popular asked), per call into the base models.
     asked: list[tuple[bool, bool]] = []
-    real = base.ranked
+    real, real_popular = base.ranked, base.popular_hits
 
     def counting(*args: object, **kw: object) -> object:
-        asked.append((bool(args[4]) if len(args) > 4 else True,
-                      bool(args[5]) if len(args) > 5 else True))
+        asked.append((bool(args[4]) if len(args) > 4 else bool(kw.get("personal", True)),
+                      bool(args[5]) if len(args) > 5 else bool(kw.get("popular", True))))
         return real(*args, **kw)  # type: ignore[arg-type]
 
+    def counting_popular(*args: object, **kw: object) -> object:
+        asked.append((False, True))
+        return real_popular(*args, **kw)  # type: ignore[arg-type]
+
     monkeypatch.setattr(base, "ranked", counting)
+    monkeypatch.setattr(base, "popular_hits", counting_popular)
     hist = [UserEvent("a", START, 1.0, "e1"), UserEvent("b", START + 1, 1.0, "e2")]
     first = models.candidates(hist, 3, {"a", "b"}, now=START + 400 * DAY)
     # The same answer as the base models give, in the same source order.
