@@ -60,7 +60,8 @@ class _Personal:
 
 
 def _hit_count(found: _Personal) -> int:
-    return max(1, sum(len(hits) for hits in found.hits.values()) + len(found.excluded) // 8)
+    """Its size in hits (~400 bytes each; an excluded index is 8)."""
+    return max(1, sum(len(hits) for hits in found.hits.values()) + len(found.excluded) // 50)
 
 
 class Ranker(Protocol):
@@ -104,7 +105,8 @@ class TrainedModels:
     # new event gets them from here (`PERSONAL_HITS`, least recently asked out, and
     # `PERSONAL_SECONDS`, so a deleted user's history does not stay). Kept with this
     # artifact, so a new version starts empty. Popular reads the clock and is always
-    # asked. The hits are frozen; callers never change the dicts.
+    # asked, with the exclusions kept here as catalog indices. The hits are frozen;
+    # callers never change the dicts.
     _personal: Kept[_Personal] = dataclasses.field(
         default_factory=lambda: Kept(PERSONAL_HITS, PERSONAL_SECONDS, _hit_count),
         repr=False, compare=False)
