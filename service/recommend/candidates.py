@@ -352,9 +352,11 @@ NEIGHBOUR_CACHE = _NeighbourCache()
 
 
 def forget_kept() -> None:
-    """Drop the facets' kept neighbours, evidence and centroids, the users' kept
-    histories (benchmarks time requests without)."""
+    """Drop the facets' kept neighbours, evidence and centroids, the item vectors kept
+    under catalog tokens and the users' kept histories (benchmarks time requests
+    without)."""
     NEIGHBOUR_CACHE.clear()
+    _TOKEN_VECTORS.clear()
     _EVIDENCE.clear()
     _CENTROIDS.clear()
     _HISTORY.clear()
@@ -443,10 +445,58 @@ def retrieve(session: Session, vectors: VectorStore, tenant_id: int, matrix: Mat
                      off_category=len(off_category), asked=ask, widened=queries > 1)
 
 
-def item_vectors(vectors: VectorStore, tenant_id: int,
-             versions: dict[str, str]) -> dict[str, npt.NDArray[np.float32]]:
-    with vector_store_call():
-        return vectors.vectors(tenant_id, "items", versions)
+def item_vectors(vectors: VectorStore, tenant_id: int, versions: dict[str, str],
+                 token: str | None = None) -> dict[str, npt.NDArray[np.float32]]:
+    """The items' stored vectors (`VectorStore.vectors`); with the tenant's catalog
+    token, those already read under it come from `_TOKEN_VECTORS` first."""
+    if token is None:
+        with vector_store_call():
+            return vectors.vectors(tenant_id, "items", versions)
+    return _TOKEN_VECTORS.vectors(vectors, tenant_id, token, versions)
+
+
+class _TokenVectors:
+    """Item vectors read under a tenant's catalog token, by item id.
+
+    While the token holds, no item's version changes (every item write and indexing
+    batch renews it), so a vector read once under it serves every later request by a
+    plain lookup, without the vector store's per-item LRU step and version check (the
+    largest per-candidate cost of a list at 100k items). One token per tenant and vector
+    store; a new token starts empty. At most `ITEMS` vectors a tenant are kept here
+    (~1.5 KB each with MiniLM; the arrays are the vector store's own, not copies)."""
+
+    ITEMS = 100_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: WeakKeyDictionary[
+            VectorStore, dict[int, tuple[str, dict[str, npt.NDArray[np.float32]]]]] = (
+            WeakKeyDictionary())
+
+    def vectors(self, vectors: VectorStore, tenant_id: int, token: str,
+                versions: dict[str, str]) -> dict[str, npt.NDArray[np.float32]]:
+        with self._lock:
+            tenants = self._stores.setdefault(vectors, {})
+            entry = tenants.get(tenant_id)
+            if entry is None or entry[0] != token:
+                entry = tenants[tenant_id] = (token, {})
+        kept = entry[1]
+        found = {i: v for i in versions if (v := kept.get(i)) is not None}
+        if len(found) < len(versions):
+            with vector_store_call():
+                read = vectors.vectors(tenant_id, "items",
+                                       {i: versions[i] for i in versions if i not in found})
+            found.update(read)
+            if len(kept) < self.ITEMS:
+                kept.update(read)
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stores.clear()
+
+
+_TOKEN_VECTORS = _TokenVectors()
 
 
 # -- the user's own events and the tenant's models ---------------------------------------

@@ -119,10 +119,9 @@ def rank_hybrid(
     facets = [*likes, *avoids]
     evidence, evidence_rows = evidence_with_items(
         session, user, {e for f in facets for e in f.evidence})
-    evidence_vectors = item_vectors(vectors, user.tenant_id,
-                                    {i: r.version for i, r in evidence_rows.items()})
-
     token = catalog_token(session, user.tenant_id)
+    evidence_vectors = item_vectors(vectors, user.tenant_id,
+                                    {i: r.version for i, r in evidence_rows.items()}, token)
 
     def evidence_items(fs: Sequence[ActiveFacet]) -> tuple[str, ...]:
         return tuple(ev.item_id for f in fs for e in f.evidence
@@ -157,7 +156,7 @@ def rank_hybrid(
         else:
             kept.append(item_id)
     kept.sort()  # ties broken by id: the same inputs always give the same list
-    found = item_vectors(vectors, user.tenant_id, {i: rows[i].version for i in kept})
+    found = item_vectors(vectors, user.tenant_id, {i: rows[i].version for i in kept}, token)
     dim = len(likes[0].vector) if likes else len(avoids[0].vector) if avoids else (
         len(next(iter(found.values()))) if found else 0)
     zero = np.zeros(dim, dtype=np.float32)
@@ -234,7 +233,7 @@ def rank_hybrid(
         found = catalog_rows(session, user.tenant_id, wanted)
         cited_rows.update(found)
         cited_vectors.update(item_vectors(vectors, user.tenant_id, {
-            i: r.version for i, r in found.items() if i not in cited_vectors}))
+            i: r.version for i, r in found.items() if i not in cited_vectors}, token))
 
     reasons_of: dict[int, Reason | None] = {}
     # Per like-facet, the cosine of its closest evidence item to each candidate that may

@@ -104,6 +104,11 @@ class BaseModels:
             return {}
         return {"popular": self._hits(self.popular.recommend(n, excluded, now))}
 
+    def popular_counts(self, now: float) -> object | None:
+        """What popular's answer as of `now` is a function of, beside n and the
+        exclusions: its counts (the same object until they change), None without it."""
+        return None if self.popular is None else self.popular.counts(now)
+
     def _hits(self, ranked: Ranked) -> dict[str, SourceHit]:
         return {
             self.item_ids[item]: SourceHit(

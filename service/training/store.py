@@ -17,6 +17,7 @@ import secrets
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,13 +51,16 @@ PERSONAL_HITS = 200_000
 PERSONAL_SECONDS = 600.0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class _Personal:
-    """A history's personal answers, and its exclusions as catalog indices (popular,
-    asked every time, needs them)."""
+    """A history's personal answers, its exclusions as catalog indices, and popular's
+    last answer for them with the popularity counts it came from (a weak reference: a
+    replay's older counts are not kept alive by it)."""
 
     hits: dict[CandidateSource, dict[str, SourceHit]]
     excluded: Ints
+    popular: tuple[weakref.ref[object], dict[CandidateSource, dict[str, SourceHit]]] | None = (
+        None)
 
 
 def _hit_count(found: _Personal) -> int:
@@ -128,8 +132,18 @@ class TrainedModels:
 
     def _with_popular(self, personal: _Personal, n: int, now: float
                       ) -> dict[CandidateSource, dict[str, SourceHit]]:
+        """The personal answers and popular's. Popular reads the clock; its answer is
+        the same while the counts it ranks by are the same object, and kept till then."""
+        counts = self.base.popular_counts(now)
+        kept = personal.popular
+        if counts is not None and kept is not None and kept[0]() is counts:
+            popular = kept[1]
+        else:
+            popular = self.base.popular_hits(n, personal.excluded, now)
+            if counts is not None:
+                personal.popular = (weakref.ref(counts), popular)
         found = dict(personal.hits)
-        found.update(self.base.popular_hits(n, personal.excluded, now))
+        found.update(popular)
         return {s: found[s] for s in MODEL_SOURCES if s in found}
 
     def forget_personal(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -282,3 +283,54 @@ def test_facet_centroids_are_kept_under_the_catalog_token_only() -> None:
     assert evidence_centroid(1, "t1", ("a", "b"), second) is got  # the same token: kept
     assert evidence_centroid(1, "t2", ("a", "b"), second).tolist() == [1.0, 0.0]
     assert evidence_centroid(2, None, ("a", "b"), second).tolist() == [1.0, 0.0]
+
+
+def test_item_vectors_are_read_once_per_catalog_token(
+        tenant: ApiTenant, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under one catalog token a vector read once is not asked of the store again; a new
+    token (an item written and indexed) reads the changed vector; without a token every
+    call asks the store."""
+    from service.recommend.candidates import forget_kept, item_vectors
+
+    container = client.app.state.container  # type: ignore[attr-defined]
+    vectors = container.vectors
+    forget_kept()
+    tenant.put("/v1/items", json={"items": [
+        item("jazz1", title="Bebop trumpet live in a smoky club"),
+        item("hike1", title="Alpine trail to the summit hut")]})
+    asked: list[list[str]] = []
+    real = vectors.vectors
+
+    def counting(tenant_id: int, kind: str, versions: dict[str, str]) -> Any:
+        asked.append(sorted(versions))
+        return real(tenant_id, kind, versions)
+
+    monkeypatch.setattr(vectors, "vectors", counting)
+
+    def read(ids: list[str]) -> tuple[str, dict[str, np.ndarray]]:
+        with container.sessions() as session:
+            owner = tenant_by_name(session, "acme")
+            assert owner is not None
+            rows = _rows(client, "acme", ids)
+            token = _version(client, "acme")
+            return token, item_vectors(vectors, owner.id,
+                                       {i: rows[i].version for i in ids}, token)
+
+    token, first = read(["jazz1"])
+    assert list(first) == ["jazz1"] and asked == [["jazz1"]]
+    again_token, again = read(["jazz1", "hike1"])
+    assert again_token == token and asked == [["jazz1"], ["hike1"]]  # only the new one
+    assert again["jazz1"] is first["jazz1"]
+    assert read(["hike1", "jazz1"])[1].keys() == {"jazz1", "hike1"} and len(asked) == 2
+    # The item rewritten and indexed again: a new token, and the new vector.
+    tenant.put("/v1/items", json={"items": [item("jazz1", title="Alpine hut trail")]})
+    new_token, changed = read(["jazz1"])
+    assert new_token != token and asked[-1] == ["jazz1"]
+    assert float(changed["jazz1"] @ again["hike1"]) > float(first["jazz1"] @ again["hike1"])
+    # No token: the store is asked every time.
+    with container.sessions() as session:
+        owner = tenant_by_name(session, "acme")
+        assert owner is not None
+        item_vectors(vectors, owner.id, {"hike1": _rows(client, "acme", ["hike1"])["hike1"]
+                                         .version})
+    assert asked[-1] == ["hike1"]

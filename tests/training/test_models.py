@@ -332,9 +332,18 @@ def test_a_loaded_artifact_keeps_a_users_personal_candidates_until_the_history_c
     direct = base.candidates(hist, 3, {"a", "b"}, now=START + 400 * DAY)
     assert list(first) == list(direct) == base.sources and first == direct
     asked.clear()
-    # Asked again, later, with the same history: popular only is asked (it reads the clock).
+    # Asked again, later, with the same history and the counts popular ranks by unchanged
+    # (both after the log's end): nothing is asked, and the answer is the same.
     again = models.candidates(hist, 3, {"a", "b"}, now=START + 401 * DAY)
-    assert asked == [(False, True)] and again["transition"] == first["transition"]
+    assert asked == [] and again == first
+    # As of an hour inside the log (a replay) popular's counts differ: popular alone is
+    # asked, and answers as the base models do then.
+    assert base.popular is not None
+    earlier = base.popular.end - 5 * DAY
+    replayed = models.candidates(hist, 3, {"a", "b"}, now=earlier)
+    assert asked == [(False, True)] and replayed["transition"] == first["transition"]
+    assert replayed == base.candidates(hist, 3, {"a", "b"}, now=earlier)
+    assert replayed["popular"] != first["popular"]
     # A new event, another n or other exclusions: the personal sources are asked again.
     for h, n, exclude in [([*hist, UserEvent("c", START + 2, 1.0, "e3")], 3, {"a", "b", "c"}),
                           (hist, 4, {"a", "b"}), (hist, 3, {"a", "b", "d"})]:
