@@ -461,7 +461,8 @@ class _TokenVectors:
     While the token holds, no item's version changes (every item write and indexing
     batch renews it), so a vector read once under it serves every later request by a
     plain lookup, without the vector store's per-item LRU step and version check (the
-    largest per-candidate cost of a list at 100k items). One token per tenant and vector
+    largest per-candidate cost of a list at 100k items), and an item the store does not
+    hold is not asked about again. One token per tenant and vector
     store; a new token starts empty. At most `ITEMS` vectors a tenant are kept here
     (~1.5 KB each with MiniLM; the arrays are the vector store's own, not copies)."""
 
@@ -470,7 +471,7 @@ class _TokenVectors:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stores: WeakKeyDictionary[
-            VectorStore, dict[int, tuple[str, dict[str, npt.NDArray[np.float32]]]]] = (
+            VectorStore, dict[int, tuple[str, dict[str, npt.NDArray[np.float32] | None]]]] = (
             WeakKeyDictionary())
 
     def vectors(self, vectors: VectorStore, tenant_id: int, token: str,
@@ -481,14 +482,21 @@ class _TokenVectors:
             if entry is None or entry[0] != token:
                 entry = tenants[tenant_id] = (token, {})
         kept = entry[1]
-        found = {i: v for i in versions if (v := kept.get(i)) is not None}
-        if len(found) < len(versions):
+        found: dict[str, npt.NDArray[np.float32]] = {}
+        missing: dict[str, str] = {}
+        for item_id, version in versions.items():
+            if item_id not in kept:
+                missing[item_id] = version
+            elif (vector := kept[item_id]) is not None:
+                found[item_id] = vector
+        if missing:
             with vector_store_call():
-                read = vectors.vectors(tenant_id, "items",
-                                       {i: versions[i] for i in versions if i not in found})
+                read = vectors.vectors(tenant_id, "items", missing)
             found.update(read)
             if len(kept) < self.ITEMS:
                 kept.update(read)
+                # Not in the store under this token: not asked again until it changes.
+                kept.update((i, None) for i in missing if i not in read)
         return found
 
     def clear(self) -> None:

@@ -317,11 +317,20 @@ def test_item_vectors_are_read_once_per_catalog_token(
                                        {i: rows[i].version for i in ids}, token)
 
     token, first = read(["jazz1"])
+    first_version = _rows(client, "acme", ["jazz1"])["jazz1"].version
     assert list(first) == ["jazz1"] and asked == [["jazz1"]]
     again_token, again = read(["jazz1", "hike1"])
     assert again_token == token and asked == [["jazz1"], ["hike1"]]  # only the new one
     assert again["jazz1"] is first["jazz1"]
     assert read(["hike1", "jazz1"])[1].keys() == {"jazz1", "hike1"} and len(asked) == 2
+    # An id the store does not hold is asked about once under the token.
+    with container.sessions() as session:
+        owner = tenant_by_name(session, "acme")
+        assert owner is not None
+        for _ in range(2):
+            assert item_vectors(vectors, owner.id, {"ghost": "h0", "jazz1": first_version},
+                                token).keys() == {"jazz1"}
+    assert asked[2:] == [["ghost"]]
     # The item rewritten and indexed again: a new token, and the new vector.
     tenant.put("/v1/items", json={"items": [item("jazz1", title="Alpine hut trail")]})
     new_token, changed = read(["jazz1"])
