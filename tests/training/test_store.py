@@ -139,3 +139,39 @@ def test_a_ranker_that_cannot_load_leaves_the_models_serving_with_the_blend(
     assert loaded.rank_scores(np.ones((1, 3), dtype=np.float32)) is None
     assert loaded.meta.notes == ["ranker not loaded: ValueError"]
     assert loaded.candidates([], 3, set(), START)  # the base models still answer
+
+
+def test_a_loaded_version_leaves_the_heap_frozen_and_the_next_one_collects_the_last(
+        tmp_path: Path, base: BaseModels) -> None:
+    """After a load everything alive is out of the collector's sight (full collections
+    no longer walk the models); what the next swap leaves behind in reference cycles is
+    collected then, not kept forever."""
+    import gc
+    import weakref
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    store = ArtifactStore(tmp_path / "models")
+    clock = [0.0]
+    registry = ModelRegistry(store, ScaledRanker.load, check_seconds=1.0,
+                             clock=lambda: clock[0])
+    try:
+        leftover = Cycle()  # alive at the load: frozen with the rest
+        gone = weakref.ref(leftover)
+        store.save(meta(), base)
+        loaded = registry.get(7)
+        assert loaded is not None and gc.get_freeze_count() > 0
+        assert all(loaded is not o for o in gc.get_objects())  # out of sight
+        # Unreachable now, but a full collection does not look at frozen objects ...
+        del leftover
+        gc.collect()
+        assert gone() is not None
+        # ... until the next version's load unfreezes and collects first.
+        store.save(meta(ranker=True), base, ScaledRanker(1.0))
+        clock[0] = 2.0
+        assert registry.get(7) is not loaded
+        assert gone() is None
+    finally:
+        gc.unfreeze()
