@@ -62,15 +62,12 @@ class BaseModels:
         return [s for s in MODEL_SOURCES if getattr(self, _ATTRIBUTE[s]) is not None]
 
     def ranked(self, history: list[UserEvent], n: int, exclude: set[str],
-               now: float, personal: bool = True, popular: bool = True
-               ) -> dict[CandidateSource, Ranked]:
+               now: float, popular: bool = True) -> dict[CandidateSource, Ranked]:
         """Each fitted source's top n as catalog indices (what `candidates` names): the
-        `personal` ones (read the history) and, with `popular`, the popular one (reads
-        `now`)."""
+        personal ones (read the history) and, with `popular`, the popular one (reads
+        `now`; `popular_hits` asks it alone)."""
         excluded = indices_of(self.index, exclude)
-        out: dict[CandidateSource, Ranked] = {}
-        if personal:
-            out.update(self._personal(history, n, excluded))
+        out = self._personal(history, n, excluded)
         if popular and self.popular is not None:
             out["popular"] = self.popular.recommend(n, excluded, now)
         return out
@@ -90,12 +87,12 @@ class BaseModels:
         return out
 
     def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
-                   now: float, personal: bool = True, popular: bool = True
+                   now: float, popular: bool = True
                    ) -> dict[CandidateSource, dict[str, SourceHit]]:
         """Up to n items per fitted source, none in `exclude`; `via` and `vias` index
-        `history`. `personal` and `popular` as in `ranked`."""
+        `history`. `popular` as in `ranked`."""
         return {source: self._hits(ranked) for source, ranked in self.ranked(
-            history, n, exclude, now, personal, popular).items()}
+            history, n, exclude, now, popular).items()}
 
     def popular_hits(self, n: int, excluded: Ints, now: float
                      ) -> dict[CandidateSource, dict[str, SourceHit]]:

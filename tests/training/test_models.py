@@ -316,8 +316,7 @@ def test_a_loaded_artifact_keeps_a_users_personal_candidates_until_the_history_c
     real, real_popular = base.ranked, base.popular_hits
 
     def counting(*args: object, **kw: object) -> object:
-        asked.append((bool(args[4]) if len(args) > 4 else bool(kw.get("personal", True)),
-                      bool(args[5]) if len(args) > 5 else bool(kw.get("popular", True))))
+        asked.append((True, bool(args[4]) if len(args) > 4 else bool(kw.get("popular", True))))
         return real(*args, **kw)  # type: ignore[arg-type]
 
     def counting_popular(*args: object, **kw: object) -> object:
