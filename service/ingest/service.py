@@ -221,6 +221,12 @@ def _mark_stale(
     by_count: dict[int, list[int]] = {}
     for pk, n in counts.items():
         by_count.setdefault(n, []).append(pk)
+    # The rows are locked first in one order, by primary key: two batches updating the
+    # same users count by count (below) would otherwise lock them in different orders and
+    # deadlock on PostgreSQL (SQLite ignores FOR UPDATE; its writes are serial anyway).
+    for part in chunks(sorted(counts)):
+        session.execute(select(User.id).where(User.id.in_(part)).order_by(User.id)
+                        .with_for_update())
     # One statement per distinct count (a handful), not one per user.
     for n, pks in by_count.items():
         for part in chunks(sorted(pks)):
