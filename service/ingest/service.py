@@ -223,10 +223,13 @@ def _mark_stale(
         by_count.setdefault(n, []).append(pk)
     # The rows are locked first in one order, by primary key: two batches updating the
     # same users count by count (below) would otherwise lock them in different orders and
-    # deadlock on PostgreSQL (SQLite ignores FOR UPDATE; its writes are serial anyway).
+    # deadlock on PostgreSQL (SQLite ignores the lock; its writes are serial anyway).
+    # FOR NO KEY UPDATE, the lock an UPDATE of these columns takes, not FOR UPDATE: each
+    # batch's event rows already hold KEY SHARE on their users (the foreign key), which
+    # FOR UPDATE waits for, so two batches of the same user would wait on each other.
     for part in chunks(sorted(counts)):
         session.execute(select(User.id).where(User.id.in_(part)).order_by(User.id)
-                        .with_for_update())
+                        .with_for_update(key_share=True))
     # One statement per distinct count (a handful), not one per user.
     for n, pks in by_count.items():
         for part in chunks(sorted(pks)):
