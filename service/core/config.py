@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # The share of its relevance a hybrid candidate keeps when none of its reasons reads
     # as related to it (`recommend/ranking.py`); 1 turns the discount off.
     recommend_unexplained_keep: float = Field(default=0.7, gt=0.0, le=1.0)
+    # MMR's weight on relevance against redundancy with the items already picked
+    # (`recommend/ranking.py`); 1 leaves the order to relevance (and calibration).
+    recommend_mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0)
 
     # Profile memory (DESIGN.md §4): read-time decay and the merge rules.
     half_life_short_days: float = Field(default=7.0, gt=0)

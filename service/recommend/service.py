@@ -151,7 +151,8 @@ def recommend(session: Session, user: User, rt: ProfileRuntime,
               params: RankingParams | None = None) -> RecommendationsOut:
     """A list for this user now, its trace stored before it is returned."""
     params = params or RankingParams(calibration=rt.settings.recommend_calibration,
-                                     unexplained_keep=rt.settings.recommend_unexplained_keep)
+                                     unexplained_keep=rt.settings.recommend_unexplained_keep,
+                                     mmr_lambda=rt.settings.recommend_mmr_lambda)
     at = rt.clock()
     rules = rt.rules
     facets = active_facets(session, user, at, rules)

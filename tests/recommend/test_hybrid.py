@@ -221,6 +221,31 @@ def test_a_ranker_less_artifact_uses_the_fixed_blend(app: ProfileApp) -> None:
     assert p["models"]["version"] == meta.version and p["blend_weights"]["cooccurrence"] == 1.0
 
 
+def test_the_mmr_setting_reaches_the_list_and_its_trace(
+        app: ProfileApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recommend_mmr_lambda at 1 leaves the list in the blend's order (calibration and the
+    unexplained discount off: nothing but relevance); at 0 only redundancy counts, so the
+    list changes. Each trace records the value its list was made with."""
+    send_crowd(app.t, app.clock)
+    sci_fi_fan(app)
+    train_models(app.t, app.settings, ranker=False)
+    profiles = app.t.client.app.state.container.profiles  # type: ignore[attr-defined]
+    lists = {}
+    for lam in (1.0, 0.0):
+        monkeypatch.setattr(profiles, "settings", app.settings.model_copy(update={
+            "recommend_mmr_lambda": lam, "recommend_calibration": 0.0,
+            "recommend_unexplained_keep": 1.0}))
+        body = recommend(app, k=4)
+        stored = trace(app, body["recommendation_id"])
+        assert stored["parameters"]["mmr_lambda"] == lam
+        if lam == 1.0:
+            by_score = [c["item_id"] for c in stored["candidates"]
+                        if c["status"] in ("returned", "not_selected")]
+            assert ids(body) == by_score[:4], (ids(body), by_score)
+        lists[lam] = ids(body)
+    assert lists[1.0] != lists[0.0]
+
+
 @pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_every_contributor_a_model_reason_cites_is_named_by_its_title(
         app: ProfileApp) -> None:
