@@ -24,7 +24,12 @@ from service.training.contract import (
 from service.training.data import POSITIVE, log_from_rows
 from service.training.features import FEATURE_NAMES
 from service.training.pseudo_facets import GroupingInputs, facet_hits, grouped_facets
-from service.training.ranker import FeatureVersionMismatch, LearnedRanker, train_ranker
+from service.training.ranker import (
+    BOOSTERS,
+    FeatureVersionMismatch,
+    LearnedRanker,
+    train_ranker,
+)
 
 ITEMS = [f"i{n}" for n in range(300)]
 DAY = 86400.0
@@ -165,7 +170,7 @@ def test_pseudo_facets_let_the_ranker_find_the_users_topic() -> None:
     ranker, metrics, _ = train_ranker(log, OneNoisySource, {}, item_vectors=vectors)
     assert ranker is not None
     assert metrics["ranker.ndcg@10"] > 2 * metrics["ranker.baseline.popular.ndcg@10"]
-    importance = dict(zip(FEATURE_NAMES, ranker.booster.feature_importance(), strict=True))
+    importance = dict(zip(FEATURE_NAMES, ranker.feature_importance(), strict=True))
     assert importance["facet_best"] + importance["facet_sum"] > 0
     # Without vectors there is nothing to tell the topic by.
     _, blind, _ = train_ranker(log, OneNoisySource, {})
@@ -397,7 +402,13 @@ def test_saved_ranker_is_served_by_compiled_trees_with_the_boosters_scores(
     assert meta["compiled"] is True and meta["compile_problem"] is None
     loaded = LearnedRanker.load(tmp_path / "ranker")
     assert loaded.compiled is not None and loaded.compile_problem is None
-    expected = np.asarray(ranker.booster.predict(rows, num_threads=1), dtype=np.float32)
+    # Several differently seeded boosters, one library summing their trees; the score is
+    # their mean.
+    assert len(loaded.boosters) == BOOSTERS > 1
+    each = [b.predict(rows, num_threads=1) for b in ranker.boosters]
+    assert not np.allclose(each[0], each[1])
+    expected = ranker.predict(rows).astype(np.float32)
+    assert np.allclose(expected, np.mean(each, axis=0), rtol=1e-6)
     assert np.array_equal(loaded.score(rows), expected)
     assert np.array_equal(loaded.score(rows[:1]), expected[:1])
     assert len(loaded.score(rows[:0])) == 0
@@ -414,7 +425,7 @@ def test_compiled_trees_from_elsewhere_or_not_agreeing_are_not_used(
     from service.training import compiled
 
     ranker, rows = _trained(tmp_path)
-    expected = np.asarray(ranker.booster.predict(rows, num_threads=1), dtype=np.float32)
+    expected = ranker.predict(rows).astype(np.float32)
     # No compiler: the booster alone is saved, and says why.
     monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
     ranker.save(tmp_path / "plain")
@@ -445,3 +456,20 @@ def test_compiled_trees_from_elsewhere_or_not_agreeing_are_not_used(
     swapped = LearnedRanker.load(tmp_path / "swapped")
     assert swapped.compiled is None and "probe rows" in (swapped.compile_problem or "")
     assert np.array_equal(swapped.score(rows), expected)
+
+
+def test_a_ranker_saved_with_one_booster_still_loads(tmp_path: Path) -> None:
+    """Artifacts from before rankers averaged boosters name one model file."""
+    ranker, rows = _trained(tmp_path)
+    single = LearnedRanker(ranker.boosters[:1], probe=ranker.probe)
+    single.save(tmp_path / "single")
+    meta_path = tmp_path / "single" / "ranker.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["models"] == ["ranker.txt"]
+    del meta["models"]
+    meta_path.write_text(json.dumps(meta))
+    loaded = LearnedRanker.load(tmp_path / "single")
+    assert len(loaded.boosters) == 1
+    expected = ranker.boosters[0].predict(rows, num_threads=1).astype(np.float32)
+    assert np.array_equal(loaded.score(rows), expected)
+    assert not np.allclose(loaded.score(rows), ranker.score(rows))
