@@ -97,9 +97,11 @@ LGBM_PARAMS: dict[str, Any] = {
     "lambdarank_truncation_level": 20, "verbose": -1,
 }
 # Boosters trained on the same samples with different seeds (their row and feature
-# bagging differs), scores averaged: one booster is a random draw whose validation
-# NDCG@10 moves by about 0.006 with its seed; the average moves less.
-BOOSTERS = 3
+# bagging differs), scores averaged. One: three (at `216d687`) raised the ranker's
+# cross-validated NDCG@10 by 0.0014-0.0019 but not the hybrid lists' in the committed
+# evaluation, and their compiled library scored a request's ~400 rows in 3.3 ms against
+# one booster's 0.39 ms (README, "Where ours stands").
+BOOSTERS = 1
 
 class CandidateModels(Protocol):
     """What training needs of the fitted base models (H1's `BaseModels`)."""
