@@ -265,6 +265,7 @@ def blend(features: npt.NDArray[np.float32],
 
 
 CALIBRATION_MIX = 0.01  # of the target mixed into the list's distribution (Steck's alpha)
+SHARE_EPSILON = 1e-9  # a target share closer than this to 1 counts as 1
 
 
 CALIBRATION_TAGS = 12  # the profile's most common tags, over which lists are calibrated
@@ -295,7 +296,11 @@ class _Calibration:
     def __init__(self, tag_sets: Sequence[Sequence[str]], target: dict[str, float],
                  weight: float) -> None:
         column = {t: n for n, t in enumerate(target)}
-        self.p = np.array(list(target.values()), dtype=np.float64)[None, :]
+        # A share within rounding of 1 is 1: with a list wholly tagged, 1 - q would round to
+        # 0 and its log make the cost infinite (a share summed from weights can land on
+        # 0.9999999999999999).
+        shares = np.array(list(target.values()), dtype=np.float64)
+        self.p = np.where(shares > 1.0 - SHARE_EPSILON, 1.0, shares)[None, :]
         self.has = np.zeros((len(tag_sets), len(column)), dtype=np.float64)
         for i, ts in enumerate(tag_sets):
             for t in ts:

@@ -230,11 +230,12 @@ def test_calibration_cost_is_the_summed_bernoulli_kl_of_target_and_list(data: st
     """The cost MMR subtracts is calibration x sum over the target's tags of
     KL(Bernoulli(p) || Bernoulli(q)), q the list's share with the candidate added (mixed
     with 1% of p), however the terms are arranged; p may be 1 (every profile item)."""
-    from service.recommend.ranking import CALIBRATION_MIX, _Calibration
+    from service.recommend.ranking import CALIBRATION_MIX, SHARE_EPSILON, _Calibration
 
     tags = [f"t{n}" for n in range(8)]
     chosen = data.draw(st.lists(st.sampled_from(tags), min_size=1, max_size=8, unique=True))
-    target = {t: data.draw(st.sampled_from([1.0, 0.5, 0.05]) | st.floats(0.01, 1.0))
+    target = {t: data.draw(st.sampled_from([1.0, 0.9999999999999999, 0.5, 0.05])
+                           | st.floats(0.01, 1.0))
               for t in chosen}
     sets = data.draw(st.lists(st.lists(st.sampled_from(tags), max_size=4), min_size=1,
                               max_size=12))
@@ -245,7 +246,8 @@ def test_calibration_cost_is_the_summed_bernoulli_kl_of_target_and_list(data: st
         for i in range(len(sets)):
             members = [sets[j] for j in [*listed, i] if sets[j]]
             expected = 0.0
-            for t, p in target.items():
+            for t, drawn in target.items():
+                p = 1.0 if drawn > 1.0 - SHARE_EPSILON else drawn  # rounding's 1 is 1
                 share = sum(1 for m in members if t in m) / max(len(members), 1)
                 q = (1 - CALIBRATION_MIX) * share + CALIBRATION_MIX * p
                 expected += p * np.log(p / q) + (
