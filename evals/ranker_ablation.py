@@ -14,7 +14,7 @@ facet source's own candidates dropped and every facet column zeroed, as `ours-no
 ranker is trained). Both score the same queries, so the paired difference of their
 NDCG@10 and its standard error say what the facet features are worth.
 
-    python -m evals.ranker_ablation [--holdouts 3] [--folds 5] [--seeds 2]
+    python -m evals.ranker_ablation [--holdouts 3] [--folds 5] [--seeds 2] [--samples F]
 
 Prints progress on stderr and one JSON object on stdout: {"queries", "with_profile":
 {"ndcg@10", "hr@10"}, "without_profile": {...}, "ndcg_diff", "ndcg_diff_se", ...}.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -157,10 +158,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="fold assignments")
     parser.add_argument("--seed", type=int, default=0, help="split and model seed")
     parser.add_argument("--sequence-epochs", type=int, default=15)
+    parser.add_argument("--samples", type=Path, help="a file the built samples are kept "
+                        "in and read back from on later runs (with the same other options)")
     args = parser.parse_args(argv)
     if args.holdouts < 1 or args.folds < 2 or args.seeds < 1:
         parser.error("--holdouts and --seeds must be at least 1, --folds at least 2")
-    samples = build(args.path, args.holdouts, args.seed, args.sequence_epochs)
+    if args.samples is not None and args.samples.exists():
+        with args.samples.open("rb") as f:
+            samples = pickle.load(f)  # a file this command wrote
+    else:
+        samples = build(args.path, args.holdouts, args.seed, args.sequence_epochs)
+        if args.samples is not None:
+            with args.samples.open("wb") as f:
+                pickle.dump(samples, f)
     print(f"{len(samples)} queries built; cross-validating", file=sys.stderr)
     print(json.dumps(compare(samples, args.folds, list(range(args.seeds)))))
     return 0

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from evals import ranker_ablation
 from evals.ranker_ablation import compare, cross_validate, without_profile
 from service.training.features import COLUMN, FEATURE_NAMES, MISSING_RANK
 from service.training.ranker import Sample
@@ -66,3 +70,25 @@ def test_every_query_is_scored_once_per_seed() -> None:
     assert cross_validate(samples, 3, [0, 1]).shape == (24, 2)
     with pytest.raises(ValueError, match="folds"):
         cross_validate(samples[:2], 3, [0])
+
+
+def test_samples_kept_in_a_file_are_read_back_instead_of_built_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(4)
+    samples = [_sample(f"u{n}", rng, True) for n in range(12)]
+    built: list[int] = []
+
+    def build(*args: object) -> list[Sample]:
+        built.append(1)
+        return samples
+
+    monkeypatch.setattr(ranker_ablation, "build", build)
+    kept = tmp_path / "samples.pkl"
+    args = ["--folds", "3", "--seeds", "1", "--samples", str(kept)]
+    outputs = []
+    for _ in range(2):
+        assert ranker_ablation.main(args) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert built == [1] and kept.exists()
+    assert outputs[0] == outputs[1] and outputs[0]["queries"] == 12
