@@ -28,7 +28,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from functools import partial  # noqa: E402
 
-from evals.datasets import ML_LATEST_SMALL, load_movielens_latest  # noqa: E402
+from evals.datasets import ML_LATEST_SMALL, load_movielens  # noqa: E402
 from evals.ranker_ablation import movie_grouping, movie_vectors  # noqa: E402
 from service.core.config import Settings  # noqa: E402
 from service.training.data import event_weight, log_from_rows  # noqa: E402
@@ -38,7 +38,8 @@ from service.training.service import train_log  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ML_LATEST_SMALL)
+    parser.add_argument("--data", type=Path, default=ML_LATEST_SMALL,
+                        help="any MovieLens folder (csv, .dat or ml-100k layout)")
     parser.add_argument("--sequence-seconds", type=float, default=45.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=Settings().train_workers,
@@ -48,7 +49,7 @@ def main() -> None:
                         help="train the ranker without item vectors (no facet features)")
     args = parser.parse_args()
 
-    dataset = load_movielens_latest(args.data)
+    dataset = load_movielens(args.data)
     texts = {item_id: info.text for item_id, info in dataset.items.items()}
     vectors = None
     embed_seconds = 0.0

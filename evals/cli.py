@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from evals import protocol, synthetic
-from evals.datasets import ML_LATEST_SMALL, load_jsonl, load_ml100k, load_movielens_latest
+from evals.datasets import (
+    ML_LATEST_SMALL,
+    load_jsonl,
+    load_ml100k,
+    load_movielens,
+    load_movielens_latest,
+)
 from evals.drift import (
     category_strengths,
     planted_intervals,
@@ -69,7 +75,11 @@ def add_eval_parser(
                         help="synthetic: generated users with planted interest changes "
                              "(drift tracking for ours models)")
     parser.add_argument("--path", help="dataset folder (default for ml-latest-small: the "
-                                       f"bundled copy in {ML_LATEST_SMALL})")
+                                       f"bundled copy in {ML_LATEST_SMALL}); with the "
+                                       "default --dataset, any GroupLens MovieLens folder, "
+                                       "its layout told by its ratings file: ratings.csv "
+                                       "(ml-latest, ml-20m/25m/32m), ratings.dat (ml-1m, "
+                                       "ml-10m) or u.data (ml-100k)")
     parser.add_argument("--events", help="jsonl: events file")
     parser.add_argument("--items", help="jsonl: items file")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=protocol.LEAVE_LAST_OUT)
@@ -216,7 +226,9 @@ def _load(args: argparse.Namespace) -> Dataset:
         if not args.path:
             raise ValueError("--dataset ml-100k needs --path to the folder holding u.data")
         return load_ml100k(args.path)
-    return load_movielens_latest(args.path or ML_LATEST_SMALL)
+    if args.path:  # any MovieLens folder: its layout is told by its ratings file
+        return load_movielens(args.path)
+    return load_movielens_latest(ML_LATEST_SMALL)
 
 
 def _split(dataset: Dataset, args: argparse.Namespace) -> Split:

@@ -1,5 +1,9 @@
 """Loaders that turn public rating logs and a generic JSONL format into a `Dataset`.
 
+`load_movielens` reads any GroupLens MovieLens folder, telling its layout by its ratings
+file: `ratings.csv` (ml-latest, ml-20m/25m/32m), `ratings.dat` (ml-1m, ml-10m) or
+`u.data` (ml-100k).
+
 ml-latest(-small) and its bundled copy belong to the service (`service.datasets`: the
 demo loads them too); they are re-exported here beside the harness's other loaders.
 Every loader keeps ids as strings, gives each row its position in the source file as
@@ -14,16 +18,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from evals.types import Dataset, Interaction, ItemInfo
-from service.datasets.movielens import ML_LATEST_SMALL, load_movielens_latest
+from service.datasets.movielens import MAX_TAGS, ML_LATEST_SMALL, load_movielens_latest
 from service.datasets.types import DatasetFormatError
 
 __all__ = ["ML_LATEST_SMALL", "DatasetFormatError", "load_jsonl", "load_ml100k",
-           "load_movielens_latest"]
+           "load_ml_dat", "load_movielens", "load_movielens_latest"]
 
 # The 19 genre flags at the end of each `u.item` line, in the order the ml-100k README
 # lists them. "unknown" marks a film without a genre, so it never becomes a genre.
@@ -65,6 +70,84 @@ def load_ml100k(path: str | Path) -> Dataset:
         except ValueError as exc:
             raise DatasetFormatError(data_path, line, str(exc)) from None
     return Dataset.ordered("ml-100k", interactions, items)
+
+
+# ml-1m and ml-10m: `::`-separated `.dat` files (ml-1m's in Latin-1, ml-10m's in UTF-8).
+DAT_SEPARATOR = "::"
+ML_DAT_NO_GENRES = "(no genres listed)"
+
+
+def load_ml_dat(path: str | Path) -> Dataset:
+    """A GroupLens MovieLens folder in the `.dat` layout (ml-1m, ml-10m): `ratings.dat`
+    (UserID::MovieID::Rating::Timestamp), `movies.dat` (MovieID::Title::Genres, genres
+    '|'-separated) and, where present (ml-10m), `tags.dat` (UserID::MovieID::Tag::
+    Timestamp), each movie's distinct lowercased tags most often applied first."""
+    root = Path(path)
+    movies_path = root / "movies.dat"
+    items: dict[str, ItemInfo] = {}
+    for _, fields in _dat_rows(movies_path, 3):
+        movie, title, genre_field = fields
+        genres = tuple(g for g in genre_field.split("|") if g and g != ML_DAT_NO_GENRES)
+        items[movie] = ItemInfo(item_id=movie, title=title.strip(), genres=genres)
+    tags_path = root / "tags.dat"
+    if tags_path.exists():
+        counts: dict[str, dict[str, int]] = {}
+        for _, (_, movie, raw_tag, _) in _dat_rows(tags_path, 4):
+            tag = " ".join(raw_tag.lower().split())
+            if tag:
+                counts.setdefault(movie, {})
+                counts[movie][tag] = counts[movie].get(tag, 0) + 1
+        for movie, tags in counts.items():
+            if movie in items:
+                ranked = sorted(tags, key=lambda t: -tags[t])  # stable: first seen first
+                items[movie] = replace(items[movie], tags=tuple(ranked[:MAX_TAGS]))
+    interactions = []
+    ratings_path = root / "ratings.dat"
+    for seq, (line, (user, movie, rating, ts)) in enumerate(_dat_rows(ratings_path, 4)):
+        try:
+            interactions.append(Interaction(user=user, item=movie, ts=int(ts),
+                                            rating=float(rating), seq=seq))
+        except ValueError as exc:
+            raise DatasetFormatError(ratings_path, line, str(exc)) from None
+    return Dataset.ordered(root.resolve().name, interactions, items)
+
+
+def _dat_rows(path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank line's `::`-separated fields, with its line number; UTF-8, or
+    Latin-1 when the file is not UTF-8 (ml-1m)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = path.read_text(encoding="latin-1")
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        fields = raw.split(DAT_SEPARATOR)
+        if len(fields) != width:
+            raise DatasetFormatError(path, number, f"expected {width} '::'-separated "
+                                     f"fields, got {len(fields)}")
+        yield number, fields
+
+
+# Which loader reads a MovieLens folder, by the file that holds its ratings.
+MOVIELENS_LAYOUTS = (("ratings.csv", "ml-latest, ml-20m, ml-25m, ml-32m"),
+                     ("ratings.dat", "ml-1m, ml-10m"), ("u.data", "ml-100k"))
+
+
+def load_movielens(path: str | Path) -> Dataset:
+    """Any GroupLens MovieLens folder, its layout told by its ratings file
+    (`MOVIELENS_LAYOUTS`)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no MovieLens folder at {root}")
+    if (root / "ratings.csv").exists():
+        return load_movielens_latest(root)
+    if (root / "ratings.dat").exists():
+        return load_ml_dat(root)
+    if (root / "u.data").exists():
+        return load_ml100k(root)
+    known = "; ".join(f"{name} ({sets})" for name, sets in MOVIELENS_LAYOUTS)
+    raise FileNotFoundError(f"no MovieLens ratings file in {root}: expected one of {known}")
 
 
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:

@@ -179,3 +179,31 @@ def test_eval_validation_split_scores_earlier_targets(tiny: tuple[Path, Path],
     assert record["protocol"] == "leave-last-out-validation"
     assert record["train_interactions"] == 18  # 30 events, less 6 test and 6 validation
     assert "no test target is seen" in (out / "report.md").read_text()
+
+
+def test_eval_reads_any_movielens_folder_given_by_path(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A MovieLens set in ml-1m's `.dat` layout, as the same command meets it elsewhere:
+    `--path` alone tells its layout; a folder holding no ratings file is a usage error."""
+    root = tmp_path / "ml-1m"
+    root.mkdir()
+    (root / "movies.dat").write_text("".join(
+        f"{n}::Film {n} (199{n % 10})::{['Drama', 'Comedy|Romance'][n % 2]}\n"
+        for n in range(1, 13)), encoding="latin-1")
+    (root / "ratings.dat").write_text("".join(
+        f"{user}::{(user + 2 * step) % 12 + 1}::4::{978300000 + 3600 * (step * 6 + user)}\n"
+        for user in range(1, 7) for step in range(5)), encoding="latin-1")
+    out = tmp_path / "results"
+    args = _parser().parse_args(["eval", "--path", str(root), "--models", "most-popular",
+                                 "--k", "3", "--out", str(out), "--no-progress"])
+    assert run_eval(args) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert (record["dataset"], record["test_users_available"]) == ("ml-1m", 6)
+    assert record["interactions"] == 30 and record["catalog_size"] == 12
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    args = _parser().parse_args(["eval", "--path", str(tmp_path / "empty"), "--out",
+                                 str(tmp_path / "none"), "--no-progress"])
+    assert run_eval(args) == 2
+    assert "no MovieLens ratings file" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -1,4 +1,5 @@
-"""Loaders: real ml-latest-small counts, the ml-100k layout, the generic JSONL format."""
+"""Loaders: real ml-latest-small counts, the ml-100k and ml-1m/ml-10m layouts, telling
+a MovieLens folder's layout, the generic JSONL format."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from evals.datasets import (
     DatasetFormatError,
     load_jsonl,
     load_ml100k,
+    load_ml_dat,
+    load_movielens,
     load_movielens_latest,
 )
 from evals.types import Dataset
@@ -139,6 +142,67 @@ def test_ml100k_bad_item_line_names_its_line(tmp_path: Path) -> None:
     root = _write_ml100k(tmp_path / "ml-100k", extra_item_line="5|Short line|01-Jan-1995")
     with pytest.raises(DatasetFormatError, match=r"u\.item:5: expected 24"):
         load_ml100k(root)
+
+
+# ml-1m / ml-10m (`::`-separated .dat files)
+
+
+def _write_ml_dat(root: Path, encoding: str = "latin-1", tags: bool = False,
+                  extra_rating: str = "") -> Path:
+    """ml-1m's layout (Latin-1), or ml-10m's (UTF-8, with tags.dat)."""
+    root.mkdir(parents=True)
+    (root / "movies.dat").write_text(
+        "1::Toy Story (1995)::Animation|Children's|Comedy\n"
+        "2::Misérables, Les (1995)::Drama|Romance\n"
+        "3::Odd Film (2001)::(no genres listed)\n", encoding=encoding)
+    (root / "ratings.dat").write_text(
+        "1::1::5::978300760\n2::2::3.5::978300760\n\n1::4::1::978000000\n" + extra_rating,
+        encoding=encoding)
+    if tags:
+        (root / "tags.dat").write_text(
+            "1::1::Pixar::978300761\n2::1::funny::978300762\n3::1::pixar::978300763\n"
+            "3::2::  Paris   Sewers ::978300764\n", encoding=encoding)
+    return root
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-8"])
+def test_ml_dat_layout(tmp_path: Path, encoding: str) -> None:
+    dataset = load_ml_dat(_write_ml_dat(tmp_path / "ml-1m", encoding))
+    assert dataset.name == "ml-1m"
+    assert dataset.items["1"].genres == ("Animation", "Children's", "Comedy")
+    assert dataset.items["2"].title == "Misérables, Les (1995)"  # either encoding
+    assert dataset.items["3"].genres == ()
+    assert "4" in dataset.items  # rated but not in movies.dat: a placeholder
+    first, tied_a, tied_b = dataset.interactions
+    assert (first.user, first.item, first.ts, first.rating) == ("1", "4", 978000000, 1.0)
+    assert (tied_a.item, tied_b.item, tied_b.rating) == ("1", "2", 3.5)  # file order
+    _assert_time_ordered(dataset)
+
+
+def test_ml10m_tags_are_distinct_lowercased_most_frequent_first(tmp_path: Path) -> None:
+    dataset = load_ml_dat(_write_ml_dat(tmp_path / "ml-10M100K", "utf-8", tags=True))
+    assert dataset.items["1"].tags == ("pixar", "funny")
+    assert dataset.items["2"].tags == ("paris sewers",)
+
+
+def test_ml_dat_bad_line_names_file_and_line(tmp_path: Path) -> None:
+    root = _write_ml_dat(tmp_path / "ml-1m", extra_rating="5::1::4\n")
+    with pytest.raises(DatasetFormatError, match=r"ratings\.dat:5: expected 4 '::'"):
+        load_ml_dat(root)
+    bad = _write_ml_dat(tmp_path / "bad", extra_rating="5::1::four::978300760\n")
+    with pytest.raises(DatasetFormatError, match=r"ratings\.dat:5: could not convert"):
+        load_ml_dat(bad)
+
+
+def test_a_movielens_folders_layout_is_told_by_its_ratings_file(tmp_path: Path) -> None:
+    assert load_movielens(_write_ml_dat(tmp_path / "ml-1m")).name == "ml-1m"
+    assert load_movielens(_write_ml100k(tmp_path / "ml-100k")).name == "ml-100k"
+    assert len(load_movielens(ML_LATEST_SMALL).interactions) == 100_836
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"ratings\.csv .*ratings\.dat .*u\.data"):
+        load_movielens(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no MovieLens folder"):
+        load_movielens(tmp_path / "missing")
 
 
 # generic JSONL
