@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     train_after_events: int = Field(default=1000, ge=1)
     train_max_age_hours: float = Field(default=24.0, gt=0)
     train_sequence_seconds: float = Field(default=45.0, gt=0)
+    # Given, the sequence model trains for this many epochs whatever the time instead:
+    # the same models (and lists) whatever else the machine is doing.
+    train_sequence_epochs: int | None = Field(default=None, ge=1, le=1000)
     # Processes that build the ranker's training samples side by side (1: the training
     # thread alone). Each holds a copy of the models and item vectors while it runs.
     train_workers: int = Field(default=2, ge=1, le=64)

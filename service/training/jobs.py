@@ -72,7 +72,8 @@ def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
                         ranker_trainer=partial(train_ranker, item_vectors=found,
                                                progress=progress, grouping=grouping,
                                                workers=settings.train_workers),
-                        sequence_seconds=settings.train_sequence_seconds)
+                        sequence_seconds=settings.train_sequence_seconds,
+                        sequence_epochs=settings.train_sequence_epochs)
 
 
 def tenants_due(session: Session, settings: Settings, now: datetime) -> list[int]:

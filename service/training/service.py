@@ -172,7 +172,8 @@ def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int =
 def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
                  item_vectors_source: object | None = None, progress: bool = True,
                  ranker_trainer: RankerTrainer | None = None,
-                 sequence_seconds: float = 45.0) -> ModelMeta:
+                 sequence_seconds: float = 45.0,
+                 sequence_epochs: int | None = None) -> ModelMeta:
     """Train and save a new model version for the tenant; returns its metadata.
 
     Raises `Conflict("no_activity")` (409) when the tenant has no item events. The last
@@ -189,7 +190,8 @@ def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
                        "(views, ratings, likes ...) before training.")
     item_texts = item_texts_from_database(session, tenant_id)
     session.commit()  # no transaction (nor pooled connection) held for minutes of training
-    trained = train_log(log, item_texts, sequence_seconds=sequence_seconds, progress=progress,
+    trained = train_log(log, item_texts, sequence_seconds=sequence_seconds,
+                        sequence_epochs=sequence_epochs, progress=progress,
                         ranker_trainer=ranker_trainer)
     return save_training(settings, tenant_id, log, trained, time.monotonic() - started)
 

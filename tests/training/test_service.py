@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from fastapi.testclient import TestClient
@@ -84,3 +85,40 @@ def test_cli_train_prints_the_meta_and_explains_bad_tenants(
 
     assert main(["train", "--tenant", "empty", "--data-dir", data_dir]) == 1
     assert "no events about items" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains the tenant's models (and ranker) twice
+def test_the_sequence_epochs_setting_bounds_training_by_epochs_not_time(
+        train_client: TestClient, train_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train_sequence_epochs` reaches the sequence model as an epoch count with no time
+    limit (the same models whatever the load); unset, the time budget applies."""
+    from service.training import models as models_module
+    from service.training.jobs import train_with_ranker
+
+    fill_tenant(train_client)
+    built: list[dict[str, object]] = []
+    real = models_module.SequenceModel
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def __init__(self, **kwargs: object) -> None:
+            built.append(kwargs)
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(models_module, "SequenceModel", Spy)
+    bounded = train_settings.model_copy(update={"train_sequence_epochs": 3,
+                                                "ranker_facet_features": False})
+    timed = bounded.model_copy(update={"train_sequence_epochs": None,
+                                       "train_sequence_seconds": 7.0})
+    with train_client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
+        tenant = tenant_by_name(session, "acme")
+        assert tenant is not None
+        train_with_ranker(session, tenant.id, bounded, None)
+        assert built and all(kw["max_epochs"] == 3 and kw["seconds"] == math.inf
+                             for kw in built)
+        built.clear()
+        train_with_ranker(session, tenant.id, timed, None)
+    assert built and all(kw["seconds"] == 7.0 and kw["max_epochs"] == real.MAX_EPOCHS
+                         for kw in built)
+    with pytest.raises(ValueError, match="train_sequence_epochs"):
+        Settings(train_sequence_epochs=0)
