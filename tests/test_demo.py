@@ -38,6 +38,7 @@ from service.demo import (
     SESSION_SPACING,
     DemoLoad,
     demo_sessions,
+    demo_user_id,
     load_demo,
     rating_events,
 )
@@ -486,6 +487,31 @@ TRAINED_CATALOG_LIMIT = 3000  # most of the data set's ratings fall on these mov
 def trained_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     return start_demo(tmp_path_factory.mktemp("trained-demo") / "data", USERS,
                       TRAINED_CATALOG_LIMIT, background=True)
+
+
+@pytest.mark.slow
+def test_the_other_raters_are_dated_against_the_demo_users_newest_rating(
+        trained_demo: Demo) -> None:
+    """One anchor for every event of the load: the data set's newest rating lands where
+    the demo users' newest do, however long the catalog took to load before the raters
+    were sent (so two loads store the same gaps between them)."""
+    dataset = load_movielens_latest()
+    last = max(e.ts for e in dataset.interactions)
+    with trained_demo.client() as client:
+        auth = {"Authorization": f"Bearer {trained_demo.first.key}"}
+
+        def newest(user_id: str) -> dict[str, Any]:
+            r = client.get(f"/v1/users/{user_id}/events", headers=auth, params={"limit": 1})
+            assert r.status_code == 200, r.text
+            return dict(r.json()["events"][0])
+
+        anchor = datetime.fromisoformat(newest("ml-454")["ts"])
+        for rater in ("ml-1", "ml-414", "ml-610"):
+            event = newest(rater)
+            [rated] = [e for e in dataset.interactions
+                       if demo_user_id(e.user) == rater and e.item == event["item_id"]]
+            expected = anchor - timedelta(seconds=last - rated.ts)
+            assert datetime.fromisoformat(event["ts"]) == expected, (rater, event)
 
 
 # What each demo user's list should mostly be (ISSUE: 6 of 10 with one of these genres).

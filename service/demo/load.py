@@ -135,8 +135,8 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
         if settings.demo_background_raters:
             in_catalog = {row["item_id"] for row in catalog}
             result.events += _load_background(session, tenant_id, dataset.interactions,
-                                              users, in_catalog, rt, say, progress,
-                                              on_progress)
+                                              users, in_catalog, newest_at, rt, say,
+                                              progress, on_progress)
     replay_profiles(sessions, tenant_id, result, rt, users, histories, newest_at, progress,
                       on_progress)
     if settings.demo_background_raters:
@@ -198,14 +198,15 @@ def _load_ratings(session: Session, tenant_id: int, users: Sequence[str],
 
 
 def _load_background(session: Session, tenant_id: int, interactions: Sequence[Interaction],
-                     demo_users: Sequence[str], in_catalog: set[str], rt: ProfileRuntime,
-                     say: Callable[[str], None], progress: bool,
+                     demo_users: Sequence[str], in_catalog: set[str], newest_at: datetime,
+                     rt: ProfileRuntime, say: Callable[[str], None], progress: bool,
                      on_progress: ProgressHook) -> int:
-    """The other raters, in full batches. Events carry stable ids and ingest is
+    """The other raters, in full batches, their times moved as the demo users' are (the
+    same `newest_at`: how long the catalog took to load does not change when the raters'
+    events fall beside the demo users'). Events carry stable ids and ingest is
     idempotent, so a load resumed after a crash sends them again and stores only what
     was missing."""
-    per_user = background_events(interactions, demo_users, in_catalog,
-                                 rt.clock() - NEWEST_BEFORE_LOAD)
+    per_user = background_events(interactions, demo_users, in_catalog, newest_at)
     events = [e for user_id in sorted(per_user) for e in per_user[user_id]]
     limit = rt.settings.max_batch_events
     accepted = 0
