@@ -18,14 +18,14 @@ from __future__ import annotations
 import codecs
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from evals.types import Dataset, Interaction, ItemInfo
-from service.datasets.movielens import MAX_TAGS, ML_LATEST_SMALL, load_movielens_latest
+from service.datasets.movielens import ML_LATEST_SMALL, load_movielens_latest, movie_tags
 from service.datasets.types import DatasetFormatError
 
 __all__ = ["ML_LATEST_SMALL", "DatasetFormatError", "load_jsonl", "load_ml100k",
@@ -92,16 +92,9 @@ def load_ml_dat(path: str | Path) -> Dataset:
         items[movie] = ItemInfo(item_id=movie, title=title.strip(), genres=genres)
     tags_path = root / "tags.dat"
     if tags_path.exists():
-        counts: dict[str, dict[str, int]] = {}
-        for _, (_, movie, raw_tag, _) in _dat_rows(tags_path, 4):
-            tag = " ".join(raw_tag.lower().split())
-            if tag:
-                counts.setdefault(movie, {})
-                counts[movie][tag] = counts[movie].get(tag, 0) + 1
-        for movie, tags in counts.items():
-            if movie in items:
-                ranked = sorted(tags, key=lambda t: -tags[t])  # stable: first seen first
-                items[movie] = replace(items[movie], tags=tuple(ranked[:MAX_TAGS]))
+        tags = movie_tags((movie, tag) for _, (_, movie, tag, _) in _dat_rows(tags_path, 4))
+        items.update((movie, replace(items[movie], tags=found))
+                     for movie, found in tags.items() if movie in items)
     interactions = []
     ratings_path = root / "ratings.dat"
     for seq, (line, (user, movie, rating, ts)) in enumerate(_dat_rows(ratings_path, 4)):
@@ -139,8 +132,9 @@ def _dat_encoding(path: Path) -> str:
 
 
 # Which loader reads a MovieLens folder, by the file that holds its ratings.
-MOVIELENS_LAYOUTS = (("ratings.csv", "ml-latest, ml-20m, ml-25m, ml-32m"),
-                     ("ratings.dat", "ml-1m, ml-10m"), ("u.data", "ml-100k"))
+MOVIELENS_LAYOUTS: tuple[tuple[str, str, Callable[[Path], Dataset]], ...] = (
+    ("ratings.csv", "ml-latest, ml-20m, ml-25m, ml-32m", load_movielens_latest),
+    ("ratings.dat", "ml-1m, ml-10m", load_ml_dat), ("u.data", "ml-100k", load_ml100k))
 
 
 def load_movielens(path: str | Path) -> Dataset:
@@ -149,13 +143,10 @@ def load_movielens(path: str | Path) -> Dataset:
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"no MovieLens folder at {root}")
-    if (root / "ratings.csv").exists():
-        return load_movielens_latest(root)
-    if (root / "ratings.dat").exists():
-        return load_ml_dat(root)
-    if (root / "u.data").exists():
-        return load_ml100k(root)
-    known = "; ".join(f"{name} ({sets})" for name, sets in MOVIELENS_LAYOUTS)
+    for name, _, loader in MOVIELENS_LAYOUTS:
+        if (root / name).exists():
+            return loader(root)
+    known = "; ".join(f"{name} ({sets})" for name, sets, _ in MOVIELENS_LAYOUTS)
     raise FileNotFoundError(f"no MovieLens ratings file in {root}: expected one of {known}")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from service.datasets.types import Dataset, DatasetFormatError, Interaction, ItemInfo
@@ -48,8 +48,14 @@ def load_movielens_latest(path: str | Path = ML_LATEST_SMALL) -> Dataset:
 
 
 def _movielens_tags(path: Path) -> dict[str, tuple[str, ...]]:
+    return movie_tags(pair for _, pair in _csv_rows(path, ("movieId", "tag")))
+
+
+def movie_tags(rows: Iterable[Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """(movie, tag) rows as each movie's distinct lowercased tags, most often applied
+    first, at most `MAX_TAGS`."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for _, (movie, raw_tag) in _csv_rows(path, ("movieId", "tag")):
+    for movie, raw_tag in rows:
         tag = " ".join(raw_tag.lower().split())
         if tag:
             counts[movie][tag] += 1
