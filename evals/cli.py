@@ -22,7 +22,6 @@ from evals.datasets import (
     load_jsonl,
     load_ml100k,
     load_movielens,
-    load_movielens_latest,
 )
 from evals.drift import (
     category_strengths,
@@ -226,9 +225,8 @@ def _load(args: argparse.Namespace) -> Dataset:
         if not args.path:
             raise ValueError("--dataset ml-100k needs --path to the folder holding u.data")
         return load_ml100k(args.path)
-    if args.path:  # any MovieLens folder: its layout is told by its ratings file
-        return load_movielens(args.path)
-    return load_movielens_latest(ML_LATEST_SMALL)
+    # any MovieLens folder (its layout told by its ratings file), the bundled one by default
+    return load_movielens(args.path or ML_LATEST_SMALL)
 
 
 def _split(dataset: Dataset, args: argparse.Namespace) -> Split:

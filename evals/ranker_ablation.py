@@ -128,13 +128,13 @@ def movie_grouping(items: Mapping[str, ItemInfo]) -> GroupingInputs:
 def build(path: Path | None, holdouts: int, seed: int, sequence_epochs: int) -> list[Sample]:
     """The ranker's samples over the validation split's training part of ml-latest-small
     (or the MovieLens copy at `path`), as `interest-tracker train` would build them."""
-    from evals.datasets import ML_LATEST_SMALL, load_movielens, load_movielens_latest
+    from evals.datasets import ML_LATEST_SMALL, load_movielens
     from evals.protocol import leave_last_out, validation_split
     from service.training.data import event_weight, log_from_rows, split_last_positives, subset
     from service.training.models import fit_base_models
     from service.training.ranker import build_samples
 
-    dataset = load_movielens(path) if path else load_movielens_latest(ML_LATEST_SMALL)
+    dataset = load_movielens(path or ML_LATEST_SMALL)
     train = sorted(validation_split(dataset, leave_last_out).train,
                    key=lambda e: (e.ts, e.seq))
     texts = {item_id: info.text for item_id, info in dataset.items.items()}
