@@ -40,6 +40,7 @@ from service.demo import (
     demo_sessions,
     demo_user_id,
     load_demo,
+    newest_rating_at,
     rating_events,
 )
 from service.ingest.models import Event
@@ -99,10 +100,12 @@ def start_demo(data_dir: Path, users: list[str], limit: int | None,
                before_answer: Callable[[], None] | None = None,
                clock: Callable[[], datetime] = utcnow, background: bool = False) -> Demo:
     """The demo load; `background` adds the data set's other raters and trains the
-    tenant's models (as `make run` does), with a shorter sequence-model budget."""
+    tenant's models (as `make run` does), the sequence model for a fixed number of epochs
+    instead of `make run`'s time budget: with the ratings dated on a whole hour, every
+    load then trains the same models and serves the same lists."""
     settings = Settings(data_dir=data_dir, refresh_worker=False, demo_users=users,
                         demo_catalog_limit=limit, demo_background_raters=background,
-                        train_sequence_seconds=15.0)
+                        train_sequence_epochs=10)
     data_dir.mkdir(parents=True)
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
@@ -168,12 +171,21 @@ def test_ratings_keep_their_order_and_end_just_before_the_load(
         assert {e["type"] for e in events} == {"rating"}
         times = [datetime.fromisoformat(e["ts"]) for e in events]
         assert times == sorted(times)
-        newest_gap = datetime.now(UTC) - times[-1]
-        assert NEWEST_BEFORE_LOAD <= newest_gap < NEWEST_BEFORE_LOAD + timedelta(minutes=10)
+        newest_gap = datetime.now(UTC) - times[-1]  # before the load's hour, so 1 to 2 h
+        assert NEWEST_BEFORE_LOAD <= newest_gap < NEWEST_BEFORE_LOAD + timedelta(minutes=70)
+        assert times[-1] == times[-1].replace(minute=0, second=0)
         # Stored with the dates `rating_events` gives them, sessions respaced (the later
         # sessions went in while the load replayed them, each keeping its gaps).
         assert times == [datetime.fromisoformat(e["ts"])
                          for e in rating_events(user, source, times[-1])]
+
+
+def test_the_newest_rating_is_dated_before_the_whole_hour_the_load_started_in() -> None:
+    hour = datetime(2026, 3, 1, 14, tzinfo=UTC)
+    for started in (hour, hour + timedelta(minutes=1), hour + timedelta(minutes=59, seconds=59,
+                                                                         microseconds=9)):
+        assert newest_rating_at(started) == hour - NEWEST_BEFORE_LOAD
+    assert newest_rating_at(hour - timedelta(microseconds=1)) == hour - 2 * NEWEST_BEFORE_LOAD
 
 
 def test_rating_events_keep_gaps_within_sessions_respace_sessions_and_compress() -> None:
@@ -363,7 +375,7 @@ def test_a_week_old_demo_is_reloaded_at_todays_dates(tmp_path: Path) -> None:
             return datetime.fromisoformat(events[0]["ts"]), strongest
 
     newest, _ = newest_and_strongest()
-    assert newest == clock() - NEWEST_BEFORE_LOAD
+    assert newest == newest_rating_at(clock())
     clock.advance(days=6)
     assert not demo.load().loaded  # within the week: nothing to do
 
@@ -372,7 +384,7 @@ def test_a_week_old_demo_is_reloaded_at_todays_dates(tmp_path: Path) -> None:
     assert renewed.loaded and renewed.complete and renewed.refreshed == ["ml-454"]
     assert renewed.events == 45  # the same ratings, dated anew
     newest, strongest = newest_and_strongest()
-    assert newest == clock() - NEWEST_BEFORE_LOAD and strongest > 0.05
+    assert newest == newest_rating_at(clock()) and strongest > 0.05
     with demo.sessions() as session:  # the old profile went with the old user
         assert session.scalar(select(func.count()).select_from(ProfileVersion)) == 2
     assert not demo.load().loaded

@@ -35,6 +35,7 @@ from service.demo.sessions import (
     background_events,
     demo_sessions,
     demo_user_id,
+    newest_rating_at,
     rating_events,
 )
 from service.demo.state import (
@@ -54,5 +55,5 @@ __all__ = [
     "NEWEST_BEFORE_LOAD", "REFRESH_AFTER", "RENEW_AFTER", "SESSION_GAP", "SESSION_SPACING",
     "STAGES", "TASTES", "BackgroundDemo", "DemoCancelled", "DemoError", "DemoLoad",
     "DemoStatus", "ProgressHook", "background_events", "demo_catalog", "demo_sessions",
-    "demo_user_id", "load_demo", "movie_item", "rating_events",
+    "demo_user_id", "load_demo", "movie_item", "newest_rating_at", "rating_events",
 ]

@@ -22,10 +22,10 @@ from service.datasets.movielens import ML_LATEST_SMALL, load_movielens_latest
 from service.datasets.types import Interaction, ItemInfo
 from service.demo.replay import replay_profiles
 from service.demo.sessions import (
-    NEWEST_BEFORE_LOAD,
     background_events,
     demo_sessions,
     demo_user_id,
+    newest_rating_at,
     rating_events,
 )
 from service.demo.state import (
@@ -127,7 +127,7 @@ def load_demo(settings: Settings, sessions: sessionmaker[Session], rt: ProfileRu
         "model, about three minutes to train the tenant's models); later starts skip it.")
 
     result.items = len(catalog)
-    newest_at = rt.clock() - NEWEST_BEFORE_LOAD
+    newest_at = newest_rating_at(rt.clock())
     with sessions() as session:
         _load_catalog(session, tenant_id, catalog, rt, progress, on_progress)
         result.events = _load_ratings(session, tenant_id, users, histories, newest_at,

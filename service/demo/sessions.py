@@ -10,12 +10,13 @@ from typing import Any
 
 from service.datasets.types import Interaction
 
-# Ratings are moved to the present: the newest one an hour before the load, the others
-# before it in their order. Gaps within a session (under SESSION_GAP) are kept; a gap
-# between sessions becomes SESSION_SPACING, so a history of sessions months or years
-# apart reads as sessions a few days apart: its facets are then what the decay rules make
-# of recent sessions (a 7-day short-term half-life would forget a session two months old).
-# A history still longer than MAX_HISTORY_SPAN is scaled down to it.
+# Ratings are moved to the present: the newest one an hour before the hour the load
+# starts in (`newest_rating_at`), the others before it in their order. Gaps within a
+# session (under SESSION_GAP) are kept; a gap between sessions becomes SESSION_SPACING, so
+# a history of sessions months or years apart reads as sessions a few days apart: its
+# facets are then what the decay rules make of recent sessions (a 7-day short-term
+# half-life would forget a session two months old). A history still longer than
+# MAX_HISTORY_SPAN is scaled down to it.
 NEWEST_BEFORE_LOAD = timedelta(hours=1)
 SESSION_SPACING = timedelta(days=2)
 MAX_HISTORY_SPAN = timedelta(days=90)
@@ -27,6 +28,14 @@ MAX_HISTORY_SPAN = timedelta(days=90)
 SESSION_GAP = timedelta(days=1)
 MAX_SESSIONS = 3
 REFRESH_AFTER = timedelta(hours=1)
+
+
+def newest_rating_at(load_started: datetime) -> datetime:
+    """Where a load dates the newest rating: NEWEST_BEFORE_LOAD before the whole hour the
+    load started in. On a whole hour, every load places the ratings alike against the
+    tenant's hourly popularity counts (`Popularity.counts`), so loads on any day, at any
+    minute, train the same models from the same ratings."""
+    return load_started.replace(minute=0, second=0, microsecond=0) - NEWEST_BEFORE_LOAD
 
 
 def demo_user_id(movielens_user: str) -> str:
