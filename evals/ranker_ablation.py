@@ -15,6 +15,7 @@ ranker is trained). Both score the same queries, so the paired difference of the
 NDCG@10 and its standard error say what the facet features are worth.
 
     python -m evals.ranker_ablation [--holdouts 3] [--folds 5] [--seeds 2] [--samples F]
+        [--workers 1]
 
 Prints progress on stderr and one JSON object on stdout: {"queries", "with_profile":
 {"ndcg@10", "hr@10"}, "without_profile": {...}, "ndcg_diff", "ndcg_diff_se", ...}.
@@ -38,13 +39,13 @@ import numpy.typing as npt
 
 from evals.types import ItemInfo
 from service.training.data import SPLIT_HOLDOUTS
-from service.training.features import COLUMN, MISSING_RANK
+from service.training.features import COLUMN, FACET_CF_COLUMNS, MISSING_RANK
 from service.training.pseudo_facets import GroupingInputs, Vector
 from service.training.ranker import LGBM_PARAMS, Sample, _ndcg_hr, _order_by, _training_arrays
 
 # What the facets add to a row: the facet source's score and rank, and the profile columns.
 PROFILE_COLUMNS = ("score_facet", "facet_best", "facet_sum", "facet_best_long",
-                   "avoid_penalty")
+                   "avoid_penalty", *FACET_CF_COLUMNS)
 
 
 def without_profile(sample: Sample) -> Sample:
@@ -125,7 +126,8 @@ def movie_grouping(items: Mapping[str, ItemInfo]) -> GroupingInputs:
                           TagWeights.from_counts(counts, total))
 
 
-def build(path: Path | None, holdouts: int, seed: int, sequence_epochs: int) -> list[Sample]:
+def build(path: Path | None, holdouts: int, seed: int, sequence_epochs: int,
+          workers: int = 1) -> list[Sample]:
     """The ranker's samples over the validation split's training part of ml-latest-small
     (or the MovieLens copy at `path`), as `interest-tracker train` would build them."""
     from evals.datasets import ML_LATEST_SMALL, load_movielens
@@ -145,7 +147,7 @@ def build(path: Path | None, holdouts: int, seed: int, sequence_epochs: int) -> 
     keep, held = split_last_positives(log, seed, holdouts)
     models = fit_base_models(subset(log, keep), item_texts=texts, seed=seed,
                              sequence_epochs=sequence_epochs, progress=True)
-    return build_samples(log, models, held, vectors, seed, True, grouping)
+    return build_samples(log, models, held, vectors, seed, True, grouping, workers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,16 +160,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="fold assignments")
     parser.add_argument("--seed", type=int, default=0, help="split and model seed")
     parser.add_argument("--sequence-epochs", type=int, default=15)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes building the samples (as INTEREST_TRAIN_WORKERS)")
     parser.add_argument("--samples", type=Path, help="a file the built samples are kept "
                         "in and read back from on later runs (with the same other options)")
     args = parser.parse_args(argv)
-    if args.holdouts < 1 or args.folds < 2 or args.seeds < 1:
-        parser.error("--holdouts and --seeds must be at least 1, --folds at least 2")
+    if args.holdouts < 1 or args.folds < 2 or args.seeds < 1 or args.workers < 1:
+        parser.error("--holdouts, --seeds and --workers must be at least 1, --folds at "
+                     "least 2")
     if args.samples is not None and args.samples.exists():
         with args.samples.open("rb") as f:
             samples = pickle.load(f)  # a file this command wrote
     else:
-        samples = build(args.path, args.holdouts, args.seed, args.sequence_epochs)
+        samples = build(args.path, args.holdouts, args.seed, args.sequence_epochs,
+                        args.workers)
         if args.samples is not None:
             with args.samples.open("wb") as f:
                 pickle.dump(samples, f)

@@ -165,9 +165,11 @@ def rank_hybrid(
 
     # The features see the profile as training saw pseudo-facets: like strengths as
     # shares, one avoid signal (`profile_signals`); a facet without item evidence stands
-    # in with its text vector.
+    # in with its text vector (and has no items for the co-occurrence columns).
     signals = profile_signals(
-        [(f.strength, f.horizon == "long", vector)
+        [(f.strength, f.horizon == "long", vector,
+          tuple(ev.item_id for e in f.evidence
+                if (ev := evidence.get(e)) is not None and ev.item_id is not None))
          for f, vector in zip(likes, like_vectors, strict=True)],
         centroid(avoids), history.events)
 
@@ -190,7 +192,8 @@ def rank_hybrid(
 
     now = at.timestamp()
     features = build_features(kept, hits, history.events, items if dim else None, signals,
-                              models.popularity(kept, now), now, scored)
+                              models.popularity(kept, now), now, scored,
+                              models.cooccurrence_between)
     learned = models.rank_scores(features)
     if learned is not None:
         raw = np.asarray(learned, dtype=np.float64)

@@ -8,6 +8,7 @@ both sides agree on, so either can change its insides without touching the other
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -72,6 +73,7 @@ class FacetSignal:
     long_term: bool
     avoid: bool
     centroid: npt.NDArray[np.float32]  # unit mean of its evidence items' vectors
+    items: tuple[str, ...] = ()  # its evidence items (a like-facet's; for `facet_cf_*`)
 
 
 @dataclass
@@ -111,6 +113,12 @@ class TenantModels(Protocol):
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """(recent, all-time) popularity of each item, each scaled to [0, 1]."""
+        ...
+
+    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]
+                             ) -> npt.NDArray[np.float64]:
+        """The co-occurrence source's neighbour score of each column item from each row
+        item (rows x columns; 0 where either is unknown or they do not neighbour)."""
         ...
 
     def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:

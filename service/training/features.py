@@ -17,6 +17,11 @@ since a saved ranker refuses rows of another version:
   strength x cosine(item vector, facet centroid) (negative cosines count as 0).
 - `facet_best_long`: 1 when that best like-facet is long-term, else 0.
 - `avoid_penalty`: the largest avoid-facet strength x cosine (0 without avoid-facets).
+- `facet_cf_best`, `facet_cf_sum`: the best and the sum over like-facets of strength x
+  the mean co-occurrence score between the item and the facet's evidence items
+  (`facet_cooccurrence`): which of the user's items still count, as the profile's decay
+  rules keep them, rather than the co-occurrence source's newest liked items;
+  `facet_cf_max`: the best such mean, unweighted.
 - `pop_recent`, `pop_all`: the item's recent and all-time popularity in [0, 1].
 - `via_age_days`: days between now and the newest user event a source named as the
   reason for the item (`SourceHit.via`), capped at `MAX_AGE_DAYS`; the cap when none did.
@@ -24,7 +29,7 @@ since a saved ranker refuses rows of another version:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +42,7 @@ from service.training.contract import (
     UserEvent,
 )
 
-FEATURE_VERSION = "f2"
+FEATURE_VERSION = "f4"  # f3 was a trial, never released
 MISSING_RANK = 1000.0
 MAX_AGE_DAYS = 365.0
 DAY_SECONDS = 86400.0
@@ -45,11 +50,14 @@ DAY_SECONDS = 86400.0
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"{kind}_{source}" for source in ALL_SOURCES for kind in ("score", "rank")),
     "n_sources", "facet_best", "facet_sum", "facet_best_long", "avoid_penalty",
-    "pop_recent", "pop_all", "via_age_days",
+    "pop_recent", "pop_all", "via_age_days", "facet_cf_best", "facet_cf_sum", "facet_cf_max",
 )
+FACET_CF_COLUMNS = ("facet_cf_best", "facet_cf_sum", "facet_cf_max")
 COLUMN = {name: n for n, name in enumerate(FEATURE_NAMES)}
 
 Features = npt.NDArray[np.float32]
+# (row items, column items) -> rows x columns co-occurrence scores (`cooccurrence_between`)
+CooccurrenceBetween = Callable[[Sequence[str], Sequence[str]], npt.NDArray[np.float64]]
 
 
 # (best, sum, index of the best like-facet or -1, avoid penalty) per item row.
@@ -85,17 +93,39 @@ def facet_scores(facets: Sequence[FacetSignal], item_vectors: npt.NDArray[np.flo
     return best, total, best_of, penalty
 
 
-def profile_signals(likes: Sequence[tuple[float, bool, npt.NDArray[np.float32]]],
-                    avoid_centroid: npt.NDArray[np.float32] | None,
-                    history: Sequence[UserEvent]) -> list[FacetSignal]:
+def facet_cooccurrence(facets: Sequence[FacetSignal], candidates: Sequence[str],
+                       between: CooccurrenceBetween) -> npt.NDArray[np.float64]:
+    """The `FACET_CF_COLUMNS` per candidate (candidates x 3): over the like-facets with
+    evidence items, the best and the sum of strength x the mean co-occurrence score from
+    the facet's items to the candidate (`between(rows, columns)`), and the best mean."""
+    out = np.zeros((len(candidates), len(FACET_CF_COLUMNS)), dtype=np.float64)
+    likes = [f for f in facets if not f.avoid and f.items]
+    if not likes or not len(candidates):
+        return out
+    items = list(dict.fromkeys(i for f in likes for i in f.items))
+    at = {item: n for n, item in enumerate(items)}
+    scores = between(items, candidates)
+    for f in likes:
+        mean = scores[[at[i] for i in dict.fromkeys(f.items)]].mean(axis=0)
+        out[:, 0] = np.maximum(out[:, 0], f.strength * mean)
+        out[:, 1] += f.strength * mean
+        out[:, 2] = np.maximum(out[:, 2], mean)
+    return out
+
+
+def profile_signals(
+        likes: Sequence[tuple[float, bool, npt.NDArray[np.float32], tuple[str, ...]]],
+        avoid_centroid: npt.NDArray[np.float32] | None,
+        history: Sequence[UserEvent]) -> list[FacetSignal]:
     """A stored profile's facets as the ranker saw facets in training (`pseudo_facets.py`):
-    like-facets (decayed strength, long-term, centroid) with their strengths as shares of
-    the like total, and one avoid signal whose strength is the share of the user's events
-    that are negative (two at least), centred on the avoid-facets' evidence."""
-    total = sum(max(strength, 0.0) for strength, _, _ in likes)
+    like-facets (decayed strength, long-term, centroid, evidence items) with their
+    strengths as shares of the like total, and one avoid signal whose strength is the
+    share of the user's events that are negative (two at least), centred on the
+    avoid-facets' evidence."""
+    total = sum(max(strength, 0.0) for strength, _, _, _ in likes)
     signals = [FacetSignal(strength=max(strength, 0.0) / total if total > 0 else 0.0,
-                           long_term=long_term, avoid=False, centroid=centroid)
-               for strength, long_term, centroid in likes]
+                           long_term=long_term, avoid=False, centroid=centroid, items=items)
+               for strength, long_term, centroid, items in likes]
     return [*signals, *avoid_signal(sum(1 for e in history if e.weight <= 0.0),
                                     len(history), avoid_centroid)]
 
@@ -130,12 +160,14 @@ def build_features(
     popularity: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
     now: float,
     scored: FacetScores | None = None,
+    cooccurrence: CooccurrenceBetween | None = None,
 ) -> Features:
     """One row of `FEATURE_NAMES` per candidate, in the order given.
 
     `hits` holds each source's proposals (a source may be missing); `item_vectors` is
     candidates x dim (unit rows), or None when no vectors are known (facet features 0).
-    `scored` is `facet_scores(facets, item_vectors)` when the caller has it already.
+    `scored` is `facet_scores(facets, item_vectors)` when the caller has it already;
+    `cooccurrence` gives the `facet_cf_*` columns (0 without it; `facet_cooccurrence`).
     """
     n = len(candidates)
     out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
@@ -164,6 +196,10 @@ def build_features(
         out[:, COLUMN["facet_sum"]] = total
         out[:, COLUMN["facet_best_long"]] = long_term[best_of]  # -1 picks the False pad
         out[:, COLUMN["avoid_penalty"]] = penalty
+    if cooccurrence is not None and facets:
+        first = COLUMN[FACET_CF_COLUMNS[0]]
+        out[:, first:first + len(FACET_CF_COLUMNS)] = facet_cooccurrence(
+            facets, candidates, cooccurrence)
     recent, all_time = popularity
     out[:, COLUMN["pop_recent"]] = recent
     out[:, COLUMN["pop_all"]] = all_time

@@ -12,7 +12,7 @@ import math
 import sys
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -125,6 +125,24 @@ class BaseModels:
                             count=len(item_ids))
         recent, all_time = self.popular.scores(items, now)
         return recent.astype(np.float32), all_time.astype(np.float32)
+
+    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]
+                             ) -> npt.NDArray[np.float64]:
+        """The co-occurrence neighbour score of each column item from each row item
+        (rows x columns); 0 for unknown items, pairs that do not neighbour, or without
+        the co-occurrence source."""
+        out = np.zeros((len(rows), len(columns)), dtype=np.float64)
+        if self.cooccurrence is None or not len(rows) or not len(columns):
+            return out
+        row_at = [(n, i) for n, item in enumerate(rows) if (i := self.index.get(item)) is not None]
+        col_at = [(n, i) for n, item in enumerate(columns)
+                  if (i := self.index.get(item)) is not None]
+        if row_at and col_at:
+            r_out, r_in = zip(*row_at, strict=True)
+            c_out, c_in = zip(*col_at, strict=True)
+            block = self.cooccurrence.matrix[list(r_in)][:, list(c_in)].toarray()
+            out[np.ix_(r_out, c_out)] = block
+        return out
 
     def save(self, directory: Path) -> None:
         """Arrays as .npz, the sequence model as a torch state_dict, the rest as JSON."""

@@ -66,7 +66,8 @@ def pseudo_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector], n
                 strength=float(decay[members].sum()) / total,
                 long_term=(max(stamps) - min(stamps)) / 86400.0 >= LONG_TERM_SPAN_DAYS
                 and len(stamps) >= 3,
-                avoid=False, centroid=_unit(matrix[members].mean(axis=0))))
+                avoid=False, centroid=_unit(matrix[members].mean(axis=0)),
+                items=tuple(e.item_id for e, m in zip(positives, members, strict=True) if m)))
     return facets + _avoid_signal(history, vectors)
 
 
@@ -150,13 +151,14 @@ def grouped_facets(history: Sequence[UserEvent], vectors: Mapping[str, Vector],
     item_of = {e.event_id: e.item_id for e in events}
     centroids = []
     for f in kept:
-        centroid = unit_mean([vectors[i] for e in f.evidence
-                              if (i := item_of.get(e)) is not None and i in vectors])
+        items = tuple(i for e in f.evidence if (i := item_of.get(e)) is not None)
+        centroid = unit_mean([vectors[i] for i in items if i in vectors])
         if centroid is not None:
-            centroids.append((f.strength, centroid))
-    total = sum(strength for strength, _ in centroids)
+            centroids.append((f.strength, centroid, items))
+    total = sum(strength for strength, _, _ in centroids)
     facets = [FacetSignal(strength=strength / total, long_term=False, avoid=False,
-                          centroid=centroid) for strength, centroid in centroids]
+                          centroid=centroid, items=items)
+              for strength, centroid, items in centroids]
     # The avoid signal as serving makes it (`features.profile_signals`): centred on the
     # kept avoid-facets' evidence, its strength the negative share of the newest
     # `MAX_HISTORY` events (what a request reads), two negatives at least.

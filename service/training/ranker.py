@@ -112,6 +112,9 @@ class CandidateModels(Protocol):
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 
+    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]
+                             ) -> npt.NDArray[np.float64]: ...
+
 
 class FeatureVersionMismatch(ValueError):
     """A saved ranker was trained on another feature list than this code builds."""
@@ -325,7 +328,8 @@ class SampleJob:
             zero = np.zeros(dim, dtype=np.float32)
             vectors = np.stack([item_vectors.get(i, zero) for i in candidates])
         features = build_features(candidates, hits, history, vectors, facets,
-                                  self.models.popularity(candidates, now), now)
+                                  self.models.popularity(candidates, now), now,
+                                  cooccurrence=self.models.cooccurrence_between)
         labels = np.array([int(i == target) for i in candidates], dtype=np.int32)
         return Sample(log.user_ids[user], features, labels)
 

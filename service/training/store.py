@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -154,6 +154,10 @@ class TrainedModels:
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         return self.base.popularity(item_ids, now)
+
+    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]
+                             ) -> npt.NDArray[np.float64]:
+        return self.base.cooccurrence_between(rows, columns)
 
     def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         if self.ranker is None:

@@ -41,9 +41,11 @@ def test_without_profile_drops_facet_only_candidates_and_zeroes_facet_columns() 
     # One candidate only the facet source proposed.
     s.features[2, COLUMN["rank_cooccurrence"]] = MISSING_RANK
     s.features[2, COLUMN["n_sources"]] = 1.0
+    s.features[:, COLUMN["facet_cf_max"]] = 0.5
     out = without_profile(s)
     assert len(out.labels) == len(s.labels) - 1
     assert (out.features[:, COLUMN["facet_best"]] == 0).all()
+    assert (out.features[:, COLUMN["facet_cf_max"]] == 0).all()
     assert (out.features[:, COLUMN["rank_facet"]] == MISSING_RANK).all()
     assert (out.features[:, COLUMN["n_sources"]] == 1).all()
     assert s.features[0, COLUMN["facet_best"]] != 0  # the input is left alone
@@ -81,6 +83,7 @@ def test_samples_kept_in_a_file_are_read_back_instead_of_built_again(
 
     def build(*args: object) -> list[Sample]:
         built.append(1)
+        assert args[-1] == 1  # one sample-building process unless --workers says more
         return samples
 
     monkeypatch.setattr(ranker_ablation, "build", build)
@@ -92,3 +95,10 @@ def test_samples_kept_in_a_file_are_read_back_instead_of_built_again(
         outputs.append(json.loads(capsys.readouterr().out))
     assert built == [1] and kept.exists()
     assert outputs[0] == outputs[1] and outputs[0]["queries"] == 12
+
+
+def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in (["--workers", "0"], ["--folds", "1"], ["--holdouts", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            ranker_ablation.main(bad)
+        assert exit_.value.code == 2 and "at least" in capsys.readouterr().err

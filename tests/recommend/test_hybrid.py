@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -21,7 +22,15 @@ from service.recommend.ranking import LazyDiscount, RankingParams
 from service.recommend.reasons import RELATED_MIN
 from service.recommend.service import NO_MODELS
 from service.recommend.service import recommend as recommend_list
-from service.training.features import FEATURE_NAMES, FEATURE_VERSION
+from service.training.contract import FacetSignal
+from service.training.features import (
+    COLUMN,
+    FACET_CF_COLUMNS,
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    facet_cooccurrence,
+)
+from service.training.store import ArtifactStore, models_root
 from service.users.models import User
 from service.vectors.embeddings import Embedder
 from tests.utils.api import event
@@ -219,6 +228,23 @@ def test_a_ranker_less_artifact_uses_the_fixed_blend(app: ProfileApp) -> None:
     p = trace(app, body["recommendation_id"])["parameters"]
     assert p["scoring"] == "blend" and p["models"]["ranker"] is None
     assert p["models"]["version"] == meta.version and p["blend_weights"]["cooccurrence"] == 1.0
+
+
+    # With a profile, each candidate's co-occurrence columns are its mean neighbour score
+    # from each like-facet's evidence items (`facet_cooccurrence`), from the tenant's models.
+    write_facets(app.t, "u1", {
+        "Science fiction films": ("Watches and rates space and sci-fi movies.", "like",
+                                  ["u1-alien", "u1-dune"])}, app.clock())
+    stored = trace(app, recommend(app, k=4)["recommendation_id"])
+    models = ArtifactStore(models_root(app.settings)).load(meta.tenant_id)
+    assert models is not None
+    candidates = [c["item_id"] for c in stored["candidates"]]
+    expected = facet_cooccurrence(
+        [FacetSignal(1.0, False, False, np.zeros(1, np.float32), items=("alien", "dune"))],
+        candidates, models.cooccurrence_between)
+    got = np.array([[c["features"][COLUMN[n]] for n in FACET_CF_COLUMNS]
+                    for c in stored["candidates"]])
+    assert np.allclose(got, expected, atol=1e-6) and got[:, 2].max() > 0
 
 
 def test_the_mmr_setting_reaches_the_list_and_its_trace(

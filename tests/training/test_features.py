@@ -9,10 +9,12 @@ import pytest
 from service.training.contract import ALL_SOURCES, FacetSignal, SourceHit, UserEvent
 from service.training.features import (
     COLUMN,
+    FACET_CF_COLUMNS,
     FEATURE_NAMES,
     MAX_AGE_DAYS,
     MISSING_RANK,
     build_features,
+    facet_cooccurrence,
 )
 
 DAY = 86400.0
@@ -90,10 +92,46 @@ def test_a_profile_reaches_the_features_as_training_saw_pseudo_facets() -> None:
 
     unit = np.eye(3, dtype=np.float32)
     history = [UserEvent(f"i{n}", float(n), 0.0 if n < 2 else 1.0) for n in range(8)]
-    signals = profile_signals([(0.6, False, unit[0]), (0.2, True, unit[1])], unit[2], history)
+    signals = profile_signals([(0.6, False, unit[0], ("i3", "i4")), (0.2, True, unit[1], ())],
+                              unit[2], history)
     likes = [s for s in signals if not s.avoid]
     assert [round(s.strength, 6) for s in likes] == [0.75, 0.25]
+    assert [s.items for s in likes] == [("i3", "i4"), ()]
     assert likes[1].long_term and not likes[0].long_term
     [avoid] = [s for s in signals if s.avoid]
     assert avoid.strength == 2 / 8 and np.array_equal(avoid.centroid, unit[2])
     assert not any(s.avoid for s in profile_signals([], unit[2], history[1:]))
+
+
+# Co-occurrence scores from (row) evidence items to (column) candidates, as a model gives.
+NEIGHBOURS = {("e1", "a"): 0.6, ("e2", "a"): 0.2, ("e3", "b"): 0.9, ("e1", "b"): 0.3}
+
+
+def between(rows: object, columns: object) -> np.ndarray:
+    return np.array([[NEIGHBOURS.get((r, c), 0.0) for c in columns]  # type: ignore[attr-defined]
+                     for r in rows], dtype=np.float64)  # type: ignore[attr-defined]
+
+
+def test_facet_cooccurrence_weighs_each_facets_mean_neighbour_score_by_its_strength() -> None:
+    facets = [FacetSignal(0.75, False, False, unit(1, 0), items=("e1", "e2")),
+              FacetSignal(0.25, False, False, unit(0, 1), items=("e3", "e3")),  # once
+              FacetSignal(1.0, False, False, unit(0, 1)),  # no items: no part in them
+              FacetSignal(0.9, False, True, unit(1, 1), items=("e3",))]  # avoid: none
+    a, b, c = facet_cooccurrence(facets, ["a", "b", "c"], between)
+    # a: facet 1's mean (0.6 + 0.2) / 2 = 0.4; b: facet 1's 0.15, facet 2's 0.9.
+    assert a.tolist() == pytest.approx([0.75 * 0.4, 0.75 * 0.4, 0.4])
+    assert b.tolist() == pytest.approx([0.25 * 0.9, 0.75 * 0.15 + 0.25 * 0.9, 0.9])
+    assert c.tolist() == [0.0, 0.0, 0.0]
+    assert facet_cooccurrence(facets[2:], ["a"], between).tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_the_cooccurrence_columns_come_from_the_models_or_are_zero() -> None:
+    hits = {"sequence": {"a": SourceHit(1.0, 0), "b": SourceHit(0.5, 1)}}
+    pop = (np.zeros(2, np.float32), np.zeros(2, np.float32))
+    facets = [FacetSignal(1.0, False, False, unit(1, 0), items=("e1", "e3"))]
+    cols = [COLUMN[name] for name in FACET_CF_COLUMNS]
+    rows = build_features(["a", "b"], hits, [], None, facets, pop, NOW, cooccurrence=between)
+    assert rows[:, cols].ravel().tolist() == pytest.approx([0.3] * 3 + [0.6] * 3)
+    assert not build_features(["a", "b"], hits, [], None, facets, pop, NOW)[:, cols].any()
+    assert not build_features(["a", "b"], hits, [], None, [], pop, NOW,
+                              cooccurrence=between)[:, cols].any()

@@ -212,6 +212,22 @@ def test_base_models_give_every_source_and_skip_what_cannot_be_fit(tmp_path: Pat
     assert set(few.candidates([UserEvent("x", START, 1.0)], 5, set(), START)) == {"popular"}
 
 
+def test_cooccurrence_between_reads_the_neighbour_matrix_and_zero_for_the_unknown() -> None:
+    log = make_log(cluster_rows(users=12))
+    models = BaseModels(log.item_ids, cooccurrence=CoOccurrence().fit(log, len(log.item_ids)))
+    matrix, index = models.cooccurrence.matrix, models.index  # type: ignore[union-attr]
+    rows, columns = ["s1", "nowhere", "k1"], ["s2", "k2", "s1", "gone"]
+    got = models.cooccurrence_between(rows, columns)
+    assert got.shape == (3, 4)
+    for r, row in enumerate(rows):
+        for c, column in enumerate(columns):
+            known = row in index and column in index
+            assert got[r, c] == (matrix[index[row], index[column]] if known else 0.0)
+    assert got[0, 0] > 0 and got[0, 1] == 0  # a space item neighbours space, not k
+    assert not BaseModels(log.item_ids).cooccurrence_between(["s1"], ["s2"]).any()
+    assert models.cooccurrence_between([], ["s2"]).shape == (0, 1)
+
+
 def test_a_sequence_trained_by_epochs_ignores_the_clock_and_repeats_itself() -> None:
     """The evaluation trains the sequence model for a number of epochs, not seconds: a
     busy machine then trains the same model as an idle one."""

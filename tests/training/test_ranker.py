@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,9 @@ class NoisySources:
     def popularity(self, item_ids: list[str], now: float) -> tuple[np.ndarray, np.ndarray]:
         zeros = np.zeros(len(item_ids), dtype=np.float32)
         return zeros, zeros
+
+    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]) -> np.ndarray:
+        return np.zeros((len(rows), len(columns)))  # no neighbours known
 
 
 @pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
@@ -199,6 +203,7 @@ def test_grouped_pseudo_facets_are_the_groups_a_refresh_would_make() -> None:
     likes = [f for f in signals if not f.avoid]
     assert [round(f.strength, 4) for f in likes] == [round(4 / 6, 4), round(2 / 6, 4)]
     assert [int(np.argmax(f.centroid)) for f in likes] == [0, 1]
+    assert [sorted(f.items) for f in likes] == [["a0", "a1", "a2", "a3"], ["b0", "b1"]]
     assert not any(f.long_term for f in likes)
     avoid = [f for f in signals if f.avoid]
     assert len(avoid) == 1 and int(np.argmax(avoid[0].centroid)) == 2
