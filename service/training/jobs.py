@@ -22,10 +22,11 @@ from service.ingest.models import Event
 from service.profiles.runtime import rules_from
 from service.summaries.grouping import TagWeights
 from service.training.contract import ModelMeta
+from service.training.features import FEATURE_VERSION
 from service.training.pseudo_facets import GroupingInputs
-from service.training.ranker import train_ranker
+from service.training.ranker import saved_feature_version, train_ranker
 from service.training.service import train_tenant
-from service.training.store import ArtifactStore, models_root
+from service.training.store import RANKER_DIR, ArtifactStore, models_root
 from service.vectors.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
 
 def tenants_due(session: Session, settings: Settings, now: datetime) -> list[int]:
     """Tenants with item events whose models are missing, at least `train_after_events`
-    item events behind, or older than `train_max_age_hours` with anything new."""
+    item events behind, older than `train_max_age_hours` with anything new, or whose
+    ranker was trained on another feature list than this code builds (after an upgrade:
+    it cannot load, and the fixed blend ranks until the tenant trains again)."""
     store = ArtifactStore(models_root(settings))
     counts = session.execute(
         select(Event.tenant_id, func.count()).where(Event.item_id.is_not(None))
@@ -92,6 +95,8 @@ def tenants_due(session: Session, settings: Settings, now: datetime) -> list[int
         behind = events - meta.events_used
         trained_at = datetime.fromisoformat(meta.trained_at)
         old = now - trained_at > timedelta(hours=settings.train_max_age_hours)
-        if behind >= settings.train_after_events or (old and behind > 0):
+        saved = saved_feature_version(store.tenant_dir(tenant_id) / meta.version / RANKER_DIR)
+        if (behind >= settings.train_after_events or (old and behind > 0)
+                or saved not in (None, FEATURE_VERSION)):
             due.append(tenant_id)
     return sorted(due)

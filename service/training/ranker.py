@@ -188,6 +188,16 @@ class LearnedRanker:
         return ranker
 
 
+def saved_feature_version(path: Path) -> str | None:
+    """The feature list the ranker saved at `path` was trained on; None when no ranker is
+    saved there (or its file cannot be read)."""
+    try:
+        version = json.loads((path / META_FILE).read_text()).get("feature_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(version) if version is not None else None
+
+
 # -- samples ---------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -11,8 +12,9 @@ from service.core.config import Settings
 from service.ingest.service import ingest_events
 from service.profiles.worker import RefreshWorker
 from service.tenants.service import tenant_by_name
+from service.training.features import FEATURE_VERSION
 from service.training.jobs import tenants_due
-from service.training.store import ArtifactStore, models_root
+from service.training.store import RANKER_DIR, ArtifactStore, models_root
 from tests.utils.api import NOW, event
 from tests.utils.training import fill_tenant
 
@@ -54,3 +56,15 @@ def test_the_worker_trains_a_tenant_when_due_and_not_again_until_enough_is_new(
     second = store.current_meta(tenant.id)
     assert second is not None and second.version != first.version
     assert second.events_used == 65
+
+    # A ranker saved by code with another feature list (before an upgrade) cannot load:
+    # the tenant is due again, with nothing new.
+    ranker_dir = store.tenant_dir(tenant.id) / second.version / RANKER_DIR
+    ranker_dir.mkdir(exist_ok=True)
+    saved = ranker_dir / "ranker.json"
+    meta = json.loads(saved.read_text()) if saved.exists() else {}
+    with app.state.container.sessions() as session:  # type: ignore[attr-defined]
+        saved.write_text(json.dumps({**meta, "feature_version": FEATURE_VERSION}))
+        assert tenants_due(session, settings, NOW) == []
+        saved.write_text(json.dumps({**meta, "feature_version": "f2"}))
+        assert tenants_due(session, settings, NOW) == [tenant.id]
