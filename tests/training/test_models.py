@@ -216,9 +216,9 @@ def test_cooccurrence_between_reads_the_neighbour_matrix_and_zero_for_the_unknow
     log = make_log(cluster_rows(users=12))
     models = BaseModels(log.item_ids, cooccurrence=CoOccurrence().fit(log, len(log.item_ids)))
     matrix, index = models.cooccurrence.matrix, models.index  # type: ignore[union-attr]
-    rows, columns = ["s1", "nowhere", "k1"], ["s2", "k2", "s1", "gone"]
+    rows, columns = ["s1", "nowhere", "k1", "s1"], ["s2", "k2", "s1", "gone", "s3", "s2"]
     got = models.cooccurrence_between(rows, columns)
-    assert got.shape == (3, 4)
+    assert got.shape == (4, 6)
     for r, row in enumerate(rows):
         for c, column in enumerate(columns):
             known = row in index and column in index
