@@ -305,18 +305,28 @@ class Ranked:
         return self.vias if self.vias is not None else self.via[:, np.newaxis]
 
 
+def row_entries(matrix: sparse.csr_matrix, rows: Ints) -> tuple[Ints, Ints]:
+    """Where the stored entries of `rows` sit in `matrix.indices` and `matrix.data`, row
+    after row, and how many each row has."""
+    indptr = matrix.indptr
+    starts = indptr[rows].astype(np.int64)
+    lengths = (indptr[rows + 1] - indptr[rows]).astype(np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), lengths
+    shift = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return shift + np.arange(total), lengths
+
+
 def neighbour_scores(matrix: sparse.csr_matrix, rows: Ints, row_weights: Floats,
                      row_via: Ints, n: int, excluded: Ints) -> Ranked:
     """Sum the weighted sparse rows `rows`; each item's `vias` are the rows (history
     positions) whose contribution is at least `VIA_SHARE` of its largest, largest first
     (ties to the earlier row in `rows`), at most `MAX_VIAS`; `via` is the largest."""
-    indptr = matrix.indptr
-    lengths = (indptr[rows + 1] - indptr[rows]).astype(np.int64)
-    total = int(lengths.sum())
+    at, lengths = row_entries(matrix, rows)
+    total = len(at)
     if total == 0:
         return Ranked.empty()
-    shift = np.repeat(indptr[rows] - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    at = shift + np.arange(total)
     cols = matrix.indices[at].astype(np.int64)
     contrib = matrix.data[at] * np.repeat(row_weights, lengths)
     source = np.repeat(row_via, lengths)

@@ -30,7 +30,7 @@ from service.training.contract import (
     UserEvent,
 )
 from service.training.cooccurrence import CoOccurrence
-from service.training.data import POSITIVE, History, Ints, Ranked, indices_of
+from service.training.data import POSITIVE, History, Ints, Ranked, indices_of, row_entries
 from service.training.popularity import Popularity
 from service.training.sequence import SequenceModel
 from service.training.transitions import Transitions
@@ -144,13 +144,9 @@ class BaseModels:
         known_cols = np.flatnonzero(col_in >= 0)
         if not len(known_rows) or not len(known_cols):
             return out
-        starts = matrix.indptr[row_in[known_rows]].astype(np.int64)
-        lengths = matrix.indptr[row_in[known_rows] + 1].astype(np.int64) - starts
-        total = int(lengths.sum())
-        if total == 0:
+        at, lengths = row_entries(matrix, row_in[known_rows])
+        if not len(at):
             return out
-        at = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-        at += np.arange(total)
         position = np.full(matrix.shape[1], -1, dtype=np.int64)
         position[col_in[known_cols]] = known_cols  # a repeated column: its last position
         found = position[matrix.indices[at]]
