@@ -29,7 +29,8 @@ def load_movielens_latest(path: str | Path = ML_LATEST_SMALL) -> Dataset:
     its distinct lowercased tags, most often applied first, at most `MAX_TAGS`.
     """
     root = Path(path)
-    tags = _movielens_tags(root / "tags.csv") if (root / "tags.csv").exists() else {}
+    tags = (movie_tags(pair for _, pair in _csv_rows(root / "tags.csv", ("movieId", "tag")))
+            if (root / "tags.csv").exists() else {})
     items: dict[str, ItemInfo] = {}
     for _, (movie, title, genre_field) in _csv_rows(root / "movies.csv",
                                                     ("movieId", "title", "genres")):
@@ -45,10 +46,6 @@ def load_movielens_latest(path: str | Path = ML_LATEST_SMALL) -> Dataset:
         except ValueError as exc:
             raise DatasetFormatError(root / "ratings.csv", line, str(exc)) from None
     return Dataset.ordered(root.resolve().name, interactions, items)
-
-
-def _movielens_tags(path: Path) -> dict[str, tuple[str, ...]]:
-    return movie_tags(pair for _, pair in _csv_rows(path, ("movieId", "tag")))
 
 
 def movie_tags(rows: Iterable[Sequence[str]]) -> dict[str, tuple[str, ...]]:

@@ -123,9 +123,12 @@ def rank_hybrid(
     evidence_vectors = item_vectors(vectors, user.tenant_id,
                                     {i: r.version for i, r in evidence_rows.items()}, token)
 
-    def evidence_items(fs: Sequence[ActiveFacet]) -> tuple[str, ...]:
+    def evidence_items(fs: Sequence[ActiveFacet], with_vectors: bool = True) -> tuple[str, ...]:
+        """The items the facets' evidence cites: only those with a stored vector (for
+        centroids) unless `with_vectors` is off (the co-occurrence columns)."""
         return tuple(ev.item_id for f in fs for e in f.evidence
-                     if (ev := evidence.get(e)) is not None and ev.item_id in evidence_vectors)
+                     if (ev := evidence.get(e)) is not None and ev.item_id is not None
+                     and (not with_vectors or ev.item_id in evidence_vectors))
 
     def centroid(fs: Sequence[ActiveFacet]) -> npt.NDArray[np.float32] | None:
         return evidence_centroid(user.tenant_id, token, evidence_items(fs), evidence_vectors)
@@ -167,9 +170,7 @@ def rank_hybrid(
     # shares, one avoid signal (`profile_signals`); a facet without item evidence stands
     # in with its text vector (and has no items for the co-occurrence columns).
     signals = profile_signals(
-        [(f.strength, f.horizon == "long", vector,
-          tuple(ev.item_id for e in f.evidence
-                if (ev := evidence.get(e)) is not None and ev.item_id is not None))
+        [(f.strength, f.horizon == "long", vector, evidence_items([f], with_vectors=False))
          for f, vector in zip(likes, like_vectors, strict=True)],
         centroid(avoids), history.events)
 
