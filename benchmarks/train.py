@@ -43,8 +43,9 @@ def main() -> None:
     parser.add_argument("--sequence-seconds", type=float, default=45.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=Settings().train_workers,
-                        help="processes building the ranker's samples (the service's "
-                             "train_workers setting by default)")
+                        help="processes building the ranker's samples, and with more than "
+                             "one the final models are fit in a process of their own (the "
+                             "service's train_workers setting by default)")
     parser.add_argument("--no-vectors", action="store_true",
                         help="train the ranker without item vectors (no facet features)")
     args = parser.parse_args()
@@ -68,7 +69,8 @@ def main() -> None:
                         progress=True,
                         ranker_trainer=partial(train_ranker, item_vectors=vectors,
                                                seed=args.seed, progress=True,
-                                               grouping=grouping, workers=args.workers))
+                                               grouping=grouping, workers=args.workers),
+                        workers=args.workers)
     sources: dict[str, dict[str, float]] = {}
     for key, value in trained.heldout.items():
         if "." in key:

@@ -189,7 +189,8 @@ class OursRecommender:
                             ranker_trainer=partial(train_ranker, item_vectors=vectors,
                                                    seed=self.seed, grouping=grouping,
                                                    workers=app.state.container.settings
-                                                   .train_workers))
+                                                   .train_workers),
+                            workers=app.state.container.settings.train_workers)
         meta = save_training(app.state.container.settings, self._tenant_id, log, trained,
                              time.monotonic() - started)
         self.models_meta = {"version": meta.version, "seconds": meta.seconds,

@@ -74,7 +74,8 @@ def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
                                                progress=progress, grouping=grouping,
                                                workers=settings.train_workers),
                         sequence_seconds=settings.train_sequence_seconds,
-                        sequence_epochs=settings.train_sequence_epochs)
+                        sequence_epochs=settings.train_sequence_epochs,
+                        workers=settings.train_workers)
 
 
 def tenants_due(session: Session, settings: Settings, now: datetime) -> list[int]:

@@ -3,18 +3,27 @@
 `train_log` is the whole job on an `InteractionLog` (the benchmark and the eval call it
 directly); `train_tenant` reads the tenant's log from the database, calls it and saves
 the artifact through the store.
+
+The job fits the base models twice: once without the held-out events (for the held-out
+metrics and the ranker's samples) and once on the whole log (what is saved). Neither fit
+reads the other, and the sequence model, most of a fit's time, trains on one thread; so
+with `workers` > 1 a spawned process fits the final models while this one fits the
+held-out ones, and the two fits share the cores instead of taking turns.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import pickle
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -33,6 +42,8 @@ from service.training.data import (
 )
 from service.training.models import BaseModels, fit_base_models
 from service.training.store import ArtifactStore, Ranker, models_root, new_version
+
+logger = logging.getLogger(__name__)
 
 HELDOUT_USERS = 500
 HELDOUT_K = 10
@@ -117,13 +128,16 @@ def heldout_metrics(models: BaseModels, log: InteractionLog, split: HeldOut,
 def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int = 0,
               sequence_seconds: float = 45.0, sequence_epochs: int | None = None,
               heldout_users: int = HELDOUT_USERS, progress: bool = False,
-              ranker_trainer: RankerTrainer | None = None) -> Training:
+              ranker_trainer: RankerTrainer | None = None, workers: int = 1) -> Training:
     """Held-out metrics from models fit without the held-out events, the ranker if a
-    trainer is given, then the base models fit on the whole log."""
+    trainer is given, then the base models fit on the whole log (with `workers` > 1, in
+    a process of its own from the start: `FinalFit`)."""
     started = time.monotonic()
-    fit_models: FitFn = partial(fit_base_models, item_texts=item_texts, seed=seed,
-                                sequence_seconds=sequence_seconds,
-                                sequence_epochs=sequence_epochs, progress=progress)
+    fit_args: dict[str, Any] = {"item_texts": item_texts, "seed": seed,
+                                "sequence_seconds": sequence_seconds,
+                                "sequence_epochs": sequence_epochs}
+    fit_models: FitFn = partial(fit_base_models, **fit_args, progress=progress)
+    final = FinalFit(log, fit_args) if workers > 1 else None
     fitted: dict[str, BaseModels] = {}
 
     def fit(part: InteractionLog) -> BaseModels:
@@ -161,25 +175,93 @@ def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int =
         bar.update()
         bar.set_postfix_str(steps[3])
         fitted.clear()
-        models = fit_models(log)
+        models = final.result() if final is not None else None
+        if models is None:
+            models = fit_models(log)
         bar.update()
     finally:
         bar.close()
+        if final is not None:
+            final.close()
     return Training(models, ranker, heldout, [*models.notes, *notes],
                     time.monotonic() - started)
+
+
+class FinalFit:
+    """`fit_base_models(log, **fit_args)` in a spawned process (a fresh interpreter:
+    forking the service, whose other threads may hold locks, is not safe), started at
+    once. The models come back pickled through a pipe (plain bytes, not torch's
+    shared-memory tensors). `result()` is None, with a warning, when the process could
+    not do it; the caller then fits in place. `close()` stops a fit still running."""
+
+    def __init__(self, log: InteractionLog, fit_args: Mapping[str, object]) -> None:
+        import multiprocessing
+
+        self._process: Any = None
+        self._receive: Any = None
+        try:
+            context = multiprocessing.get_context("spawn")
+            self._receive, send = context.Pipe(duplex=False)
+            self._process = context.Process(target=_fit_into, args=(send, log, dict(fit_args)),
+                                            name="fit-final-models", daemon=True)
+            self._process.start()
+            send.close()  # the child holds the only writing end: its death is an EOF here
+        except Exception as exc:  # no process to be had: the caller fits in place
+            self._failed(f"{type(exc).__name__}: {exc}")
+
+    def _failed(self, why: str) -> None:
+        logger.warning("fitting the final models in this process: the fitting process "
+                       "failed (%s)", why)
+        self.close()
+
+    def result(self) -> BaseModels | None:
+        if self._process is None:
+            return None
+        try:
+            status, value = pickle.loads(self._receive.recv_bytes())
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            self._failed(f"no result: {type(exc).__name__} {exc}".strip())
+            return None
+        if status != "ok" or not isinstance(value, BaseModels):
+            self._failed(str(value))
+            return None
+        self.close()
+        return value
+
+    def close(self) -> None:
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.terminate()
+            self._process.join()
+            self._process = None
+        if self._receive is not None:
+            self._receive.close()
+            self._receive = None
+
+
+def _fit_into(send: Any, log: InteractionLog, fit_args: dict[str, Any]) -> None:
+    """In the fitting process: the final models, or what went wrong, pickled."""
+    try:
+        payload = pickle.dumps(("ok", fit_base_models(log, **fit_args)),
+                               protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fits itself
+        payload = pickle.dumps(("error", f"{type(exc).__name__}: {exc}"))
+    send.send_bytes(payload)
+    send.close()
 
 
 def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
                  item_vectors_source: object | None = None, progress: bool = True,
                  ranker_trainer: RankerTrainer | None = None,
                  sequence_seconds: float = 45.0,
-                 sequence_epochs: int | None = None) -> ModelMeta:
+                 sequence_epochs: int | None = None, workers: int = 1) -> ModelMeta:
     """Train and save a new model version for the tenant; returns its metadata.
 
     Raises `Conflict("no_activity")` (409) when the tenant has no item events. The last
     good version keeps serving until the new one is completely on disk.
     `item_vectors_source` is accepted for the ranker's facet features and not read by
     the base models; a ranker trainer that needs item vectors closes over them.
+    `workers` > 1 fits the final models in a process of their own (`FinalFit`).
     """
     del item_vectors_source
     started = time.monotonic()
@@ -192,7 +274,7 @@ def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
     session.commit()  # no transaction (nor pooled connection) held for minutes of training
     trained = train_log(log, item_texts, sequence_seconds=sequence_seconds,
                         sequence_epochs=sequence_epochs, progress=progress,
-                        ranker_trainer=ranker_trainer)
+                        ranker_trainer=ranker_trainer, workers=workers)
     return save_training(settings, tenant_id, log, trained, time.monotonic() - started)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,10 +16,21 @@ from service.core.errors import ApiError
 from service.tenants.service import create_tenant, tenant_by_name
 from service.training.contract import UserEvent
 from service.training.data import log_from_database
-from service.training.service import train_tenant
+from service.training.models import BaseModels
+from service.training.service import FinalFit, train_log, train_tenant
 from service.training.store import ArtifactStore, ModelRegistry, models_root
 from tests.utils.api import NOW, event, make_tenant
-from tests.utils.training import SHOWS, fill_tenant
+from tests.utils.training import (
+    CYCLE,
+    DAY,
+    SHOWS,
+    START,
+    TEXTS,
+    cluster_rows,
+    cycle_rows,
+    fill_tenant,
+    make_log,
+)
 
 
 def test_train_tenant_saves_a_version_the_registry_serves(
@@ -122,3 +135,43 @@ def test_the_sequence_epochs_setting_bounds_training_by_epochs_not_time(
                          for kw in built)
     with pytest.raises(ValueError, match="train_sequence_epochs"):
         Settings(train_sequence_epochs=0)
+
+
+def _equal_models(a: BaseModels, b: BaseModels) -> bool:
+    """The same fitted sources with the same learned numbers."""
+    import torch
+
+    if a.item_ids != b.item_ids or a.sources != b.sources or a.notes != b.notes:
+        return False
+    assert a.sequence is not None and b.sequence is not None
+    assert a.sequence.net is not None and b.sequence.net is not None
+    mine, theirs = a.sequence.net.state_dict(), b.sequence.net.state_dict()
+    history = [UserEvent(i, START + DAY * n, 1.0, f"h{n}") for n, i in enumerate(CYCLE[:3])]
+    return (mine.keys() == theirs.keys()
+            and all(torch.equal(mine[k], theirs[k]) for k in mine)
+            and a.sequence.losses == b.sequence.losses
+            and a.candidates(history, 5, set(), START) == b.candidates(history, 5, set(), START))
+
+
+def test_final_models_fit_in_their_own_process_are_the_ones_fit_in_place() -> None:
+    """workers > 1 fits the saved models in a spawned process beside the held-out fit:
+    the same models, number for number, and the same held-out metrics."""
+    log = make_log(cycle_rows(users=30) + cluster_rows(users=30))
+    args: dict[str, Any] = {"sequence_epochs": 2, "heldout_users": 20}
+    alone = train_log(log, TEXTS, **args)
+    beside = train_log(log, TEXTS, **args, workers=2)
+    assert alone.heldout == beside.heldout and alone.heldout["users"] > 0
+    assert _equal_models(alone.models, beside.models)
+    assert set(alone.models.sources) == {"cooccurrence", "transition", "sequence", "content",
+                                         "popular"}
+
+
+def test_a_failed_fitting_process_leaves_the_final_fit_to_the_caller(
+        caplog: pytest.LogCaptureFixture) -> None:
+    log = make_log(cycle_rows(users=5))
+    with caplog.at_level(logging.WARNING, logger="service.training.service"):
+        final = FinalFit(log, {"item_texts": TEXTS, "no_such_argument": 1})
+        assert final.result() is None
+        final.close()  # closing twice is harmless
+    assert "the fitting process failed" in caplog.text
+    assert "no_such_argument" in caplog.text
