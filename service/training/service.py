@@ -187,6 +187,9 @@ def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int =
                     time.monotonic() - started)
 
 
+FINISH_SECONDS = 30.0  # for the fitting process to exit once it has sent its models
+
+
 class FinalFit:
     """`fit_base_models(log, **fit_args)` in a spawned process (a fresh interpreter:
     forking the service, whose other threads may hold locks, is not safe), started at
@@ -225,11 +228,16 @@ class FinalFit:
         if status != "ok" or not isinstance(value, BaseModels):
             self._failed(str(value))
             return None
-        self.close()
+        self.close(finishing=True)
         return value
 
-    def close(self) -> None:
+    def close(self, finishing: bool = False) -> None:
+        """Stop the process; `finishing`: it has sent its result and is exiting, so it
+        gets a moment to run its exit handlers first (killed, it would leave semaphores
+        of its own, tqdm's lock among them, to the resource tracker)."""
         if self._process is not None:
+            if finishing:
+                self._process.join(timeout=FINISH_SECONDS)
             if self._process.is_alive():
                 self._process.terminate()
             self._process.join()
