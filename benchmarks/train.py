@@ -43,9 +43,8 @@ def main() -> None:
     parser.add_argument("--sequence-seconds", type=float, default=45.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=Settings().train_workers,
-                        help="processes building the ranker's samples, and with more than "
-                             "one the final models are fit in a process of their own (the "
-                             "service's train_workers setting by default)")
+                        help="processes building the ranker's samples (the service's "
+                             "train_workers setting by default)")
     parser.add_argument("--no-vectors", action="store_true",
                         help="train the ranker without item vectors (no facet features)")
     args = parser.parse_args()

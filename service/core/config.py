@@ -119,8 +119,9 @@ class Settings(BaseSettings):
     # the same models (and lists) whatever else the machine is doing.
     train_sequence_epochs: int | None = Field(default=None, ge=1, le=1000)
     # Processes that build the ranker's training samples side by side (1: the training
-    # thread alone); above 1, the final models are also fit in a process of their own
-    # while the held-out ones are fit. Each holds a copy of the models and item vectors.
+    # thread alone); above 1, with `train_sequence_epochs` set, the final models are also
+    # fit in a process of their own while the held-out ones are fit. Each holds a copy
+    # of the models and item vectors.
     train_workers: int = Field(default=2, ge=1, le=64)
     # Whether the learned ranker learns from the facet features (item vectors and
     # pseudo-facets at training, the profile's facets at serving).

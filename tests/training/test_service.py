@@ -175,3 +175,17 @@ def test_a_failed_fitting_process_leaves_the_final_fit_to_the_caller(
         final.close()  # closing twice is harmless
     assert "the fitting process failed" in caplog.text
     assert "no_such_argument" in caplog.text
+
+
+def test_under_a_time_budget_the_final_fit_stays_in_this_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Side by side, two time-budgeted sequence models would each train fewer epochs."""
+    import service.training.service as training
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("no fitting process under a time budget")
+
+    monkeypatch.setattr(training, "FinalFit", refuse)
+    trained = train_log(make_log(cycle_rows(users=30)), TEXTS, sequence_seconds=1,
+                        heldout_users=10, workers=2)
+    assert "sequence" in trained.models.sources
