@@ -10,10 +10,8 @@ reads the other, and the sequence model, most of a fit's time, trains on one thr
 when it trains for a fixed number of epochs (`sequence_epochs`, as the evaluation and the
 tests train) and `workers` > 1, a spawned process fits the final models while this one
 fits the held-out ones. Under a time budget (the service's default) the two fits stay
-one after the other: side by side, each trains fewer epochs in its budget (on this
-project's 2-core machines, 2.4 s an epoch of ml-latest-small against 1.8 s alone: the
-held-out sequence model's NDCG@10 fell from 0.034 to 0.026) for 6% less wall time
-(`benchmarks/train.py`, 143 s against 152 s).
+one after the other: side by side on two cores, each would train fewer epochs in its
+budget for little less wall time (the README's benchmark figures, session 34).
 """
 
 from __future__ import annotations
