@@ -185,13 +185,16 @@ _ATTRIBUTE: dict[CandidateSource, str] = {
 
 def fit_base_models(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int = 0,
                     sequence_seconds: float = 60.0, sequence_epochs: int | None = None,
-                    progress: bool = False) -> BaseModels:
+                    progress: bool = False,
+                    sequence_start: SequenceModel | None = None) -> BaseModels:
     """Fit every source the log supports over the catalog (logged items, then the items
     only `item_texts` knows, which only content can suggest).
 
     The sequence model trains for `sequence_seconds`, or, given `sequence_epochs`, for
     that many epochs whatever the time (the evaluation's choice: a time budget trains
-    less on a busy machine, so results would follow the load)."""
+    less on a busy machine, so results would follow the load). `sequence_start`: a
+    sequence model fitted on part of this log, which training continues from
+    (`SequenceModel.fit`'s `start_from`)."""
     known = set(log.item_ids)
     item_ids = list(log.item_ids) + sorted(i for i in item_texts if i not in known)
     n = len(item_ids)
@@ -219,7 +222,7 @@ def fit_base_models(log: InteractionLog, item_texts: Mapping[str, str], *, seed:
                 seed=seed, seconds=math.inf if sequence_epochs else sequence_seconds,
                 max_epochs=sequence_epochs or SequenceModel.MAX_EPOCHS).fit(
                 log, n, progress=lambda epoch, loss: bar.set_postfix_str(
-                    f"sequence epoch {epoch + 1} loss {loss:.3f}"))
+                    f"sequence epoch {epoch + 1} loss {loss:.3f}"), start_from=sequence_start)
             if sequence.net is not None:
                 models.sequence = sequence
             else:

@@ -101,6 +101,7 @@ class SequenceModel:
         self.seed = seed
         self.threads = threads
         self.losses: list[float] = []  # mean training loss per epoch
+        self.warm_started = False  # training continued from another fit's weights
         self.net: _SelfAttentionNet | None = None
         self.n_items = 0
 
@@ -115,8 +116,13 @@ class SequenceModel:
         return self.net
 
     def fit(self, log: InteractionLog, n_items: int,
-            progress: Callable[[int, float], None] | None = None) -> SequenceModel:
-        """Train until `seconds` pass or `max_epochs` end; `progress(epoch, loss)` per epoch."""
+            progress: Callable[[int, float], None] | None = None,
+            start_from: SequenceModel | None = None) -> SequenceModel:
+        """Train until `seconds` pass or `max_epochs` end; `progress(epoch, loss)` per epoch.
+
+        `start_from`: a model fitted on part of this log (the same catalog index and
+        architecture) whose weights training continues from instead of random ones; a
+        model of another shape is ignored (`_continue_from`)."""
         windows = self._windows(log)
         self.losses = []
         if len(windows) == 0:
@@ -126,6 +132,7 @@ class SequenceModel:
         with self._torch_settings():
             torch.manual_seed(self.seed)
             net = self._build(n_items)
+            self.warm_started = self._continue_from(start_from)
             optimiser = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
             shuffle = torch.Generator().manual_seed(self.seed)
             data = torch.from_numpy(windows)
@@ -151,6 +158,18 @@ class SequenceModel:
                     break
             net.eval()
         return self
+
+    def _continue_from(self, other: SequenceModel | None) -> bool:
+        """Load `other`'s weights into the new net when it has the same shape."""
+        if (other is None or other.net is None or self.net is None
+                or other.n_items != self.n_items or other._config() != self._config()):
+            return False
+        mine = self.net.state_dict()
+        theirs = other.net.state_dict()
+        if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+            return False
+        self.net.load_state_dict(theirs)
+        return True
 
     def _settled(self) -> bool:
         """The training loss stopped falling: `patience` epochs without a 1 % gain."""

@@ -228,6 +228,34 @@ def test_cooccurrence_between_reads_the_neighbour_matrix_and_zero_for_the_unknow
     assert models.cooccurrence_between([], ["s2"]).shape == (0, 1)
 
 
+def test_a_sequence_model_continues_from_another_fit_of_the_same_shape() -> None:
+    """Training's final sequence model starts from the held-out fit's weights: its first
+    epoch starts where that fit ended (a far lower loss than from random weights), and
+    a model of another catalog size or architecture is not loaded."""
+    import torch
+
+    log = make_log(cycle_rows())
+    n = len(log.item_ids)
+    first = SequenceModel(dim=32, max_len=10, seconds=30, max_epochs=40, seed=1).fit(log, n)
+    assert first.net is not None and not first.warm_started
+    loaded = SequenceModel(dim=32, max_len=10, seconds=30, max_epochs=0, seed=2).fit(
+        log, n, start_from=first)
+    assert loaded.warm_started and loaded.net is not None
+    theirs = first.net.state_dict()
+    assert all(torch.equal(value, theirs[key])
+               for key, value in loaded.net.state_dict().items())
+    continued = SequenceModel(dim=32, max_len=10, seconds=30, max_epochs=1, seed=2).fit(
+        log, n, start_from=first)
+    afresh = SequenceModel(dim=32, max_len=10, seconds=30, max_epochs=1, seed=2).fit(log, n)
+    assert continued.losses[0] < 0.5 * afresh.losses[0]
+    assert continued.losses[0] <= 1.5 * first.losses[-1]
+    other_catalog = SequenceModel(dim=32, max_len=10, seconds=30, max_epochs=1, seed=2).fit(
+        log, n + 1, start_from=first)
+    other_shape = SequenceModel(dim=16, max_len=10, seconds=30, max_epochs=1, seed=2).fit(
+        log, n, start_from=first)
+    assert not other_catalog.warm_started and not other_shape.warm_started
+
+
 def test_a_sequence_trained_by_epochs_ignores_the_clock_and_repeats_itself() -> None:
     """The evaluation trains the sequence model for a number of epochs, not seconds: a
     busy machine then trains the same model as an idle one."""

@@ -17,7 +17,7 @@ from service.tenants.service import create_tenant, tenant_by_name
 from service.training.contract import UserEvent
 from service.training.data import log_from_database
 from service.training.models import BaseModels
-from service.training.service import FinalFit, train_log, train_tenant
+from service.training.service import WARM_SHARE, FinalFit, train_log, train_tenant
 from service.training.store import ArtifactStore, ModelRegistry, models_root
 from tests.utils.api import NOW, event, make_tenant
 from tests.utils.training import (
@@ -131,8 +131,9 @@ def test_the_sequence_epochs_setting_bounds_training_by_epochs_not_time(
                              for kw in built)
         built.clear()
         train_with_ranker(session, tenant.id, timed, None)
-    assert built and all(kw["seconds"] == 7.0 and kw["max_epochs"] == real.MAX_EPOCHS
-                         for kw in built)
+    # the held-out fit, then the final one continuing from it for a share of the time
+    assert [kw["seconds"] for kw in built] == [7.0, pytest.approx(7.0 * WARM_SHARE)]
+    assert all(kw["max_epochs"] == real.MAX_EPOCHS for kw in built)
     with pytest.raises(ValueError, match="train_sequence_epochs"):
         Settings(train_sequence_epochs=0)
 
@@ -181,6 +182,39 @@ def test_a_failed_fitting_process_leaves_the_final_fit_to_the_caller(
         final.close()  # closing twice is harmless
     assert "the fitting process failed" in caplog.text
     assert "no_such_argument" in caplog.text
+
+
+def test_under_a_time_budget_the_final_sequence_model_continues_from_the_held_out_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final fit's sequence model starts from the held-out fit's weights and trains
+    for a third of the budget; with a fixed number of epochs (the evaluation) it starts
+    afresh."""
+    import service.training.service as training
+
+    calls: list[dict[str, Any]] = []
+    real = training.fit_base_models
+
+    def spy(log: Any, *args: Any, **kwargs: Any) -> BaseModels:
+        models = real(log, *args, **kwargs)
+        calls.append({**kwargs, "events": len(log), "models": models})
+        return models
+
+    monkeypatch.setattr(training, "fit_base_models", spy)
+    log = make_log(cycle_rows(users=30) + cluster_rows(users=30))
+    trained = train_log(log, TEXTS, sequence_seconds=3, heldout_users=20)
+    assert trained.heldout["users"] > 0
+    held, final = calls
+    assert held["events"] < len(log) and final["events"] == len(log)
+    assert held.get("sequence_start") is None
+    assert final["sequence_start"] is held["models"].sequence
+    assert final["sequence_seconds"] == pytest.approx(3 * WARM_SHARE)
+    assert trained.models.sequence is not None and trained.models.sequence.warm_started
+
+    calls.clear()
+    by_epochs = train_log(log, TEXTS, sequence_epochs=2, heldout_users=20)
+    assert [c.get("sequence_start") for c in calls] == [None, None]
+    assert by_epochs.models.sequence is not None
+    assert not by_epochs.models.sequence.warm_started
 
 
 def test_under_a_time_budget_the_final_fit_stays_in_this_process(
