@@ -39,13 +39,9 @@ import numpy.typing as npt
 
 from evals.types import ItemInfo
 from service.training.data import SPLIT_HOLDOUTS
-from service.training.features import COLUMN, FACET_CF_COLUMNS, MISSING_RANK
+from service.training.features import COLUMN, MISSING_RANK, PROFILE_COLUMNS
 from service.training.pseudo_facets import GroupingInputs, Vector
 from service.training.ranker import LGBM_PARAMS, Sample, _ndcg_hr, _order_by, _training_arrays
-
-# What the facets add to a row: the facet source's score and rank, and the profile columns.
-PROFILE_COLUMNS = ("score_facet", "facet_best", "facet_sum", "facet_best_long",
-                   "avoid_penalty", *FACET_CF_COLUMNS)
 
 
 def without_profile(sample: Sample) -> Sample:

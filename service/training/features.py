@@ -54,6 +54,10 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 FACET_CF_COLUMNS = ("facet_cf_best", "facet_cf_sum", "facet_cf_max")
 COLUMN = {name: n for n, name in enumerate(FEATURE_NAMES)}
+# What the profile's facets add to a row (beside `rank_facet`, and the facet source's
+# share of `n_sources`): the columns a ranker without the profile does not see.
+PROFILE_COLUMNS = ("score_facet", "facet_best", "facet_sum", "facet_best_long",
+                   "avoid_penalty", *FACET_CF_COLUMNS)
 
 Features = npt.NDArray[np.float32]
 # (row items, column items) -> rows x columns co-occurrence scores (`cooccurrence_between`)
@@ -91,6 +95,16 @@ def facet_scores(facets: Sequence[FacetSignal], item_vectors: npt.NDArray[np.flo
         strengths = np.array([f.strength for f in avoids], dtype=np.float64)[:, None]
         penalty = (strengths * np.clip(centroids @ item_vectors.T, 0.0, None)).max(axis=0)
     return best, total, best_of, penalty
+
+
+def without_profile_columns(features: Features) -> Features:
+    """A copy of the rows with the profile's columns (`PROFILE_COLUMNS`, `rank_facet`)
+    as for an item no facet proposed or resembles: a ranker trained on such rows never
+    splits on them, so what a request puts there does not change its scores."""
+    out = features.copy()
+    out[:, [COLUMN[name] for name in PROFILE_COLUMNS]] = 0.0
+    out[:, COLUMN["rank_facet"]] = MISSING_RANK
+    return out
 
 
 def facet_cooccurrence(facets: Sequence[FacetSignal], candidates: Sequence[str],

@@ -71,6 +71,7 @@ from service.training.features import (
     FEATURE_VERSION,
     MISSING_RANK,
     build_features,
+    without_profile_columns,
 )
 from service.training.pseudo_facets import (
     FACET_POOL,
@@ -126,12 +127,17 @@ class LearnedRanker:
     when they load (`compiled.py`), else by LightGBM."""
 
     def __init__(self, boosters: Sequence[lgb.Booster], feature_version: str = FEATURE_VERSION,
-                 probe: npt.NDArray[np.float32] | None = None) -> None:
+                 probe: npt.NDArray[np.float32] | None = None,
+                 profile_columns: bool = True) -> None:
         if not boosters:
             raise ValueError("a ranker needs at least one booster")
         self.boosters = list(boosters)
         self.feature_version = feature_version
-        self.version = f"lgbm-lambdarank/{feature_version}"
+        # False: trained with the profile's columns blank (`choose_profile_columns`), so
+        # its trees never read them.
+        self.profile_columns = profile_columns
+        self.version = (f"lgbm-lambdarank/{feature_version}"
+                        + ("" if profile_columns else "/without-profile"))
         self.probe = probe  # training rows the compiled trees are checked on
         self.compiled: CompiledTrees | None = None
         self.compile_problem: str | None = None  # why serving uses LightGBM, if it does
@@ -169,6 +175,7 @@ class LearnedRanker:
         (path / META_FILE).write_text(json.dumps({
             "feature_version": self.feature_version, "features": list(FEATURE_NAMES),
             "model": MODEL_FILE, "models": names, "kind": "lightgbm-lambdarank",
+            "profile_columns": self.profile_columns,
             "compiled": problem is None, "compile_problem": problem}, indent=2))
 
     @classmethod
@@ -180,7 +187,8 @@ class LearnedRanker:
                 f"the ranker in {path} was trained on feature list {version!r}, but this "
                 f"code builds {FEATURE_VERSION!r}; retrain the tenant's models")
         names = meta.get("models") or [meta.get("model", MODEL_FILE)]  # one, before ensembles
-        ranker = cls([lgb.Booster(model_file=str(path / n)) for n in names], version)
+        ranker = cls([lgb.Booster(model_file=str(path / n)) for n in names], version,
+                     profile_columns=bool(meta.get("profile_columns", True)))
         ranker.compiled, problem = load_compiled(path, ranker.predict)
         ranker.compile_problem = problem or meta.get("compile_problem")
         if problem is not None:
@@ -248,6 +256,14 @@ def evaluate(samples: Sequence[Sample], scorer: Callable[[npt.NDArray[np.float32
             metrics[f"{key}.ndcg@10"] = float(np.mean([v[0] for v in values]))
             metrics[f"{key}.hr@10"] = float(np.mean([v[1] for v in values]))
     return metrics
+
+
+def query_ndcgs(samples: Sequence[Sample],
+                scorer: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+                ) -> npt.NDArray[np.float64]:
+    """The scorer's NDCG@10 on each sample, in order."""
+    return np.asarray([_ndcg_hr(_order_by(scorer(s.features).astype(np.float64)), s.labels)[0]
+                       for s in samples], dtype=np.float64)
 
 
 def build_samples(log: InteractionLog, models: CandidateModels,
@@ -411,6 +427,47 @@ def _training_arrays(samples: Sequence[Sample], rng: np.random.Generator
     return np.concatenate(xs), np.concatenate(ys), groups
 
 
+def _fit_boosters(x: npt.NDArray[np.float32], y: npt.NDArray[np.int32], groups: list[int],
+                  seed: int) -> list[lgb.Booster]:
+    boosters = []
+    for n in range(BOOSTERS):
+        model = lgb.LGBMRanker(**LGBM_PARAMS, random_state=seed + n, n_jobs=2,
+                               deterministic=True, force_row_wise=True)
+        model.fit(x, y, group=groups, feature_name=list(FEATURE_NAMES))
+        boosters.append(model.booster_)
+    return boosters
+
+
+def choose_profile_columns(
+    x: npt.NDArray[np.float32], y: npt.NDArray[np.int32], groups: list[int],
+    probe: npt.NDArray[np.float32], valid: Sequence[Sample], seed: int,
+) -> tuple[LearnedRanker, dict[str, float], list[str]]:
+    """The ranker with the profile's columns, or the one trained without them (the same
+    rows with those columns blank: `without_profile_columns`) unless the profile's beats
+    it on the validation users by more than one standard error of the paired difference
+    in NDCG@10 (the one-standard-error rule: the simpler model unless the richer one is
+    better beyond noise). Where the facets carry nothing the trained sources lack, the
+    profile's columns only add noise to the order; the facets still propose candidates,
+    calibrate the list and give reasons either way. Returns (ranker, metrics, notes)."""
+    plain_x = without_profile_columns(x)
+    plain = LearnedRanker(_fit_boosters(plain_x, y, groups, seed),
+                          probe=without_profile_columns(probe), profile_columns=False)
+    if np.array_equal(plain_x, x):  # no profile in the rows (no vectors): nothing to weigh
+        return plain, {"ranker.profile_columns": 0.0}, []
+    full = LearnedRanker(_fit_boosters(x, y, groups, seed), probe=probe)
+    gain = query_ndcgs(valid, full.score) - query_ndcgs(valid, plain.score)
+    mean = float(gain.mean()) if len(gain) else 0.0
+    se = float(gain.std(ddof=1) / math.sqrt(len(gain))) if len(gain) > 1 else math.inf
+    use = mean > se
+    metrics = {"ranker.profile_columns": float(use), "ranker.profile_gain.ndcg@10": mean,
+               "ranker.profile_gain.se": se}
+    notes = [] if use else [
+        f"ranked without the profile's columns: with them the ranker did not beat the one "
+        f"without by one standard error on validation (NDCG@10 {mean:+.4f}, SE {se:.4f}); "
+        "the facets still propose candidates, calibrate lists and give reasons"]
+    return (full if use else plain), metrics, notes
+
+
 def train_ranker(
     log: InteractionLog, fit_fn: Callable[[InteractionLog], CandidateModels],
     item_texts: Mapping[str, str] | None = None, *,
@@ -438,19 +495,13 @@ def train_ranker(
     if len(groups) < MIN_USERS // 2:
         return None, {}, ["too little data for a ranker: the sources found the held-out "
                           f"item for only {len(groups)} training samples"]
-    boosters = []
-    for n in range(BOOSTERS):
-        model = lgb.LGBMRanker(**LGBM_PARAMS, random_state=seed + n, n_jobs=2,
-                               deterministic=True, force_row_wise=True)
-        model.fit(x, y, group=groups, feature_name=list(FEATURE_NAMES))
-        boosters.append(model.booster_)
     probe = x[np.sort(rng.choice(len(x), size=min(PROBE_ROWS, len(x)), replace=False))]
-    ranker = LearnedRanker(boosters, probe=probe)
+    ranker, choice, notes = choose_profile_columns(x, y, groups, probe, valid, seed)
     metrics = evaluate(valid, ranker.score)
+    metrics.update(choice)
     metrics["ranker.validation_users"] = float(len(held_users))
     metrics["ranker.validation_samples"] = float(len(valid))
     metrics["ranker.training_samples"] = float(len(groups))
-    notes = []
     singles = {s: metrics.get(f"ranker.baseline.{s}.ndcg@10", 0.0) for s in ALL_SOURCES}
     best = max(singles, key=lambda s: singles[s])
     metrics["ranker.best_source.ndcg@10"] = singles[best]

@@ -23,9 +23,16 @@ from service.training.contract import (
     UserEvent,
 )
 from service.training.data import POSITIVE, log_from_rows
-from service.training.features import FEATURE_NAMES
+from service.training.features import COLUMN, FEATURE_NAMES, PROFILE_COLUMNS
 from service.training.pseudo_facets import GroupingInputs, facet_hits, grouped_facets
-from service.training.ranker import FeatureVersionMismatch, LearnedRanker, train_ranker
+from service.training.ranker import (
+    FeatureVersionMismatch,
+    LearnedRanker,
+    Sample,
+    _training_arrays,
+    choose_profile_columns,
+    train_ranker,
+)
 
 ITEMS = [f"i{n}" for n in range(300)]
 DAY = 86400.0
@@ -100,6 +107,8 @@ def test_the_ranker_learns_a_planted_signal_and_beats_each_single_source() -> No
     assert metrics["ranker.ndcg@10"] > 0.9 > metrics["ranker.best_source.ndcg@10"] + 0.3
     assert metrics["ranker.hr@10"] > metrics["ranker.baseline.cooccurrence.hr@10"]
     assert notes == []
+    # No item vectors, so no profile in the rows: the ranker is the one without it.
+    assert metrics["ranker.profile_columns"] == 0.0 and not ranker.profile_columns
 
 
 def test_a_ranker_that_cannot_win_says_so() -> None:
@@ -171,6 +180,9 @@ def test_pseudo_facets_let_the_ranker_find_the_users_topic() -> None:
     assert metrics["ranker.ndcg@10"] > 2 * metrics["ranker.baseline.popular.ndcg@10"]
     importance = dict(zip(FEATURE_NAMES, ranker.feature_importance(), strict=True))
     assert importance["facet_best"] + importance["facet_sum"] > 0
+    # The facets carry the signal here: the profile's columns are kept, beyond noise.
+    assert ranker.profile_columns and metrics["ranker.profile_columns"] == 1.0
+    assert metrics["ranker.profile_gain.ndcg@10"] > 2 * metrics["ranker.profile_gain.se"] > 0
     # Without vectors there is nothing to tell the topic by.
     _, blind, _ = train_ranker(log, OneNoisySource, {})
     assert blind["ranker.ndcg@10"] < metrics["ranker.ndcg@10"]
@@ -299,6 +311,41 @@ def test_facet_hits_gather_each_facets_quota_as_serving_does() -> None:
     assert facet_hits(facets[2:], ids, matrix, pool=10, exclude=set()) == {}
 
 
+def _queries(rng: np.random.Generator, users: int, truth: str) -> list[Sample]:
+    """One query per user, 30 candidates of random features; the held-out item is the
+    one with the highest `truth` column, give or take some noise."""
+    out = []
+    for u in range(users):
+        rows = rng.random((30, len(FEATURE_NAMES))).astype(np.float32)
+        labels = np.zeros(30, dtype=np.int32)
+        labels[int(np.argmax(rows[:, COLUMN[truth]] + 0.5 * rng.random(30)))] = 1
+        out.append(Sample(f"u{u}", rows, labels))
+    return out
+
+
+@pytest.mark.parametrize(("truth", "kept"), [("facet_best", True), ("score_cooccurrence", False)])
+def test_the_profile_columns_are_kept_only_when_they_beat_the_ranker_without_them(
+        truth: str, kept: bool) -> None:
+    """Labels follow a profile column: the ranker keeps the profile's columns. Labels
+    follow a trained source and the profile's columns are noise: the ranker without them
+    is chosen, and its scores do not move whatever those columns hold."""
+    rng = np.random.default_rng(0)
+    train, valid = _queries(rng, 300, truth), _queries(rng, 150, truth)
+    x, y, groups = _training_arrays(train, rng)
+    ranker, metrics, notes = choose_profile_columns(x, y, groups, x[:50], valid, seed=0)
+    assert ranker.profile_columns is kept
+    assert metrics["ranker.profile_columns"] == float(kept)
+    assert (metrics["ranker.profile_gain.ndcg@10"] > metrics["ranker.profile_gain.se"]) is kept
+    assert bool(notes) is not kept
+    assert ranker.version.endswith("/without-profile") is not kept
+    rows = valid[0].features
+    shuffled = rows.copy()
+    for name in PROFILE_COLUMNS:
+        shuffled[:, COLUMN[name]] = rng.random(len(rows))
+    moved = not np.array_equal(ranker.score(rows), ranker.score(shuffled))
+    assert moved is kept
+
+
 def test_save_and_load_round_trip_and_a_feature_mismatch_is_refused(tmp_path: Path) -> None:
     ranker, _, _ = train_ranker(world(200), NoisySources, {}, seed=3)
     assert ranker is not None
@@ -307,6 +354,7 @@ def test_save_and_load_round_trip_and_a_feature_mismatch_is_refused(tmp_path: Pa
     loaded = LearnedRanker.load(tmp_path / "ranker")
     assert np.allclose(loaded.score(rows), ranker.score(rows))
     assert loaded.version == ranker.version
+    assert loaded.profile_columns is ranker.profile_columns is False  # no vectors given
 
     meta_path = tmp_path / "ranker" / "ranker.json"
     meta = json.loads(meta_path.read_text())
