@@ -473,10 +473,14 @@ def train_ranker(
     item_texts: Mapping[str, str] | None = None, *,
     item_vectors: Mapping[str, Vector] | None = None, seed: int = 0, progress: bool = False,
     grouping: GroupingInputs | None = None, holdouts: int = SPLIT_HOLDOUTS,
-    workers: int = 1,
+    workers: int = 1, choose_profile: bool = False,
 ) -> tuple[LearnedRanker | None, dict[str, float], list[str]]:
     """(ranker or None, validation metrics, notes). `item_texts` is accepted for the
-    trainer's call shape; the base models see it through `fit_fn`."""
+    trainer's call shape; the base models see it through `fit_fn`. `choose_profile`:
+    keep the profile's columns only when they beat the ranker without them on
+    validation (`choose_profile_columns`); off by default: on ml-latest-small the rule
+    dropped them, which left the evaluation where it was (README, session 35) and the
+    demo lists less on the users' tastes, so the facets keep their say in the order."""
     del item_texts
     keep, held = split_last_positives(log, seed, holdouts)
     if len(held) < MIN_USERS:
@@ -496,7 +500,11 @@ def train_ranker(
         return None, {}, ["too little data for a ranker: the sources found the held-out "
                           f"item for only {len(groups)} training samples"]
     probe = x[np.sort(rng.choice(len(x), size=min(PROBE_ROWS, len(x)), replace=False))]
-    ranker, choice, notes = choose_profile_columns(x, y, groups, probe, valid, seed)
+    if choose_profile:
+        ranker, choice, notes = choose_profile_columns(x, y, groups, probe, valid, seed)
+    else:
+        ranker, choice, notes = LearnedRanker(_fit_boosters(x, y, groups, seed),
+                                              probe=probe), {}, []
     metrics = evaluate(valid, ranker.score)
     metrics.update(choice)
     metrics["ranker.validation_users"] = float(len(held_users))

@@ -133,9 +133,7 @@ def test_a_trained_tenant_gets_a_hybrid_list_whose_reasons_cite_the_users_own_ev
     p = stored["parameters"]
     assert stored["source"] == "hybrid" and p["scoring"] == "ranker"
     assert p["models"]["version"] == meta.version
-    # with or without the profile's columns, as training chose on validation
-    assert p["models"]["ranker"] == f"lgbm-lambdarank/{FEATURE_VERSION}" + (
-        "" if meta.heldout["ranker.profile_columns"] else "/without-profile")
+    assert p["models"]["ranker"] == f"lgbm-lambdarank/{FEATURE_VERSION}"
     assert p["models"]["feature_version"] == FEATURE_VERSION
     assert p["feature_names"] == list(FEATURE_NAMES) and p["notes"] == []
     returned = [c for c in stored["candidates"] if c["status"] == "returned"]

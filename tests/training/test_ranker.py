@@ -107,8 +107,12 @@ def test_the_ranker_learns_a_planted_signal_and_beats_each_single_source() -> No
     assert metrics["ranker.ndcg@10"] > 0.9 > metrics["ranker.best_source.ndcg@10"] + 0.3
     assert metrics["ranker.hr@10"] > metrics["ranker.baseline.cooccurrence.hr@10"]
     assert notes == []
-    # No item vectors, so no profile in the rows: the ranker is the one without it.
-    assert metrics["ranker.profile_columns"] == 0.0 and not ranker.profile_columns
+    assert "ranker.profile_columns" not in metrics and ranker.profile_columns  # no choice
+    # Asked to choose, with no item vectors (no profile in the rows): the one without it.
+    chosen, chosen_metrics, _ = train_ranker(log, fit, {}, seed=1, choose_profile=True)
+    assert chosen is not None and not chosen.profile_columns
+    assert chosen_metrics["ranker.profile_columns"] == 0.0
+    assert chosen_metrics["ranker.ndcg@10"] == metrics["ranker.ndcg@10"]  # the same trees
 
 
 def test_a_ranker_that_cannot_win_says_so() -> None:
@@ -175,7 +179,8 @@ def test_pseudo_facets_let_the_ranker_find_the_users_topic() -> None:
             if n:
                 next_in_topic[f"u{u}-e{n - 1}"] = item
     log = log_from_rows(rows)
-    ranker, metrics, _ = train_ranker(log, OneNoisySource, {}, item_vectors=vectors)
+    ranker, metrics, _ = train_ranker(log, OneNoisySource, {}, item_vectors=vectors,
+                                      choose_profile=True)
     assert ranker is not None
     assert metrics["ranker.ndcg@10"] > 2 * metrics["ranker.baseline.popular.ndcg@10"]
     importance = dict(zip(FEATURE_NAMES, ranker.feature_importance(), strict=True))
@@ -354,7 +359,13 @@ def test_save_and_load_round_trip_and_a_feature_mismatch_is_refused(tmp_path: Pa
     loaded = LearnedRanker.load(tmp_path / "ranker")
     assert np.allclose(loaded.score(rows), ranker.score(rows))
     assert loaded.version == ranker.version
-    assert loaded.profile_columns is ranker.profile_columns is False  # no vectors given
+    assert loaded.profile_columns is ranker.profile_columns is True
+    plain, _, _ = train_ranker(world(200), NoisySources, {}, seed=3, choose_profile=True)
+    assert plain is not None and not plain.profile_columns  # no vectors: nothing to weigh
+    plain.save(tmp_path / "plain")
+    reloaded = LearnedRanker.load(tmp_path / "plain")
+    assert not reloaded.profile_columns and reloaded.version == plain.version
+    assert reloaded.version.endswith("/without-profile")
 
     meta_path = tmp_path / "ranker" / "ranker.json"
     meta = json.loads(meta_path.read_text())
