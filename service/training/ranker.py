@@ -479,8 +479,8 @@ def train_ranker(
     trainer's call shape; the base models see it through `fit_fn`. `choose_profile`:
     keep the profile's columns only when they beat the ranker without them on
     validation (`choose_profile_columns`); off by default: on ml-latest-small the rule
-    dropped them, which left the evaluation where it was (README, session 35) and the
-    demo lists less on the users' tastes, so the facets keep their say in the order."""
+    dropped them, which left the evaluation where it was and cost faithfulness on
+    validation (README, session 35), so the facets keep their say in the order."""
     del item_texts
     keep, held = split_last_positives(log, seed, holdouts)
     if len(held) < MIN_USERS:
