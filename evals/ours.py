@@ -189,7 +189,9 @@ class OursRecommender:
                             ranker_trainer=partial(train_ranker, item_vectors=vectors,
                                                    seed=self.seed, grouping=grouping,
                                                    workers=app.state.container.settings
-                                                   .train_workers),
+                                                   .train_workers,
+                                                   choose_profile=app.state.container
+                                                   .settings.ranker_choose_facet_features),
                             workers=app.state.container.settings.train_workers)
         meta = save_training(app.state.container.settings, self._tenant_id, log, trained,
                              time.monotonic() - started)

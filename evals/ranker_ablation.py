@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from evals.types import ItemInfo
 from service.training.data import SPLIT_HOLDOUTS
-from service.training.features import COLUMN, MISSING_RANK, PROFILE_COLUMNS
+from service.training.features import COLUMN, MISSING_RANK, without_profile_columns
 from service.training.pseudo_facets import GroupingInputs, Vector
 from service.training.ranker import LGBM_PARAMS, Sample, _ndcg_hr, _order_by, _training_arrays
 
@@ -47,13 +47,10 @@ from service.training.ranker import LGBM_PARAMS, Sample, _ndcg_hr, _order_by, _t
 def without_profile(sample: Sample) -> Sample:
     """The sample as a ranker without a profile sees it: candidates only the facet source
     proposed are gone, and the facet columns read as for an item no facet proposed."""
-    features = sample.features.copy()
-    by_facet = features[:, COLUMN["rank_facet"]] < MISSING_RANK
+    by_facet = sample.features[:, COLUMN["rank_facet"]] < MISSING_RANK
+    features = without_profile_columns(sample.features)
     features[:, COLUMN["n_sources"]] -= by_facet
     kept = features[:, COLUMN["n_sources"]] > 0
-    for name in PROFILE_COLUMNS:
-        features[:, COLUMN[name]] = 0.0
-    features[:, COLUMN["rank_facet"]] = MISSING_RANK
     return replace(sample, features=features[kept], labels=sample.labels[kept])
 
 

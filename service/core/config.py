@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # Whether the learned ranker learns from the facet features (item vectors and
     # pseudo-facets at training, the profile's facets at serving).
     ranker_facet_features: bool = True
+    # With facet features on, whether training keeps them only where they beat the same
+    # ranker without them on the tenant's validation users by one standard error
+    # (`ranker.choose_profile_columns`). Off: on ml-latest-small they did not, the rule
+    # dropped them, and the lists were no better for it (README).
+    ranker_choose_facet_features: bool = False
 
     host: str = "127.0.0.1"
     port: int = 8000

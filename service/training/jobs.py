@@ -72,7 +72,9 @@ def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
     return train_tenant(session, tenant_id, settings, progress=progress,
                         ranker_trainer=partial(train_ranker, item_vectors=found,
                                                progress=progress, grouping=grouping,
-                                               workers=settings.train_workers),
+                                               workers=settings.train_workers,
+                                               choose_profile=settings
+                                               .ranker_choose_facet_features),
                         sequence_seconds=settings.train_sequence_seconds,
                         sequence_epochs=settings.train_sequence_epochs,
                         workers=settings.train_workers)

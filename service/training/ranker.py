@@ -476,7 +476,8 @@ def train_ranker(
     workers: int = 1, choose_profile: bool = False,
 ) -> tuple[LearnedRanker | None, dict[str, float], list[str]]:
     """(ranker or None, validation metrics, notes). `item_texts` is accepted for the
-    trainer's call shape; the base models see it through `fit_fn`. `choose_profile`:
+    trainer's call shape; the base models see it through `fit_fn`. `choose_profile`
+    (the setting `ranker_choose_facet_features`):
     keep the profile's columns only when they beat the ranker without them on
     validation (`choose_profile_columns`); off by default: on ml-latest-small the rule
     dropped them, which left the evaluation where it was and cost faithfulness on

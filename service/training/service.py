@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -146,7 +145,10 @@ def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int =
     fit_args: dict[str, Any] = {"item_texts": item_texts, "seed": seed,
                                 "sequence_seconds": sequence_seconds,
                                 "sequence_epochs": sequence_epochs}
-    fit_models: FitFn = partial(fit_base_models, **fit_args, progress=progress)
+
+    def fit_models(part: InteractionLog, **overrides: Any) -> BaseModels:
+        return fit_base_models(part, **{**fit_args, **overrides}, progress=progress)
+
     final = FinalFit(log, fit_args) if workers > 1 and sequence_epochs else None
     fitted: dict[str, BaseModels] = {}
 
@@ -188,12 +190,10 @@ def train_log(log: InteractionLog, item_texts: Mapping[str, str], *, seed: int =
         start = next((m.sequence for m in fitted.values()), None)
         fitted.clear()
         models = final.result() if final is not None else None
-        if models is None and sequence_epochs is None and start is not None:
-            models = fit_base_models(log, **{**fit_args, "sequence_seconds": sequence_seconds
-                                             * WARM_SHARE}, progress=progress,
-                                     sequence_start=start)
-        elif models is None:
-            models = fit_models(log)
+        if models is None:
+            warm = sequence_epochs is None and start is not None
+            models = fit_models(log, **({"sequence_seconds": sequence_seconds * WARM_SHARE,
+                                         "sequence_start": start} if warm else {}))
         del start
         bar.update()
     finally:

@@ -138,6 +138,36 @@ def test_the_sequence_epochs_setting_bounds_training_by_epochs_not_time(
         Settings(train_sequence_epochs=0)
 
 
+def test_the_facet_feature_choice_setting_reaches_the_ranker_trainer(
+        train_client: TestClient, train_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ranker_choose_facet_features` turns on training's one-standard-error choice of
+    the profile's columns (`ranker.choose_profile_columns`, tested on its own in
+    test_ranker); off by default."""
+    from service.training import jobs
+
+    fill_tenant(train_client)
+    asked: list[object] = []
+
+    def spy(log: object, fit: object, texts: object, **kwargs: Any) -> tuple[None, dict[
+            str, float], list[str]]:
+        asked.append(kwargs["choose_profile"])
+        return None, {}, ["no ranker: a spy"]
+
+    monkeypatch.setattr(jobs, "train_ranker", spy)
+    quick = train_settings.model_copy(update={"train_sequence_epochs": 1,
+                                              "ranker_facet_features": False})
+    assert quick.ranker_choose_facet_features is False
+    with train_client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
+        tenant = tenant_by_name(session, "acme")
+        assert tenant is not None
+        meta = jobs.train_with_ranker(session, tenant.id, quick, None)
+        assert not meta.ranker and "no ranker: a spy" in meta.notes
+        jobs.train_with_ranker(session, tenant.id, quick.model_copy(
+            update={"ranker_choose_facet_features": True}), None)
+    assert asked == [False, True]
+
+
 def assert_equal_models(a: BaseModels, b: BaseModels) -> None:
     """The same fitted sources with the same learned numbers."""
     import torch
