@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -100,12 +101,10 @@ def start_demo(data_dir: Path, users: list[str], limit: int | None,
                before_answer: Callable[[], None] | None = None,
                clock: Callable[[], datetime] = utcnow, background: bool = False) -> Demo:
     """The demo load; `background` adds the data set's other raters and trains the
-    tenant's models (as `make run` does), the sequence model for a fixed number of epochs
-    instead of `make run`'s time budget: with the ratings dated on a whole hour, every
-    load then trains the same models and serves the same lists."""
+    tenant's models as `make run` does (with `make run`'s settings: the sequence model
+    for `load.DEMO_SEQUENCE_EPOCHS`, so every load trains the same models)."""
     settings = Settings(data_dir=data_dir, refresh_worker=False, demo_users=users,
-                        demo_catalog_limit=limit, demo_background_raters=background,
-                        train_sequence_epochs=10)
+                        demo_catalog_limit=limit, demo_background_raters=background)
     data_dir.mkdir(parents=True)
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
@@ -563,3 +562,29 @@ def test_trained_demo_lists_are_hybrid_unseen_on_taste_and_explained_by_own_even
                 cited = {e["event_id"] for e in entry["because"]["evidence"]}
                 assert cited and cited <= set(mine), (user_id, entry)
     assert min(counts.values()) >= 6, f"on-taste items of 10 per demo user: {counts}"
+
+
+def test_the_demo_trains_for_fixed_epochs_unless_told_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run`'s first training of the demo fits the sequence model for
+    `DEMO_SEQUENCE_EPOCHS` (the same models on any machine), or the epochs an operator set;
+    the settings the service runs with are left as they are."""
+    from service.demo import load
+    from service.training import jobs
+
+    seen: list[int | None] = []
+
+    def spy(session: Session, tenant_id: int, settings: Settings, vectors: Any,
+            progress: bool = False) -> Any:
+        seen.append(settings.train_sequence_epochs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(jobs, "train_with_ranker", spy)
+    sessions = make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'demo.db'}"))
+    for settings in (Settings(), Settings(train_sequence_epochs=3)):
+        rt = SimpleNamespace(settings=settings, vectors=None)
+        result = DemoLoad(key="", key_file=tmp_path, user_ids=[], loaded=False)
+        load._train_models(sessions, 1, result, rt, lambda _: None, False)  # type: ignore[arg-type]
+        assert result.training_problem == "RuntimeError: stop here"
+    assert seen == [load.DEMO_SEQUENCE_EPOCHS, 3]
+    assert Settings().train_sequence_epochs is None

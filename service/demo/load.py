@@ -230,6 +230,14 @@ def _load_background(session: Session, tenant_id: int, interactions: Sequence[In
     return accepted
 
 
+# The demo's first training fits the sequence model for this many epochs (unless
+# `train_sequence_epochs` says otherwise) instead of the time budget: with the ratings
+# dated on a whole hour, every load then trains the same models and serves the same
+# lists on any machine, however busy (the ones tests/test_demo.py checks); the worker's
+# later retraining keeps the budget.
+DEMO_SEQUENCE_EPOCHS = 10
+
+
 def _train_models(sessions: sessionmaker[Session], tenant_id: int, result: DemoLoad,
                   rt: ProfileRuntime, say: Callable[[str], None], progress: bool) -> None:
     """The tenant's recommender models, so the first lists are the hybrid ones. A failure
@@ -237,10 +245,13 @@ def _train_models(sessions: sessionmaker[Session], tenant_id: int, result: DemoL
     trains a tenant without models on its next pass."""
     from service.training.jobs import train_with_ranker
 
+    settings = rt.settings
+    if settings.train_sequence_epochs is None:
+        settings = settings.model_copy(update={"train_sequence_epochs": DEMO_SEQUENCE_EPOCHS})
     say("demo: training the tenant's recommender models (a few minutes on 2 cores)")
     with sessions() as session:
         try:
-            meta = train_with_ranker(session, tenant_id, rt.settings, rt.vectors,
+            meta = train_with_ranker(session, tenant_id, settings, rt.vectors,
                                      progress=progress)
         except Exception as exc:  # whatever went wrong, the demo still serves
             session.rollback()
