@@ -7,8 +7,8 @@ each other. This builds the ranker's samples once, exactly as training does
 (`service.training.ranker.build_samples`: the time split, the base models fitted without
 the held-out tails, pseudo-facets grouped as a refresh groups, the facet source gathered
 as serving gathers it), over the *validation* split's training part (no test target is
-ever seen), then trains one LightGBM booster with the tenant's parameters (the tenant
-averages `BOOSTERS` of them) on `folds` user folds, for
+ever seen), then trains one LightGBM booster with the tenant's parameters (as the tenant
+does: `BOOSTERS` is one) on `folds` user folds, for
 each of `seeds` fold assignments, twice: with every feature, and without the profile (the
 facet source's own candidates dropped and every facet column zeroed, as `ours-no-llm`'s
 ranker is trained). Both score the same queries, so the paired difference of their
