@@ -121,12 +121,6 @@ class TenantModels(Protocol):
         item (rows x columns; 0 where either is unknown or they do not neighbour)."""
         ...
 
-    def sequence_after(self, threads: Sequence[Sequence[str]], items: Sequence[str]
-                       ) -> npt.NDArray[np.float64]:
-        """The sequence model's next-item probability of each item after each thread of
-        items (threads x items, each thread oldest first; 0 where it cannot say)."""
-        ...
-
     def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         """The learned ranker's score per feature row, or None without a ranker."""
         ...
