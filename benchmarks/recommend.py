@@ -350,8 +350,8 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             client.get(url, headers=auth, params={"k": 10}).raise_for_status()
         # The target's figure: the same app behind a real HTTP server (uvicorn on loopback,
         # one keep-alive connection), as `interest-tracker serve` runs it; then the same
-        # requests through the in-process ASGI client, which earlier runs reported and
-        # which adds ~2 ms a request of its own (its thread hop per request).
+        # requests through the in-process ASGI client, which earlier runs reported (a bare
+        # route took 2.6 ms through it, 0.7 ms through uvicorn, on session 39's machine).
         with served(app) as http:
             latencies = timed_gets(http, url, auth, args.requests)
         in_process = timed_gets(client, url, auth, args.requests)
