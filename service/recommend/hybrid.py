@@ -57,7 +57,7 @@ from service.recommend.reasons import (
     recent_positives,
 )
 from service.recommend.schemas import Because, ReasonKind, Scoring, Source
-from service.recommend.trace import StoredCandidate, r6
+from service.recommend.trace import CandidateRow, SourceRow, r6
 from service.training.contract import (
     ALL_SOURCES,
     CandidateSource,
@@ -324,26 +324,34 @@ def rank_hybrid(
     # rows of features were a twentieth of the request).
     sims = rounded_columns(np.vstack([like_sims, avoid_sims])[:, traced])
     feature_rows = np.round(features[traced].astype(np.float64), 5).tolist()
-    candidates = []
+    candidates: list[CandidateRow] = []
     for n, j in enumerate(traced):
         status: Status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
                           else "not_selected")
         item_id = kept[j]
-        candidates.append(StoredCandidate(
-            item_id=item_id, title=rows[item_id].title, sims=sims[n],
-            base_score=r6(fusion.base[j]), avoid_penalty=r6(fusion.penalty[j]),
-            score=r6(raw_score[j]),
-            best_facet=likes[best_of[j]].facet_id if best_of[j] >= 0 else None,
-            status=status, mmr_rank=rank_of[j][0] if j in rank_of else None,
-            mmr_objective=r6(rank_of[j][1]) if j in rank_of else None,
-            # Each source's hit as `TraceSourceHit`'s fields: the candidate validates them
-            # in one call, for less than a model built per hit.
-            sources={s: {"score": r6(hit.score), "rank": hit.rank,
-                         "via": via_ids[v] if (v := hit.via) is not None
-                         and 0 <= v < len(via_ids) else None}
-                     for s in ALL_SOURCES if (hit := hits.get(s, {}).get(item_id)) is not None},
-            features=feature_rows[n], reason=reasons.get(j),
-            explained=explained(j) if j in reasons_of else None))
+        stored: CandidateRow = {
+            "item_id": item_id, "title": rows[item_id].title, "sims": sims[n],
+            "base_score": r6(fusion.base[j]), "avoid_penalty": r6(fusion.penalty[j]),
+            "score": r6(raw_score[j]),
+            "best_facet": likes[best_of[j]].facet_id if best_of[j] >= 0 else None,
+            "status": status}  # the rest in `StoredCandidate`'s order, those set
+        if j in rank_of:
+            stored["mmr_rank"], stored["mmr_objective"] = rank_of[j][0], r6(rank_of[j][1])
+        # Each source's hit as `TraceSourceHit`'s fields (`SourceRow`).
+        sources: dict[str, SourceRow] = {}
+        for s in ALL_SOURCES:
+            if (hit := hits.get(s, {}).get(item_id)) is not None:
+                sources[s] = {"score": r6(hit.score), "rank": hit.rank}
+                if (v := hit.via) is not None and 0 <= v < len(via_ids):
+                    sources[s]["via"] = via_ids[v]
+        if sources:
+            stored["sources"] = sources
+        stored["features"] = feature_rows[n]
+        if (reason_kind := reasons.get(j)) is not None:
+            stored["reason"] = reason_kind
+        if j in reasons_of:
+            stored["explained"] = explained(j)
+        candidates.append(stored)
     source: Source = "hybrid"
     calibrated = ({t: round(v, 4) for t, v in target.items()}
                   if target and params.calibration > 0 else None)

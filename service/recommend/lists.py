@@ -35,7 +35,7 @@ from service.recommend.schemas import (
     PopularTier,
     Source,
 )
-from service.recommend.trace import StoredCandidate
+from service.recommend.trace import CandidateRow, StoredCandidate
 
 EVIDENCE_SHOWN = 5  # evidence events per `because`, closest to the item first
 
@@ -71,7 +71,7 @@ class Pick:
 class Ranked:
     source: Source
     picks: list[Pick]
-    candidates: list[StoredCandidate]
+    candidates: Sequence[StoredCandidate] | Sequence[CandidateRow]
     excluded: dict[str, int]
     quotas: dict[str, int] = field(default_factory=dict)
     calibration_target: dict[str, float] | None = None  # hybrid lists calibrated to it

@@ -9,10 +9,12 @@ carry the `recommendation_id`. The chat answers only from this record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, Field, TypeAdapter
+from pydantic_core import to_json
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -76,6 +78,38 @@ class StoredCandidate(BaseModel):
     explained: bool | None = None
 
 
+class SourceRow(TypedDict):
+    """`TraceSourceHit`'s fields (`via` left out where there is none, as for its default)."""
+
+    score: float
+    rank: int
+    via: NotRequired[str]
+
+
+class CandidateRow(TypedDict):
+    """A candidate as stored, built as a plain dict: `StoredCandidate`'s fields, those at
+    their default left out (as `exclude_defaults` leaves them out). Hybrid lists trace a
+    hundred candidates a request, and validating each as a `StoredCandidate` before
+    encoding it took 60% of the encoding's time (2.5 ms against 0.9 ms for 100 rows on
+    session 40's machine); what is stored is validated when it is read back (`TraceOut`).
+    """
+
+    item_id: str
+    title: str
+    sims: list[float]
+    base_score: float
+    avoid_penalty: float
+    score: float
+    best_facet: str | None
+    status: Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
+    mmr_rank: NotRequired[int]
+    mmr_objective: NotRequired[float]
+    sources: NotRequired[dict[str, SourceRow]]
+    features: NotRequired[list[float]]
+    reason: NotRequired[ReasonKind]
+    explained: NotRequired[bool]
+
+
 class StoredItem(RecommendedItem):
     rank: int
     explanation_problem: str | None = None
@@ -92,10 +126,11 @@ _ITEMS = TypeAdapter(list[StoredItem])
 
 def write_trace(session: Session, user: User, recommendation_id: str, at: datetime,
                 source: Source, parameters: TraceParameters, facets: list[StoredFacet],
-                candidates: list[StoredCandidate], items: list[StoredItem],
-                excluded: dict[str, int]) -> None:
+                candidates: Sequence[StoredCandidate] | Sequence[CandidateRow],
+                items: list[StoredItem], excluded: dict[str, int]) -> None:
     """One INSERT with bound parameters (its compiled form is cached), no unit of work:
-    the trace is written once and never updated. The caller commits."""
+    the trace is written once and never updated. The caller commits. `candidates` are
+    models or `CandidateRow`s, the same JSON either way."""
     session.connection().execute(_TRACE_INSERT, {
         "tenant_id": user.tenant_id, "user_pk": user.id,
         "recommendation_id": recommendation_id, "created_at": at, "source": source,
@@ -104,11 +139,21 @@ def write_trace(session: Session, user: User, recommendation_id: str, at: dateti
         # sources and features: 0.6 ms for 200 candidates, against 3.3 ms that way).
         "parameters": EncodedJSON(parameters.model_dump_json()),
         "facets": EncodedJSON(_FACETS.dump_json(facets).decode()),
-        "candidates": EncodedJSON(
-            _CANDIDATES.dump_json(candidates, exclude_defaults=True).decode()),
+        "candidates": EncodedJSON(encode_candidates(candidates)),
         "items": EncodedJSON(_ITEMS.dump_json(items).decode()),
         "excluded": excluded,
     })
+
+
+def encode_candidates(candidates: Sequence[StoredCandidate] | Sequence[CandidateRow]) -> str:
+    """The candidates' JSON as stored: models with their defaults left out, rows as they
+    are (they leave them out already)."""
+    models = [c for c in candidates if isinstance(c, StoredCandidate)]
+    if not models:
+        return to_json(candidates).decode()
+    if len(models) != len(candidates):
+        raise TypeError("a trace's candidates are all models or all rows")
+    return _CANDIDATES.dump_json(models, exclude_defaults=True).decode()
 
 
 def get_trace(session: Session, tenant_id: int, recommendation_id: str) -> TraceOut:

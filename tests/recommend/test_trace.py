@@ -4,6 +4,7 @@ typed ones written now leave defaults out."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,14 @@ from service.core.config import Settings
 from service.core.db import make_engine, make_sessionmaker, migrate
 from service.ingest.service import ingest_events
 from service.recommend.models import RecommendationTrace
-from service.recommend.trace import StoredCandidate, StoredFacet, StoredItem, get_trace
+from service.recommend.trace import (
+    CandidateRow,
+    StoredCandidate,
+    StoredFacet,
+    StoredItem,
+    encode_candidates,
+    get_trace,
+)
 from service.tenants.service import create_tenant
 from service.users.models import User
 
@@ -124,3 +132,29 @@ def test_old_stored_rows_parse_as_todays_stored_models() -> None:
     stored = StoredItem.model_validate(OLD_ITEMS[0]).model_dump(mode="json")
     assert stored == {**OLD_ITEMS[0], "popular_tier": None,
                       "because": {**OLD_ITEMS[0]["because"], "kind": "facet"}}
+
+
+def test_candidate_rows_encode_as_the_models_they_stand_for() -> None:
+    """Hybrid lists store `CandidateRow` dicts without building a model each: the JSON is
+    the one the models give with their defaults left out (keys in the models' order, as
+    hybrid lists build them), and reads back as them."""
+    rows: list[CandidateRow] = [
+        {"item_id": "gravity", "title": "Gravity", "sims": [0.8123, 0.1],
+         "base_score": 0.659881, "avoid_penalty": 0.0, "score": 0.659881,
+         "best_facet": "f_space", "status": "returned", "mmr_rank": 0,
+         "mmr_objective": 0.461917,
+         "sources": {"facet": {"score": 0.7, "rank": 0},
+                     "sequence": {"score": 0.25, "rank": 3, "via": "e1"}},
+         "features": [0.5, 1.0, 0.0],
+         "reason": "facet", "explained": False},
+        {"item_id": "alien", "title": "Alien", "sims": [0.7, 0.6], "base_score": 0.5,
+         "avoid_penalty": 0.5, "score": 0.0, "best_facet": None, "status": "dropped_avoid"},
+    ]
+    models = [StoredCandidate.model_validate(r) for r in rows]
+    assert json.loads(encode_candidates(rows)) == json.loads(encode_candidates(models))
+    assert encode_candidates(rows) == encode_candidates(models)
+    assert [StoredCandidate.model_validate(r) for r in json.loads(encode_candidates(rows))
+            ] == models
+    assert encode_candidates([]) == "[]"
+    with pytest.raises(TypeError, match="all models or all rows"):
+        encode_candidates([models[0], rows[1]])  # type: ignore[list-item]
