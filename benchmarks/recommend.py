@@ -47,15 +47,15 @@ from pathlib import Path
 
 # Run as `python benchmarks/recommend.py`, this folder comes first on sys.path, and
 # benchmarks/profile.py then shadows the standard `profile` module (cProfile imports
-# it, torch imports cProfile, the embedder imports torch). Drop the folder first.
+# it, torch imports cProfile, the embedder imports torch). Drop the folder first; the
+# repository root is what the imports need (`tests.utils` too), as in benchmarks/load.py.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import resource  # noqa: E402
-import socket  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -78,6 +78,7 @@ from service.profiles.merge import NewFacet  # noqa: E402
 from service.profiles.store import RefreshInput, commit_merge  # noqa: E402
 from service.tenants.service import add_api_key, create_tenant, tenant_by_name  # noqa: E402
 from service.users.models import User  # noqa: E402
+from tests.utils.servers import free_port  # noqa: E402
 
 USER = "fan"  # the user whose lists are timed
 KINDS = ["book", "film", "course", "podcast", "recipe", "game"]
@@ -441,9 +442,7 @@ def served(app: Any) -> Iterator[httpx.Client]:
     """`app` behind uvicorn on a free loopback port, in a thread of this process, without
     running its lifespan again (the test client's already opened the container); a client
     holding one keep-alive connection to it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
