@@ -334,7 +334,7 @@ def rank_hybrid(
             "base_score": r6(fusion.base[j]), "avoid_penalty": r6(fusion.penalty[j]),
             "score": r6(raw_score[j]),
             "best_facet": likes[best_of[j]].facet_id if best_of[j] >= 0 else None,
-            "status": status}  # the rest in `StoredCandidate`'s order, those set
+            "status": status}  # the rest in `CandidateRow`'s order, those set
         if j in rank_of:
             stored["mmr_rank"], stored["mmr_objective"] = rank_of[j][0], r6(rank_of[j][1])
         # Each source's hit as `TraceSourceHit`'s fields (`SourceRow`).

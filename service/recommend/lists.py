@@ -30,16 +30,17 @@ from service.recommend.candidates import ActiveFacet
 from service.recommend.ranking import Matrix, normalized
 from service.recommend.schemas import (
     Because,
+    CandidateStatus,
     ExplanationCall,
     ExplanationSource,
     PopularTier,
     Source,
 )
-from service.recommend.trace import CandidateRow, StoredCandidate
+from service.recommend.trace import CandidateRow
 
 EVIDENCE_SHOWN = 5  # evidence events per `because`, closest to the item first
 
-Status = Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
+Status = CandidateStatus
 Explain = Literal["template", "llm"]
 
 
@@ -71,7 +72,7 @@ class Pick:
 class Ranked:
     source: Source
     picks: list[Pick]
-    candidates: Sequence[StoredCandidate] | Sequence[CandidateRow]
+    candidates: Sequence[CandidateRow]
     excluded: dict[str, int]
     quotas: dict[str, int] = field(default_factory=dict)
     calibration_target: dict[str, float] | None = None  # hybrid lists calibrated to it

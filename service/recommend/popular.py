@@ -48,7 +48,7 @@ from service.recommend.lists import (
 )
 from service.recommend.ranking import Matrix, RankingParams, fuse
 from service.recommend.schemas import PopularTier
-from service.recommend.trace import StoredCandidate
+from service.recommend.trace import CandidateRow
 from service.users.models import User
 from service.vectors.store import VectorStore
 
@@ -276,7 +276,7 @@ def rank_popular(
 
     seen: set[str] = set()  # every item a tier has offered, so later tiers skip it
     picks: list[Pick] = []
-    candidates: list[StoredCandidate] = []
+    candidates: list[CandidateRow] = []
     runners_up = 0  # items not needed once the list was full; the trace keeps 2k of them
     consumed_seen = 0
     for tier in POPULAR_TIERS:
@@ -304,12 +304,13 @@ def rank_popular(
                         explanation=popular_explanation(tier, count, POPULAR_WINDOW_DAYS),
                         popular_tier=tier))
                 runners_up += status == "not_selected"
-                candidates.append(StoredCandidate(
-                    item_id=item_id, title=title, sims=sims[j], base_score=float(count),
-                    avoid_penalty=0.0, score=float(count), best_facet=None,
-                    popular_events=count, popular_tier=tier, status=status))
+                candidates.append({
+                    "item_id": item_id, "title": title, "sims": sims[j],
+                    "base_score": float(count), "avoid_penalty": 0.0, "score": float(count),
+                    "best_facet": None, "status": status, "popular_events": count,
+                    "popular_tier": tier})
             if len(page) < size:
                 break
     excluded = {"consumed": consumed_seen,
-                "dropped_avoid": sum(1 for c in candidates if c.status == "dropped_avoid")}
+                "dropped_avoid": sum(1 for c in candidates if c["status"] == "dropped_avoid")}
     return Ranked("popular", picks, candidates, excluded)

@@ -23,7 +23,7 @@ from service.recommend.lists import (
 )
 from service.recommend.ranking import RankingParams, fuse, mmr, normalized
 from service.recommend.schemas import Because
-from service.recommend.trace import StoredCandidate, r6
+from service.recommend.trace import CandidateRow, r6
 from service.training.pseudo_facets import facet_quotas
 from service.users.models import User
 from service.vectors.store import VectorStore
@@ -97,18 +97,19 @@ def rank_from_profile(
     sims = rounded_columns(np.vstack([like_sims, avoid_sims]))
     base, penalty, score = (np.round(a, 6).tolist()
                             for a in (fusion.base, fusion.penalty, fusion.score))
-    candidates = []
+    candidates: list[CandidateRow] = []
     for j in sorted(range(len(kept)), key=lambda j: (-raw_score[j], kept[j])):
         status: Status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
                           else "dropped_score" if raw_score[j] <= 0 else "not_selected")
-        candidates.append(StoredCandidate(
-            item_id=kept[j], title=rows[kept[j]].title, sims=sims[j],
-            base_score=base[j], avoid_penalty=penalty[j], score=score[j],
-            best_facet=likes[best_of[j]].facet_id, status=status,
-            mmr_rank=rank_of[j][0] if j in rank_of else None,
-            mmr_objective=r6(rank_of[j][1]) if j in rank_of else None))
+        stored: CandidateRow = {
+            "item_id": kept[j], "title": rows[kept[j]].title, "sims": sims[j],
+            "base_score": base[j], "avoid_penalty": penalty[j], "score": score[j],
+            "best_facet": likes[best_of[j]].facet_id, "status": status}
+        if j in rank_of:
+            stored["mmr_rank"], stored["mmr_objective"] = rank_of[j][0], r6(rank_of[j][1])
+        candidates.append(stored)
     excluded["dropped_avoid"] = sum(dropped)
-    excluded["dropped_score"] = sum(1 for c in candidates if c.status == "dropped_score")
+    excluded["dropped_score"] = sum(1 for c in candidates if c["status"] == "dropped_score")
     excluded["retrieval_widened"] = int(got.widened)
     return Ranked("profile", picks, candidates, excluded,
                   {f.facet_id: q for f, q in zip(likes, quotas, strict=True)})

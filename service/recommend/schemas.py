@@ -127,6 +127,11 @@ class TraceFacet(BaseModel):
     quota: int | None = Field(description="candidates this like-facet was asked for")
 
 
+# What became of a traced candidate: in the list, dropped (an avoid-facet, or a score of
+# zero or less on the profile path) or not picked.
+CandidateStatus = Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
+
+
 class TraceSourceHit(BaseModel):
     """What one source said about a candidate."""
 
@@ -156,7 +161,7 @@ class TraceCandidate(BaseModel):
         default=None, description="popular lists: the events counted in the item's tier")
     popular_tier: PopularTier | None = Field(
         default=None, description="popular lists: where the item came from")
-    status: Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
+    status: CandidateStatus
     mmr_rank: int | None = None
     mmr_objective: float | None = None
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from pydantic_core import to_json
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from service.core.errors import NotFound
 from service.ingest.models import Event
 from service.recommend.models import RecommendationTrace
 from service.recommend.schemas import (
+    CandidateStatus,
     ExplanationCall,
     FeedbackEvent,
     PopularTier,
@@ -31,7 +32,6 @@ from service.recommend.schemas import (
     Source,
     TraceOut,
     TraceParameters,
-    TraceSourceHit,
 )
 from service.users.models import User
 
@@ -54,30 +54,6 @@ class StoredFacet(BaseModel):
     quota: int | None = None
 
 
-class StoredCandidate(BaseModel):
-    """One candidate as stored; `sims` follows the trace's facet order (likes, then avoids)."""
-
-    item_id: str
-    title: str
-    sims: list[float]
-    base_score: float
-    avoid_penalty: float
-    score: float
-    best_facet: str | None
-    status: Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
-    popular_events: int | None = None
-    popular_tier: PopularTier | None = None
-    mmr_rank: int | None = None
-    mmr_objective: float | None = None
-    sources: dict[str, TraceSourceHit] = Field(default_factory=dict)
-    features: list[float] | None = None
-    reason: ReasonKind | None = None
-    # Whether the candidate's reason reads as related to it (its lead citation's cosine
-    # >= `reasons.RELATED_MIN`); with `unexplained_keep` < 1, one that does not kept only
-    # that share of its relevance. None where no reason was looked for.
-    explained: bool | None = None
-
-
 class SourceRow(TypedDict):
     """`TraceSourceHit`'s fields (`via` left out where there is none, as for its default)."""
 
@@ -87,12 +63,13 @@ class SourceRow(TypedDict):
 
 
 class CandidateRow(TypedDict):
-    """A candidate as stored, built as a plain dict: `StoredCandidate`'s fields, those at
-    their default left out (as `exclude_defaults` leaves them out). Hybrid lists trace a
-    hundred candidates a request, and validating each as a `StoredCandidate` before
-    encoding it took 60% of the encoding's time (2.5 ms against 0.9 ms for 100 rows on
-    session 40's machine); what is stored is validated when it is read back (`TraceOut`).
-    """
+    """One candidate as stored, the one declaration of its fields (`TraceCandidate` reads
+    them back, with `sims` as `similarities` per facet id): `sims` follows the trace's
+    facet order (likes, then avoids), and a field without a value is left out. Plain
+    dicts, not models: hybrid lists trace a hundred candidates a request, and validating
+    each as a model before encoding it took 60% of the encoding's time (2.5 ms against
+    0.9 ms for 100 rows on session 40's machine); what is stored is validated when it is
+    read back (`TraceOut`)."""
 
     item_id: str
     title: str
@@ -101,12 +78,17 @@ class CandidateRow(TypedDict):
     avoid_penalty: float
     score: float
     best_facet: str | None
-    status: Literal["returned", "dropped_avoid", "dropped_score", "not_selected"]
-    mmr_rank: NotRequired[int]
+    status: CandidateStatus
+    popular_events: NotRequired[int]  # popular lists
+    popular_tier: NotRequired[PopularTier]
+    mmr_rank: NotRequired[int]  # picked items
     mmr_objective: NotRequired[float]
-    sources: NotRequired[dict[str, SourceRow]]
+    sources: NotRequired[dict[str, SourceRow]]  # hybrid lists
     features: NotRequired[list[float]]
     reason: NotRequired[ReasonKind]
+    # Whether the candidate's reason reads as related to it (its lead citation's cosine
+    # >= `reasons.RELATED_MIN`); with `unexplained_keep` < 1, one that does not kept only
+    # that share of its relevance. Left out where no reason was looked for.
     explained: NotRequired[bool]
 
 
@@ -119,18 +101,16 @@ class StoredItem(RecommendedItem):
 
 _TRACE_INSERT = insert(RecommendationTrace)
 # One serializer call for the whole list: a hundred `model_dump` calls cost twice as much.
-_CANDIDATES = TypeAdapter(list[StoredCandidate])
 _FACETS = TypeAdapter(list[StoredFacet])
 _ITEMS = TypeAdapter(list[StoredItem])
 
 
 def write_trace(session: Session, user: User, recommendation_id: str, at: datetime,
                 source: Source, parameters: TraceParameters, facets: list[StoredFacet],
-                candidates: Sequence[StoredCandidate] | Sequence[CandidateRow],
-                items: list[StoredItem], excluded: dict[str, int]) -> None:
+                candidates: Sequence[CandidateRow], items: list[StoredItem],
+                excluded: dict[str, int]) -> None:
     """One INSERT with bound parameters (its compiled form is cached), no unit of work:
-    the trace is written once and never updated. The caller commits. `candidates` are
-    models or `CandidateRow`s, the same JSON either way."""
+    the trace is written once and never updated. The caller commits."""
     session.connection().execute(_TRACE_INSERT, {
         "tenant_id": user.tenant_id, "user_pk": user.id,
         "recommendation_id": recommendation_id, "created_at": at, "source": source,
@@ -139,21 +119,10 @@ def write_trace(session: Session, user: User, recommendation_id: str, at: dateti
         # sources and features: 0.6 ms for 200 candidates, against 3.3 ms that way).
         "parameters": EncodedJSON(parameters.model_dump_json()),
         "facets": EncodedJSON(_FACETS.dump_json(facets).decode()),
-        "candidates": EncodedJSON(encode_candidates(candidates)),
+        "candidates": EncodedJSON(to_json(candidates).decode()),
         "items": EncodedJSON(_ITEMS.dump_json(items).decode()),
         "excluded": excluded,
     })
-
-
-def encode_candidates(candidates: Sequence[StoredCandidate] | Sequence[CandidateRow]) -> str:
-    """The candidates' JSON as stored: models with their defaults left out, rows as they
-    are (they leave them out already)."""
-    models = [c for c in candidates if isinstance(c, StoredCandidate)]
-    if not models:
-        return to_json(candidates).decode()
-    if len(models) != len(candidates):
-        raise TypeError("a trace's candidates are all models or all rows")
-    return _CANDIDATES.dump_json(models, exclude_defaults=True).decode()
 
 
 def get_trace(session: Session, tenant_id: int, recommendation_id: str) -> TraceOut:

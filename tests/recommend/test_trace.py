@@ -4,10 +4,10 @@ typed ones written now leave defaults out."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NotRequired, get_origin, get_type_hints
 
 import pytest
 from sqlalchemy import select
@@ -20,11 +20,10 @@ from service.ingest.service import ingest_events
 from service.recommend.models import RecommendationTrace
 from service.recommend.trace import (
     CandidateRow,
-    StoredCandidate,
     StoredFacet,
     StoredItem,
-    encode_candidates,
     get_trace,
+    write_trace,
 )
 from service.tenants.service import create_tenant
 from service.users.models import User
@@ -120,24 +119,35 @@ def test_an_old_dict_literal_trace_still_reads(session: Session) -> None:
     assert trace.excluded["dropped_avoid"] == 1
 
 
+def _required(typed: type) -> set[str]:
+    """A TypedDict's keys not marked NotRequired (`__required_keys__` cannot tell under
+    postponed annotations on Python 3.11)."""
+    hints = get_type_hints(typed, include_extras=True)
+    return {k for k, t in hints.items() if get_origin(t) is not NotRequired}
+
+
 def test_old_stored_rows_parse_as_todays_stored_models() -> None:
     """The write-side models accept the old rows, and write them back with the same keys
-    and values (the candidates as the fast path writes them: defaults left out)."""
+    and values; old candidate rows hold only `CandidateRow`'s keys (those without a value
+    as null, where today's leave them out)."""
     for row in OLD_FACETS:
         assert StoredFacet.model_validate(row).model_dump(mode="json") == row
     for row in OLD_CANDIDATES:
-        encoded = StoredCandidate.model_validate(row).model_dump(mode="json",
-                                                                  exclude_defaults=True)
-        assert encoded == {k: v for k, v in row.items() if v is not None}
+        assert row.keys() <= CandidateRow.__annotations__.keys()
+        assert {k for k, v in row.items() if v is not None} >= _required(CandidateRow)
     stored = StoredItem.model_validate(OLD_ITEMS[0]).model_dump(mode="json")
     assert stored == {**OLD_ITEMS[0], "popular_tier": None,
                       "because": {**OLD_ITEMS[0]["because"], "kind": "facet"}}
 
 
-def test_candidate_rows_encode_as_the_models_they_stand_for() -> None:
-    """Hybrid lists store `CandidateRow` dicts without building a model each: the JSON is
-    the one the models give with their defaults left out (keys in the models' order, as
-    hybrid lists build them), and reads back as them."""
+def test_candidate_rows_are_the_fields_the_trace_reads_back(session: Session) -> None:
+    """`CandidateRow` is the one declaration of a stored candidate: its keys are
+    `TraceCandidate`'s (with `sims` for `similarities`), so whatever a list stores, every
+    optional field set or none, is read back field for field."""
+    from service.recommend.schemas import TraceCandidate, TraceParameters
+
+    declared = set(CandidateRow.__annotations__)
+    assert declared - {"sims"} == set(TraceCandidate.model_fields) - {"similarities"}
     rows: list[CandidateRow] = [
         {"item_id": "gravity", "title": "Gravity", "sims": [0.8123, 0.1],
          "base_score": 0.659881, "avoid_penalty": 0.0, "score": 0.659881,
@@ -145,16 +155,23 @@ def test_candidate_rows_encode_as_the_models_they_stand_for() -> None:
          "mmr_objective": 0.461917,
          "sources": {"facet": {"score": 0.7, "rank": 0},
                      "sequence": {"score": 0.25, "rank": 3, "via": "e1"}},
-         "features": [0.5, 1.0, 0.0],
-         "reason": "facet", "explained": False},
-        {"item_id": "alien", "title": "Alien", "sims": [0.7, 0.6], "base_score": 0.5,
-         "avoid_penalty": 0.5, "score": 0.0, "best_facet": None, "status": "dropped_avoid"},
+         "features": [0.5, 1.0, 0.0], "reason": "facet", "explained": False},
+        {"item_id": "alien", "title": "Alien", "sims": [0.7, 0.6], "base_score": 3.0,
+         "avoid_penalty": 0.0, "score": 3.0, "best_facet": None, "status": "dropped_avoid",
+         "popular_events": 3, "popular_tier": "recent"},
     ]
-    models = [StoredCandidate.model_validate(r) for r in rows]
-    assert json.loads(encode_candidates(rows)) == json.loads(encode_candidates(models))
-    assert encode_candidates(rows) == encode_candidates(models)
-    assert [StoredCandidate.model_validate(r) for r in json.loads(encode_candidates(rows))
-            ] == models
-    assert encode_candidates([]) == "[]"
-    with pytest.raises(TypeError, match="all models or all rows"):
-        encode_candidates([models[0], rows[1]])  # type: ignore[list-item]
+    assert set(rows[0]) | set(rows[1]) == declared  # every field is exercised
+    user = _user_with_feedback(session)
+    write_trace(session, user, "rec_rows", AT, "hybrid",
+                TraceParameters.model_validate(OLD_PARAMETERS), [
+                    StoredFacet.model_validate(f) for f in OLD_FACETS], rows, [], {})
+    session.commit()
+    stored = session.execute(select(RecommendationTrace.candidates).where(
+        RecommendationTrace.recommendation_id == "rec_rows")).scalar_one()
+    assert stored == rows  # nothing added or renamed on the way in
+    read = get_trace(session, user.tenant_id, "rec_rows").candidates
+    for row, candidate in zip(rows, read, strict=True):
+        got = candidate.model_dump(mode="json", exclude_defaults=True)
+        assert got.pop("similarities") == dict(zip(["f_space", "f_horror"], row["sims"],
+                                                   strict=True))
+        assert got == {k: v for k, v in row.items() if k != "sims"}
