@@ -152,8 +152,11 @@ class BaseModels:
         found = position[matrix.indices[at]]
         hit = found >= 0
         out[np.repeat(known_rows, lengths)[hit], found[hit]] = matrix.data[at][hit]
-        # A column item given twice reads its scores from the position filled.
-        out[:, known_cols] = out[:, position[col_in[known_cols]]]
+        # A column item given twice reads its scores from the position filled (serving's
+        # candidates are unique: nothing to copy then).
+        filled = position[col_in[known_cols]]
+        if not np.array_equal(filled, known_cols):
+            out[:, known_cols] = out[:, filled]
         return out
 
     def save(self, directory: Path) -> None:

@@ -216,14 +216,17 @@ def test_cooccurrence_between_reads_the_neighbour_matrix_and_zero_for_the_unknow
     log = make_log(cluster_rows(users=12))
     models = BaseModels(log.item_ids, cooccurrence=CoOccurrence().fit(log, len(log.item_ids)))
     matrix, index = models.cooccurrence.matrix, models.index  # type: ignore[union-attr]
-    rows, columns = ["s1", "nowhere", "k1", "s1"], ["s2", "k2", "s1", "gone", "s3", "s2"]
-    got = models.cooccurrence_between(rows, columns)
-    assert got.shape == (4, 6)
-    for r, row in enumerate(rows):
-        for c, column in enumerate(columns):
-            known = row in index and column in index
-            assert got[r, c] == (matrix[index[row], index[column]] if known else 0.0)
-    assert got[0, 0] > 0 and got[0, 1] == 0  # a space item neighbours space, not k
+    rows = ["s1", "nowhere", "k1", "s1"]
+    # Columns with a repeat (the training's samples may hold one) and unique (serving's).
+    for columns in (["s2", "k2", "s1", "gone", "s3", "s2"], ["s2", "k2", "s1", "gone", "s3"]):
+        got = models.cooccurrence_between(rows, columns)
+        assert got.shape == (4, len(columns))
+        for r, row in enumerate(rows):
+            for c, column in enumerate(columns):
+                known = row in index and column in index
+                assert got[r, c] == (matrix[index[row], index[column]] if known else 0.0)
+        assert got[0, 0] > 0 and got[0, 1] == 0  # a space item neighbours space, not k
+        assert got[0, -1] > 0  # the last column is filled too
     assert not BaseModels(log.item_ids).cooccurrence_between(["s1"], ["s2"]).any()
     assert models.cooccurrence_between([], ["s2"]).shape == (0, 1)
 
