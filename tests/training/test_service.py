@@ -214,6 +214,24 @@ def test_a_failed_fitting_process_leaves_the_final_fit_to_the_caller(
     assert "no_such_argument" in caplog.text
 
 
+def test_a_fitting_process_that_cannot_start_leaves_the_final_fit_to_the_caller(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """`start()` can refuse (spawn from a script without a main guard does): the fit
+    falls back to the caller with a warning instead of failing on the unstarted process."""
+    import multiprocessing.context
+
+    def refuse(self: object) -> None:
+        raise RuntimeError("no process to be had")
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", refuse)
+    log = make_log(cycle_rows(users=5))
+    with caplog.at_level(logging.WARNING, logger="service.training.service"):
+        final = FinalFit(log, {"item_texts": TEXTS})
+        assert final.result() is None
+        final.close()
+    assert "the fitting process failed (RuntimeError: no process to be had)" in caplog.text
+
+
 def test_under_a_time_budget_the_final_sequence_model_continues_from_the_held_out_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The final fit's sequence model starts from the held-out fit's weights and trains
