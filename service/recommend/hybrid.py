@@ -33,7 +33,6 @@ from service.recommend.lists import (
     Pick,
     Ranked,
     RecommendationRequest,
-    Status,
     rounded_columns,
     similarity_matrix,
 )
@@ -56,7 +55,7 @@ from service.recommend.reasons import (
     best_reason,
     recent_positives,
 )
-from service.recommend.schemas import Because, ReasonKind, Scoring, Source
+from service.recommend.schemas import Because, CandidateStatus, ReasonKind, Scoring, Source
 from service.recommend.trace import CandidateRow, SourceRow, r6
 from service.training.contract import (
     ALL_SOURCES,
@@ -326,7 +325,7 @@ def rank_hybrid(
     feature_rows = np.round(features[traced].astype(np.float64), 5).tolist()
     candidates: list[CandidateRow] = []
     for n, j in enumerate(traced):
-        status: Status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
+        status: CandidateStatus = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
                           else "not_selected")
         item_id = kept[j]
         stored: CandidateRow = {

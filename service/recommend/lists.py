@@ -30,7 +30,6 @@ from service.recommend.candidates import ActiveFacet
 from service.recommend.ranking import Matrix, normalized
 from service.recommend.schemas import (
     Because,
-    CandidateStatus,
     ExplanationCall,
     ExplanationSource,
     PopularTier,
@@ -40,7 +39,6 @@ from service.recommend.trace import CandidateRow
 
 EVIDENCE_SHOWN = 5  # evidence events per `because`, closest to the item first
 
-Status = CandidateStatus
 Explain = Literal["template", "llm"]
 
 

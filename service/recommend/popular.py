@@ -42,12 +42,11 @@ from service.recommend.lists import (
     Pick,
     Ranked,
     RecommendationRequest,
-    Status,
     rounded_columns,
     similarity_matrix,
 )
 from service.recommend.ranking import Matrix, RankingParams, fuse
-from service.recommend.schemas import PopularTier
+from service.recommend.schemas import CandidateStatus, PopularTier
 from service.recommend.trace import CandidateRow
 from service.users.models import User
 from service.vectors.store import VectorStore
@@ -296,7 +295,7 @@ def rank_popular(
                 full = len(picks) == request.k
                 if full and runners_up == 2 * request.k:
                     break
-                status: Status = ("dropped_avoid" if dropped[j] else "not_selected" if full
+                status: CandidateStatus = ("dropped_avoid" if dropped[j] else "not_selected" if full
                                   else "returned")
                 if status == "returned":
                     picks.append(Pick(

@@ -17,12 +17,11 @@ from service.recommend.lists import (
     Pick,
     Ranked,
     RecommendationRequest,
-    Status,
     rounded_columns,
     similarity_matrix,
 )
 from service.recommend.ranking import RankingParams, fuse, mmr, normalized
-from service.recommend.schemas import Because
+from service.recommend.schemas import Because, CandidateStatus
 from service.recommend.trace import CandidateRow, r6
 from service.training.pseudo_facets import facet_quotas
 from service.users.models import User
@@ -99,7 +98,7 @@ def rank_from_profile(
                             for a in (fusion.base, fusion.penalty, fusion.score))
     candidates: list[CandidateRow] = []
     for j in sorted(range(len(kept)), key=lambda j: (-raw_score[j], kept[j])):
-        status: Status = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
+        status: CandidateStatus = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
                           else "dropped_score" if raw_score[j] <= 0 else "not_selected")
         stored: CandidateRow = {
             "item_id": kept[j], "title": rows[kept[j]].title, "sims": sims[j],

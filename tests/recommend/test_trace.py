@@ -18,6 +18,7 @@ from service.core.config import Settings
 from service.core.db import make_engine, make_sessionmaker, migrate
 from service.ingest.service import ingest_events
 from service.recommend.models import RecommendationTrace
+from service.recommend.schemas import TraceCandidate, TraceParameters
 from service.recommend.trace import (
     CandidateRow,
     StoredFacet,
@@ -144,8 +145,6 @@ def test_candidate_rows_are_the_fields_the_trace_reads_back(session: Session) ->
     """`CandidateRow` is the one declaration of a stored candidate: its keys are
     `TraceCandidate`'s (with `sims` for `similarities`), so whatever a list stores, every
     optional field set or none, is read back field for field."""
-    from service.recommend.schemas import TraceCandidate, TraceParameters
-
     declared = set(CandidateRow.__annotations__)
     assert declared - {"sims"} == set(TraceCandidate.model_fields) - {"similarities"}
     rows: list[CandidateRow] = [
