@@ -222,12 +222,14 @@ class FinalFit:
         try:
             context = multiprocessing.get_context("spawn")
             self._receive, send = context.Pipe(duplex=False)
-            process = context.Process(target=_fit_into, args=(send, log, dict(fit_args)),
-                                      name="fit-final-models", daemon=True)
             try:
+                process = context.Process(target=_fit_into, args=(send, log, dict(fit_args)),
+                                          name="fit-final-models", daemon=True)
                 process.start()
             finally:
-                send.close()  # the child holds the only writing end: its death is an EOF
+                # The child holds the only writing end (its death is an EOF); without a
+                # child, nobody does. `_failed` closes the reading end.
+                send.close()
             self._process = process  # kept once started: `close()` joins only what ran
         except Exception as exc:  # no process to be had: the caller fits in place
             self._failed(f"{type(exc).__name__}: {exc}")

@@ -232,6 +232,33 @@ def test_a_fitting_process_that_cannot_start_leaves_the_final_fit_to_the_caller(
     assert "the fitting process failed (RuntimeError: no process to be had)" in caplog.text
 
 
+def test_a_fitting_process_that_cannot_be_made_closes_both_ends_of_its_pipe(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The process itself may not be made (arguments it cannot take): the fit falls
+    back to the caller with a warning, and neither end of the pipe is left open."""
+    import multiprocessing.context
+
+    made: list[Any] = []
+    real_pipe = multiprocessing.context.SpawnContext.Pipe
+
+    def pipe(self: Any, duplex: bool = True) -> Any:
+        ends = real_pipe(self, duplex)
+        made.extend(ends)
+        return ends
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise TypeError("no such process")
+
+    monkeypatch.setattr(multiprocessing.context.SpawnContext, "Pipe", pipe)
+    monkeypatch.setattr(multiprocessing.context.SpawnContext, "Process", refuse)
+    log = make_log(cycle_rows(users=5))
+    with caplog.at_level(logging.WARNING, logger="service.training.service"):
+        final = FinalFit(log, {"item_texts": TEXTS})
+        assert final.result() is None
+    assert "the fitting process failed (TypeError: no such process)" in caplog.text
+    assert len(made) == 2 and all(end.closed for end in made)
+
+
 def test_under_a_time_budget_the_final_sequence_model_continues_from_the_held_out_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The final fit's sequence model starts from the held-out fit's weights and trains
