@@ -192,15 +192,30 @@ def build_features(
     for source in ALL_SOURCES:
         score_col, rank_col = COLUMN[f"score_{source}"], COLUMN[f"rank_{source}"]
         out[:, rank_col] = MISSING_RANK
+        # Gathered in Python, written by numpy once per column: one element write per hit
+        # and column cost more than the rest of the rows (a source names each item once).
+        rows: list[int] = []
+        scores: list[float] = []
+        ranks: list[float] = []
+        via_rows: list[int] = []
+        via_ts: list[float] = []
         for item_id, hit in hits.get(source, {}).items():
             j = index.get(item_id)
             if j is None:
                 continue
-            out[j, score_col] = hit.score
-            out[j, rank_col] = min(float(hit.rank), MISSING_RANK)
-            out[j, COLUMN["n_sources"]] += 1.0
+            rows.append(j)
+            scores.append(hit.score)
+            ranks.append(hit.rank)
             if hit.via is not None and 0 <= hit.via < len(history):
-                newest_via[j] = max(newest_via[j], history[hit.via].ts)
+                via_rows.append(j)
+                via_ts.append(history[hit.via].ts)
+        if rows:
+            at = np.array(rows, dtype=np.int64)
+            out[at, score_col] = scores
+            out[at, rank_col] = np.minimum(np.array(ranks, dtype=np.float64), MISSING_RANK)
+            out[at, COLUMN["n_sources"]] += 1.0
+        if via_rows:
+            np.maximum.at(newest_via, np.array(via_rows, dtype=np.int64), via_ts)
     if item_vectors is not None and facets:
         best, total, best_of, penalty = (scored if scored is not None
                                          else facet_scores(facets, item_vectors))

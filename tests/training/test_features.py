@@ -72,6 +72,33 @@ def test_sources_facets_popularity_and_recency() -> None:
     assert c[COLUMN["via_age_days"]] == MAX_AGE_DAYS
 
 
+def test_source_columns_match_one_hit_at_a_time() -> None:
+    """Many sources naming overlapping items (some not candidates, some ranked past the
+    cap, some with vias outside the history): each column as a hit-by-hit reading says."""
+    rng = np.random.default_rng(7)
+    candidates = [f"i{n}" for n in range(60)]
+    history = [UserEvent(f"h{n}", NOW - float(rng.uniform(0, 500)) * DAY, 1.0, f"e{n}")
+               for n in range(8)]
+    hits = {source: {f"i{int(n)}": SourceHit(float(rng.uniform(0, 2)), int(rank) * 30,
+                                              via=int(rng.integers(-1, 10)))
+                     for rank, n in enumerate(rng.choice(80, size=40, replace=False))}
+            for source in ALL_SOURCES}
+    pop = (np.zeros(60, np.float32), np.zeros(60, np.float32))
+    rows = build_features(candidates, hits, history, None, [], pop, NOW)
+    for j, item in enumerate(candidates):
+        named = {s: h[item] for s, h in hits.items() if item in h}
+        assert rows[j, COLUMN["n_sources"]] == len(named)
+        for source in ALL_SOURCES:
+            hit = named.get(source)
+            assert rows[j, COLUMN[f"score_{source}"]] == np.float32(hit.score if hit else 0)
+            assert rows[j, COLUMN[f"rank_{source}"]] == (
+                min(hit.rank, MISSING_RANK) if hit else MISSING_RANK)
+        vias = [history[h.via].ts for h in named.values()
+                if h.via is not None and 0 <= h.via < len(history)]
+        age = (NOW - max(vias)) / DAY if vias else MAX_AGE_DAYS
+        assert rows[j, COLUMN["via_age_days"]] == np.float32(min(max(age, 0), MAX_AGE_DAYS))
+
+
 def test_without_vectors_or_facets_the_facet_features_are_zero() -> None:
     hits = {"sequence": {"x": SourceHit(1.0, 0)}}
     pop = (np.zeros(1, np.float32), np.zeros(1, np.float32))
