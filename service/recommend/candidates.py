@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -57,6 +57,8 @@ from service.vectors.store import VectorStore
 MAX_ASK = 1000  # neighbours per facet, at most, in one query
 CATEGORY_OVERFETCH = 4  # with a category filter, unfiltered neighbours asked per wanted one
 CANDIDATES_PER_SOURCE = 100  # from each trained source; times CATEGORY_OVERFETCH with a filter
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -351,15 +353,33 @@ class _NeighbourCache:
 NEIGHBOUR_CACHE = _NeighbourCache()
 
 
+# Stores of what later steps work out from a facet's evidence (`evidence_with_items`) and
+# its items' vectors under the same catalog token (`kept_with_evidence`).
+_WITH_EVIDENCE: list[Kept[Any]] = []
+
+
+def kept_with_evidence(size: int, seconds: float,
+                       sizeof: Callable[[V], int] | None = None) -> Kept[V]:
+    """A store for what a later step derives from a user's facets' evidence and its
+    items' vectors under the catalog token: it holds as long as `_EVIDENCE`'s answers do
+    when keyed as they are (the tenant, the user's row id and creation time, the token,
+    the event ids), and `forget_kept` drops it with them."""
+    kept: Kept[V] = Kept(size, seconds, sizeof)
+    _WITH_EVIDENCE.append(kept)
+    return kept
+
+
 def forget_kept() -> None:
-    """Drop the facets' kept neighbours, evidence and centroids, the item vectors kept
-    under catalog tokens and the users' kept histories (benchmarks time requests
-    without)."""
+    """Drop the facets' kept neighbours, evidence and centroids (and what was derived
+    from them), the item vectors kept under catalog tokens and the users' kept histories
+    (benchmarks time requests without)."""
     NEIGHBOUR_CACHE.clear()
     _TOKEN_VECTORS.clear()
     _EVIDENCE.clear()
     _CENTROIDS.clear()
     _HISTORY.clear()
+    for kept in _WITH_EVIDENCE:
+        kept.clear()
 
 
 def _widened(ask: int, short: Sequence[tuple[int, int]]) -> int:

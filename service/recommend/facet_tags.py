@@ -39,22 +39,32 @@ class ProfileTags:
         return sum(own.get(t, 0.0) for t in set(tags)) / mass
 
 
-def profile_tags(likes: Sequence[ActiveFacet], evidence: dict[str, EvidenceEvent],
-                 rows: dict[str, CatalogRow]) -> ProfileTags:
-    """`rows` are the catalog rows of the evidence items (`evidence_with_items`)."""
-    members = [[ev.item_id for e in f.evidence
-                if (ev := evidence.get(e)) is not None and ev.item_id] for f in likes]
+def facet_tag_sets(facet: ActiveFacet, evidence: dict[str, EvidenceEvent],
+                   rows: dict[str, CatalogRow]) -> tuple[tuple[str, ...], ...]:
+    """The tags of each of the facet's evidence items that has any, in evidence order.
+    `rows` are the catalog rows of the evidence items (`evidence_with_items`)."""
+    return tuple(rows[item].tags for e in facet.evidence
+                 if (ev := evidence.get(e)) is not None and (item := ev.item_id)
+                 and item in rows and rows[item].tags)
+
+
+def facet_shares(tag_sets: Sequence[tuple[str, ...]]) -> dict[str, float]:
+    """A facet's own tag shares, its items alike (`ProfileTags.per_facet`)."""
+    return tag_shares(tag_sets, [1.0] * len(tag_sets))
+
+
+def profile_tags(likes: Sequence[ActiveFacet], tag_sets: Sequence[Sequence[tuple[str, ...]]],
+                 per_facet: list[dict[str, float]]) -> ProfileTags:
+    """The profile's tags from each like-facet's `facet_tag_sets` and `facet_shares` (in
+    `likes`' order): the target weighs each facet's items by its share of the strength."""
     total = sum(max(f.strength, 0.0) for f in likes)
-    tag_sets: list[tuple[str, ...]] = []
+    every: list[tuple[str, ...]] = []
     weights: list[float] = []
-    per_facet: list[dict[str, float]] = []
-    for facet, items in zip(likes, members, strict=True):
-        tagged = [rows[i].tags for i in items if i in rows and rows[i].tags]
-        per_facet.append(tag_shares(tagged, [1.0] * len(tagged)))
+    for facet, tagged in zip(likes, tag_sets, strict=True):
         for tags in tagged:
-            tag_sets.append(tags)
+            every.append(tags)
             weights.append(max(facet.strength, 0.0) / total / len(tagged))
-    return ProfileTags(tag_shares(tag_sets, weights) if total > 0 else {}, per_facet)
+    return ProfileTags(tag_shares(every, weights) if total > 0 else {}, per_facet)
 
 
 def reason_facets(tags: Sequence[str], likes: Sequence[ActiveFacet], fused_best: int,

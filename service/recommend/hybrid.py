@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
+from service.core.kept import Kept
+from service.ingest.evidence import EvidenceEvent
 from service.profiles.schemas import EvidenceOut
 from service.recommend.candidates import (
     ActiveFacet,
@@ -24,10 +26,16 @@ from service.recommend.candidates import (
     evidence_centroid,
     evidence_with_items,
     item_vectors,
+    kept_with_evidence,
     retrieve,
 )
 from service.recommend.explain import event_explanation, template_explanation
-from service.recommend.facet_tags import profile_tags, reason_facets
+from service.recommend.facet_tags import (
+    facet_shares,
+    facet_tag_sets,
+    profile_tags,
+    reason_facets,
+)
 from service.recommend.lists import (
     FacetEvidence,
     Pick,
@@ -87,6 +95,39 @@ def _facet_vector(facet: ActiveFacet, centroid: npt.NDArray[np.float32] | None
         return centroid
     unit: npt.NDArray[np.float32] = normalized(facet.vector[None, :])[0]
     return unit
+
+
+@dataclass(frozen=True)
+class _FacetBacking:
+    """What a like-facet's evidence gives its reasons (`FacetEvidence`) and the list's tag
+    mix (`facet_tags.facet_tag_sets`, `facet_shares`): the same for the same evidence
+    under one catalog token, so kept between the user's requests (`_BACKING`)."""
+
+    evidence: FacetEvidence
+    tag_sets: tuple[tuple[str, ...], ...]
+    shares: dict[str, float]
+
+
+# Keyed as `candidates.evidence_with_items`' answers are, and as long-lived; bounded in
+# evidence vectors held (~1.5 KB each with MiniLM, so ~75 MB at most). Reading each
+# facet's evidence matrix and tags again was a twentieth of a warm request.
+_BACKING: Kept[_FacetBacking] = kept_with_evidence(
+    50_000, 600.0, lambda b: max(1, len(b.evidence.with_items)))
+
+
+def _facet_backing(user: User, token: str | None, facet: ActiveFacet,
+                   evidence: dict[str, EvidenceEvent], rows: dict[str, CatalogRow],
+                   vectors: dict[str, npt.NDArray[np.float32]]) -> _FacetBacking:
+    """The facet's `_FacetBacking` (shared between requests: callers never change it)."""
+    key = (user.tenant_id, user.id, user.created_at, token, facet.evidence)
+    found = _BACKING.get(key) if token is not None else None
+    if found is None:
+        tag_sets = facet_tag_sets(facet, evidence, rows)
+        found = _FacetBacking(FacetEvidence.of(facet, evidence, vectors), tag_sets,
+                              facet_shares(tag_sets))
+        if token is not None:
+            _BACKING.put(key, found)
+    return found
 
 
 @dataclass
@@ -207,7 +248,10 @@ def rank_hybrid(
     by_score = np.lexsort((np.arange(len(kept)), -raw)).tolist()
     eligible = [j for j in by_score if not dropped[j]]
     # The profile's mix of tags, which the list is calibrated to (`calibrated_mmr`).
-    profile = profile_tags(likes, evidence, evidence_rows)
+    facet_backing = [_facet_backing(user, token, f, evidence, evidence_rows, evidence_vectors)
+                     for f in likes]
+    profile = profile_tags(likes, [b.tag_sets for b in facet_backing],
+                           [b.shares for b in facet_backing])
     target = profile.target
     calibrating = bool(target) and params.calibration > 0
     discounting = params.unexplained_keep < 1.0
@@ -221,7 +265,7 @@ def rank_hybrid(
     best_score = {s: max(map(_SCORE, found_hits.values()), default=0.0)
                   for s, found_hits in hits.items()}
     inputs = ReasonInputs(history, best_score, float(fusion.base.max(initial=0.0)))
-    backing = {n: FacetEvidence.of(f, evidence, evidence_vectors) for n, f in enumerate(likes)}
+    backing = [b.evidence for b in facet_backing]
     best_of = fusion.best.tolist()
     cited_rows: dict[str, CatalogRow] = {}
     cited_vectors = dict(evidence_vectors)
@@ -323,6 +367,7 @@ def rank_hybrid(
     # rows of features were a twentieth of the request).
     sims = rounded_columns(np.vstack([like_sims, avoid_sims])[:, traced])
     feature_rows = np.round(features[traced].astype(np.float64), 5).tolist()
+    base_of, penalty_of = fusion.base.tolist(), fusion.penalty.tolist()
     candidates: list[CandidateRow] = []
     for n, j in enumerate(traced):
         status: CandidateStatus = ("returned" if j in rank_of else "dropped_avoid" if dropped[j]
@@ -330,7 +375,7 @@ def rank_hybrid(
         item_id = kept[j]
         stored: CandidateRow = {
             "item_id": item_id, "title": rows[item_id].title, "sims": sims[n],
-            "base_score": r6(fusion.base[j]), "avoid_penalty": r6(fusion.penalty[j]),
+            "base_score": r6(base_of[j]), "avoid_penalty": r6(penalty_of[j]),
             "score": r6(raw_score[j]),
             "best_facet": likes[best_of[j]].facet_id if best_of[j] >= 0 else None,
             "status": status}  # the rest in `CandidateRow`'s order, those set

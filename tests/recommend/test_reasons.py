@@ -220,6 +220,57 @@ def test_a_facet_reason_names_a_facet_whose_tags_the_item_carries() -> None:
     assert FACET_TAG_MATCH > 0
 
 
+def test_a_facets_evidence_and_tags_are_kept_per_user_token_and_evidence() -> None:
+    """A like-facet's evidence matrix and tags are worked out once per (user, catalog
+    token, evidence ids); another user, token or evidence works them out again, without
+    a token nothing is kept, and `forget_kept` drops them. The profile's mix weighs each
+    facet's tagged items by its share of the strength."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+    from typing import cast
+
+    from service.recommend.candidates import CatalogRow, forget_kept
+    from service.recommend.facet_tags import profile_tags
+    from service.recommend.hybrid import _facet_backing
+    from service.users.models import User
+
+    forget_kept()
+    user = cast(User, SimpleNamespace(tenant_id=1, id=7, created_at=T0))
+    other = cast(User, SimpleNamespace(tenant_id=1, id=8, created_at=T0))
+    evidence = {f"e{n}": EvidenceEvent(f"e{n}", "rating", T0, f"i{n}", f"I{n}", None)
+                for n in range(3)}
+    rows = {"i0": CatalogRow("I0", "v", "movie", ("animation", "category:movie")),
+            "i1": CatalogRow("I1", "v", "movie", ("animation", "comedy")),
+            "i2": CatalogRow("I2", "v", "movie", ())}
+    vectors = {f"i{n}": np.eye(3, dtype=np.float32)[n] for n in range(3)}
+    facet = replace(_facet("animated", 0.6), evidence=("e0", "e1", "e2"))
+    first = _facet_backing(user, "t1", facet, evidence, rows, vectors)
+    assert first.tag_sets == (("animation", "category:movie"), ("animation", "comedy"))
+    assert first.shares == {"animation": 1.0, "category:movie": 0.5, "comedy": 0.5}
+    assert [e.event_id for e in first.evidence.with_items] == ["e0", "e1", "e2"]
+    assert first.evidence.vectors.shape == (3, 3)
+    assert _facet_backing(user, "t1", facet, evidence, rows, vectors) is first
+    for again in [_facet_backing(user, "t2", facet, evidence, rows, vectors),
+                  _facet_backing(other, "t1", facet, evidence, rows, vectors),
+                  _facet_backing(user, "t1", replace(facet, evidence=("e0",)), evidence,
+                                 rows, vectors),
+                  _facet_backing(user, None, facet, evidence, rows, vectors)]:
+        assert again is not first
+    assert _facet_backing(user, None, facet, evidence, rows, vectors) is not (
+        _facet_backing(user, None, facet, evidence, rows, vectors))
+    forget_kept()
+    assert _facet_backing(user, "t1", facet, evidence, rows, vectors) is not first
+
+    # Two facets, 3:1 in strength: each tagged item of the first weighs 0.75 / 2, the
+    # second's one item 0.25.
+    action = _facet("action", 0.2)
+    profile = profile_tags([facet, action], [first.tag_sets, (("action",),)],
+                           [first.shares, {"action": 1.0}])
+    assert profile.target == pytest.approx({"animation": 0.75, "category:movie": 0.375,
+                                            "comedy": 0.375, "action": 0.25})
+    assert profile.per_facet == [first.shares, {"action": 1.0}]
+
+
 def _option(facet: ActiveFacet, score: float, closeness: float | None, item: str
             ) -> FacetOption:
     evidence = [EvidenceEvent(f"ev-{item}", "rating", T0, item, item, None)]
