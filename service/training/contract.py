@@ -115,10 +115,11 @@ class TenantModels(Protocol):
         """(recent, all-time) popularity of each item, each scaled to [0, 1]."""
         ...
 
-    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]
-                             ) -> npt.NDArray[np.float64]:
-        """The co-occurrence source's neighbour score of each column item from each row
-        item (rows x columns; 0 where either is unknown or they do not neighbour)."""
+    def cooccurrence_means(self, groups: Sequence[Sequence[str]], columns: Sequence[str]
+                           ) -> npt.NDArray[np.float64]:
+        """For each group of row items, the mean over its distinct items of the
+        co-occurrence source's neighbour score of each column item (groups x columns; an
+        item unknown, or a pair that does not neighbour, counts 0)."""
         ...
 
     def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:

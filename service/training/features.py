@@ -60,8 +60,9 @@ PROFILE_COLUMNS = ("score_facet", "facet_best", "facet_sum", "facet_best_long",
                    "avoid_penalty", *FACET_CF_COLUMNS)
 
 Features = npt.NDArray[np.float32]
-# (row items, column items) -> rows x columns co-occurrence scores (`cooccurrence_between`)
-CooccurrenceBetween = Callable[[Sequence[str], Sequence[str]], npt.NDArray[np.float64]]
+# (groups of row items, column items) -> groups x columns: each group's mean co-occurrence
+# score over its distinct items (`cooccurrence_means`)
+CooccurrenceMeans = Callable[[Sequence[Sequence[str]], Sequence[str]], npt.NDArray[np.float64]]
 
 
 # (best, sum, index of the best like-facet or -1, avoid penalty) per item row.
@@ -108,19 +109,17 @@ def without_profile_columns(features: Features) -> Features:
 
 
 def facet_cooccurrence(facets: Sequence[FacetSignal], candidates: Sequence[str],
-                       between: CooccurrenceBetween) -> npt.NDArray[np.float64]:
+                       means_of: CooccurrenceMeans) -> npt.NDArray[np.float64]:
     """The `FACET_CF_COLUMNS` per candidate (candidates x 3): over the like-facets with
     evidence items, the best and the sum of strength x the mean co-occurrence score from
-    the facet's items to the candidate (`between(rows, columns)`), and the best mean."""
+    the facet's distinct items to the candidate (`means_of(groups, columns)`), and the
+    best mean."""
     out = np.zeros((len(candidates), len(FACET_CF_COLUMNS)), dtype=np.float64)
     likes = [f for f in facets if not f.avoid and f.items]
     if not likes or not len(candidates):
         return out
-    items = list(dict.fromkeys(i for f in likes for i in f.items))
-    at = {item: n for n, item in enumerate(items)}
-    scores = between(items, candidates)
-    for f in likes:
-        mean = scores[[at[i] for i in dict.fromkeys(f.items)]].mean(axis=0)
+    means = means_of([f.items for f in likes], candidates)
+    for f, mean in zip(likes, means, strict=True):
         out[:, 0] = np.maximum(out[:, 0], f.strength * mean)
         out[:, 1] += f.strength * mean
         out[:, 2] = np.maximum(out[:, 2], mean)
@@ -174,7 +173,7 @@ def build_features(
     popularity: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
     now: float,
     scored: FacetScores | None = None,
-    cooccurrence: CooccurrenceBetween | None = None,
+    cooccurrence: CooccurrenceMeans | None = None,
 ) -> Features:
     """One row of `FEATURE_NAMES` per candidate, in the order given.
 

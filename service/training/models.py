@@ -126,38 +126,43 @@ class BaseModels:
         recent, all_time = self.popular.scores(items, now)
         return recent.astype(np.float32), all_time.astype(np.float32)
 
-    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]
-                             ) -> npt.NDArray[np.float64]:
-        """The co-occurrence neighbour score of each column item from each row item
-        (rows x columns); 0 for unknown items, pairs that do not neighbour, or without
-        the co-occurrence source."""
-        out = np.zeros((len(rows), len(columns)), dtype=np.float64)
-        if self.cooccurrence is None or not len(rows) or not len(columns):
+    def cooccurrence_means(self, groups: Sequence[Sequence[str]], columns: Sequence[str]
+                           ) -> npt.NDArray[np.float64]:
+        """For each group of row items, the mean over its distinct items of their
+        co-occurrence neighbour score of each column item (groups x columns): an unknown
+        item, or a pair that does not neighbour, counts 0; all 0 without the source."""
+        out = np.zeros((len(groups), len(columns)), dtype=np.float64)
+        if self.cooccurrence is None or not len(groups) or not len(columns):
             return out
-        # Read the rows' stored neighbours straight from the CSR arrays and keep those
-        # among the columns: scipy's column slicing costs ~1.5 ms on 200 x 400 items of a
-        # 100,000-item matrix, this a tenth of that.
-        matrix = self.cooccurrence.matrix
-        row_in = np.fromiter(map(self.index.get, rows, repeat(-1)), np.int64, len(rows))
+        distinct = [tuple(dict.fromkeys(group)) for group in groups]
         col_in = np.fromiter(map(self.index.get, columns, repeat(-1)), np.int64, len(columns))
-        known_rows = np.flatnonzero(row_in >= 0)
         known_cols = np.flatnonzero(col_in >= 0)
-        if not len(known_rows) or not len(known_cols):
-            return out
-        at, lengths = row_entries(matrix, row_in[known_rows])
-        if not len(at):
-            return out
-        position = np.full(matrix.shape[1], -1, dtype=np.int64)
-        position[col_in[known_cols]] = known_cols  # a repeated column: its last position
-        found = position[matrix.indices[at]]
-        hit = found >= 0
-        out[np.repeat(known_rows, lengths)[hit], found[hit]] = matrix.data[at][hit]
-        # A column item given twice reads its scores from the position filled (serving's
-        # candidates are unique: nothing to copy then).
-        filled = position[col_in[known_cols]]
-        if not np.array_equal(filled, known_cols):
-            out[:, known_cols] = out[:, filled]
-        return out
+        row_in = np.fromiter(map(self.index.get, (i for g in distinct for i in g), repeat(-1)),
+                             np.int64, sum(map(len, distinct)))
+        group_of = np.repeat(np.arange(len(distinct)), [len(g) for g in distinct])
+        known_rows = row_in >= 0
+        if len(known_cols) and known_rows.any():
+            # The rows' stored neighbours straight from the CSR arrays, kept where they are
+            # among the columns, summed per (group, column) by one bincount in row order
+            # (the order a row-by-row sum takes): a dense rows x columns block and a mean
+            # per group cost more than the rest of a request's co-occurrence columns.
+            matrix = self.cooccurrence.matrix
+            at, lengths = row_entries(matrix, row_in[known_rows])
+            position = np.full(matrix.shape[1], -1, dtype=np.int64)
+            position[col_in[known_cols]] = known_cols  # a repeated column: its last position
+            found = position[matrix.indices[at]]
+            hit = found >= 0
+            cell = np.repeat(group_of[known_rows], lengths)[hit] * len(columns) + found[hit]
+            out = np.bincount(cell, weights=matrix.data[at][hit].astype(np.float64),
+                              minlength=out.size).astype(np.float64).reshape(out.shape)
+            # A column item given twice reads its sums from the position filled (serving's
+            # candidates are unique: nothing to copy then).
+            filled = position[col_in[known_cols]]
+            if not np.array_equal(filled, known_cols):
+                out[:, known_cols] = out[:, filled]
+        sizes = np.array([max(len(g), 1) for g in distinct], dtype=np.float64)
+        means: npt.NDArray[np.float64] = out / sizes[:, None]
+        return means
 
     def save(self, directory: Path) -> None:
         """Arrays as .npz, the sequence model as a torch state_dict, the rest as JSON."""

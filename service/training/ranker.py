@@ -113,8 +113,8 @@ class CandidateModels(Protocol):
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 
-    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]
-                             ) -> npt.NDArray[np.float64]: ...
+    def cooccurrence_means(self, groups: Sequence[Sequence[str]], columns: Sequence[str]
+                           ) -> npt.NDArray[np.float64]: ...
 
 
 class FeatureVersionMismatch(ValueError):
@@ -355,7 +355,7 @@ class SampleJob:
             vectors = np.stack([item_vectors.get(i, zero) for i in candidates])
         features = build_features(candidates, hits, history, vectors, facets,
                                   self.models.popularity(candidates, now), now,
-                                  cooccurrence=self.models.cooccurrence_between)
+                                  cooccurrence=self.models.cooccurrence_means)
         labels = np.array([int(i == target) for i in candidates], dtype=np.int32)
         return Sample(log.user_ids[user], features, labels)
 

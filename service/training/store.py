@@ -155,9 +155,9 @@ class TrainedModels:
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         return self.base.popularity(item_ids, now)
 
-    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]
-                             ) -> npt.NDArray[np.float64]:
-        return self.base.cooccurrence_between(rows, columns)
+    def cooccurrence_means(self, groups: Sequence[Sequence[str]], columns: Sequence[str]
+                           ) -> npt.NDArray[np.float64]:
+        return self.base.cooccurrence_means(groups, columns)
 
     def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         if self.ranker is None:

@@ -241,7 +241,7 @@ def test_a_ranker_less_artifact_uses_the_fixed_blend(app: ProfileApp) -> None:
     candidates = [c["item_id"] for c in stored["candidates"]]
     expected = facet_cooccurrence(
         [FacetSignal(1.0, False, False, np.zeros(1, np.float32), items=("alien", "dune"))],
-        candidates, models.cooccurrence_between)
+        candidates, models.cooccurrence_means)
     got = np.array([[c["features"][COLUMN[n]] for n in FACET_CF_COLUMNS]
                     for c in stored["candidates"]])
     assert np.allclose(got, expected, atol=1e-6) and got[:, 2].max() > 0

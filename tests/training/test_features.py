@@ -3,6 +3,8 @@ and serving."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -134,9 +136,11 @@ def test_a_profile_reaches_the_features_as_training_saw_pseudo_facets() -> None:
 NEIGHBOURS = {("e1", "a"): 0.6, ("e2", "a"): 0.2, ("e3", "b"): 0.9, ("e1", "b"): 0.3}
 
 
-def between(rows: object, columns: object) -> np.ndarray:
-    return np.array([[NEIGHBOURS.get((r, c), 0.0) for c in columns]  # type: ignore[attr-defined]
-                     for r in rows], dtype=np.float64)  # type: ignore[attr-defined]
+def means(groups: Sequence[Sequence[str]], columns: Sequence[str]) -> np.ndarray:
+    """Each group's mean score over its distinct items, as `cooccurrence_means` gives."""
+    rows = [[sum(NEIGHBOURS.get((r, c), 0.0) for r in dict.fromkeys(group)) / len(set(group))
+             for c in columns] for group in groups]
+    return np.array(rows, dtype=np.float64).reshape(len(groups), len(columns))
 
 
 def test_facet_cooccurrence_weighs_each_facets_mean_neighbour_score_by_its_strength() -> None:
@@ -144,12 +148,12 @@ def test_facet_cooccurrence_weighs_each_facets_mean_neighbour_score_by_its_stren
               FacetSignal(0.25, False, False, unit(0, 1), items=("e3", "e3")),  # once
               FacetSignal(1.0, False, False, unit(0, 1)),  # no items: no part in them
               FacetSignal(0.9, False, True, unit(1, 1), items=("e3",))]  # avoid: none
-    a, b, c = facet_cooccurrence(facets, ["a", "b", "c"], between)
+    a, b, c = facet_cooccurrence(facets, ["a", "b", "c"], means)
     # a: facet 1's mean (0.6 + 0.2) / 2 = 0.4; b: facet 1's 0.15, facet 2's 0.9.
     assert a.tolist() == pytest.approx([0.75 * 0.4, 0.75 * 0.4, 0.4])
     assert b.tolist() == pytest.approx([0.25 * 0.9, 0.75 * 0.15 + 0.25 * 0.9, 0.9])
     assert c.tolist() == [0.0, 0.0, 0.0]
-    assert facet_cooccurrence(facets[2:], ["a"], between).tolist() == [[0.0, 0.0, 0.0]]
+    assert facet_cooccurrence(facets[2:], ["a"], means).tolist() == [[0.0, 0.0, 0.0]]
 
 
 def test_the_cooccurrence_columns_come_from_the_models_or_are_zero() -> None:
@@ -157,8 +161,8 @@ def test_the_cooccurrence_columns_come_from_the_models_or_are_zero() -> None:
     pop = (np.zeros(2, np.float32), np.zeros(2, np.float32))
     facets = [FacetSignal(1.0, False, False, unit(1, 0), items=("e1", "e3"))]
     cols = [COLUMN[name] for name in FACET_CF_COLUMNS]
-    rows = build_features(["a", "b"], hits, [], None, facets, pop, NOW, cooccurrence=between)
+    rows = build_features(["a", "b"], hits, [], None, facets, pop, NOW, cooccurrence=means)
     assert rows[:, cols].ravel().tolist() == pytest.approx([0.3] * 3 + [0.6] * 3)
     assert not build_features(["a", "b"], hits, [], None, facets, pop, NOW)[:, cols].any()
     assert not build_features(["a", "b"], hits, [], None, [], pop, NOW,
-                              cooccurrence=between)[:, cols].any()
+                              cooccurrence=means)[:, cols].any()

@@ -212,23 +212,33 @@ def test_base_models_give_every_source_and_skip_what_cannot_be_fit(tmp_path: Pat
     assert set(few.candidates([UserEvent("x", START, 1.0)], 5, set(), START)) == {"popular"}
 
 
-def test_cooccurrence_between_reads_the_neighbour_matrix_and_zero_for_the_unknown() -> None:
+def test_cooccurrence_means_read_the_neighbour_matrix_and_zero_for_the_unknown() -> None:
     log = make_log(cluster_rows(users=12))
     models = BaseModels(log.item_ids, cooccurrence=CoOccurrence().fit(log, len(log.item_ids)))
     matrix, index = models.cooccurrence.matrix, models.index  # type: ignore[union-attr]
-    rows = ["s1", "nowhere", "k1", "s1"]
+
+    def score(row: str, column: str) -> float:
+        known = row in index and column in index
+        return float(matrix[index[row], index[column]]) if known else 0.0
+
+    # A group with a repeated item (counted once) and an unknown one (counted, as 0), a
+    # group of one, a group of only the unknown.
+    groups = [("s1", "nowhere", "k1", "s1"), ("s2",), ("gone",)]
     # Columns with a repeat (the training's samples may hold one) and unique (serving's).
     for columns in (["s2", "k2", "s1", "gone", "s3", "s2"], ["s2", "k2", "s1", "gone", "s3"]):
-        got = models.cooccurrence_between(rows, columns)
-        assert got.shape == (4, len(columns))
-        for r, row in enumerate(rows):
+        got = models.cooccurrence_means(groups, columns)
+        assert got.shape == (3, len(columns))
+        for g, group in enumerate(groups):
+            distinct = list(dict.fromkeys(group))
             for c, column in enumerate(columns):
-                known = row in index and column in index
-                assert got[r, c] == (matrix[index[row], index[column]] if known else 0.0)
-        assert got[0, 0] > 0 and got[0, 1] == 0  # a space item neighbours space, not k
-        assert got[0, -1] > 0  # the last column is filled too
-    assert not BaseModels(log.item_ids).cooccurrence_between(["s1"], ["s2"]).any()
-    assert models.cooccurrence_between([], ["s2"]).shape == (0, 1)
+                expected = sum(score(r, column) for r in distinct) / len(distinct)
+                assert got[g, c] == pytest.approx(expected, rel=1e-12, abs=0)
+        assert got[1, 0] == 0 and got[1, 2] > 0  # s2 is not its own neighbour; s1 is one
+        assert got[0, -1] > 0 and got[0, 1] > 0  # the last column is filled too; k1's k2
+        assert not got[2].any()
+    assert not BaseModels(log.item_ids).cooccurrence_means([["s1"]], ["s2"]).any()
+    assert models.cooccurrence_means([], ["s2"]).shape == (0, 1)
+    assert models.cooccurrence_means([["s1"]], []).shape == (1, 0)
 
 
 def test_a_sequence_model_continues_from_another_fit_of_the_same_shape() -> None:

@@ -83,8 +83,9 @@ class NoisySources:
         zeros = np.zeros(len(item_ids), dtype=np.float32)
         return zeros, zeros
 
-    def cooccurrence_between(self, rows: Sequence[str], columns: Sequence[str]) -> np.ndarray:
-        return np.zeros((len(rows), len(columns)))  # no neighbours known
+    def cooccurrence_means(self, groups: Sequence[Sequence[str]], columns: Sequence[str]
+                           ) -> np.ndarray:
+        return np.zeros((len(groups), len(columns)))  # no neighbours known
 
 @pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_the_ranker_learns_a_planted_signal_and_beats_each_single_source() -> None:
