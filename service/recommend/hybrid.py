@@ -284,18 +284,16 @@ def rank_hybrid(
 
     reasons_of: dict[int, Reason | None] = {}
     # Per like-facet, the cosine of its closest evidence item to each candidate that may
-    # be picked (reasons are only asked for those): one matrix product per facet when
-    # first asked, not one per candidate.
+    # be picked (reasons are only asked for those): one matrix product for every facet's
+    # evidence when a reason is first asked for, not one per candidate or per facet.
     pool_at = {j: n for n, j in enumerate(eligible)}
-    lead_cosines: dict[int, npt.NDArray[np.float32]] = {}
+    lead_cosines: list[list[float] | None] = []
 
     def facet_closeness(n: int, j: int) -> float | None:
-        found = backing[n]
-        if not found.with_items:
-            return None
-        if n not in lead_cosines:
-            lead_cosines[n] = (found.vectors @ items[eligible].T).max(axis=0)
-        return float(lead_cosines[n][pool_at[j]])
+        if not lead_cosines:
+            lead_cosines.extend(_lead_cosines(backing, items[eligible]))
+        found = lead_cosines[n]
+        return None if found is None else found[pool_at[j]]
 
     def reason_of(j: int) -> Reason | None:
         """Candidate j's reason to give (`best_reason`)."""
@@ -404,6 +402,19 @@ def rank_hybrid(
             scoring)
 
 
+def _lead_cosines(backing: Sequence[FacetEvidence], pool: Matrix
+                  ) -> list[list[float] | None]:
+    """For each facet, the cosine of its closest evidence item to each row of `pool`;
+    None for a facet without item evidence."""
+    with_items = [b for b in backing if b.with_items]
+    if not with_items or not len(pool):
+        return [[] if b.with_items else None for b in backing]
+    cosines = np.vstack([b.vectors for b in with_items]) @ pool.T
+    starts = np.cumsum([0] + [len(b.with_items) for b in with_items[:-1]])
+    best = iter(np.maximum.reduceat(cosines, starts, axis=0).tolist())
+    return [next(best) if b.with_items else None for b in backing]
+
+
 def _ranker_version(models: TenantModels) -> str:
     ranker = getattr(models, "ranker", None)
     version = getattr(ranker, "version", None)
@@ -415,7 +426,9 @@ def _hybrid_pick(item_id: str, title: str, score: float, reason: Reason | None,
     if reason is None:
         return Pick(item_id=item_id, title=title, score=r6(score), because=None,
                     explanation="Popular with other users; nothing you did points to it.")
-    evidence = [EvidenceOut(**vars(e)) for e in reason.evidence]
+    # Built without validation: each is one of the user's stored events, already typed
+    # (`EvidenceEvent`), and validating them was a fortieth of a warm request.
+    evidence = [EvidenceOut.model_construct(**vars(e)) for e in reason.evidence]
     if reason.kind == "facet" and reason.facet is not None:
         facet = reason.facet
         return Pick(

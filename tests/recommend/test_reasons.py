@@ -271,6 +271,32 @@ def test_a_facets_evidence_and_tags_are_kept_per_user_token_and_evidence() -> No
     assert profile.per_facet == [first.shares, {"action": 1.0}]
 
 
+def test_each_facets_lead_cosine_is_its_closest_evidence_item() -> None:
+    """`_lead_cosines`: per facet, the best cosine of its evidence items to each pool row,
+    from one product for all facets; None for a facet whose evidence has no items."""
+    from service.recommend.hybrid import _lead_cosines
+    from service.recommend.lists import FacetEvidence
+
+    rng = np.random.default_rng(3)
+
+    def backing(n: int) -> FacetEvidence:
+        events = [EvidenceEvent(f"e{k}", "rating", T0, f"i{k}", None, None) for k in range(n)]
+        vectors = rng.normal(size=(n, 4)).astype(np.float32)
+        return FacetEvidence(events, vectors if n else np.zeros((0, 0), np.float32), [],
+                             [0.0] * n)
+
+    facets = [backing(3), backing(0), backing(1), backing(5)]
+    pool = rng.normal(size=(6, 4)).astype(np.float32)
+    got = _lead_cosines(facets, pool)
+    assert got[1] is None
+    for found, facet in zip(got, facets, strict=True):
+        if found is not None:
+            assert found == pytest.approx((facet.vectors @ pool.T).max(axis=0).tolist(),
+                                          rel=1e-5)
+    assert _lead_cosines([backing(0)], pool) == [None]
+    assert _lead_cosines(facets, pool[:0]) == [[], None, [], []]
+
+
 def _option(facet: ActiveFacet, score: float, closeness: float | None, item: str
             ) -> FacetOption:
     evidence = [EvidenceEvent(f"ev-{item}", "rating", T0, item, item, None)]
