@@ -33,7 +33,8 @@ trained models with the learned ranker, and a stored ~10-facet profile.
    without a profile or history (the popular fallback) are timed too.
 
 Prints progress lines, then one JSON object on the last line:
-{"p50_ms": ..., "p99_ms": ..., "rss_mb": ..., "peak_rss_mb": ..., "in_process_p50_ms": ...}
+{"p50_ms": ..., "p99_ms": ..., "rss_mb": ..., "peak_rss_mb": ..., "in_process_p50_ms": ...,
+"cpu_ms_per_request": ...}
 (p50 and p99 over HTTP). `rss_mb` is the process's
 resident size once the timed requests are done (the service serving, its models and the
 embedded LLM loaded); `peak_rss_mb` the highest it ever was, which includes building the
@@ -354,8 +355,8 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         # requests through the in-process ASGI client, which earlier runs reported (a bare
         # route took 2.6 ms through it, 0.7 ms through uvicorn, on session 39's machine).
         with served(app) as http:
-            latencies = timed_gets(http, url, auth, args.requests)
-        in_process = timed_gets(client, url, auth, args.requests)
+            latencies, cpu_ms = timed_gets(http, url, auth, args.requests)
+        in_process, in_process_cpu_ms = timed_gets(client, url, auth, args.requests)
         r = client.get(url, headers=auth, params={"k": 10})
         r.raise_for_status()
         body = r.json()
@@ -406,7 +407,8 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
           f"RSS {rss_mb:.0f} MB (peak {peak_rss_mb:.0f} MB); {candidates} candidates, "
           f"reasons {kinds}")
     print(f"the same in process (ASGI test client): p50 {percentile(in_process, 0.5):.2f} ms, "
-          f"p99 {percentile(in_process, 0.99):.2f} ms")
+          f"p99 {percentile(in_process, 0.99):.2f} ms; CPU per request {cpu_ms:.2f} ms over "
+          f"HTTP, {in_process_cpu_ms:.2f} ms in process")
     if cold:
         print(f"nothing kept yet x{len(cold)}: p50 {percentile(cold, 0.5):.2f} ms, "
               f"p99 {percentile(cold, 0.99):.2f} ms")
@@ -434,7 +436,9 @@ def run(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             "popular_p99_ms": round(percentile(popular, 0.99), 2) if popular else None,
             "transport": "uvicorn on loopback, one keep-alive connection",
             "in_process_p50_ms": round(percentile(in_process, 0.5), 2),
-            "in_process_p99_ms": round(percentile(in_process, 0.99), 2)}
+            "in_process_p99_ms": round(percentile(in_process, 0.99), 2),
+            "cpu_ms_per_request": round(cpu_ms, 2),
+            "in_process_cpu_ms_per_request": round(in_process_cpu_ms, 2)}
 
 
 @contextmanager
@@ -460,17 +464,23 @@ def served(app: Any) -> Iterator[httpx.Client]:
         thread.join(timeout=10)
 
 
-def timed_gets(client: Any, url: str, auth: dict[str, str], n: int) -> list[float]:
-    """`n` list requests (after a few untimed ones), each one's milliseconds."""
+def timed_gets(client: Any, url: str, auth: dict[str, str], n: int
+               ) -> tuple[list[float], float]:
+    """`n` list requests (after a few untimed ones): each one's milliseconds, and the
+    process's CPU milliseconds per request over them (every thread: client, server and
+    the models' pool). The wall times include any wait for a core; the CPU time does
+    not, though both move with the host's speed (on session 42's shared machine the two
+    were within a few percent of each other, and each moved ~20% from run to run)."""
     for _ in range(5):
         client.get(url, headers=auth, params={"k": 10}).raise_for_status()
     out = []
+    cpu0 = time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
         r = client.get(url, headers=auth, params={"k": 10})
         out.append((time.perf_counter() - t0) * 1e3)
         r.raise_for_status()
-    return out
+    return out, (time.process_time() - cpu0) * 1e3 / max(n, 1)
 
 
 def resident_mb() -> float:
