@@ -71,11 +71,17 @@ def half_life(horizon: Horizon, rules: DecayRules) -> timedelta:
 
 def decayed_strength(facet: ProfileFacet, at: datetime, rules: DecayRules) -> float:
     """s(t) = s0 * 2^(-(t - t0) / H); pinned facets keep s0; never rises before t0."""
-    if facet.pinned:
-        return facet.strength
-    elapsed = max((at - facet.strength_at).total_seconds(), 0.0)
-    factor: float = 2.0 ** (-elapsed / half_life(facet.horizon, rules).total_seconds())
-    return facet.strength * factor
+    return decayed(facet.strength, facet.strength_at, facet.horizon, facet.pinned, at, rules)
+
+
+def decayed(strength: float, strength_at: datetime, horizon: Horizon, pinned: bool,
+            at: datetime, rules: DecayRules) -> float:
+    """`decayed_strength` from a facet's stored fields (reads that skip building one)."""
+    if pinned:
+        return strength
+    elapsed = max((at - strength_at).total_seconds(), 0.0)
+    factor: float = 2.0 ** (-elapsed / half_life(horizon, rules).total_seconds())
+    return strength * factor
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:

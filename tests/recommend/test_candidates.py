@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,18 @@ from sqlalchemy import insert, select, update
 
 from service.catalog.models import Item
 from service.catalog.service import index_pending_items, stored_tag_keys, tag_keys
-from service.recommend.candidates import CATALOG_CACHE, CatalogRow, catalog_rows, retrieve
+from service.profiles.merge import DecayRules, decayed_strength
+from service.profiles.models import ProfileFacetRow
+from service.profiles.reads import to_facet
+from service.recommend.candidates import (
+    CATALOG_CACHE,
+    CatalogRow,
+    active_facets,
+    catalog_rows,
+    retrieve,
+)
 from service.tenants.service import tenant_by_name
+from service.users.models import User
 from service.vectors.store import VectorStore
 from tests.utils.api import ApiTenant, event, item
 
@@ -343,3 +354,63 @@ def test_item_vectors_are_read_once_per_catalog_token(
         item_vectors(vectors, owner.id, {"hike1": _rows(client, "acme", ["hike1"])["hike1"]
                                          .version})
     assert asked[-1] == ["hike1"]
+
+
+# -- the facets a list reads -----------------------------------------------------------
+
+def test_active_facets_are_the_stored_rows_decayed_as_the_merge_decays_them(
+        tenant: ApiTenant, client: TestClient) -> None:
+    """Read as plain columns, each facet is what `to_facet` and `decayed_strength` make of
+    its row: archived, suppressed and decayed-out facets left out (pinned ones kept),
+    another user's never seen, strongest first."""
+    tenant.put("/v1/items", json={"items": [item("i1")]})
+    answer = tenant.post("/v1/events", json={"events": [event("u1"), event("u2")]})
+    assert answer.status_code == 200, answer.text
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    rules = DecayRules()
+    vector = np.arange(4, dtype="<f4") / 4
+    cases = [  # (facet id, user, strength, days ago, horizon, polarity, pinned, suppressed,
+        #         archived)
+        ("strong-short", "u1", 0.9, 2.0, "short", "like", False, False, False),
+        ("weak-long", "u1", 0.3, 30.0, "long", "like", False, False, False),
+        ("avoid", "u1", 0.6, 1.0, "short", "avoid", False, False, False),
+        ("future", "u1", 0.5, -3.0, "short", "like", False, False, False),  # never rises
+        ("decayed-out", "u1", 0.4, 40.0, "short", "like", False, False, False),
+        ("pinned-old", "u1", 0.4, 400.0, "short", "like", True, False, False),
+        ("suppressed", "u1", 0.9, 1.0, "short", "like", False, True, False),
+        ("archived", "u1", 0.9, 1.0, "long", "like", False, False, True),
+        ("other-user", "u2", 0.9, 1.0, "long", "like", False, False, False),
+    ]
+    with client.app.state.container.sessions() as session:  # type: ignore[attr-defined]
+        users = {u.user_id: u for u in session.scalars(select(User))}
+        for (facet_id, user_id, strength, days, horizon, polarity, pinned, suppressed,
+             archived) in cases:
+            when = at - timedelta(days=days)
+            session.add(ProfileFacetRow(
+                tenant_id=users[user_id].tenant_id, user_pk=users[user_id].id,
+                facet_id=facet_id, label=f"Label {facet_id}", description=f"About {facet_id}",
+                strength=strength, strength_at=when, horizon=horizon, polarity=polarity,
+                evidence=[f"{facet_id}-e1", f"{facet_id}-e2"],
+                embedding=(vector + len(facet_id)).tobytes(), first_seen=when,
+                last_reinforced=when, pinned=pinned, suppressed=suppressed,
+                archived=archived))
+        session.commit()
+        got = active_facets(session, users["u1"], at, rules)
+        rows = {r.facet_id: r for r in session.scalars(select(ProfileFacetRow))}
+
+    assert [f.facet_id for f in got] == [
+        "strong-short", "avoid", "future", "pinned-old", "weak-long"]
+    for f in got:
+        row = rows[f.facet_id]
+        stored = to_facet(row, with_embedding=False)
+        assert f.strength == decayed_strength(stored, at, rules)
+        assert (f.label, f.description, f.polarity, f.horizon, f.pinned) == (
+            row.label, row.description, row.polarity, row.horizon, row.pinned)
+        assert (f.stored_strength, f.strength_at, f.evidence) == (
+            row.strength, row.strength_at, tuple(row.evidence))
+        assert f.vector.dtype == np.dtype("<f4")
+        assert f.vector.tolist() == np.frombuffer(row.embedding, dtype="<f4").tolist()
+    assert got[2].strength == 0.5  # a strength dated after the request does not rise
+    assert got[3].strength == 0.4  # pinned: kept at its stored strength
+    assert decayed_strength(to_facet(rows["decayed-out"], with_embedding=False), at,
+                            rules) < rules.archive_below
