@@ -53,7 +53,7 @@ def run(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     overrides = served_model(args.base_url, args.model, 120)
     with temporary_database(args.admin_url, "load_bench") as database_url:
         with tempfile.TemporaryDirectory() as tmp, running_stack(
-                Path(tmp), database_url, apis=2, workers=workers, **overrides) as stack:
+                Path(tmp), database_url, apis=2, workers=workers, overrides=overrides) as stack:
             driver = LoadDriver(stack, users=args.users)
             started_at = datetime.now(UTC)
             started = time.monotonic()

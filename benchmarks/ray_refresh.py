@@ -57,7 +57,7 @@ def run(concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
     with temporary_database(args.admin_url, "ray_bench") as database_url:
         with tempfile.TemporaryDirectory() as tmp, running_stack(
                 Path(tmp), database_url, apis=1, workers=0, items=ITEM_COUNT,
-                **overrides) as stack:
+                overrides=overrides) as stack:
             send_users(stack, args.users, args.events)
             started = time.monotonic()
             done = subprocess.run(

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -310,15 +310,17 @@ def stack_env(workdir: Path, database_url: str, chroma_url: str, model_url: str,
 
 @contextmanager
 def running_stack(workdir: Path, database_url: str, apis: int = 2, workers: int = 2,
-                  items: int = 40, **overrides: str) -> Iterator[Stack]:
+                  items: int = 40, overrides: Mapping[str, str] | None = None
+                  ) -> Iterator[Stack]:
     """Chroma, the fake model, a tenant with items, `apis` API replicas and `workers`
-    workers; everything stopped afterwards (logs kept in `workdir`)."""
+    workers; everything stopped afterwards (logs kept in `workdir`). `overrides` are
+    settings for every process (`stack_env`'s)."""
     workdir.mkdir(parents=True, exist_ok=True)
     chroma = ChromaServer(workdir)
     chroma.start()
     try:
         with fake_model_server() as model:
-            env = stack_env(workdir, database_url, chroma.url, model.url, **overrides)
+            env = stack_env(workdir, database_url, chroma.url, model.url, **(overrides or {}))
             stack = Stack(workdir, database_url, chroma, model, env)
             try:
                 stack.create_tenant()
