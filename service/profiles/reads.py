@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,13 +28,22 @@ def unpack(blob: bytes) -> tuple[float, ...]:
     return tuple(values)
 
 
+def horizon_of(stored: str) -> Literal["short", "long"]:
+    """A stored horizon as the merge's literal (anything but "long" is short)."""
+    return "long" if stored == "long" else "short"
+
+
+def polarity_of(stored: str) -> Literal["like", "avoid"]:
+    """A stored polarity as the merge's literal (anything but "avoid" is a like)."""
+    return "avoid" if stored == "avoid" else "like"
+
+
 def to_facet(row: ProfileFacetRow, with_embedding: bool = True) -> ProfileFacet:
     """The merge's view of a row; reads skip unpacking the vector."""
     return ProfileFacet(
         facet_id=row.facet_id, label=row.label, description=row.description,
         strength=row.strength, strength_at=row.strength_at,
-        horizon="long" if row.horizon == "long" else "short",
-        polarity="avoid" if row.polarity == "avoid" else "like",
+        horizon=horizon_of(row.horizon), polarity=polarity_of(row.polarity),
         evidence=tuple(row.evidence), embedding=unpack(row.embedding) if with_embedding else (),
         first_seen=row.first_seen, last_reinforced=row.last_reinforced,
         reinforcements=row.reinforcements, pinned=row.pinned, suppressed=row.suppressed,
