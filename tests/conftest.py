@@ -46,7 +46,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     # The background worker is tested on its own; elsewhere it would race the test.
-    return Settings(data_dir=tmp_path / "data", database_url=database_url,  # type: ignore[arg-type]
+    return Settings(data_dir=tmp_path / "data", database_url=database_url,
                     refresh_worker=False)
 
 

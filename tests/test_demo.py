@@ -482,12 +482,12 @@ def test_a_demo_that_cannot_load_leaves_the_service_ready(tmp_path: Path) -> Non
 
 
 def test_demo_settings() -> None:
-    assert Settings(demo_users="454, 401").demo_users == ["454", "401"]  # type: ignore[arg-type]
+    assert Settings(demo_users="454, 401").demo_users == ["454", "401"]
     with pytest.raises(ValueError, match="MovieLens user ids"):
         Settings(demo_users=["ml-401"])
     assert Settings().demo_enabled and not Settings(demo=False).demo_enabled
     production = Settings(environment="production", dev_tenant=False,
-                          database_url="postgresql+psycopg://x@db/interest")  # type: ignore[arg-type]
+                          database_url="postgresql+psycopg://x@db/interest")
     assert not production.demo_enabled
 
 

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +35,8 @@ class Server:
 
 
 @contextmanager
-def running_server(workdir: Path, start_seconds: float = 60, **settings: str) -> Iterator[Server]:
+def running_server(workdir: Path, settings: Mapping[str, str],
+                   start_seconds: float = 60) -> Iterator[Server]:
     """`interest-tracker serve` in `workdir`, with only these INTEREST_ settings."""
     port = free_port()
     log = workdir / f"server-{port}.log"
@@ -58,7 +59,7 @@ def running_server(workdir: Path, start_seconds: float = 60, **settings: str) ->
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     # The demo tenant has its own test below; loading it here would take minutes.
-    with running_server(tmp_path, demo="false") as running:
+    with running_server(tmp_path, {"demo": "false"}) as running:
         yield running
 
 
@@ -147,7 +148,7 @@ def test_readme_demo_flow_works_on_a_first_start_and_a_restart_is_instant(
     """
     demo = {"demo_users": "401", "demo_catalog_limit": "100", "llm_backend": "fake",
             "train_sequence_seconds": "5"}
-    with running_server(tmp_path, start_seconds=240, **demo) as server:
+    with running_server(tmp_path, demo, start_seconds=240) as server:
         printed = server.output.read_text()
         assert "demo: loading tenant 'demo' (100 movies" in printed, printed
         match = re.search(r"demo API key \(tenant 'demo'\): (\S+)", printed)
@@ -183,6 +184,6 @@ def test_readme_demo_flow_works_on_a_first_start_and_a_restart_is_instant(
         assert json.loads(answer)["recommendation_id"] == recommendations["recommendation_id"]
         assert stream.startswith("event: token") and "event: done" in stream, stream
 
-    with running_server(tmp_path, **demo) as again:
+    with running_server(tmp_path, demo) as again:
         printed = again.output.read_text()
         assert "demo: loading" not in printed and f"(tenant 'demo'): {key}" in printed, printed

@@ -234,7 +234,7 @@ def test_unknown_lists_items_and_conversations_and_bad_input(app: ChatApp) -> No
     assert unknown["error"]["code"] == "conversation_not_found"
 
     too_long = [{"role": "user", "content": "hi"}] * 21
-    for body, field in [
+    invalid: list[tuple[dict[str, Any], str]] = [
         ({"message": ""}, "message"), ({"message": "   "}, "message"),
         ({"message": "x" * 2001}, "message"), ({"message": "a\x00b"}, "message"),
         ({"message": "Why?", "history": too_long}, "history"),
@@ -243,7 +243,8 @@ def test_unknown_lists_items_and_conversations_and_bad_input(app: ChatApp) -> No
         ({"message": "Why?", "item_id": "no spaces allowed"}, "item_id"),
         ({"message": "Why?", "conversation_id": "mine"}, "conversation_id"),
         ({"message": "Why?", "temperature": 2}, "temperature"), ({}, "message"),
-    ]:
+    ]
+    for body, field in invalid:
         error = app.ask(rid, 422, **body)["error"]
         assert error["code"] == "validation_error"
         assert error["details"][0]["field"] == field, (body, error)

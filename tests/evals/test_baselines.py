@@ -11,6 +11,7 @@ import random
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,7 @@ class World:
 
     def random_hit_rate(self, k: int) -> float:
         """Averaged over seeds: one random run is too noisy to compare against."""
-        return float(np.mean([self.hit_rate(self.fitted(lambda s=s: RandomRecommender(s)), k)
+        return float(np.mean([self.hit_rate(self.fitted(partial(RandomRecommender, s)), k)
                               for s in range(5)]))
 
 

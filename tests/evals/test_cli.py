@@ -23,12 +23,12 @@ def tiny(tmp_path: Path) -> tuple[Path, Path]:
     items = write_jsonl(tmp_path / "items.jsonl", [
         {"item_id": f"i{n}", "title": f"Item {n}", "category": ["even", "odd"][n % 2]}
         for n in range(12)])
-    events = []
+    rows = []
     for user in range(6):
         for step in range(5):
-            events.append({"user_id": f"u{user}", "item_id": f"i{(user + 2 * step) % 12}",
+            rows.append({"user_id": f"u{user}", "item_id": f"i{(user + 2 * step) % 12}",
                            "ts": 1_700_000_000 + 3600 * (step * 6 + user), "rating": 4})
-    events = write_jsonl(tmp_path / "events.jsonl", events)
+    events = write_jsonl(tmp_path / "events.jsonl", rows)
     return events, items
 
 

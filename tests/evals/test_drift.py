@@ -128,7 +128,7 @@ def test_versions_become_snapshots_in_order_without_hidden_facets() -> None:
     timeline = timeline_from_versions(history, events)
     assert [(s.ts, s.events_seen) for s in timeline] == [(events[1].ts + 1, 2),
                                                          (events[3].ts + 1, 4)]
-    assert [(f.text, f.strength, f.polarity) for f in timeline[1].facets] == [
+    assert [(text, strength, polarity) for text, strength, polarity in timeline[1].facets] == [
         ("jazz", 0.5, "like"), ("knitting", 0.2, "avoid")]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from evals.labels import label_quality, labels_of
@@ -18,6 +20,6 @@ def test_titles_years_and_references_are_not_topic_labels() -> None:
 
 
 def test_labels_are_read_from_every_version() -> None:
-    versions = [{"facets": [{"label": "Jazz"}, {"label": "Hiking"}]},
+    versions: list[dict[str, Any]] = [{"facets": [{"label": "Jazz"}, {"label": "Hiking"}]},
                 {"facets": [{"label": "Jazz"}]}, {"facets": []}]
     assert labels_of(versions) == {"Jazz", "Hiking"}

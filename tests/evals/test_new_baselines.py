@@ -20,7 +20,7 @@ def catalog(ids: list[str]) -> dict[str, ItemInfo]:
 
 def cycle_train(users: int = 30, length: int = 12) -> list[Interaction]:
     rng = random.Random(0)
-    out = []
+    out: list[Interaction] = []
     for u in range(users):
         start = rng.randrange(len(CYCLE))
         for step in range(length):
@@ -31,7 +31,7 @@ def cycle_train(users: int = 30, length: int = 12) -> list[Interaction]:
 
 def cluster_train(users: int = 40) -> list[Interaction]:
     rng = random.Random(1)
-    out = []
+    out: list[Interaction] = []
     for u in range(users):
         own = list(SPACE if u % 2 == 0 else KITCHEN)
         rng.shuffle(own)

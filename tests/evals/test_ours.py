@@ -128,11 +128,15 @@ def test_llm_variants_share_one_cached_runtime(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(registry, "_shared_llm", None)
     args = argparse.Namespace(refresh_every=20, replay_last=40, positive_threshold=3.5, seed=0)
-    full, no_decay, no_llm, facets_only, template = (
-        registry.MODELS[n](args) for n in ("ours", "ours-no-decay", "ours-no-llm",
-                                           "ours-facets-only", "ours-template-names"))
-    for model in (full, no_decay, no_llm, facets_only, template):
+
+    def ours(name: str) -> OursRecommender:
+        model = registry.MODELS[name](args)
         assert isinstance(model, OursRecommender)
+        return model
+
+    full, no_decay, no_llm, facets_only, template = (
+        ours(n) for n in ("ours", "ours-no-decay", "ours-no-llm", "ours-facets-only",
+                          "ours-template-names"))
     assert full.llm is no_decay.llm is facets_only.llm is registry.shared_llm()
     assert no_llm.llm is None and template.llm is None
     assert isinstance(full.llm._cache, InMemoryCache)  # nothing started yet: built lazily

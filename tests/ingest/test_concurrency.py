@@ -27,7 +27,7 @@ def test_overlapping_concurrent_batches(tenant: ApiTenant) -> None:
         for b in range(8)
     ]
     # Give each event id exactly one content so overlaps are duplicates, not conflicts.
-    content = {}
+    content: dict[str, dict[str, Any]] = {}
     for batch in batches:
         for e in batch:
             content.setdefault(e["event_id"], e)
@@ -50,7 +50,7 @@ def test_two_batches_of_one_user_counting_at_once_do_not_deadlock(
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both batches have written their events (each holding the foreign key's KEY SHARE
     lock on the user) before either counts them: the count must wait, not deadlock."""
-    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,
                         refresh_worker=False)
     both_written = threading.Barrier(2, timeout=20)
     count = ingest_service._mark_stale

@@ -168,6 +168,7 @@ def test_a_failing_job_backs_off_then_ends_failed_and_nothing_stored_is_lost(
             app.clock.advance(seconds=waits[-1])
     assert waits == [60.0, 120.0]
     assert job.state == "failed" and job.open_key is None and job.finished_at is not None
+    assert job.last_error is not None
     assert job.last_error.startswith("llm_unavailable:") and "ConnectionError: down" in \
         job.last_error
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def app(tmp_path: Path, postgres_url: str, chroma_server: str,
         embedder: Embedder) -> Iterator[ProfileApp]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,
                         chroma_url=chroma_server, refresh_worker=False,
                         chroma_collection_prefix=f"w{uuid.uuid4().hex[:8]}",
                         refresh_after_events=1)

@@ -58,4 +58,4 @@ def test_production_refuses_unsafe_settings(tmp_path: Path) -> None:
         Settings(data_dir=tmp_path, environment="production", dev_tenant=False)
     with pytest.raises(ValidationError, match="DEV_TENANT"):
         Settings(data_dir=tmp_path, environment="production",
-                 database_url="postgresql+psycopg://x@y/z")  # type: ignore[arg-type]
+                 database_url="postgresql+psycopg://x@y/z")

@@ -16,7 +16,8 @@ from service.summaries.schemas import GroupName, ProfileNarrative
 
 
 def accepts(schema: dict[str, Any], answer: object) -> bool:
-    return Draft202012Validator(schema).is_valid(answer)
+    valid: bool = Draft202012Validator(schema).is_valid(answer)
+    return valid
 
 
 def validates(model: type[BaseModel], answer: object) -> bool:

@@ -147,7 +147,7 @@ def item_vectors(stack: Stack, engine: Engine) -> dict[str, Any]:
     """Items whose vector is missing, stale or extra in Chroma, after recovery."""
     with engine.connect() as conn:
         tenant_id = conn.scalar(text("SELECT id FROM tenants WHERE name = 'load'"))
-        items = dict(conn.execute(text(
+        items: dict[str, bool] = dict(conn.execute(text(
             "SELECT item_id, indexed_hash IS NOT NULL AND indexed_hash = text_hash "
             "FROM items WHERE tenant_id = :t"), {"t": tenant_id}).all())
     client = chromadb.HttpClient(host="127.0.0.1", port=stack.chroma.port)
@@ -160,7 +160,7 @@ def item_vectors(stack: Stack, engine: Engine) -> dict[str, Any]:
 
 def reconcile(engine: Engine, driver: LoadDriver) -> dict[str, Any]:
     with engine.connect() as conn:
-        stored = dict(conn.execute(text(
+        stored: dict[str, int] = dict(conn.execute(text(
             "SELECT event_id, count(*) FROM events GROUP BY event_id")).all())
         stale = conn.execute(text(
             "SELECT user_id, events_since_refresh FROM users "
@@ -168,7 +168,7 @@ def reconcile(engine: Engine, driver: LoadDriver) -> dict[str, Any]:
         expired = conn.execute(text(
             "SELECT id, lease_owner FROM jobs WHERE state = 'leased' "
             "AND lease_expires_at < now()")).all()
-        jobs = dict(conn.execute(text(
+        jobs: dict[str, int] = dict(conn.execute(text(
             "SELECT state || ':' || coalesce(outcome, '-'), count(*) FROM jobs "
             "WHERE kind = 'refresh' GROUP BY 1")).all())
         behind = conn.execute(text(

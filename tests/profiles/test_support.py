@@ -19,6 +19,9 @@ def ev(pk: int, type_: str, value: float | None = None) -> Event:
 
 
 class FlatEmbedder:
+    name = "flat"
+    dimensions = 2
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [[1.0, 0.0] for _ in texts]
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, update
@@ -25,7 +27,7 @@ from service.recommend.candidates import (
 )
 from service.tenants.service import tenant_by_name
 from service.users.models import User
-from service.vectors.store import VectorStore
+from service.vectors.store import Kind, VectorStore
 from tests.utils.api import ApiTenant, event, item
 
 
@@ -122,7 +124,7 @@ def test_indexing_renews_the_token_since_vector_versions_change(
 def test_facet_neighbours_are_asked_once_until_the_catalog_changes(
         tenant: ApiTenant, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     container = client.app.state.container  # type: ignore[attr-defined]
-    vectors = container.vectors
+    vectors: VectorStore = container.vectors
     tenant.put("/v1/items", json={"items": [
         item("jazz1", title="Bebop trumpet live in a smoky club"),
         item("jazz2", title="Big band swing and saxophone"),
@@ -131,8 +133,8 @@ def test_facet_neighbours_are_asked_once_until_the_catalog_changes(
     asked: list[int] = []
     real = vectors.nearest
 
-    def counting(tenant_id: int, kind: str, matrix: np.ndarray, n: int,
-                 where: dict[str, str] | None = None) -> list[list[tuple[str, float]]]:
+    def counting(tenant_id: int, kind: Kind, matrix: npt.NDArray[np.float32], n: int,
+                 where: Mapping[str, Any] | None = None) -> list[list[tuple[str, float]]]:
         asked.append(len(matrix))
         return real(tenant_id, kind, matrix, n, where)
 
@@ -140,10 +142,11 @@ def test_facet_neighbours_are_asked_once_until_the_catalog_changes(
     with container.sessions() as session:
         owner = tenant_by_name(session, "acme")
         assert owner is not None
+        owner_id = owner.id
         query = np.asarray(container.embedder.embed(["jazz saxophone bebop"]), dtype=np.float32)
 
         def ask() -> list[str]:
-            return retrieve(session, vectors, owner.id, query, [2], set(), None, 1).candidates
+            return retrieve(session, vectors, owner_id, query, [2], set(), None, 1).candidates
 
         first = ask()
         assert first[0].startswith("jazz") and asked == [1]
@@ -165,12 +168,13 @@ def test_facet_neighbours_are_asked_once_until_the_catalog_changes(
 
 def test_a_users_evidence_is_read_once_per_catalog_and_never_outlives_the_user(
         tenant: ApiTenant, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.ingest.evidence import evidence_and_items
     from service.recommend import candidates
     from service.users.models import User
 
     container = client.app.state.container  # type: ignore[attr-defined]
     reads: list[int] = []
-    real = candidates.evidence_and_items
+    real = evidence_and_items
 
     def counting(session: object, user: object, ids: set[str]) -> object:
         reads.append(len(ids))
@@ -286,14 +290,18 @@ def test_facet_centroids_are_kept_under_the_catalog_token_only() -> None:
     first = {"a": np.array([1.0, 0.0], dtype=np.float32),
              "b": np.array([0.0, 1.0], dtype=np.float32)}
     got = evidence_centroid(1, "t1", ("a", "b"), first)
-    assert got is not None and got.tolist() == unit_mean([first["a"], first["b"]]).tolist()
+    expected = unit_mean([first["a"], first["b"]])
+    assert expected is not None
+    assert got is not None and got.tolist() == expected.tolist()
     assert evidence_centroid(1, "t1", (), first) is None
     # Under a new token the items' vectors may have changed: worked out again.
     second = {"a": np.array([1.0, 0.0], dtype=np.float32),
               "b": np.array([1.0, 0.0], dtype=np.float32)}
     assert evidence_centroid(1, "t1", ("a", "b"), second) is got  # the same token: kept
-    assert evidence_centroid(1, "t2", ("a", "b"), second).tolist() == [1.0, 0.0]
-    assert evidence_centroid(2, None, ("a", "b"), second).tolist() == [1.0, 0.0]
+    renewed = evidence_centroid(1, "t2", ("a", "b"), second)
+    assert renewed is not None and renewed.tolist() == [1.0, 0.0]
+    untokened = evidence_centroid(2, None, ("a", "b"), second)
+    assert untokened is not None and untokened.tolist() == [1.0, 0.0]
 
 
 def test_item_vectors_are_read_once_per_catalog_token(

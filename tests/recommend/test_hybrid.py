@@ -40,6 +40,7 @@ from tests.utils.recommend import (
     MORE,
     ROMANCE,
     SCIFI,
+    RecommendApp,
     given_evidence,
     make_recommend_app,
     send_crowd,
@@ -49,7 +50,7 @@ from tests.utils.recommend import (
 
 
 @pytest.fixture
-def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
+def app(settings: Settings, embedder: Embedder) -> Iterator[RecommendApp]:
     yield from make_recommend_app(settings, embedder)
 
 
@@ -291,7 +292,7 @@ def test_every_contributor_a_model_reason_cites_is_named_by_its_title(
 
 
 @pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
-def test_llm_explanations_read_the_same_event_based_reasons(app: ProfileApp) -> None:
+def test_llm_explanations_read_the_same_event_based_reasons(app: RecommendApp) -> None:
     send_crowd(app.t, app.clock)
     sci_fi_fan(app)
     train_models(app.t, app.settings)

@@ -189,7 +189,7 @@ def test_reasons_asked_lazily_give_the_list_every_reason_gives(
         raw = np.round(raw * 3) / 3
     relevance = np.sort(raw)[::-1] + 1e-6
     vectors = normalized(rng.normal(size=(count, 8)).astype(np.float32))
-    readable = (rng.random(count) < 0.5).tolist()
+    readable: list[bool] = (rng.random(count) < 0.5).tolist()
     pool = ["a", "b", "c", "d"]
     tags = [[t for t in pool if rng.random() < 0.4] for _ in range(count)]
     target = {"a": 0.6, "b": 0.3, "d": 0.1}

@@ -25,13 +25,14 @@ from tests.utils.recommend import (
     ROMANCE,
     SCIFI,
     TITLES,
+    RecommendApp,
     given_evidence,
     make_recommend_app,
 )
 
 
 @pytest.fixture
-def app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
+def app(settings: Settings, embedder: Embedder) -> Iterator[RecommendApp]:
     yield from make_recommend_app(settings, embedder)
 
 
@@ -240,7 +241,7 @@ def test_mmr_spreads_the_list_over_interests(app: ProfileApp) -> None:
     assert sorted(c["mmr_rank"] for c in returned) == [0, 1, 2, 3]
 
 
-def test_a_user_without_a_profile_gets_popular_items_labelled_as_such(app: ProfileApp) -> None:
+def test_a_user_without_a_profile_gets_popular_items_labelled_as_such(app: RecommendApp) -> None:
     now = app.clock()
     popular = ["interstellar"] * 3 + ["arrival"] * 2 + ["ramen"]
     app.send("fans", *[event("fans", "view", i, ts=now - timedelta(days=1, minutes=n))
@@ -432,7 +433,7 @@ def cooking_and_scifi(app: ProfileApp) -> None:
     app.refresh()
 
 
-def test_a_grounded_llm_explanation_is_used_for_the_first_three_items(app: ProfileApp) -> None:
+def test_a_grounded_llm_explanation_is_used_for_the_first_three_items(app: RecommendApp) -> None:
     cooking_and_scifi(app)
 
     def grounded(prompt: str) -> str:
@@ -463,7 +464,7 @@ def test_a_grounded_llm_explanation_is_used_for_the_first_three_items(app: Profi
 
 @pytest.mark.parametrize("lie", ["unknown_event", "other_title", "broken_json", "server_down"])
 def test_an_ungrounded_llm_explanation_falls_back_to_the_template(
-        app: ProfileApp, lie: str) -> None:
+        app: RecommendApp, lie: str) -> None:
     cooking_and_scifi(app)
 
     def misbehave(prompt: str) -> str:
@@ -493,7 +494,7 @@ def test_an_ungrounded_llm_explanation_falls_back_to_the_template(
 
 
 def test_llm_explanations_stop_when_their_time_budget_is_spent(
-        app: ProfileApp, monkeypatch: pytest.MonkeyPatch) -> None:
+        app: RecommendApp, monkeypatch: pytest.MonkeyPatch) -> None:
     cooking_and_scifi(app)
     monkeypatch.setattr(recommend_service, "LLM_EXPLAIN_BUDGET_SECONDS", 0)
     app.model.explain = lambda prompt: answer(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NotRequired, get_origin, get_type_hints
+from typing import Any, NotRequired, get_origin, get_type_hints
 
 import pytest
 from sqlalchemy import select
@@ -56,7 +56,7 @@ OLD_CANDIDATES = [
      "avoid_penalty": 0.568642, "score": 0.0, "best_facet": "f_space",
      "status": "dropped_avoid", "mmr_rank": None, "mmr_objective": None},
 ]
-OLD_ITEMS = [
+OLD_ITEMS: list[dict[str, Any]] = [
     {"item_id": "gravity", "title": "Gravity", "score": 0.659881,
      "because": {"facet_id": "f_space", "label": "Space films", "strength": 0.812345,
                  "similarity": 0.8123, "evidence": [

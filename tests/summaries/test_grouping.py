@@ -167,7 +167,7 @@ def test_groups_are_capped_and_single_events_are_noise_for_busy_users() -> None:
     rng = random.Random(1)
     items: dict[str, Item] = {}
     vectors: dict[str, np.ndarray] = {}
-    events = []
+    events: list[Event] = []
     for topic in range(12):  # twelve unrelated topics, a few events each
         for n in range(3):
             item_id = f"t{topic}-{n}"

@@ -21,14 +21,14 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from service.core.config import Settings
-from service.llm.fake import ScriptedChatModel
+from service.llm.fake import ScriptedChatModel, prompt_name
 from service.llm.prompts import load_prompt
 from service.llm.runtime import LLMRuntime
 from service.summaries.injection import reads_as_instructions
 from service.summaries.schemas import InterestSummary
 from service.vectors.embeddings import Embedder
 from tests.utils.api import NOW, ApiTenant, app_client, event, item, make_tenant
-from tests.utils.fakes import between, prompt_name
+from tests.utils.fakes import between
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = [json.loads(line) for line in

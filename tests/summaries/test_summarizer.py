@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 
@@ -142,8 +143,9 @@ def test_garbage_for_one_group_falls_back_to_its_tags_and_spares_the_others(
 
 
 @pytest.mark.parametrize("failure", [
-    openai.APIConnectionError(request=httpx.Request("POST", "http://x")),
-    openai.APITimeoutError(request=httpx.Request("POST", "http://x")),
+    # openai's client sends with httpx2: its errors carry an httpx2 request.
+    openai.APIConnectionError(request=httpx2.Request("POST", "http://x")),
+    openai.APITimeoutError(request=httpx2.Request("POST", "http://x")),
     httpx.ConnectError("refused"),
 ])
 def test_a_dead_model_server_is_a_503_and_loses_nothing(

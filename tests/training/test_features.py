@@ -8,7 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from service.training.contract import ALL_SOURCES, FacetSignal, SourceHit, UserEvent
+from service.training.contract import (
+    ALL_SOURCES,
+    CandidateSource,
+    FacetSignal,
+    SourceHit,
+    UserEvent,
+)
 from service.training.features import (
     COLUMN,
     FACET_CF_COLUMNS,
@@ -37,7 +43,7 @@ def test_the_list_names_every_source_once_with_score_and_rank() -> None:
 def test_sources_facets_popularity_and_recency() -> None:
     history = [UserEvent("old", NOW - 40 * DAY, 1.0, "e1"),
                UserEvent("new", NOW - 2 * DAY, 1.0, "e2")]
-    hits = {
+    hits: dict[CandidateSource, dict[str, SourceHit]] = {
         "cooccurrence": {"a": SourceHit(0.9, 0, via=0), "b": SourceHit(0.5, 3, via=1)},
         "popular": {"b": SourceHit(0.7, 1)},
     }
@@ -102,15 +108,15 @@ def test_source_columns_match_one_hit_at_a_time() -> None:
 
 
 def test_without_vectors_or_facets_the_facet_features_are_zero() -> None:
-    hits = {"sequence": {"x": SourceHit(1.0, 0)}}
+    hits: dict[CandidateSource, dict[str, SourceHit]] = {"sequence": {"x": SourceHit(1.0, 0)}}
     pop = (np.zeros(1, np.float32), np.zeros(1, np.float32))
     facets = [FacetSignal(1.0, True, False, unit(1, 0))]
     for vectors, given in [(None, facets), (np.stack([unit(1, 0)]), [])]:
         row = build_features(["x"], hits, [], vectors, given, pop, NOW)[0]
         assert row[COLUMN["facet_best"]] == 0 and row[COLUMN["avoid_penalty"]] == 0
         assert row[COLUMN["score_sequence"]] == 1
-    assert build_features([], hits, [], None, [], (np.zeros(0), np.zeros(0)), NOW).shape == (
-        0, len(FEATURE_NAMES))
+    no_pop = (np.zeros(0, np.float32), np.zeros(0, np.float32))
+    assert build_features([], hits, [], None, [], no_pop, NOW).shape == (0, len(FEATURE_NAMES))
 
 
 def test_a_profile_reaches_the_features_as_training_saw_pseudo_facets() -> None:
@@ -157,7 +163,8 @@ def test_facet_cooccurrence_weighs_each_facets_mean_neighbour_score_by_its_stren
 
 
 def test_the_cooccurrence_columns_come_from_the_models_or_are_zero() -> None:
-    hits = {"sequence": {"a": SourceHit(1.0, 0), "b": SourceHit(0.5, 1)}}
+    hits: dict[CandidateSource, dict[str, SourceHit]] = {
+        "sequence": {"a": SourceHit(1.0, 0), "b": SourceHit(0.5, 1)}}
     pop = (np.zeros(2, np.float32), np.zeros(2, np.float32))
     facets = [FacetSignal(1.0, False, False, unit(1, 0), items=("e1", "e3"))]
     cols = [COLUMN[name] for name in FACET_CF_COLUMNS]

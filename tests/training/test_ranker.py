@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,7 +72,8 @@ class NoisySources:
         out: dict[CandidateSource, dict[str, SourceHit]] = {}
         truth = successor(history[-1].item_id)
         pool = [i for i in ITEMS if i not in exclude and i != truth]
-        for half, source in enumerate(("cooccurrence", "content")):
+        sources: tuple[CandidateSource, ...] = ("cooccurrence", "content")
+        for half, source in enumerate(sources):
             found = rng.sample(pool[half::2], 30) + ([truth] if truth not in exclude else [])
             scores = sorted((rng.random() for _ in found), reverse=True)
             rng.shuffle(found)
@@ -496,7 +498,7 @@ def test_compiled_trees_from_elsewhere_or_not_agreeing_are_not_used(
     ranker, rows = _trained(tmp_path)
     expected = ranker.predict(rows).astype(np.float32)
     # No compiler: the booster alone is saved, and says why.
-    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     ranker.save(tmp_path / "plain")
     monkeypatch.undo()
     meta = json.loads((tmp_path / "plain" / "ranker.json").read_text())
@@ -505,7 +507,7 @@ def test_compiled_trees_from_elsewhere_or_not_agreeing_are_not_used(
     plain = LearnedRanker.load(tmp_path / "plain")
     assert plain.compiled is None and "no C compiler" in (plain.compile_problem or "")
     assert np.array_equal(plain.score(rows), expected)
-    if not any(compiled.shutil.which(t) for t in compiled.TOOLCHAINS):
+    if not any(shutil.which(t) for t in compiled.TOOLCHAINS):
         return
     # Built on another kind of host: LightGBM scores.
     ranker.save(tmp_path / "moved")
@@ -543,6 +545,6 @@ def test_a_ranker_saved_with_one_booster_still_loads(
     meta_path.write_text(json.dumps(meta))
     loaded = LearnedRanker.load(tmp_path / "single")
     assert len(loaded.boosters) == 1
-    expected = ranker.boosters[0].predict(rows, num_threads=1).astype(np.float32)
+    expected = np.asarray(ranker.boosters[0].predict(rows, num_threads=1)).astype(np.float32)
     assert np.array_equal(loaded.score(rows), expected)
     assert not np.allclose(loaded.score(rows), ranker.score(rows))

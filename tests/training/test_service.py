@@ -16,7 +16,7 @@ from service.core.errors import ApiError
 from service.tenants.service import create_tenant, tenant_by_name
 from service.training.contract import UserEvent
 from service.training.data import log_from_database
-from service.training.models import BaseModels
+from service.training.models import BaseModels, fit_base_models
 from service.training.service import WARM_SHARE, FinalFit, train_log, train_tenant
 from service.training.store import ArtifactStore, ModelRegistry, models_root
 from tests.utils.api import NOW, event, make_tenant
@@ -108,15 +108,15 @@ def test_the_sequence_epochs_setting_bounds_training_by_epochs_not_time(
     limit (the same models whatever the load); unset, the time budget applies."""
     from service.training import models as models_module
     from service.training.jobs import train_with_ranker
+    from service.training.sequence import SequenceModel
 
     fill_tenant(train_client)
     built: list[dict[str, object]] = []
-    real = models_module.SequenceModel
 
-    class Spy(real):  # type: ignore[misc, valid-type]
-        def __init__(self, **kwargs: object) -> None:
+    class Spy(SequenceModel):
+        def __init__(self, **kwargs: Any) -> None:
             built.append(kwargs)
-            super().__init__(**kwargs)  # type: ignore[arg-type]
+            super().__init__(**kwargs)
 
     monkeypatch.setattr(models_module, "SequenceModel", Spy)
     bounded = train_settings.model_copy(update={"train_sequence_epochs": 3,
@@ -133,7 +133,7 @@ def test_the_sequence_epochs_setting_bounds_training_by_epochs_not_time(
         train_with_ranker(session, tenant.id, timed, None)
     # the held-out fit, then the final one continuing from it for a share of the time
     assert [kw["seconds"] for kw in built] == [7.0, pytest.approx(7.0 * WARM_SHARE)]
-    assert all(kw["max_epochs"] == real.MAX_EPOCHS for kw in built)
+    assert all(kw["max_epochs"] == SequenceModel.MAX_EPOCHS for kw in built)
     with pytest.raises(ValueError, match="train_sequence_epochs"):
         Settings(train_sequence_epochs=0)
 
@@ -267,7 +267,7 @@ def test_under_a_time_budget_the_final_sequence_model_continues_from_the_held_ou
     import service.training.service as training
 
     calls: list[dict[str, Any]] = []
-    real = training.fit_base_models
+    real = fit_base_models
 
     def spy(log: Any, *args: Any, **kwargs: Any) -> BaseModels:
         models = real(log, *args, **kwargs)

@@ -26,7 +26,8 @@ class ScaledRanker:
         (directory / "ranker.json").write_text(json.dumps({"scale": self.scale}))
 
     def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return (features.sum(axis=1) * self.scale).astype(np.float32)
+        scaled: npt.NDArray[np.float32] = (features.sum(axis=1) * self.scale).astype(np.float32)
+        return scaled
 
     @classmethod
     def load(cls, directory: Path) -> ScaledRanker:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 
@@ -52,10 +52,10 @@ class ChattingSummarizer(TopicSummarizer):
             return super()._generate(messages, stop, run_manager, **kwargs)
         usage = {"input_tokens": 100, "output_tokens": len(reply.split()), "total_tokens": 0}
         return ChatResult(generations=[ChatGeneration(
-            message=AIMessage(content=reply, usage_metadata=usage))])  # type: ignore[arg-type]
+            message=AIMessage(content=reply, usage_metadata=usage))])
 
     def stream(self, input: Any, config: RunnableConfig | None = None, *,
-               stop: list[str] | None = None, **kwargs: Any) -> Iterator[BaseMessageChunk]:
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
         # `_stream` gets no run manager to read the prompt's name from; the config has it.
         self.streamed_prompt = prompt_name(config)
         return super().stream(input, config, stop=stop, **kwargs)

@@ -36,4 +36,4 @@ class HashedWordsEmbedder:
             for word in WORD.findall(text.casefold()) or [""]:
                 row[self._dimension(word)] += 1.0
         matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-        return matrix.tolist()  # type: ignore[no-any-return]
+        return matrix.tolist()

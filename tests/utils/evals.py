@@ -43,8 +43,8 @@ def markdown_tables(markdown: str) -> list[tuple[list[str], dict[str, list[str]]
     for rows in blocks:
         header = [c.strip() for c in rows[0].strip("|").split("|")]
         body = {}
-        for row in rows[2:]:
-            cells = [c.strip() for c in row.strip("|").split("|")]
+        for body_row in rows[2:]:
+            cells = [c.strip() for c in body_row.strip("|").split("|")]
             body[cells[0]] = cells[1:]
         out.append((header[1:], body))
     return out
@@ -53,4 +53,4 @@ def markdown_tables(markdown: str) -> list[tuple[list[str], dict[str, list[str]]
 def cell_tolerance(cell: str) -> float:
     """Half a unit in the last printed decimal: how far a cell may be from its number."""
     decimals = len(cell.split(".")[1]) if "." in cell else 0
-    return 0.5 * 10 ** -decimals + 1e-12
+    return 0.5 * 10.0 ** -decimals + 1e-12

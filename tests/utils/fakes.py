@@ -31,7 +31,7 @@ class TopicSummarizer(ScriptedChatModel):
     """
 
     topics: dict[str, tuple[str, str, str]] = {}
-    before_answer: Callable[[], None] | None = None
+    before_answer: Callable[[], object] | None = None
     named: list[str] = []  # the prompt names of the calls answered, in order
 
     def _answer(self, name: str | None, prompt: str) -> str:
@@ -63,7 +63,7 @@ class TopicSummarizer(ScriptedChatModel):
         usage = {"input_tokens": len(prompt.split()), "output_tokens": len(reply.split()),
                  "total_tokens": len(prompt.split()) + len(reply.split())}
         return ChatResult(generations=[ChatGeneration(
-            message=AIMessage(content=reply, usage_metadata=usage))])  # type: ignore[arg-type]
+            message=AIMessage(content=reply, usage_metadata=usage))])
 
 
 def topic_summarizer(topics: dict[str, tuple[str, str, str]]) -> TopicSummarizer:
@@ -115,7 +115,7 @@ class RoutedChatModel(ScriptedChatModel):
         usage = {"input_tokens": count_tokens(prompt), "output_tokens": count_tokens(reply),
                  "total_tokens": count_tokens(prompt) + count_tokens(reply)}
         return ChatResult(generations=[ChatGeneration(
-            message=AIMessage(content=reply, usage_metadata=usage))])  # type: ignore[arg-type]
+            message=AIMessage(content=reply, usage_metadata=usage))])
 
     def with_structured_output(self, schema: dict[str, Any] | type, *,
                                include_raw: bool = False, **kwargs: Any) -> Any:

@@ -73,7 +73,8 @@ class ProfileApp:
 
 def born(likes: int, share: float = 1.0) -> float:
     """A new facet's stored strength: eta * sqrt(support * share), likes all agreeing."""
-    return 0.5 * (min(1.0, likes / SUPPORT_FULL) * share) ** 0.5
+    root: float = (min(1.0, likes / SUPPORT_FULL) * share) ** 0.5
+    return 0.5 * root
 
 
 def strengths(profile: dict[str, Any]) -> dict[str, float]:

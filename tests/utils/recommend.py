@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,15 @@ def catalog_app(settings: Settings, model: BaseChatModel,
         yield t, clock
 
 
-def make_recommend_app(settings: Settings, embedder: Embedder) -> Iterator[ProfileApp]:
+@dataclass
+class RecommendApp(ProfileApp):
+    model: ExplainingSummarizer
+
+
+def make_recommend_app(settings: Settings, embedder: Embedder) -> Iterator[RecommendApp]:
     model = ExplainingSummarizer(replies=[], calls=[], topics=TOPICS, explain_prompts=[])
     with catalog_app(settings, model, embedder) as (t, clock):
-        yield ProfileApp(t, model, clock, settings)
+        yield RecommendApp(t, model, clock, settings)
 
 
 # Two like-interests and the items that evidence them (the real-model tests' profile).
