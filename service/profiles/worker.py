@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.catalog.models import Item
+from service.catalog.models import Item, pending_index
 from service.catalog.service import index_pending_items
 from service.core.errors import ApiError, Conflict
 from service.jobs.models import Job
@@ -215,9 +215,8 @@ class RefreshWorker:
         done = self.work(("refresh",))
         counts = {"refreshed": done["ran"], "failed": done["failed"], "items_indexed": 0}
         with self.sessions() as session:
-            tenants = list(session.scalars(select(Item.tenant_id).where(or_(
-                Item.indexed_hash.is_(None), Item.text_hash.is_(None),
-                Item.indexed_hash != Item.text_hash)).distinct()))
+            tenants = list(session.scalars(select(Item.tenant_id).where(pending_index())
+                                           .distinct()))
         for tenant_id in tenants:
             with self.sessions() as session:
                 indexed, _ = index_pending_items(session, tenant_id, self.rt.embedder,

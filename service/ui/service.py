@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from service.catalog.models import Item
+from service.catalog.models import Item, pending_index
 from service.core.config import Settings
 from service.llm.runtime import LLMRuntime
 from service.summaries.models import SummaryRun
@@ -32,8 +32,7 @@ def tenant_overview(session: Session, tenant: Tenant, settings: Settings, llm: L
     items = _count(session, select(func.count()).select_from(Item)
                    .where(Item.tenant_id == tenant.id))
     pending = _count(session, select(func.count()).select_from(Item).where(
-        Item.tenant_id == tenant.id,
-        or_(Item.indexed_hash.is_(None), Item.indexed_hash != Item.text_hash)))
+        Item.tenant_id == tenant.id, pending_index()))
     stale = (User.tenant_id == tenant.id) & User.stale
     due = stale & (User.events_since_refresh >= settings.refresh_after_events)
     queue = RefreshQueue(
