@@ -3,15 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, ForeignKey, Index, String, Text, UniqueConstraint, or_, text
+from sqlalchemy import ColumnElement, ForeignKey, Index, String, Text, UniqueConstraint, or_
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.db import Base, JSONType, UTCDateTime, utcnow
-
-# Items whose vector is missing or stale (`pending_index`), as SQL: the predicate of the
-# partial index `ix_items_pending`, so counting or finding them reads only those rows,
-# not every item of the catalog (64 ms for 100,000 items on SQLite, 0.1 ms with it).
-PENDING_SQL = "indexed_hash IS NULL OR text_hash IS NULL OR indexed_hash != text_hash"
 
 
 class Item(Base):
@@ -20,8 +15,6 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         UniqueConstraint("tenant_id", "item_id"),
-        Index("ix_items_pending", "tenant_id", sqlite_where=text(PENDING_SQL),
-              postgresql_where=text(PENDING_SQL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -47,3 +40,11 @@ def pending_index() -> ColumnElement[bool]:
     WHERE to read the index instead of every item."""
     return or_(Item.indexed_hash.is_(None), Item.text_hash.is_(None),
                Item.indexed_hash != Item.text_hash)
+
+
+# The partial index over the items `pending_index` finds, so counting or finding them
+# reads only those rows, not every item of the catalog (64 ms for 100,000 items on
+# SQLite, 0.1 ms with it). Its predicate is `pending_index()` itself; migration 0009
+# keeps its own frozen copy of the SQL.
+Index("ix_items_pending", Item.tenant_id, sqlite_where=pending_index(),
+      postgresql_where=pending_index())

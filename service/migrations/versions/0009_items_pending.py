@@ -16,7 +16,7 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-# As `service.catalog.models.PENDING_SQL` is today (a migration keeps its own copy).
+# As `service.catalog.models.pending_index()` compiles today (a migration keeps its own copy).
 PENDING_SQL = "indexed_hash IS NULL OR text_hash IS NULL OR indexed_hash != text_hash"
 
 
