@@ -121,8 +121,7 @@ class BaseModels:
         if self.popular is None:
             zeros = np.zeros(len(item_ids), dtype=np.float32)
             return zeros, zeros.copy()
-        items = np.fromiter(map(self.index.get, item_ids, repeat(-1)), dtype=np.int64,
-                            count=len(item_ids))
+        items = indices_of_list(self.index, item_ids)
         recent, all_time = self.popular.scores(items, now)
         return recent.astype(np.float32), all_time.astype(np.float32)
 
@@ -135,10 +134,9 @@ class BaseModels:
         if self.cooccurrence is None or not len(groups) or not len(columns):
             return out
         distinct = [tuple(dict.fromkeys(group)) for group in groups]
-        col_in = np.fromiter(map(self.index.get, columns, repeat(-1)), np.int64, len(columns))
+        col_in = indices_of_list(self.index, columns)
         known_cols = np.flatnonzero(col_in >= 0)
-        row_in = np.fromiter(map(self.index.get, (i for g in distinct for i in g), repeat(-1)),
-                             np.int64, sum(map(len, distinct)))
+        row_in = indices_of_list(self.index, [i for g in distinct for i in g])
         group_of = np.repeat(np.arange(len(distinct)), [len(g) for g in distinct])
         known_rows = row_in >= 0
         if len(known_cols) and known_rows.any():
