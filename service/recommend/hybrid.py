@@ -234,7 +234,7 @@ def rank_hybrid(
     now = at.timestamp()
     features = build_features(kept, hits, history.events, items if dim else None, signals,
                               models.popularity(kept, now), now, scored,
-                              models.cooccurrence_means, models.sequence_after)
+                              models.cooccurrence_means)
     learned = models.rank_scores(features)
     if learned is not None:
         raw = np.asarray(learned, dtype=np.float64)

@@ -122,12 +122,6 @@ class TenantModels(Protocol):
         item unknown, or a pair that does not neighbour, counts 0)."""
         ...
 
-    def sequence_after(self, threads: Sequence[Sequence[str]], items: Sequence[str]
-                       ) -> npt.NDArray[np.float64]:
-        """The sequence model's next-item probability of each item after each thread of
-        items (threads x items, each thread oldest first; 0 where it cannot say)."""
-        ...
-
     def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         """The learned ranker's score per feature row, or None without a ranker."""
         ...

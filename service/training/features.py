@@ -22,11 +22,6 @@ since a saved ranker refuses rows of another version:
   (`facet_cooccurrence`): which of the user's items still count, as the profile's decay
   rules keep them, rather than the co-occurrence source's newest liked items;
   `facet_cf_max`: the best such mean, unweighted.
-- `facet_seq_best`, `facet_seq_sum`: the best and the sum over like-facets of strength x
-  the sequence model's probability that the item comes next after the facet's evidence
-  items in the user's order (`facet_sequence`): each interest read as a thread of its
-  own, so a strong older interest still proposes its next item when the newest events
-  are about something else; `facet_seq_max`: the best such probability, unweighted.
 - `pop_recent`, `pop_all`: the item's recent and all-time popularity in [0, 1].
 - `via_age_days`: days between now and the newest user event a source named as the
   reason for the item (`SourceHit.via`), capped at `MAX_AGE_DAYS`; the cap when none did.
@@ -47,7 +42,7 @@ from service.training.contract import (
     UserEvent,
 )
 
-FEATURE_VERSION = "f5"  # f3 was a trial, never released
+FEATURE_VERSION = "f4"  # f3 was a trial, never released
 MISSING_RANK = 1000.0
 MAX_AGE_DAYS = 365.0
 DAY_SECONDS = 86400.0
@@ -56,23 +51,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"{kind}_{source}" for source in ALL_SOURCES for kind in ("score", "rank")),
     "n_sources", "facet_best", "facet_sum", "facet_best_long", "avoid_penalty",
     "pop_recent", "pop_all", "via_age_days", "facet_cf_best", "facet_cf_sum", "facet_cf_max",
-    "facet_seq_best", "facet_seq_sum", "facet_seq_max",
 )
 FACET_CF_COLUMNS = ("facet_cf_best", "facet_cf_sum", "facet_cf_max")
-FACET_SEQ_COLUMNS = ("facet_seq_best", "facet_seq_sum", "facet_seq_max")
 COLUMN = {name: n for n, name in enumerate(FEATURE_NAMES)}
 # What the profile's facets add to a row (beside `rank_facet`, and the facet source's
 # share of `n_sources`): the columns a ranker without the profile does not see.
 PROFILE_COLUMNS = ("score_facet", "facet_best", "facet_sum", "facet_best_long",
-                   "avoid_penalty", *FACET_CF_COLUMNS, *FACET_SEQ_COLUMNS)
+                   "avoid_penalty", *FACET_CF_COLUMNS)
 
 Features = npt.NDArray[np.float32]
 # (groups of row items, column items) -> groups x columns: each group's mean co-occurrence
 # score over its distinct items (`cooccurrence_means`)
 CooccurrenceMeans = Callable[[Sequence[Sequence[str]], Sequence[str]], npt.NDArray[np.float64]]
-# (threads of items, column items) -> threads x columns next-item probabilities
-# (`sequence_after`)
-SequenceAfter = Callable[[Sequence[Sequence[str]], Sequence[str]], npt.NDArray[np.float64]]
 
 
 # (best, sum, index of the best like-facet or -1, avoid penalty) per item row.
@@ -136,29 +126,6 @@ def facet_cooccurrence(facets: Sequence[FacetSignal], candidates: Sequence[str],
     return out
 
 
-def facet_sequence(facets: Sequence[FacetSignal], history: Sequence[UserEvent],
-                   candidates: Sequence[str], after: SequenceAfter
-                   ) -> npt.NDArray[np.float64]:
-    """The `FACET_SEQ_COLUMNS` per candidate (candidates x 3): over the like-facets with
-    evidence items, the best and the sum of strength x the probability that the
-    candidate comes next after the facet's items (`after(threads, columns)`), and the
-    best probability. A facet's thread is its distinct items in the order the user last
-    had them in `history` (items the history lacks first, in the facet's order), so
-    training's pseudo-facets and a stored profile's facets make the same threads."""
-    out = np.zeros((len(candidates), len(FACET_SEQ_COLUMNS)), dtype=np.float64)
-    likes = [f for f in facets if not f.avoid and f.items]
-    if not likes or not len(candidates):
-        return out
-    last = {e.item_id: n for n, e in enumerate(history)}
-    threads = [sorted(dict.fromkeys(f.items), key=lambda i: last.get(i, -1)) for f in likes]
-    probabilities = after(threads, candidates)
-    for f, row in zip(likes, probabilities, strict=True):
-        out[:, 0] = np.maximum(out[:, 0], f.strength * row)
-        out[:, 1] += f.strength * row
-        out[:, 2] = np.maximum(out[:, 2], row)
-    return out
-
-
 def profile_signals(
         likes: Sequence[tuple[float, bool, npt.NDArray[np.float32], tuple[str, ...]]],
         avoid_centroid: npt.NDArray[np.float32] | None,
@@ -207,15 +174,13 @@ def build_features(
     now: float,
     scored: FacetScores | None = None,
     cooccurrence: CooccurrenceMeans | None = None,
-    sequence: SequenceAfter | None = None,
 ) -> Features:
     """One row of `FEATURE_NAMES` per candidate, in the order given.
 
     `hits` holds each source's proposals (a source may be missing); `item_vectors` is
     candidates x dim (unit rows), or None when no vectors are known (facet features 0).
     `scored` is `facet_scores(facets, item_vectors)` when the caller has it already;
-    `cooccurrence` gives the `facet_cf_*` columns (0 without it; `facet_cooccurrence`),
-    `sequence` the `facet_seq_*` ones (`facet_sequence`).
+    `cooccurrence` gives the `facet_cf_*` columns (0 without it; `facet_cooccurrence`).
     """
     n = len(candidates)
     out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
@@ -263,10 +228,6 @@ def build_features(
         first = COLUMN[FACET_CF_COLUMNS[0]]
         out[:, first:first + len(FACET_CF_COLUMNS)] = facet_cooccurrence(
             facets, candidates, cooccurrence)
-    if sequence is not None and facets:
-        first = COLUMN[FACET_SEQ_COLUMNS[0]]
-        out[:, first:first + len(FACET_SEQ_COLUMNS)] = facet_sequence(
-            facets, history, candidates, sequence)
     recent, all_time = popularity
     out[:, COLUMN["pop_recent"]] = recent
     out[:, COLUMN["pop_all"]] = all_time

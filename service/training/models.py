@@ -32,7 +32,7 @@ from service.training.contract import (
 from service.training.cooccurrence import CoOccurrence
 from service.training.data import POSITIVE, History, Ints, Ranked, indices_of, row_entries
 from service.training.popularity import Popularity
-from service.training.sequence import SequenceModel, ThreadState
+from service.training.sequence import SequenceModel
 from service.training.transitions import Transitions
 
 # Below these, collaborative sources learn noise: skip them (facets and popular remain).
@@ -161,29 +161,6 @@ class BaseModels:
         sizes = np.array([max(len(g), 1) for g in distinct], dtype=np.float64)
         means: npt.NDArray[np.float64] = out / sizes[:, None]
         return means
-
-    def sequence_states(self, threads: Sequence[Sequence[str]]) -> list[ThreadState | None]:
-        """The sequence model's state after each thread of items (oldest first; unknown
-        items skipped): None for a thread with no known item, or all None without the
-        sequence source."""
-        if self.sequence is None:
-            return [None] * len(threads)
-        return self.sequence.thread_states(
-            [indices_of_list(self.index, thread) for thread in threads])
-
-    def sequence_after_states(self, states: Sequence[ThreadState | None],
-                              items: Sequence[str]) -> npt.NDArray[np.float64]:
-        """threads x items next-item probabilities after `sequence_states`' states (0 for
-        an unknown item, a None state, or without the sequence source)."""
-        if self.sequence is None:
-            return np.zeros((len(states), len(items)), dtype=np.float64)
-        return self.sequence.after_states(states, indices_of_list(self.index, items))
-
-    def sequence_after(self, threads: Sequence[Sequence[str]], items: Sequence[str]
-                       ) -> npt.NDArray[np.float64]:
-        """The sequence model's next-item probability of each item after each thread of
-        items (threads x items; oldest first; 0 where it cannot say)."""
-        return self.sequence_after_states(self.sequence_states(threads), items)
 
     def save(self, directory: Path) -> None:
         """Arrays as .npz, the sequence model as a torch state_dict, the rest as JSON."""

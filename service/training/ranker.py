@@ -116,9 +116,6 @@ class CandidateModels(Protocol):
     def cooccurrence_means(self, groups: Sequence[Sequence[str]], columns: Sequence[str]
                            ) -> npt.NDArray[np.float64]: ...
 
-    def sequence_after(self, threads: Sequence[Sequence[str]], items: Sequence[str]
-                       ) -> npt.NDArray[np.float64]: ...
-
 
 class FeatureVersionMismatch(ValueError):
     """A saved ranker was trained on another feature list than this code builds."""
@@ -358,8 +355,7 @@ class SampleJob:
             vectors = np.stack([item_vectors.get(i, zero) for i in candidates])
         features = build_features(candidates, hits, history, vectors, facets,
                                   self.models.popularity(candidates, now), now,
-                                  cooccurrence=self.models.cooccurrence_means,
-                                  sequence=self.models.sequence_after)
+                                  cooccurrence=self.models.cooccurrence_means)
         labels = np.array([int(i == target) for i in candidates], dtype=np.int32)
         return Sample(log.user_ids[user], features, labels)
 

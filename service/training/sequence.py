@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -26,15 +24,6 @@ from service.training.contract import InteractionLog
 from service.training.data import Floats, History, Ints, Ranked, user_runs
 
 PAD = 0  # token 0 pads; catalog index i is token i + 1
-
-
-@dataclass(frozen=True)
-class ThreadState:
-    """The model's state after a thread of items: its last hidden vector, and the
-    log-sum-exp of its logits over the catalog (the softmax's denominator)."""
-
-    hidden: npt.NDArray[np.float32]
-    total: float
 
 
 class _SelfAttentionNet(nn.Module):
@@ -240,46 +229,6 @@ class SequenceModel:
                 return None
             probabilities = torch.softmax(logits.double(), dim=0).numpy()
         return np.asarray(probabilities, dtype=np.float64)
-
-    def thread_states(self, threads: Sequence[Ints]) -> list[ThreadState | None]:
-        """Per thread (catalog indices, oldest first; -1 for unknown items, skipped):
-        the model's state after its last `max_len` known items, from which
-        `after_states` reads next-item probabilities; None for a thread with no known
-        item or without a trained net. One batched forward pass (left-padded threads,
-        as training's windows are), its softmax denominators over the whole catalog."""
-        kept = [t[t >= 0][-self.max_len:] for t in threads]
-        out: list[ThreadState | None] = [None] * len(kept)
-        rows = [n for n, t in enumerate(kept) if len(t)]
-        if self.net is None or not rows:
-            return out
-        width = max(len(kept[n]) for n in rows)
-        batch = np.full((len(rows), width), PAD, dtype=np.int64)
-        for r, n in enumerate(rows):
-            batch[r, width - len(kept[n]):] = kept[n] + 1
-        with _one_thread(), torch.inference_mode():
-            hidden = self.net(torch.from_numpy(batch))[:, -1]
-            totals = torch.logsumexp((hidden @ self.net.item.weight[1:].T).double(), dim=1)
-            states = hidden.numpy().astype(np.float32)
-            sums = totals.numpy()
-        for r, n in enumerate(rows):
-            out[n] = ThreadState(states[r].copy(), float(sums[r]))
-        return out
-
-    def after_states(self, states: Sequence[ThreadState | None], items: Ints) -> Floats:
-        """threads x items: each item's next-item probability after each thread
-        (`thread_states`); 0 for a None state or an unknown item (-1)."""
-        out = np.zeros((len(states), len(items)), dtype=np.float64)
-        known = np.flatnonzero(items >= 0)
-        rows = [n for n, state in enumerate(states) if state is not None]
-        if self.net is None or not rows or not len(known):
-            return out
-        with torch.inference_mode():
-            table = self.net.item.weight[torch.from_numpy(items[known] + 1)].numpy()
-        hidden = np.stack([states[n].hidden for n in rows])  # type: ignore[union-attr]
-        totals = np.array([states[n].total for n in rows])  # type: ignore[union-attr]
-        logits = (hidden @ table.T).astype(np.float64)
-        out[np.ix_(np.array(rows, dtype=np.int64), known)] = np.exp(logits - totals[:, None])
-        return out
 
     def recommend(self, history: History, n: int, excluded: Ints) -> Ranked:
         """The n likeliest next items not in `excluded`, scored by their probability.

@@ -38,7 +38,6 @@ from service.training.contract import (
 )
 from service.training.data import Ints, indices_of
 from service.training.models import BaseModels
-from service.training.sequence import ThreadState
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +50,6 @@ STALE_STAGING_SECONDS = 6 * 3600
 # bytes each, so ~80 MB at most per tenant; 400 a user at n = 100), 10 minutes each at most.
 PERSONAL_HITS = 200_000
 PERSONAL_SECONDS = 600.0
-# The sequence model's states after the threads of a profile's like-facets (their
-# evidence items in order), kept for `PERSONAL_SECONDS` as the personal answers are: a
-# profile's facets change only at a refresh, and a state costs a forward pass and a
-# log-sum-exp over the catalog (~2 ms at 100k items), a kept one 256 bytes.
-THREAD_STATES = 50_000
 
 
 @dataclasses.dataclass
@@ -121,9 +115,6 @@ class TrainedModels:
     _personal: Kept[_Personal] = dataclasses.field(
         default_factory=lambda: Kept(PERSONAL_HITS, PERSONAL_SECONDS, _hit_count),
         repr=False, compare=False)
-    _threads: Kept[tuple[ThreadState | None]] = dataclasses.field(
-        default_factory=lambda: Kept(THREAD_STATES, PERSONAL_SECONDS),
-        repr=False, compare=False)
 
     def candidates(self, history: list[UserEvent], n: int, exclude: set[str],
                    now: float) -> dict[CandidateSource, dict[str, SourceHit]]:
@@ -159,7 +150,6 @@ class TrainedModels:
     def forget_personal(self) -> None:
         """Drop every kept personal answer (benchmarks time requests without them)."""
         self._personal.clear()
-        self._threads.clear()
 
     def popularity(self, item_ids: list[str], now: float
                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -168,20 +158,6 @@ class TrainedModels:
     def cooccurrence_means(self, groups: Sequence[Sequence[str]], columns: Sequence[str]
                            ) -> npt.NDArray[np.float64]:
         return self.base.cooccurrence_means(groups, columns)
-
-    def sequence_after(self, threads: Sequence[Sequence[str]], items: Sequence[str]
-                       ) -> npt.NDArray[np.float64]:
-        """`BaseModels.sequence_after`, each thread's state kept (`THREAD_STATES`)."""
-        keys = [tuple(thread) for thread in threads]
-        kept = [self._threads.get(key) for key in keys]
-        missing = [n for n, found in enumerate(kept) if found is None]
-        if missing:
-            fresh = self.base.sequence_states([keys[n] for n in missing])
-            for n, state in zip(missing, fresh, strict=True):
-                kept[n] = (state,)
-                self._threads.put(keys[n], (state,))
-        return self.base.sequence_after_states(
-            [found[0] for found in kept if found is not None], items)
 
     def rank_scores(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         if self.ranker is None:

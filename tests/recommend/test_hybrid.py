@@ -22,15 +22,13 @@ from service.recommend.ranking import LazyDiscount, RankingParams
 from service.recommend.reasons import RELATED_MIN
 from service.recommend.service import NO_MODELS
 from service.recommend.service import recommend as recommend_list
-from service.training.contract import FacetSignal, UserEvent
+from service.training.contract import FacetSignal
 from service.training.features import (
     COLUMN,
     FACET_CF_COLUMNS,
-    FACET_SEQ_COLUMNS,
     FEATURE_NAMES,
     FEATURE_VERSION,
     facet_cooccurrence,
-    facet_sequence,
 )
 from service.training.store import ArtifactStore, models_root
 from service.users.models import User
@@ -248,15 +246,6 @@ def test_a_ranker_less_artifact_uses_the_fixed_blend(app: ProfileApp) -> None:
     got = np.array([[c["features"][COLUMN[n]] for n in FACET_CF_COLUMNS]
                     for c in stored["candidates"]])
     assert np.allclose(got, expected, atol=1e-6) and got[:, 2].max() > 0
-    # ... and its sequence columns the sequence model's probabilities after the facet's
-    # items in the user's order (`facet_sequence`; `sci_fi_fan` rated alien, dune, solaris).
-    history = [UserEvent(i, float(n), 1.0) for n, i in enumerate(["alien", "dune", "solaris"])]
-    expected = facet_sequence(
-        [FacetSignal(1.0, False, False, np.zeros(1, np.float32), items=("alien", "dune"))],
-        history, candidates, models.sequence_after)
-    got = np.array([[c["features"][COLUMN[n]] for n in FACET_SEQ_COLUMNS]
-                    for c in stored["candidates"]])
-    assert np.allclose(got, expected, atol=6e-6) and got[:, 2].max() > 0
 
 
 def test_the_mmr_setting_reaches_the_list_and_its_trace(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from service.training.contract import (
@@ -19,13 +18,11 @@ from service.training.contract import (
 from service.training.features import (
     COLUMN,
     FACET_CF_COLUMNS,
-    FACET_SEQ_COLUMNS,
     FEATURE_NAMES,
     MAX_AGE_DAYS,
     MISSING_RANK,
     build_features,
     facet_cooccurrence,
-    facet_sequence,
 )
 
 DAY = 86400.0
@@ -176,33 +173,3 @@ def test_the_cooccurrence_columns_come_from_the_models_or_are_zero() -> None:
     assert not build_features(["a", "b"], hits, [], None, facets, pop, NOW)[:, cols].any()
     assert not build_features(["a", "b"], hits, [], None, [], pop, NOW,
                               cooccurrence=means)[:, cols].any()
-
-
-def test_each_like_facet_is_a_thread_in_the_users_order() -> None:
-    """`facet_sequence` asks for one thread per like-facet with items (its distinct items
-    in the order the user last had them; those the history lacks first), and weighs each
-    thread's probabilities by the facet's strength: best, sum and unweighted best."""
-    history = [UserEvent(i, NOW - (9 - n) * DAY, 1.0, f"e{n}")
-               for n, i in enumerate(["x", "y", "x2", "y2", "x"])]
-    facets = [FacetSignal(0.75, False, False, unit(1, 0), items=("x", "x2", "x")),
-              FacetSignal(0.25, False, False, unit(0, 1), items=("y2", "y", "gone")),
-              FacetSignal(0.9, False, True, unit(0, 1), items=("x",)),  # avoid: no thread
-              FacetSignal(0.5, False, False, unit(0, 1))]  # no items: no thread
-    asked: list[list[list[str]]] = []
-
-    def after(threads: Sequence[Sequence[str]], columns: Sequence[str]
-              ) -> npt.NDArray[np.float64]:
-        asked.append([list(t) for t in threads])
-        assert list(columns) == ["a", "b"]
-        return np.array([[0.2, 0.0], [0.4, 0.8]])
-
-    a, b = facet_sequence(facets, history, ["a", "b"], after)
-    assert asked == [[["x2", "x"], ["gone", "y", "y2"]]]
-    assert a.tolist() == pytest.approx([0.75 * 0.2, 0.75 * 0.2 + 0.25 * 0.4, 0.4])
-    assert b.tolist() == pytest.approx([0.25 * 0.8, 0.25 * 0.8, 0.8])
-    pop = (np.zeros(2, np.float32), np.zeros(2, np.float32))
-    cols = [COLUMN[name] for name in FACET_SEQ_COLUMNS]
-    rows = build_features(["a", "b"], {}, history, None, facets, pop, NOW, sequence=after)
-    assert np.allclose(rows[:, cols], np.stack([a, b]))
-    assert not build_features(["a", "b"], {}, history, None, facets, pop, NOW)[:, cols].any()
-    assert facet_sequence(facets[2:3], history, ["a"], after).tolist() == [[0.0] * 3]

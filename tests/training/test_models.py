@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from service.training.data import (
 )
 from service.training.models import BaseModels, fit_base_models
 from service.training.popularity import Popularity
-from service.training.sequence import SequenceModel, ThreadState
+from service.training.sequence import SequenceModel
 from service.training.transitions import Transitions
 from tests.utils.training import (
     CYCLE,
@@ -412,47 +411,3 @@ def test_a_loaded_artifact_keeps_a_users_personal_candidates_until_the_history_c
     asked.clear()
     kept = models.candidates_if_kept(hist, 3, {"a", "b"}, now=START + 401 * DAY)
     assert kept == again and asked == [(False, True)]
-
-
-def test_a_threads_next_item_probabilities_are_the_models_own_in_one_batch(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """`sequence_after` reads each thread as the model reads a history: the same
-    probabilities as `scores`, for threads of different lengths batched together; unknown
-    items are skipped, a thread of none or an unknown candidate gives 0; a loaded
-    artifact keeps the threads' states and answers the same."""
-    from service.training.contract import ModelMeta
-    from service.training.store import TrainedModels
-
-    log = make_log(cycle_rows(users=12) + cluster_rows(users=12))
-    base = fit_base_models(log, TEXTS, sequence_seconds=1e-9, sequence_epochs=3)
-    assert base.sequence is not None
-    threads = [("a", "b", "c"), ("d",), ("nowhere",), ("e", "nowhere", "f", "a", "b")]
-    items = ["a", "c", "e", "unknown", "f"]
-    got = base.sequence_after(threads, items)
-    assert got.shape == (4, 5)
-    for thread, row in zip(threads, got, strict=True):
-        known = [i for i in thread if i in base.index]
-        if not known:
-            assert not row.any()
-            continue
-        scores = base.sequence.scores(History.of(
-            [UserEvent(i, START + n, 1.0, f"t{n}") for n, i in enumerate(known)], base.index))
-        assert scores is not None
-        expected = [0.0 if i not in base.index else scores[base.index[i]] for i in items]
-        assert np.allclose(row, expected, rtol=1e-4, atol=1e-7)
-    assert got[:, 3].tolist() == [0.0] * 4 and got[0].sum() > 0
-    models = TrainedModels(ModelMeta("v1", 1, "2026-01-01T00:00:00Z", len(log), 24,
-                                     len(base.item_ids), list(base.sources), False), base)
-    assert np.allclose(models.sequence_after(threads, items), got, rtol=1e-6)
-    asked: list[int] = []
-    real = base.sequence_states
-
-    def counting(ts: Sequence[Sequence[str]]) -> list[ThreadState | None]:
-        asked.append(len(ts))
-        return real(ts)
-
-    monkeypatch.setattr(base, "sequence_states", counting)
-    again = models.sequence_after([*threads, ("b", "a")], items)
-    assert asked == [1] and np.allclose(again[:4], got, rtol=1e-6)
-    without = BaseModels(item_ids=base.item_ids)
-    assert not without.sequence_after(threads, items).any()

@@ -89,11 +89,6 @@ class NoisySources:
                            ) -> np.ndarray:
         return np.zeros((len(groups), len(columns)))  # no neighbours known
 
-    def sequence_after(self, threads: Sequence[Sequence[str]], items: Sequence[str]
-                       ) -> np.ndarray:
-        return np.zeros((len(threads), len(items)))  # no sequence model
-
-
 @pytest.mark.slow  # trains the LightGBM ranker: tens of seconds on busy cores
 def test_the_ranker_learns_a_planted_signal_and_beats_each_single_source() -> None:
     fitted: list[int] = []
