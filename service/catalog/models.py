@@ -13,9 +13,7 @@ class Item(Base):
     """A catalog item; `content_hash` tells whether its text changed (re-embedding)."""
 
     __tablename__ = "items"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "item_id"),
-    )
+    __table_args__ = (UniqueConstraint("tenant_id", "item_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

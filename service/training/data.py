@@ -239,6 +239,13 @@ def indices_of(item_index: Mapping[str, int], item_ids: Iterable[str]) -> Ints:
     return found[found >= 0]
 
 
+def indices_of_list(item_index: Mapping[str, int], item_ids: Sequence[str]) -> Ints:
+    """The catalog index of each id in order, -1 for an id the index does not know
+    (`indices_of` skips those instead)."""
+    return np.fromiter(map(item_index.get, item_ids, repeat(-1)), dtype=np.int64,
+                       count=len(item_ids))
+
+
 def top_k_rows(matrix_rows: Ints, matrix_cols: Ints, values: Floats, shape: int, k: int
                ) -> tuple[Ints, Ints, Floats]:
     """Keep the k largest values of each row of a COO-style triple (summed duplicates)."""

@@ -14,7 +14,6 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,15 @@ from service.training.contract import (
     UserEvent,
 )
 from service.training.cooccurrence import CoOccurrence
-from service.training.data import POSITIVE, History, Ints, Ranked, indices_of, row_entries
+from service.training.data import (
+    POSITIVE,
+    History,
+    Ints,
+    Ranked,
+    indices_of,
+    indices_of_list,
+    row_entries,
+)
 from service.training.popularity import Popularity
 from service.training.sequence import SequenceModel
 from service.training.transitions import Transitions
@@ -182,11 +189,6 @@ class BaseModels:
             sequence=SequenceModel.load(directory) if "sequence" in sources else None,
             content=ContentSimilarity.load(directory) if "content" in sources else None,
             popular=Popularity.load(directory) if "popular" in sources else None)
-
-
-def indices_of_list(index: Mapping[str, int], items: Sequence[str]) -> Ints:
-    """Each item's catalog index in order, -1 for an unknown one."""
-    return np.fromiter(map(index.get, items, repeat(-1)), dtype=np.int64, count=len(items))
 
 
 _ATTRIBUTE: dict[CandidateSource, str] = {
