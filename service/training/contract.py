@@ -91,6 +91,10 @@ class ModelMeta:
     heldout: dict[str, float] = field(default_factory=dict)  # e.g. {"ndcg@10": ...}
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. why a source was skipped
+    # The tenant's newest event id (`Event.id`) when training read its events: item events
+    # above it are what is new since (`training.jobs.tenants_due`). None in artifacts
+    # saved before it was kept, which are judged by counting events instead.
+    last_event_id: int | None = None
 
 
 class TenantModels(Protocol):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from service.catalog.models import Item
@@ -21,6 +21,7 @@ from service.core.config import Settings
 from service.ingest.models import Event
 from service.profiles.runtime import rules_from
 from service.summaries.grouping import TagWeights
+from service.tenants.models import Tenant
 from service.training.contract import ModelMeta
 from service.training.features import FEATURE_VERSION
 from service.training.pseudo_facets import GroupingInputs
@@ -82,24 +83,54 @@ def train_with_ranker(session: Session, tenant_id: int, settings: Settings,
 
 def tenants_due(session: Session, settings: Settings, now: datetime) -> list[int]:
     """Tenants with item events whose models are missing, at least `train_after_events`
-    item events behind, older than `train_max_age_hours` with anything new, or whose
+    new item events behind, older than `train_max_age_hours` with anything new, or whose
     ranker was trained on another feature list than this code builds (after an upgrade:
-    it cannot load, and the fixed blend ranks until the tenant trains again)."""
+    it cannot load, and the fixed blend ranks until the tenant trains again).
+
+    What is new is read past each artifact's `last_event_id`, in one query over the
+    events stored since the oldest of them (the primary key's range, not every event of
+    every tenant each pass), so deleted events (a deleted user's) do not hide new ones.
+    An artifact saved before that id was kept is judged as it was then: the tenant's
+    item events counted, less those it used."""
     store = ArtifactStore(models_root(settings))
-    counts = session.execute(
-        select(Event.tenant_id, func.count()).where(Event.item_id.is_not(None))
-        .group_by(Event.tenant_id))
+    metas = {tenant_id: store.current_meta(tenant_id)
+             for tenant_id in session.scalars(select(Tenant.id).order_by(Tenant.id))}
+    marks = {t: m.last_event_id for t, m in metas.items()
+             if m is not None and m.last_event_id is not None}
+    behind: dict[int, int] = {}
+    if marks:
+        # Grouped by `tenant_id + 0`, not the column: grouped by the column, SQLite walks
+        # ix_events_tenant_ts (every event) for its order instead of the id range.
+        tenant = (Event.tenant_id + 0).label("tenant")
+        behind.update((t, new) for t, new in session.execute(
+            select(tenant, func.count())
+            .where(Event.id > min(marks.values()), Event.item_id.is_not(None),
+                   Event.id > case(marks, value=Event.tenant_id, else_=None))
+            .group_by(tenant)))
+    used = {t: m.events_used for t, m in metas.items()
+            if m is not None and m.last_event_id is None}
+    if used:  # artifacts from before `last_event_id`
+        behind.update((t, events - used[t]) for t, events in session.execute(
+            select(Event.tenant_id, func.count())
+            .where(Event.tenant_id.in_(used), Event.item_id.is_not(None))
+            .group_by(Event.tenant_id)))
     due: list[int] = []
-    for tenant_id, events in counts:
-        meta = store.current_meta(tenant_id)
+    for tenant_id, meta in metas.items():
         if meta is None:
-            due.append(tenant_id)
+            if _has_item_events(session, tenant_id):
+                due.append(tenant_id)
             continue
-        behind = events - meta.events_used
+        new = behind.get(tenant_id, 0)
         trained_at = datetime.fromisoformat(meta.trained_at)
         old = now - trained_at > timedelta(hours=settings.train_max_age_hours)
         saved = saved_feature_version(store.tenant_dir(tenant_id) / meta.version / RANKER_DIR)
-        if (behind >= settings.train_after_events or (old and behind > 0)
-                or saved not in (None, FEATURE_VERSION)):
+        if (new >= settings.train_after_events or (old and new > 0)
+                or (saved not in (None, FEATURE_VERSION)
+                    and _has_item_events(session, tenant_id))):
             due.append(tenant_id)
-    return sorted(due)
+    return due
+
+
+def _has_item_events(session: Session, tenant_id: int) -> bool:
+    return session.scalar(select(Event.id).where(
+        Event.tenant_id == tenant_id, Event.item_id.is_not(None)).limit(1)) is not None

@@ -30,11 +30,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from service.core.config import Settings
 from service.core.errors import Conflict
+from service.ingest.models import Event
 from service.training.contract import InteractionLog, ModelMeta
 from service.training.data import (
     SPLIT_HOLDOUTS,
@@ -296,6 +298,10 @@ def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
     """
     del item_vectors_source
     started = time.monotonic()
+    # Read first: an event stored between the two is trained on and still counts as new
+    # (at worst one training more), never the other way round.
+    last_event_id = session.scalar(select(func.max(Event.id)).where(
+        Event.tenant_id == tenant_id))
     log = log_from_database(session, tenant_id, settings.rating_max)
     if len(log) == 0:
         raise Conflict("no_activity",
@@ -306,17 +312,20 @@ def train_tenant(session: Session, tenant_id: int, settings: Settings, *,
     trained = train_log(log, item_texts, sequence_seconds=sequence_seconds,
                         sequence_epochs=sequence_epochs, progress=progress,
                         ranker_trainer=ranker_trainer, workers=workers)
-    return save_training(settings, tenant_id, log, trained, time.monotonic() - started)
+    return save_training(settings, tenant_id, log, trained, time.monotonic() - started,
+                         last_event_id=last_event_id)
 
 
 def save_training(settings: Settings, tenant_id: int, log: InteractionLog, trained: Training,
-                  seconds: float) -> ModelMeta:
-    """Save what `train_log` produced as the tenant's new current version."""
+                  seconds: float, *, last_event_id: int | None = None) -> ModelMeta:
+    """Save what `train_log` produced as the tenant's new current version
+    (`last_event_id`: `ModelMeta.last_event_id`, when the log came from the database)."""
     meta = ModelMeta(
         version=new_version(), tenant_id=tenant_id,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         events_used=len(log), users=len(log.user_ids), items=len(trained.models.item_ids),
         sources=list(trained.models.sources), ranker=trained.ranker is not None,
-        heldout=trained.heldout, notes=trained.notes, seconds=round(seconds, 3))
+        heldout=trained.heldout, notes=trained.notes, seconds=round(seconds, 3),
+        last_event_id=last_event_id)
     ArtifactStore(models_root(settings)).save(meta, trained.models, trained.ranker)
     return meta
