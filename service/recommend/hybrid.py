@@ -12,6 +12,7 @@ from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from service.core.kept import Kept
@@ -421,14 +422,18 @@ def _ranker_version(models: TenantModels) -> str:
     return str(version) if version else f"{models.meta.version}/ranker"
 
 
+_EVIDENCE_OUT = TypeAdapter(list[EvidenceOut])
+
+
 def _hybrid_pick(item_id: str, title: str, score: float, reason: Reason | None,
                  rating_max: float) -> Pick:
     if reason is None:
         return Pick(item_id=item_id, title=title, score=r6(score), because=None,
                     explanation="Popular with other users; nothing you did points to it.")
-    # Built without validation: each is one of the user's stored events, already typed
-    # (`EvidenceEvent`), and validating them was a fortieth of a warm request.
-    evidence = [EvidenceOut.model_construct(**vars(e)) for e in reason.evidence]
+    # The user's stored events, already typed (`EvidenceEvent`), made models by one
+    # validation call for the reason's list: a fourth of the time `model_construct` took
+    # per event, the largest part of a pick.
+    evidence = _EVIDENCE_OUT.validate_python([vars(e) for e in reason.evidence])
     if reason.kind == "facet" and reason.facet is not None:
         facet = reason.facet
         return Pick(
